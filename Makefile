@@ -1,0 +1,47 @@
+# leadscore: the two commands a fresh machine needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+
+.DEFAULT_GOAL := help
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv
+
+$(VENV)/.installed: $(BIN)/uv requirements.lock pyproject.toml
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+install: $(VENV)/.installed ## Create .venv and install the locked dependencies (dev extra included)
+
+lock: $(BIN)/uv ## Re-resolve requirements.lock from pyproject.toml
+	$(BIN)/uv pip compile pyproject.toml --extra dev -o requirements.lock --python-version 3.11
+
+demo: install ## Run the main job end to end on the embedded default (synthetic CRM)
+	$(BIN)/dvc repro --quiet
+	$(BIN)/leadscore manifest data/training/manifest.json
+
+test: install ## Run lint and the whole test suite
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+bench: install ## Run the benchmarks (prints ratios against references measured in the same run)
+	$(BIN)/python benchmarks/bench_behavioral.py
+
+lint: install ## Lint and format-check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean: ## Remove generated data, caches and the venv
+	rm -rf $(VENV) data/crm data/validated data/rejects data/training .pytest_cache .ruff_cache
+
+.PHONY: help install lock demo test bench lint clean

@@ -1,0 +1,761 @@
+"""A synthetic B2B CRM whose true conversion probability is known exactly.
+
+The world is a hidden Markov model, one chain per lead, one step per day:
+
+    dormant (D) <- cold (C) <-> engaged (E) <-> evaluating (V) -> opportunity (O) -> won (W)
+                                                                                 -> lost (L)
+
+- D, W and L are absorbing. O is *observable*: entering it opens an opportunity record; leaving
+  it closes that record as won or lost. D, C, E and V are hidden.
+- Each day, a lead in state s emits ``Poisson(rate[s, type] * weekday_factor)`` events of each
+  type (D emits nothing, so a silent lead may be dormant or merely cold: recency matters).
+- Transition odds depend on what the CRM shows about the lead: firmographics, demographics,
+  source and BANT answers (a missing answer is its own level with no effect). After the market
+  shift date, one segment's odds of reaching and winning an opportunity change.
+
+Because everything the transitions depend on is observable, the exact Bayes probability that a
+lead open at ``as_of`` is won within the horizon given *everything observable up to as_of* comes
+from the forward algorithm: filter the state over the lead's observed days (events per type, and
+whether an opportunity is open), then propagate the filtered state ``horizon_days`` ahead. The
+generator runs that filter alongside the simulation and writes the result for every snapshot of
+the policy it is given: the *oracle*, the ceiling for any model on this data. It is never a
+feature. The only thing no model can see is the hidden state itself, and the day-to-day chance.
+
+Data-quality defects are injected so that validation has work to do: missing values (applied
+*before* the transition odds are computed, so the oracle sees exactly what the data shows),
+inconsistent spelling of categories, duplicate lead rows, events for unknown leads, events dated
+in the future or before their lead existed. All are undone or quarantined by validation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features import contract as ct
+
+log = logging.getLogger(__name__)
+
+DORMANT, COLD, ENGAGED, EVALUATING, OPPORTUNITY, WON, LOST = range(7)
+OPEN_STATES = 5  # D, C, E, V, O: the states a lead that has not closed can be in
+EMITTING = (COLD, ENGAGED, EVALUATING, OPPORTUNITY)
+
+# Daily event rates per emitting state (rows C, E, V, O), columns in contract.EVENT_TYPES order.
+DEFAULT_EVENT_RATES = {
+    #                      C       E       V       O
+    "page_view": (0.120, 0.420, 0.540, 0.450),
+    "pricing_page_view": (0.008, 0.060, 0.105, 0.084),
+    "email_open": (0.150, 0.200, 0.250, 0.250),
+    "email_click": (0.008, 0.060, 0.110, 0.090),
+    "content_download": (0.004, 0.040, 0.060, 0.030),
+    "webinar_registration": (0.002, 0.015, 0.015, 0.004),
+    "webinar_attendance": (0.001, 0.009, 0.011, 0.003),
+    "demo_request": (0.0002, 0.003, 0.015, 0.008),
+    "trial_signup": (0.0002, 0.003, 0.012, 0.012),
+    "product_inquiry": (0.0004, 0.005, 0.020, 0.020),
+    "form_submit": (0.002, 0.015, 0.040, 0.015),
+    "social_interaction": (0.008, 0.030, 0.030, 0.015),
+}
+
+
+@dataclass(frozen=True)
+class DefectRates:
+    """Rates of injected data-quality defects (fractions of rows)."""
+
+    missing_value: float = 0.03
+    inconsistent_spelling: float = 0.05
+    duplicate_lead: float = 0.005
+    unknown_lead_event: float = 0.001
+    future_event: float = 0.0005
+    event_before_lead: float = 0.0005
+
+
+@dataclass(frozen=True)
+class MarketShift:
+    """A change in one segment's odds after a date (so that retraining matters)."""
+
+    after_fraction: float = 0.55  # when, as a fraction of the simulated period
+    column: str = "industry"
+    #: segment value -> log-odds change of winning and log change of reaching an opportunity
+    effects: dict[str, float] = field(
+        default_factory=lambda: {"financial_services": -1.2, "healthcare": 0.9}
+    )
+
+
+@dataclass(frozen=True)
+class SyntheticCRMConfig:
+    """Everything the generator needs; defaults give a plausible mid-market B2B funnel."""
+
+    n_leads: int = 20_000
+    start: str = "2024-01-01"
+    months: int = 21
+    seed: int = 7
+    leads_per_account: float = 2.5
+    #: snapshot offsets (days after creation) and horizon for which the oracle is written
+    snapshot_offsets_days: tuple[int, ...] = (1, 7, 14, 30, 60, 90)
+    horizon_days: int = 90
+    defects: DefectRates = field(default_factory=DefectRates)
+    shift: MarketShift = field(default_factory=MarketShift)
+    #: multiplies every covariate effect: 0 = covariates carry no signal, 1 = default world
+    signal_strength: float = 1.0
+    #: daily hazards of the chain (before covariate effects)
+    base_hazards: dict[str, float] = field(
+        default_factory=lambda: {
+            "cold_to_dormant": 0.025,
+            "cold_to_engaged": 0.020,
+            "engaged_to_cold": 0.060,
+            "engaged_to_evaluating": 0.030,
+            "evaluating_to_engaged": 0.080,
+            "evaluating_to_opportunity": 0.040,
+            "opportunity_close": 0.007,
+            "win_log_odds": -0.5,
+            "buyer_log_odds": -1.5,
+            "browser_opportunity_factor": 0.8,
+            "browser_win_log_odds": -1.0,
+        }
+    )
+    event_rates: dict[str, tuple[float, float, float, float]] = field(
+        default_factory=lambda: dict(DEFAULT_EVENT_RATES)
+    )
+
+
+@dataclass(frozen=True)
+class SyntheticCRM:
+    """The generated CRM tables (with defects) and the oracle (never a feature)."""
+
+    tables: dict[str, pd.DataFrame]
+    oracle: pd.DataFrame
+    extracted_at: pd.Timestamp
+
+
+# ------------------------------------------------------------------------------------------------
+# Covariate effects (log-multipliers of transition hazards). Missing = 0.
+# ------------------------------------------------------------------------------------------------
+FIT_EFFECTS = {
+    "industry": {
+        "software": 0.35,
+        "financial_services": 0.25,
+        "healthcare": 0.0,
+        "manufacturing": -0.1,
+        "retail": -0.2,
+        "education": -0.45,
+        "professional_services": 0.1,
+        "media": -0.15,
+        "logistics": 0.0,
+        "public_sector": -0.5,
+    },
+    "seniority": {
+        "c_level": 0.25,
+        "vp": 0.35,
+        "director": 0.3,
+        "manager": 0.1,
+        "individual_contributor": -0.2,
+        "student": -1.5,
+    },
+    "department": {
+        "it": 0.3,
+        "engineering": 0.2,
+        "operations": 0.1,
+        "finance": 0.0,
+        "executive": 0.15,
+        "marketing": -0.05,
+        "sales": -0.05,
+        "hr": -0.3,
+        "other": -0.3,
+    },
+    "email_domain_kind": {"corporate": 0.1, "free": -0.6},
+    "region": {"north_america": 0.1, "emea": 0.0, "apac": -0.1, "latam": -0.25},
+    "source": {
+        "organic_search": 0.0,
+        "paid_search": -0.1,
+        "paid_social": -0.3,
+        "webinar": 0.15,
+        "event": 0.1,
+        "referral": 0.5,
+        "partner": 0.35,
+        "outbound": -0.2,
+        "content_syndication": -0.5,
+        "direct": 0.3,
+    },
+}
+INTENT_EFFECTS = {
+    "budget": {"under_10k": -0.5, "10k_50k": 0.0, "50k_250k": 0.3, "over_250k": 0.4},
+    "authority": {
+        "decision_maker": 0.4,
+        "economic_buyer": 0.5,
+        "influencer": 0.1,
+        "user": -0.3,
+        "unknown": -0.1,
+    },
+    "need": {
+        "cost_reduction": 0.35,
+        "revenue_growth": 0.3,
+        "compliance": 0.45,
+        "process_automation": 0.35,
+        "replace_competitor": 0.55,
+        "none": -0.7,
+    },
+    "timeline": {
+        "under_3_months": 0.6,
+        "3_6_months": 0.3,
+        "6_12_months": 0.0,
+        "over_12_months": -0.4,
+        "no_timeline": -0.7,
+    },
+}
+WIN_EFFECTS = {
+    "budget": {"under_10k": -0.4, "10k_50k": 0.0, "50k_250k": 0.25, "over_250k": 0.2},
+    "authority": {"decision_maker": 0.45, "economic_buyer": 0.6, "influencer": 0.0, "user": -0.4},
+    "industry": {"software": 0.2, "public_sector": -0.4, "education": -0.2},
+}
+# Where a lead starts, by source: P(cold), P(engaged), P(evaluating).
+START_MIX = {
+    "default": (0.80, 0.17, 0.03),
+    "webinar": (0.55, 0.40, 0.05),
+    "referral": (0.50, 0.35, 0.15),
+    "direct": (0.55, 0.30, 0.15),
+    "partner": (0.60, 0.30, 0.10),
+    "content_syndication": (0.92, 0.07, 0.01),
+    "outbound": (0.90, 0.08, 0.02),
+}
+
+_INDUSTRY_P = (0.20, 0.12, 0.10, 0.12, 0.09, 0.06, 0.11, 0.06, 0.07, 0.07)
+_REGION_P = (0.45, 0.33, 0.14, 0.08)
+_SOURCE_P = (0.22, 0.14, 0.08, 0.08, 0.05, 0.05, 0.05, 0.12, 0.11, 0.10)
+_SENIORITY_P = (0.05, 0.09, 0.18, 0.30, 0.35, 0.03)
+_DEPARTMENT_P = (0.18, 0.12, 0.20, 0.10, 0.08, 0.12, 0.05, 0.05, 0.10)
+_BUDGET_MISSING, _AUTHORITY_MISSING, _NEED_MISSING, _TIMELINE_MISSING = 0.62, 0.40, 0.48, 0.58
+_FIRST_NAMES = np.array(
+    "Ana Ben Chloe Dev Emma Femi Gus Hana Ivan Jia Kofi Lea Mia Noor Omar Pia Raj Sofia Tom Yuki".split()
+)
+_LAST_NAMES = np.array(
+    "Alvarez Brown Chen Dubois Evans Fischer Garcia Hansen Ito Jones Khan Larsen Moreau Novak "
+    "Okafor Patel Rossi Silva Tanaka Weber".split()
+)
+_TITLE_WORDS = {
+    "c_level": "Chief {d} Officer",
+    "vp": "VP {d}",
+    "director": "Director of {d}",
+    "manager": "{d} Manager",
+    "individual_contributor": "{d} Specialist",
+    "student": "Student",
+}
+
+
+def _effect(values: pd.Series | np.ndarray, table: dict[str, float]) -> np.ndarray:
+    """Vectorised lookup of a per-category effect; missing and unlisted values have effect 0."""
+    return pd.Series(values).map(table).astype("float64").fillna(0.0).to_numpy()
+
+
+def _choice(rng: np.random.Generator, options: tuple[str, ...], p, n: int) -> np.ndarray:
+    p = np.asarray(p, dtype=float)
+    return np.asarray(options, dtype=object)[rng.choice(len(options), size=n, p=p / p.sum())]
+
+
+# ------------------------------------------------------------------------------------------------
+# Static tables
+# ------------------------------------------------------------------------------------------------
+def _make_accounts(cfg: SyntheticCRMConfig, rng: np.random.Generator) -> pd.DataFrame:
+    n = max(1, int(round(cfg.n_leads / cfg.leads_per_account)))
+    employees = np.clip(np.round(rng.lognormal(np.log(60), 1.7, n)), 1, 400_000).astype("int64")
+    revenue_per_employee = rng.lognormal(np.log(160_000), 0.55, n)
+    region = _choice(rng, ct.REGIONS, _REGION_P, n)
+    country = np.empty(n, dtype=object)
+    for r, countries in ct.COUNTRIES_BY_REGION.items():  # loop over 4 regions, not rows
+        mask = region == r
+        country[mask] = rng.choice(np.asarray(countries, dtype=object), size=mask.sum())
+    return pd.DataFrame(
+        {
+            "account_id": pd.Series([f"A{i:07d}" for i in range(n)], dtype="str"),
+            "industry": _choice(rng, ct.INDUSTRIES, _INDUSTRY_P, n),
+            "employee_count": employees,
+            "annual_revenue": np.round(employees * revenue_per_employee, -3),
+            "country": country,
+            "region": region,
+            "is_customer": rng.random(n) < 0.03,
+        }
+    )
+
+
+def _lead_arrival_days(cfg: SyntheticCRMConfig, days: pd.DatetimeIndex, rng) -> np.ndarray:
+    """Creation day index of each lead: weekly and yearly seasonality plus gentle growth."""
+    weekday = np.where(days.dayofweek >= 5, 0.3, 1.0)
+    yearly = 1.0 + 0.25 * np.cos(2 * np.pi * (days.dayofyear.to_numpy() - 75) / 365.25)
+    december = np.where((days.month == 12) & (days.day >= 20), 0.4, 1.0)
+    august = np.where(days.month == 8, 0.8, 1.0)
+    growth = np.linspace(1.0, 1.3, len(days))
+    weight = weekday * yearly * december * august * growth
+    counts = rng.multinomial(cfg.n_leads, weight / weight.sum())
+    return np.repeat(np.arange(len(days)), counts)
+
+
+def _make_leads(
+    cfg: SyntheticCRMConfig, accounts: pd.DataFrame, days: pd.DatetimeIndex, rng
+) -> pd.DataFrame:
+    n = cfg.n_leads
+    created_day = _lead_arrival_days(cfg, days, rng)
+    # Bigger companies produce more leads.
+    weight = np.sqrt(accounts["employee_count"].to_numpy(dtype=float))
+    acc_idx = rng.choice(len(accounts), size=n, p=weight / weight.sum())
+    source = _choice(rng, ct.SOURCES, _SOURCE_P, n)
+    free_p = np.where(source == "content_syndication", 0.45, 0.2)
+    seniority = _choice(rng, ct.SENIORITIES, _SENIORITY_P, n)
+    department = _choice(rng, ct.DEPARTMENTS, _DEPARTMENT_P, n)
+    department = np.where(seniority == "c_level", "executive", department).astype(object)
+    own_country = rng.random(n) < 0.9
+    country = np.where(
+        own_country,
+        accounts["country"].to_numpy()[acc_idx],
+        rng.choice(np.asarray(ct.COUNTRIES, dtype=object), size=n),
+    )
+    # BANT: often unanswered; budget grows with company size.
+    size_rank = np.log10(accounts["employee_count"].to_numpy()[acc_idx])
+    budget_idx = np.clip(np.round(size_rank / 1.3 + rng.normal(0, 0.8, n)), 0, 3).astype(int)
+    budget = np.asarray(ct.BUDGET_BANDS, dtype=object)[budget_idx]
+    authority = np.where(
+        np.isin(seniority, ["c_level", "vp"]),
+        _choice(rng, ("decision_maker", "economic_buyer", "influencer"), (0.5, 0.35, 0.15), n),
+        _choice(rng, ("influencer", "user", "unknown", "decision_maker"), (0.45, 0.35, 0.12, 0.08), n),
+    )
+    need = _choice(rng, ct.NEEDS, (0.2, 0.2, 0.12, 0.2, 0.1, 0.18), n)
+    timeline = _choice(rng, ct.TIMELINES, (0.15, 0.22, 0.25, 0.18, 0.2), n)
+    for values, p_missing in (
+        (budget, _BUDGET_MISSING),
+        (authority, _AUTHORITY_MISSING),
+        (need, _NEED_MISSING),
+        (timeline, _TIMELINE_MISSING),
+    ):
+        values[rng.random(n) < p_missing] = None
+    # Timestamps: a time of day, busier during office hours.
+    seconds = np.clip(rng.normal(14 * 3600, 4 * 3600, n), 0, 86_399).astype("int64")
+    created_at = days.to_numpy()[created_day] + seconds.astype("timedelta64[s]")
+    first = rng.choice(_FIRST_NAMES, n)
+    last = rng.choice(_LAST_NAMES, n)
+    domain_kind = np.where(rng.random(n) < free_p, "free", "corporate").astype(object)
+    account_ids = accounts["account_id"].to_numpy()[acc_idx]
+    domain = np.where(
+        domain_kind == "free",
+        "mail.example",
+        pd.Series(account_ids).str.lower().to_numpy() + ".example",
+    )
+    dept_label = pd.Series(department).str.replace("_", " ").str.title().replace(
+        {"It": "IT", "Hr": "HR", "Executive": "Executive"}
+    )
+    title = pd.Series(seniority).map(_TITLE_WORDS)
+    job_title = [t.format(d=d) for t, d in zip(title, dept_label, strict=True)]
+    order = np.argsort(created_at, kind="stable")
+    leads = pd.DataFrame(
+        {
+            "created_at": created_at,
+            "source": source,
+            "email_domain_kind": domain_kind,
+            "job_title": job_title,
+            "seniority": seniority,
+            "department": department,
+            "country": country,
+            "account_id": account_ids,
+            "budget": budget,
+            "authority": authority,
+            "need": need,
+            "timeline": timeline,
+            "unsubscribed": rng.random(n) < 0.04,
+            "consent": rng.random(n) < 0.93,
+            "first_name": first,
+            "last_name": last,
+            "email": pd.Series(first).str.lower() + "." + pd.Series(last).str.lower() + "@" + domain,
+            "phone": pd.Series(rng.integers(10**9, 10**10, n)).map("+1{:010d}".format),
+            "_account_row": acc_idx,
+            "_created_day": created_day,
+        }
+    ).iloc[order]
+    leads.insert(0, "lead_id", [f"L{i:08d}" for i in range(n)])
+    return leads.reset_index(drop=True)
+
+
+def _blank_out(frame: pd.DataFrame, columns: list[str], rate: float, rng) -> pd.DataFrame:
+    """Missing-value defect: blank a fraction of each column (before effects are computed)."""
+    out = frame.copy()
+    for col in columns:
+        mask = rng.random(len(out)) < rate
+        if pd.api.types.is_integer_dtype(out[col]):
+            out[col] = out[col].astype("Int64").mask(mask)
+        elif pd.api.types.is_float_dtype(out[col]):
+            out[col] = out[col].mask(mask)
+        else:
+            out[col] = out[col].astype(object).where(~mask, None)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# The chain: per-lead hazards
+# ------------------------------------------------------------------------------------------------
+# Rows of the hazard table, each a daily probability (WIN is P(won | the opportunity closes)).
+CD, CE, EC, EV, VE, VO, CLOSE, WIN = range(8)
+BUYER, BROWSER = 0, 1  # the hidden lead type: nobody sees it, behaviour only hints at it
+
+
+@dataclass(frozen=True)
+class _Chain:
+    """Per-lead parameters of the chain."""
+
+    hazards: np.ndarray  # [8 hazards, 2 regimes (before/after shift), 2 types, n leads]
+    start: np.ndarray  # [n, OPEN_STATES]: distribution of the state on the creation day
+    buyer_prior: np.ndarray  # [n]: P(type = buyer), from what the CRM shows
+
+    def gather(self, idx: np.ndarray, regime: int, lead_type: np.ndarray | int) -> np.ndarray:
+        """Hazards [8, len(idx)] of leads ``idx`` in ``regime`` for the given type(s)."""
+        return self.hazards[:, regime, lead_type, idx]
+
+
+def _chain(cfg: SyntheticCRMConfig, leads: pd.DataFrame, accounts: pd.DataFrame) -> _Chain:
+    s = cfg.signal_strength
+    acc = accounts.iloc[leads["_account_row"].to_numpy()].reset_index(drop=True)
+    firm = acc[["industry", "region", "employee_count"]]
+
+    def column(name: str) -> pd.Series:
+        return firm[name] if name in firm else leads[name]
+
+    size = pd.to_numeric(firm["employee_count"], errors="coerce").to_numpy(dtype=float)
+    log_size = np.log10(np.where(np.isnan(size), 60.0, size))
+    # Mid-sized companies buy best; very small and very large ones less (a hump).
+    size_fit = 0.35 - 0.18 * (log_size - 2.5) ** 2
+    fit = s * (size_fit + sum(_effect(column(c), t) for c, t in FIT_EFFECTS.items()))
+    intent = s * sum(_effect(leads[c], t) for c, t in INTENT_EFFECTS.items())
+    win = sum(_effect(column(c), t) for c, t in WIN_EFFECTS.items())
+    win = s * (win + 0.15 * np.clip(log_size - 2.0, -1.5, 2.0))
+    shift_effect = s * _effect(column(cfg.shift.column), cfg.shift.effects)
+    b = cfg.base_hazards
+    n = len(leads)
+    table = np.zeros((8, 2, 2, n))
+
+    def hazard(base: float, log_mult) -> np.ndarray:
+        return np.clip(base * np.exp(log_mult) * np.ones(n), 0.0, 0.45)
+
+    for regime in (0, 1):
+        shift = shift_effect if regime else 0.0
+        for lead_type in (BUYER, BROWSER):
+            # Browsers look like buyers until late: they rarely open or win an opportunity.
+            vo_type = 0.0 if lead_type == BUYER else np.log(b["browser_opportunity_factor"])
+            win_type = 0.0 if lead_type == BUYER else b["browser_win_log_odds"]
+            h = table[:, regime, lead_type]
+            h[CD] = hazard(b["cold_to_dormant"], -0.5 * fit)
+            h[CE] = hazard(b["cold_to_engaged"], fit + 0.5 * intent)
+            h[EC] = hazard(b["engaged_to_cold"], -0.3 * fit)
+            h[EV] = hazard(b["engaged_to_evaluating"], 0.5 * fit + intent)
+            h[VE] = hazard(b["evaluating_to_engaged"], -0.3 * intent)
+            h[VO] = hazard(b["evaluating_to_opportunity"], 0.6 * fit + 0.8 * intent + 0.5 * shift + vo_type)
+            h[CLOSE] = hazard(b["opportunity_close"], 0.0)
+            logit = b["win_log_odds"] + win + 0.3 * intent + shift + win_type
+            h[WIN] = 1 / (1 + np.exp(-logit))
+    start = np.zeros((n, OPEN_STATES))
+    mix = np.array([START_MIX.get(v, START_MIX["default"]) for v in ct.SOURCES] + [START_MIX["default"]])
+    src_idx = leads["source"].map({v: i for i, v in enumerate(ct.SOURCES)}).fillna(len(ct.SOURCES))
+    start[:, COLD : EVALUATING + 1] = mix[src_idx.to_numpy(dtype=int)]
+    buyer_prior = 1 / (1 + np.exp(-(b["buyer_log_odds"] + 0.5 * fit + 0.5 * intent)))
+    return _Chain(hazards=table, start=start, buyer_prior=buyer_prior)
+
+
+def _predict_step(alpha: np.ndarray, hz: np.ndarray) -> np.ndarray:
+    """One day of the chain applied to state distributions ``alpha`` [n, 5 or 7], hazards [8, n]."""
+    cd, ce, ec, ev, ve, vo, close, win = hz
+    d, c, e, v, o = (alpha[:, k] for k in range(OPEN_STATES))
+    out = np.empty_like(alpha)
+    out[:, DORMANT] = d + c * cd
+    out[:, COLD] = c * (1 - cd - ce) + e * ec
+    out[:, ENGAGED] = e * (1 - ec - ev) + c * ce + v * ve
+    out[:, EVALUATING] = v * (1 - ve - vo) + e * ev
+    out[:, OPPORTUNITY] = o * (1 - close) + v * vo
+    if alpha.shape[1] > OPEN_STATES:
+        out[:, WON] = alpha[:, WON] + o * close * win
+        out[:, LOST] = alpha[:, LOST] + o * close * (1 - win)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Simulation and filtering, one day at a time, vectorised over leads
+# ------------------------------------------------------------------------------------------------
+def _simulate(cfg, leads, chain: _Chain, days: pd.DatetimeIndex, shift_day: int, rng):
+    """Simulate the chain and run the forward filter (over type x state) on what it emits."""
+    n, n_days = len(leads), len(days)
+    rates = np.array([cfg.event_rates[t] for t in ct.EVENT_TYPES]).T  # [4 emitting, types]
+    lam = np.zeros((OPEN_STATES, len(ct.EVENT_TYPES)))
+    lam[COLD:] = rates
+    total_rate = lam.sum(axis=1)
+    type_cdf = np.cumsum(lam / np.where(total_rate > 0, total_rate, 1)[:, None], axis=1)
+    with np.errstate(divide="ignore"):
+        log_lam = np.log(lam)
+    log_lam[DORMANT] = 0.0  # D emits nothing; its likelihood is handled separately
+    weekday_factor = np.where(days.dayofweek >= 5, 0.35, 1.0)
+    weekday_factor = weekday_factor / weekday_factor.mean()
+
+    created_day = leads["_created_day"].to_numpy()
+    created_sec = (
+        (leads["created_at"].to_numpy() - days.to_numpy()[created_day]) // np.timedelta64(1, "s")
+    ).astype("int64")
+    lead_type = np.where(rng.random(n) < chain.buyer_prior, BUYER, BROWSER).astype(np.int8)
+    state = np.full(n, -1, dtype=np.int8)  # -1 = not yet created
+    opp_open_day = np.full(n, -1, dtype=np.int32)
+    close_day = np.full(n, -1, dtype=np.int32)
+    won = np.zeros(n, dtype=bool)
+    offsets = np.asarray(sorted(set(cfg.snapshot_offsets_days)), dtype=np.int32)
+    track_until = created_day + offsets.max()  # filter a lead until its last snapshot
+    alpha = np.zeros((n, 2, OPEN_STATES))  # filtered P(type, state | observed so far)
+    arrivals = np.split(np.arange(n), np.searchsorted(created_day, np.arange(1, n_days)))
+    ev_lead, ev_day, ev_sec, ev_type = [], [], [], []
+    snap_lead, snap_offset, snap_alpha = [], [], []
+    active = np.empty(0, dtype=np.int64)  # created, not absorbed
+    tracked = np.empty(0, dtype=np.int64)  # created, open, before its last snapshot
+    for d in range(n_days):
+        regime_today = int(d >= shift_day)
+        new = arrivals[d]
+        if len(new):
+            u = rng.random(len(new))
+            state[new] = (u[:, None] > np.cumsum(chain.start[new], axis=1)).sum(axis=1)
+            prior = chain.buyer_prior[new]
+            alpha[new, BUYER] = prior[:, None] * chain.start[new]
+            alpha[new, BROWSER] = (1 - prior)[:, None] * chain.start[new]
+            active = np.concatenate([active, new])
+            tracked = np.concatenate([tracked, new])
+        # --- emissions of active leads
+        counts = rng.poisson(total_rate[state[active]] * weekday_factor[d])
+        has = counts > 0
+        e_lead = np.repeat(active[has], counts[has])
+        e_type = (rng.random(len(e_lead))[:, None] > type_cdf[state[e_lead]]).sum(axis=1)
+        e_type = np.minimum(e_type, len(ct.EVENT_TYPES) - 1).astype(np.int8)
+        start_sec = np.where(created_day[e_lead] == d, created_sec[e_lead], 0)
+        e_sec = start_sec + (rng.random(len(e_lead)) * (86_400 - start_sec)).astype("int64")
+        ev_lead.append(e_lead.astype(np.int32))
+        ev_day.append(np.full(len(e_lead), d, dtype=np.int32))
+        ev_sec.append(e_sec.astype(np.int32))
+        ev_type.append(e_type)
+        # --- forward filter of tracked leads with today's observations
+        if len(tracked):
+            a = alpha[tracked]
+            fresh = created_day[tracked] == d  # the creation day starts from the prior
+            for t in (BUYER, BROWSER):
+                stepped = _predict_step(a[:, t], chain.gather(tracked, regime_today, t))
+                a[:, t] = np.where(fresh[:, None], a[:, t], stepped)
+            pos = np.full(n, -1, dtype=np.int64)
+            pos[tracked] = np.arange(len(tracked))
+            tpos = pos[e_lead]
+            keep = tpos >= 0
+            loglik = np.zeros((len(tracked), OPEN_STATES))
+            for s_ in EMITTING:
+                loglik[:, s_] = (
+                    np.bincount(tpos[keep], weights=log_lam[s_, e_type[keep]], minlength=len(tracked))
+                    - total_rate[s_] * weekday_factor[d]
+                )
+            n_today = np.bincount(tpos[keep], minlength=len(tracked))
+            loglik[:, DORMANT] = np.where(n_today > 0, -np.inf, 0.0)
+            in_opp = state[tracked] == OPPORTUNITY  # an open opportunity is observed
+            loglik[:, OPPORTUNITY] = np.where(in_opp, loglik[:, OPPORTUNITY], -np.inf)
+            loglik[in_opp, :OPPORTUNITY] = -np.inf
+            loglik -= loglik.max(axis=1, keepdims=True)
+            post = a * np.exp(loglik)[:, None, :]
+            alpha[tracked] = post / post.sum(axis=(1, 2), keepdims=True)
+            # Record the filtered state at each snapshot whose as_of is tomorrow 00:00.
+            age = d + 1 - created_day[tracked]
+            at_snap = np.isin(age, offsets)
+            snap_lead.append(tracked[at_snap])
+            snap_offset.append(age[at_snap].astype(np.int32))
+            snap_alpha.append(alpha[tracked[at_snap]])
+        # --- transitions to tomorrow
+        if d + 1 < n_days and len(active):
+            one_hot = np.zeros((len(active), 7))
+            one_hot[np.arange(len(active)), state[active]] = 1.0
+            hz = chain.gather(active, int(d + 1 >= shift_day), lead_type[active])
+            probs = _predict_step(one_hot, hz)
+            u = rng.random(len(active))[:, None]
+            nxt = (u > np.cumsum(probs, axis=1)).sum(axis=1).clip(0, 6).astype(np.int8)
+            opened = (nxt == OPPORTUNITY) & (state[active] != OPPORTUNITY)
+            opp_open_day[active[opened]] = d + 1
+            closed = (nxt == WON) | (nxt == LOST)
+            close_day[active[closed]] = d + 1
+            won[active[nxt == WON]] = True
+            state[active] = nxt
+            active = active[(nxt != DORMANT) & ~closed]
+        if len(tracked):
+            open_ = (state[tracked] != WON) & (state[tracked] != LOST)
+            tracked = tracked[(track_until[tracked] > d + 1) & open_]
+    events = {
+        "lead": np.concatenate(ev_lead),
+        "day": np.concatenate(ev_day),
+        "sec": np.concatenate(ev_sec),
+        "type": np.concatenate(ev_type),
+    }
+    snaps = {
+        "lead": np.concatenate(snap_lead) if snap_lead else np.empty(0, np.int64),
+        "offset": np.concatenate(snap_offset) if snap_offset else np.empty(0, np.int32),
+        "alpha": np.concatenate(snap_alpha) if snap_alpha else np.empty((0, 2, OPEN_STATES)),
+    }
+    return events, snaps, opp_open_day, close_day, won
+
+
+def _oracle(cfg, snaps, chain: _Chain, created_day, shift_day: int, n_days: int) -> pd.DataFrame:
+    """P(won within the horizon | everything observable up to as_of), per recorded snapshot."""
+    lead, offset = snaps["lead"], snaps["offset"]
+    as_of_day = created_day[lead] + offset
+    keep = as_of_day + cfg.horizon_days <= n_days  # censored snapshots get no oracle
+    lead, as_of_day = lead[keep], as_of_day[keep]
+    v = np.zeros((len(lead), 2, 7))
+    v[:, :, :OPEN_STATES] = snaps["alpha"][keep]
+    # Day as_of_day is the first day of the horizon: the transition into it is the first step.
+    for step in range(cfg.horizon_days):
+        after = (as_of_day + step) >= shift_day
+        for regime in (0, 1):
+            m = after == bool(regime)
+            if m.any():
+                for t in (BUYER, BROWSER):
+                    v[m, t] = _predict_step(v[m, t], chain.gather(lead[m], regime, t))
+    return pd.DataFrame({"lead": lead, "as_of_day": as_of_day, "p_true": v[:, :, WON].sum(axis=1)})
+
+
+# ------------------------------------------------------------------------------------------------
+# Defects
+# ------------------------------------------------------------------------------------------------
+def _respell(values: pd.Series, column: str, rate: float, rng) -> pd.Series:
+    """Inconsistent spelling: upper/title case, padding, or a known synonym."""
+    out = values.astype(object).copy()
+    mask = (rng.random(len(out)) < rate) & out.notna().to_numpy()
+    if not mask.any():
+        return out
+    chosen = pd.Series(out[mask].to_numpy(dtype=object), dtype="str")
+    kind = rng.integers(0, 4, mask.sum())
+    inverse: dict[str, list[str]] = {}
+    for alias, canonical in ct.SYNONYMS.get(column, {}).items():
+        inverse.setdefault(canonical, []).append(alias)
+    synonym = chosen.map(lambda v: inverse.get(v, [v])[0])  # per distinct value via map
+    variants = np.select(
+        [kind == 0, kind == 1, kind == 2],
+        [
+            chosen.str.upper().to_numpy(dtype=object),
+            ("  " + chosen.str.replace("_", " ").str.title() + " ").to_numpy(dtype=object),
+            synonym.str.upper().to_numpy(dtype=object),
+        ],
+        default=chosen.str.replace("_", "-").to_numpy(dtype=object),
+    )
+    out[mask] = variants
+    return out
+
+
+def _inject_event_defects(events: pd.DataFrame, leads: pd.DataFrame, d: DefectRates,
+                          extracted_at: pd.Timestamp, rng) -> pd.DataFrame:
+    n = len(events)
+    parts = [events]
+    k = rng.binomial(n, d.unknown_lead_event)
+    if k:
+        bad = events.sample(n=k, random_state=int(rng.integers(2**31))).copy()
+        bad["lead_id"] = [f"X{i:08d}" for i in rng.integers(0, 10**8, k)]
+        parts.append(bad)
+    k = rng.binomial(n, d.future_event)
+    if k:
+        fut = events.sample(n=k, random_state=int(rng.integers(2**31))).copy()
+        fut["timestamp"] = extracted_at + pd.to_timedelta(rng.integers(1, 400, k), unit="D")
+        parts.append(fut)
+    k = rng.binomial(n, d.event_before_lead)
+    if k:
+        early = events.sample(n=k, random_state=int(rng.integers(2**31))).copy()
+        created = early["lead_id"].map(leads.set_index("lead_id")["created_at"])
+        early["timestamp"] = created - pd.to_timedelta(rng.integers(1, 30, k), unit="D")
+        parts.append(early)
+    # Defect rows go at the end: an export's row order means nothing.
+    return pd.concat(parts, ignore_index=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Entry point
+# ------------------------------------------------------------------------------------------------
+def generate_crm(cfg: SyntheticCRMConfig) -> SyntheticCRM:
+    """Generate the four CRM tables (with defects) and the oracle for ``cfg``'s snapshot policy."""
+    if min(cfg.snapshot_offsets_days) < 1:
+        raise ValueError("snapshot offsets must be >= 1 day after creation")
+    rng = np.random.default_rng(cfg.seed)
+    start = pd.Timestamp(cfg.start)
+    end = start + pd.DateOffset(months=cfg.months)
+    days = pd.date_range(start, end, freq="D", inclusive="left", unit="s")
+    extracted_at = pd.Timestamp(end).as_unit("s")
+    shift_day = int(round(cfg.shift.after_fraction * len(days)))
+    accounts = _make_accounts(cfg, rng)
+    leads = _make_leads(cfg, accounts, days, rng)
+    dr = cfg.defects
+    # Missing values first, so the chain's odds depend on exactly what the data shows.
+    accounts = _blank_out(accounts, ["industry", "employee_count", "annual_revenue"], dr.missing_value, rng)
+    leads = _blank_out(leads, ["source", "seniority", "department", "country", "job_title"], dr.missing_value, rng)
+    chain = _chain(cfg, leads, accounts)
+    events_raw, snaps, opp_open_day, close_day, won = _simulate(cfg, leads, chain, days, shift_day, rng)
+    log.info("simulated %d leads, %d events over %d days", len(leads), len(events_raw["lead"]), len(days))
+
+    day0 = days.to_numpy()
+    lead_ids = leads["lead_id"].to_numpy()
+    order = np.lexsort((events_raw["lead"], events_raw["sec"], events_raw["day"]))
+    events = pd.DataFrame(
+        {
+            "lead_id": pd.Series(lead_ids[events_raw["lead"][order]], dtype="str"),
+            "timestamp": day0[events_raw["day"][order]]
+            + events_raw["sec"][order].astype("timedelta64[s]"),
+            "event_type": pd.Categorical.from_codes(
+                events_raw["type"][order], categories=list(ct.EVENT_TYPES)
+            ),
+        }
+    )
+    del events_raw
+
+    has_opp = np.flatnonzero(opp_open_day >= 0)
+    opp_created = day0[opp_open_day[has_opp]] + rng.integers(8 * 3600, 19 * 3600, len(has_opp)).astype("timedelta64[s]")
+    closed = close_day[has_opp] >= 0
+    closed_at = np.where(
+        closed,
+        day0[np.clip(close_day[has_opp], 0, len(days) - 1)]
+        + rng.integers(8 * 3600, 19 * 3600, len(has_opp)).astype("timedelta64[s]"),
+        np.datetime64("NaT"),
+    )
+    size = accounts["employee_count"].to_numpy(dtype=float)[leads["_account_row"].to_numpy()[has_opp]]
+    amount = np.round(rng.lognormal(np.log(8_000) + 0.45 * np.log10(np.nan_to_num(size, nan=60.0)), 0.6), -2)
+    opportunities = pd.DataFrame(
+        {
+            "opportunity_id": pd.Series([f"O{i:08d}" for i in range(len(has_opp))], dtype="str"),
+            "lead_id": pd.Series(lead_ids[has_opp], dtype="str"),
+            "created_at": opp_created,
+            "closed_at": closed_at,
+            "is_won": pd.array(np.where(closed, won[has_opp], False), dtype="boolean"),
+            "amount": amount,
+        }
+    )
+    opportunities.loc[~closed, "is_won"] = pd.NA
+    # An account becomes a customer because a lead was won: the at_extraction leak.
+    won_accounts = leads["account_id"].to_numpy()[won]
+    accounts["is_customer"] = accounts["is_customer"] | accounts["account_id"].isin(won_accounts)
+
+    oracle_raw = _oracle(cfg, snaps, chain, leads["_created_day"].to_numpy(), shift_day, len(days))
+    oracle = pd.DataFrame(
+        {
+            "lead_id": pd.Series(lead_ids[oracle_raw["lead"]], dtype="str"),
+            "as_of": day0[oracle_raw["as_of_day"].to_numpy()],
+            "horizon_days": np.int32(cfg.horizon_days),
+            "p_true": oracle_raw["p_true"].to_numpy(),
+        }
+    ).sort_values(["as_of", "lead_id"], ignore_index=True)
+
+    # Defects that validation must undo or quarantine.
+    leads = leads.drop(columns=["_account_row", "_created_day"])
+    for col in ("source", "seniority", "department", "authority", "budget", "timeline", "need"):
+        leads[col] = _respell(leads[col], col, dr.inconsistent_spelling, rng)
+    accounts["industry"] = _respell(accounts["industry"], "industry", dr.inconsistent_spelling, rng)
+    events["event_type"] = events["event_type"].astype("str")
+    events = _inject_event_defects(events, leads, dr, extracted_at, rng)
+    n_dup = rng.binomial(len(leads), dr.duplicate_lead)
+    if n_dup:
+        dups = leads.sample(n=n_dup, random_state=int(rng.integers(2**31)))
+        leads = pd.concat([leads, dups], ignore_index=True)
+    for frame in (leads, accounts):
+        for col in frame.columns:
+            if frame[col].dtype == object:
+                frame[col] = frame[col].astype("str")
+    return SyntheticCRM(
+        tables={"leads": leads, "accounts": accounts, "events": events, "opportunities": opportunities},
+        oracle=oracle,
+        extracted_at=extracted_at,
+    )
