@@ -27,8 +27,8 @@ lock: $(BIN)/uv ## Re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra dev -o requirements.lock --python-version 3.11
 
 demo: install ## Run the main job end to end on the embedded default (synthetic CRM)
-	$(BIN)/dvc repro --quiet
-	$(BIN)/leadscore manifest data/training/manifest.json
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	$(BIN)/leadscore manifest data/training/manifest.json --oracle data/oracle/true_propensity.parquet
 
 test: install ## Run lint and the whole test suite
 	$(BIN)/ruff check .

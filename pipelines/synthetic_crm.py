@@ -30,6 +30,7 @@ in the future or before their lead existed. All are undone or quarantined by val
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -477,7 +478,7 @@ def _predict_step(alpha: np.ndarray, hz: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 # Simulation and filtering, one day at a time, vectorised over leads
 # ------------------------------------------------------------------------------------------------
-def _simulate(cfg, leads, chain: _Chain, days: pd.DatetimeIndex, shift_day: int, rng):
+def _simulate(cfg, leads, chain: _Chain, days: pd.DatetimeIndex, shift_day: int, rng, progress):
     """Simulate the chain and run the forward filter (over type x state) on what it emits."""
     n, n_days = len(leads), len(days)
     rates = np.array([cfg.event_rates[t] for t in ct.EVENT_TYPES]).T  # [4 emitting, types]
@@ -509,6 +510,8 @@ def _simulate(cfg, leads, chain: _Chain, days: pd.DatetimeIndex, shift_day: int,
     active = np.empty(0, dtype=np.int64)  # created, not absorbed
     tracked = np.empty(0, dtype=np.int64)  # created, open, before its last snapshot
     for d in range(n_days):
+        if progress is not None:
+            progress(d, n_days)
         regime_today = int(d >= shift_day)
         new = arrivals[d]
         if len(new):
@@ -668,8 +671,13 @@ def _inject_event_defects(events: pd.DataFrame, leads: pd.DataFrame, d: DefectRa
 # ------------------------------------------------------------------------------------------------
 # Entry point
 # ------------------------------------------------------------------------------------------------
-def generate_crm(cfg: SyntheticCRMConfig) -> SyntheticCRM:
-    """Generate the four CRM tables (with defects) and the oracle for ``cfg``'s snapshot policy."""
+def generate_crm(
+    cfg: SyntheticCRMConfig, progress: Callable[[int, int], None] | None = None
+) -> SyntheticCRM:
+    """Generate the four CRM tables (with defects) and the oracle for ``cfg``'s snapshot policy.
+
+    ``progress(day, n_days)`` is called once per simulated day, if given.
+    """
     if min(cfg.snapshot_offsets_days) < 1:
         raise ValueError("snapshot offsets must be >= 1 day after creation")
     rng = np.random.default_rng(cfg.seed)
@@ -685,7 +693,9 @@ def generate_crm(cfg: SyntheticCRMConfig) -> SyntheticCRM:
     accounts = _blank_out(accounts, ["industry", "employee_count", "annual_revenue"], dr.missing_value, rng)
     leads = _blank_out(leads, ["source", "seniority", "department", "country", "job_title"], dr.missing_value, rng)
     chain = _chain(cfg, leads, accounts)
-    events_raw, snaps, opp_open_day, close_day, won = _simulate(cfg, leads, chain, days, shift_day, rng)
+    events_raw, snaps, opp_open_day, close_day, won = _simulate(
+        cfg, leads, chain, days, shift_day, rng, progress
+    )
     log.info("simulated %d leads, %d events over %d days", len(leads), len(events_raw["lead"]), len(days))
 
     day0 = days.to_numpy()

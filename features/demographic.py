@@ -1,0 +1,34 @@
+"""Demographic features: who the lead is (seniority, department, country, email domain kind)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+
+from features.catalog import FeatureSpec
+from features.lookup import as_category, lead_rows, vocabulary_of
+
+BUILDER = "demographic"
+_FEATURES = {
+    "seniority": "Seniority: {value}",
+    "department": "Works in {value}",
+    "country": "Based in {value}",
+    "email_domain_kind": "Signed up with a {value} email address",
+}
+
+
+def demographic_specs() -> list[FeatureSpec]:
+    """The features :func:`build_demographic` returns, in column order."""
+    return [
+        FeatureSpec(name, label, (f"leads.{name}", "leads.created_at"), BUILDER, categorical=True)
+        for name, label in _FEATURES.items()
+    ]
+
+
+def build_demographic(tables: Mapping[str, pd.DataFrame], snapshots: pd.DataFrame) -> pd.DataFrame:
+    """Demographic features of each snapshot's lead, one row per snapshot (same order)."""
+    rows = lead_rows(tables["leads"], snapshots, list(_FEATURES))
+    return pd.DataFrame(
+        {c: as_category(rows[c], vocabulary_of("leads", c)) for c in _FEATURES}, index=snapshots.index
+    )

@@ -1,0 +1,42 @@
+"""Firmographic features: the lead's company (industry, size, revenue, region)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+
+from features.catalog import FeatureSpec
+from features.lookup import account_rows, as_category, vocabulary_of
+
+BUILDER = "firmographic"
+_CATEGORICAL = {"industry": "Industry: {value}", "region": "Region: {value}"}
+_NUMERIC = {
+    "employee_count": "Company of {value} employees",
+    "annual_revenue": "Company revenue of {value} USD",
+}
+
+
+def firmographic_specs() -> list[FeatureSpec]:
+    """The features :func:`build_firmographic` returns, in column order."""
+    specs = [
+        FeatureSpec(f"account_{c}", label, ("leads.account_id", "leads.created_at", f"accounts.{c}"), BUILDER, categorical=True)
+        for c, label in _CATEGORICAL.items()
+    ]
+    specs += [
+        FeatureSpec(f"account_{c}", label, ("leads.account_id", "leads.created_at", f"accounts.{c}"), BUILDER)
+        for c, label in _NUMERIC.items()
+    ]
+    return specs
+
+
+def build_firmographic(tables: Mapping[str, pd.DataFrame], snapshots: pd.DataFrame) -> pd.DataFrame:
+    """Firmographic features of each snapshot's account, one row per snapshot (same order).
+
+    ``accounts.is_customer`` is deliberately absent: it is today's value, and an account often
+    became a customer *because* the lead converted (a leak).
+    """
+    rows = account_rows(tables["leads"], tables["accounts"], snapshots, [*_CATEGORICAL, *_NUMERIC])
+    out = {f"account_{c}": as_category(rows[c], vocabulary_of("accounts", c)) for c in _CATEGORICAL}
+    out |= {f"account_{c}": pd.to_numeric(rows[c]).astype("float64") for c in _NUMERIC}
+    return pd.DataFrame(out, index=snapshots.index)

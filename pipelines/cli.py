@@ -1,0 +1,241 @@
+"""`leadscore`: the command line of the lead-conversion propensity pipeline.
+
+Each command is one step of the pipeline (and one stage of dvc.yaml): it reads params.yaml,
+calls the library and writes its outputs. Run `leadscore COMMAND --help` for details.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(
+    help=(
+        "Lead-conversion propensity pipeline: synthetic or real CRM data in, point-in-time "
+        "features and leak-free training sets out. The DVC pipeline (dvc.yaml) chains these "
+        "commands; `make demo` runs it end to end."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+)
+console = Console(stderr=True)
+out_console = Console()
+
+ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="The params.yaml to read.")]
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors only.")] = False,
+) -> None:
+    """Configure logging once, for every command."""
+    # Nothing in the pipeline may phone home.
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)],
+        force=True,
+    )
+
+
+def _load(params: Path) -> dict:
+    from pipelines.params import load_params
+
+    return load_params(params)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def generate(
+    params: ParamsOpt = Path("params.yaml"),
+    out: Annotated[str, typer.Option(help="Folder (or SQLAlchemy URL) to write the CRM tables to.")] = "data/crm",
+    oracle: Annotated[Path, typer.Option(help="Where to write the true propensity per snapshot (never a feature).")] = Path("data/oracle/true_propensity.parquet"),
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv (ignored for a database URL).")] = "parquet",
+    n_leads: Annotated[int | None, typer.Option(help="Override generate.n_leads.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override generate.seed.")] = None,
+) -> None:
+    """Generate a synthetic B2B CRM (leads, accounts, events, opportunities) with known propensity.
+
+    The world is a hidden Markov funnel (see docs/synthetic-crm.md); the oracle file holds the
+    exact probability of closed-won within the horizon for each snapshot of the policy in
+    params.yaml, for evaluation only. Sizes, seed, market shift and defect rates come from the
+    `generate` section.
+    """
+    from pipelines.steps import run_generate
+
+    p = _load(params)
+    overrides = {k: v for k, v in {"n_leads": n_leads, "seed": seed}.items() if v is not None}
+    with Progress(
+        TextColumn("simulating days"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    ) as bar:
+        task = bar.add_task("days", total=None)
+
+        def tick(day: int, n_days: int) -> None:
+            bar.update(task, completed=day + 1, total=n_days)
+
+        meta = run_generate(p, out, oracle, fmt=fmt, progress=tick, **overrides)
+    table = Table(title=f"synthetic CRM in {out}")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in meta["rows"].items():
+        table.add_row(name, f"{rows:,}")
+    out_console.print(table)
+
+
+@app.command()
+def validate(
+    source: Annotated[str, typer.Argument(help="Folder of Parquet/CSV tables or an SQLAlchemy URL.")] = "data/crm",
+    params: ParamsOpt = Path("params.yaml"),
+    out: Annotated[Path, typer.Option(help="Folder for the clean, typed tables.")] = Path("data/validated"),
+    rejects: Annotated[Path, typer.Option(help="Folder for quarantined rows (with a reason column).")] = Path("data/rejects"),
+) -> None:
+    """Check the CRM against the data contract; quarantine unusable rows with a reason.
+
+    A missing column or a column of the wrong type stops with an error naming the table, the
+    column and example rows. Unusable rows (duplicates, unknown leads, future timestamps, events
+    before their lead existed, unparseable values) go to the rejects folder and are counted.
+    """
+    from features.validation import ContractError
+    from pipelines.steps import run_validate
+
+    try:
+        report = run_validate(_load(params), source, out, rejects)
+    except ContractError as err:
+        _fail(str(err))
+    table = Table(title=f"validation of {source}")
+    for col in ("table", "rows_in", "rows_rejected", "rows_out"):
+        table.add_column(col, justify="left" if col == "table" else "right")
+    for row in report["counts"]:
+        table.add_row(*(f"{row[c]:,}" if isinstance(row[c], int) else str(row[c]) for c in ("table", "rows_in", "rows_rejected", "rows_out")))
+    out_console.print(table)
+
+
+@app.command()
+def label(
+    params: ParamsOpt = Path("params.yaml"),
+    validated: Annotated[Path, typer.Option(help="Folder written by `leadscore validate`.")] = Path("data/validated"),
+    out: Annotated[Path, typer.Option(help="Parquet file of labelled snapshots.")] = Path("data/labels/labelled_snapshots.parquet"),
+) -> None:
+    """Take snapshots by the policy in params.yaml and label them (closed-won within the horizon).
+
+    Snapshots of leads already won or lost, and snapshots whose horizon is not over by the end
+    of the data (censored), are left out and counted.
+    """
+    from pipelines.steps import run_label
+
+    summary = run_label(_load(params), validated, out)
+    out_console.print_json(json.dumps(summary))
+
+
+@app.command()
+def features(
+    params: ParamsOpt = Path("params.yaml"),
+    validated: Annotated[Path, typer.Option(help="Folder written by `leadscore validate`.")] = Path("data/validated"),
+    snapshots: Annotated[Path, typer.Option(help="Parquet file of (lead_id, as_of) snapshots.")] = Path("data/labels/labelled_snapshots.parquet"),
+    out: Annotated[Path, typer.Option(help="Parquet file of features, one row per snapshot.")] = Path("data/features/features.parquet"),
+) -> None:
+    """Build point-in-time features for each snapshot with the builders chosen in params.yaml.
+
+    A feature as of a snapshot sees only rows dated strictly before as_of; builders that would
+    read a field known only later are refused. The feature catalog (names, readable labels,
+    sources and when they are known) is written beside the output.
+    """
+    from pipelines.steps import run_features
+
+    frame = run_features(_load(params), validated, snapshots, out)
+    out_console.print(f"{frame.shape[1] - 2} features x {len(frame):,} snapshots -> {out}")
+
+
+@app.command("training-set")
+def training_set(
+    params: ParamsOpt = Path("params.yaml"),
+    features_path: Annotated[Path, typer.Option("--features", help="Output of `leadscore features`.")] = Path("data/features/features.parquet"),
+    snapshots: Annotated[Path, typer.Option(help="Output of `leadscore label`.")] = Path("data/labels/labelled_snapshots.parquet"),
+    validated: Annotated[Path, typer.Option(help="Folder written by `leadscore validate`.")] = Path("data/validated"),
+    out: Annotated[Path, typer.Option(help="Folder for train/validation/test Parquet and manifest.json.")] = Path("data/training"),
+) -> None:
+    """Join labels and features, split by as_of into train / validation / test, write a manifest."""
+    from pipelines.steps import run_training_set
+
+    result = run_training_set(_load(params), features_path, snapshots, validated, out)
+    _print_manifest(result)
+
+
+@app.command("manifest")
+def show_manifest(
+    path: Annotated[Path, typer.Argument(help="A manifest.json written by `leadscore training-set`.")] = Path("data/training/manifest.json"),
+    oracle: Annotated[Path | None, typer.Option(help="Oracle file of a synthetic CRM: adds the oracle ROC AUC per split.")] = None,
+) -> None:
+    """Print a training set's manifest: rows, positive rate and dates per split, and its inputs."""
+    if not path.exists():
+        _fail(f"{path} not found: run `leadscore training-set` (or `make demo`) first")
+    result = json.loads(path.read_text())
+    ceiling = None
+    if oracle is not None:
+        from pipelines.oracle import oracle_auc_by_split
+
+        ceiling = oracle_auc_by_split(path.parent, oracle)
+    _print_manifest(result, ceiling)
+
+
+def _print_manifest(result: dict, oracle_auc: dict | None = None) -> None:
+    table = Table(title=f"training set: {result['rows']:,} snapshots, {result['n_features']} features, "
+                        f"{100 * result['positive_rate']:.2f}% positive")
+    cols = ["split", "rows", "leads", "positives", "positive rate", "as_of from", "as_of to"]
+    if oracle_auc:
+        cols.append("oracle ROC AUC")
+    for c in cols:
+        table.add_column(c, justify="left" if c == "split" else "right")
+    for name, s in result["splits"].items():
+        row = [name, f"{s['rows']:,}", f"{s['leads']:,}", f"{s['positives']:,}",
+               f"{100 * s['positive_rate']:.2f}%" if s["positive_rate"] is not None else "-",
+               s["as_of_from"] or "-", s["as_of_to"] or "-"]
+        if oracle_auc:
+            auc = oracle_auc.get(name)
+            row.append(f"{auc:.3f}" if auc is not None else "-")
+        table.add_row(*row)
+    out_console.print(table)
+    out_console.print(f"left out: {result['excluded_snapshots']}")
+    out_console.print(f"input fingerprint: {result['input_fingerprint'][:16]}…")
+
+
+@app.command()
+def catalog(
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """List every feature the configured builders produce: name, readable label, sources, when known."""
+    from features.build import feature_specs
+    from pipelines.params import behavioral_params, section
+
+    p = _load(params)
+    table = Table(title="feature catalog")
+    for c in ("name", "builder", "label", "sources (knowledge)"):
+        table.add_column(c)
+    for s in feature_specs(section(p, "features")["builders"], behavioral_params(p)):
+        known = ", ".join(f"{src} ({k.value})" for src, k in zip(s.sources, s.knowledge, strict=True))
+        table.add_row(s.name, s.builder, s.label, known)
+    out_console.print(table)
+
+
+if __name__ == "__main__":
+    app()

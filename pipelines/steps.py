@@ -1,0 +1,207 @@
+"""The pipeline steps: read inputs, call the library, write outputs. One function per DVC stage.
+
+Paths come in as arguments (dvc.yaml names them once); settings come in as params.yaml sections.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.build import build_features, feature_specs
+from features.readers import read_crm, write_crm
+from features.snapshots import snapshots_after_creation
+from features.validation import validate_crm, write_rejects
+from pipelines.params import behavioral_params, section, synthetic_config
+from pipelines.synthetic_crm import generate_crm
+from pipelines.training_set import (
+    fingerprint,
+    label_snapshots,
+    manifest,
+    temporal_split,
+)
+
+log = logging.getLogger(__name__)
+
+META_FILE = "crm_meta.json"
+VALIDATION_REPORT = "validation_report.json"
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def _read_meta(folder: Path) -> dict[str, Any]:
+    meta = folder / META_FILE
+    return json.loads(meta.read_text()) if meta.exists() else {}
+
+
+def run_generate(
+    params: dict[str, Any],
+    out: str | Path,
+    oracle_path: str | Path,
+    fmt: str = "parquet",
+    progress: Callable[[int, int], None] | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Generate the synthetic CRM into ``out`` (folder or SQLAlchemy URL) and its oracle file."""
+    cfg = synthetic_config(params, **overrides)
+    crm = generate_crm(cfg, progress=progress)
+    write_crm(crm.tables, out, fmt=fmt)
+    meta = {
+        "extracted_at": crm.extracted_at.isoformat(),
+        "generator": "leadscore synthetic CRM",
+        "config": asdict(cfg),
+        "rows": {name: len(t) for name, t in crm.tables.items()},
+    }
+    if "://" not in str(out):
+        _write_json(Path(out) / META_FILE, meta)
+    oracle_path = Path(oracle_path)
+    oracle_path.parent.mkdir(parents=True, exist_ok=True)
+    crm.oracle.to_parquet(oracle_path, index=False)
+    log.info("wrote the synthetic CRM to %s and its oracle (%d snapshots) to %s", out, len(crm.oracle), oracle_path)
+    return meta
+
+
+def resolve_extracted_at(source: str | Path, configured: str | None) -> pd.Timestamp:
+    """When the CRM was exported: params, else the source's crm_meta.json, else now (UTC)."""
+    if configured:
+        return pd.Timestamp(configured)
+    if "://" not in str(source):
+        meta = _read_meta(Path(source))
+        if "extracted_at" in meta:
+            return pd.Timestamp(meta["extracted_at"])
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    log.info("no extraction time configured or recorded: using now (%s)", now)
+    return now
+
+
+def run_validate(
+    params: dict[str, Any], source: str | Path, out: str | Path, rejects: str | Path
+) -> dict[str, Any]:
+    """Validate the CRM at ``source``; write clean typed tables to ``out`` and rejects to ``rejects``."""
+    settings = section(params, "validate")
+    extracted_at = resolve_extracted_at(source, section(params, "crm").get("extracted_at"))
+    result = validate_crm(
+        read_crm(source),
+        extracted_at=extracted_at,
+        max_unparseable_fraction=float(settings["max_unparseable_fraction"]),
+    )
+    out = Path(out)
+    write_crm(result.tables, out, fmt="parquet")
+    write_rejects(result, rejects)
+    report = {
+        "extracted_at": extracted_at.isoformat(),
+        "source": str(source),
+        "counts": result.counts.to_dict(orient="records"),
+        "input_fingerprint": fingerprint(result.tables),
+    }
+    _write_json(out / META_FILE, {"extracted_at": extracted_at.isoformat()})
+    _write_json(out / VALIDATION_REPORT, report)
+    log.info("validation:\n%s", result.summary())
+    return report
+
+
+def _read_validated(folder: str | Path) -> tuple[dict[str, pd.DataFrame], pd.Timestamp]:
+    folder = Path(folder)
+    tables = read_crm(folder)
+    meta = _read_meta(folder)
+    if "extracted_at" not in meta:
+        raise FileNotFoundError(f"{folder / META_FILE} is missing: run `leadscore validate` first")
+    return tables, pd.Timestamp(meta["extracted_at"])
+
+
+def run_label(params: dict[str, Any], validated: str | Path, out: str | Path) -> dict[str, Any]:
+    """Snapshots by the policy in params, labelled, censored; written to ``out`` (Parquet)."""
+    tables, extracted_at = _read_validated(validated)
+    snapshots = snapshots_after_creation(tables["leads"], section(params, "snapshots")["offsets_days"])
+    labelled = label_snapshots(
+        snapshots,
+        tables["leads"],
+        tables["opportunities"],
+        horizon_days=int(section(params, "label")["horizon_days"]),
+        data_end=extracted_at,
+    )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    labelled.frame.to_parquet(out, index=False)
+    summary = {"snapshots": len(snapshots), "labelled": len(labelled.frame), "excluded": labelled.excluded}
+    _write_json(out.with_suffix(".json"), summary)
+    return summary
+
+
+def run_features(
+    params: dict[str, Any], validated: str | Path, snapshots_path: str | Path, out: str | Path
+) -> pd.DataFrame:
+    """Features of every labelled snapshot (one row each, same order), written to ``out``."""
+    tables, _ = _read_validated(validated)
+    snapshots = pd.read_parquet(snapshots_path, columns=["lead_id", "as_of"])
+    builders = section(params, "features")["builders"]
+    behavioral = behavioral_params(params)
+    frame = build_features(tables, snapshots, builders, behavioral)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(out, index=False)
+    catalog = [
+        {
+            "name": s.name,
+            "label": s.label,
+            "builder": s.builder,
+            "categorical": s.categorical,
+            "sources": list(s.sources),
+            "knowledge": [k.value for k in s.knowledge],
+        }
+        for s in feature_specs(builders, behavioral)
+    ]
+    _write_json(out.parent / "feature_catalog.json", {"features": catalog})
+    log.info("wrote %d features x %d snapshots to %s", frame.shape[1] - 2, len(frame), out)
+    return frame
+
+
+def run_training_set(
+    params: dict[str, Any],
+    features_path: str | Path,
+    snapshots_path: str | Path,
+    validated: str | Path,
+    out: str | Path,
+) -> dict[str, Any]:
+    """Join labels to features, split by time, write one Parquet file per split and a manifest."""
+    features = pd.read_parquet(features_path)
+    labelled = pd.read_parquet(snapshots_path)
+    same_rows = len(features) == len(labelled) and (
+        features[["lead_id", "as_of"]].reset_index(drop=True).equals(labelled[["lead_id", "as_of"]].reset_index(drop=True))
+    )
+    if not same_rows:
+        raise ValueError(
+            f"{features_path} and {snapshots_path} do not hold the same snapshots in the same order: "
+            "rebuild the features stage"
+        )
+    split_settings = section(params, "split")
+    training = features.assign(label=labelled["label"].to_numpy())
+    training["split"] = temporal_split(
+        training["as_of"], int(split_settings["validation_days"]), int(split_settings["test_days"])
+    )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, part in training.groupby("split", sort=False):
+        part.drop(columns="split").to_parquet(out / f"{name}.parquet", index=False)
+    report = json.loads((Path(validated) / VALIDATION_REPORT).read_text())
+    label_summary = json.loads(Path(snapshots_path).with_suffix(".json").read_text())
+    feature_names = [c for c in features.columns if c not in ("lead_id", "as_of")]
+    settings = {
+        "snapshots": section(params, "snapshots"),
+        "label": section(params, "label"),
+        "split": split_settings,
+        "features": {"builders": section(params, "features")["builders"]},
+        "extracted_at": report["extracted_at"],
+    }
+    result = manifest(training, label_summary["excluded"], report["input_fingerprint"], feature_names, settings)
+    _write_json(out / "manifest.json", result)
+    return result

@@ -1,0 +1,84 @@
+"""Labels, censoring, exclusions and the temporal split, on tiny frames."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from pipelines.training_set import fingerprint, label_snapshots, manifest, temporal_split
+
+END = pd.Timestamp("2024-12-31")
+
+
+def label(tiny_tables, as_of: list[str], horizon: int = 30, end: pd.Timestamp = END):
+    snaps = pd.DataFrame({"lead_id": ["L1"] * len(as_of), "as_of": pd.to_datetime(as_of, format="ISO8601")})
+    return label_snapshots(snaps, tiny_tables["leads"], tiny_tables["opportunities"], horizon, end)
+
+
+def test_label_is_closed_won_within_the_horizon(tiny_tables):
+    # won at 2024-04-20 16:00
+    out = label(tiny_tables, ["2024-03-02", "2024-03-21", "2024-03-22", "2024-03-21 16:00:01", "2024-04-20 16:00"], horizon=30)
+    got = dict(zip(out.frame["as_of"].astype(str), out.frame["label"], strict=True))
+    assert got == {
+        "2024-03-02 00:00:00": 0,  # horizon ends 04-01
+        "2024-03-21 00:00:00": 0,  # horizon ends 04-20 00:00, before the 16:00 close
+        "2024-03-22 00:00:00": 1,
+        "2024-03-21 16:00:01": 1,  # window [as_of, as_of + 30 days) still holds 04-20 16:00
+        "2024-04-20 16:00:00": 1,  # closing exactly at as_of counts: not closed *before* as_of
+    }
+
+
+def test_horizon_end_is_exclusive(tiny_tables):
+    out = label(tiny_tables, ["2024-03-21 16:00"], horizon=30)
+    assert out.frame["label"].tolist() == [0]
+
+
+def test_closed_leads_censored_and_unborn_snapshots_are_left_out_and_counted(tiny_tables):
+    snaps = pd.DataFrame(
+        {
+            "lead_id": ["L1", "L1", "L1", "L2"],
+            "as_of": pd.to_datetime(["2024-02-01", "2024-05-01", "2024-03-10", "2024-12-15"]),
+        }
+    )
+    out = label_snapshots(snaps, tiny_tables["leads"], tiny_tables["opportunities"], 30, END)
+    assert out.frame["as_of"].dt.strftime("%m-%d").tolist() == ["03-10"]
+    assert out.excluded == {
+        "before_lead_created": 1,
+        "already_won_or_lost": 1,
+        "censored_horizon_after_data_end": 1,
+    }
+
+
+def test_temporal_split_takes_the_last_days_as_test():
+    as_of = pd.Series(pd.date_range("2024-01-01", periods=100, freq="D"))
+    split = temporal_split(as_of, validation_days=20, test_days=10)
+    assert split.value_counts().to_dict() == {"train": 70, "validation": 20, "test": 10}
+    assert as_of[split == "test"].min() == pd.Timestamp("2024-03-31")
+    assert (as_of[split == "train"].max() < as_of[split == "validation"].min())
+
+
+def test_temporal_split_refuses_to_leave_a_split_empty():
+    as_of = pd.Series(pd.date_range("2024-01-01", periods=10, freq="D"))
+    with pytest.raises(ValueError, match="empty"):
+        temporal_split(as_of, validation_days=20, test_days=10)
+
+
+def test_manifest_counts_and_fingerprint(tiny_tables):
+    training = pd.DataFrame(
+        {
+            "lead_id": ["L1", "L2", "L1", "L2"],
+            "as_of": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-02-01", "2024-03-01"]),
+            "label": [0, 1, 1, 0],
+            "split": ["train", "train", "validation", "test"],
+        }
+    )
+    fp = fingerprint(tiny_tables)
+    m = manifest(training, {"censored_horizon_after_data_end": 2}, fp, ["x"], {"k": 1})
+    assert m["splits"]["train"] == {
+        "rows": 2, "leads": 2, "positives": 1, "positive_rate": 0.5,
+        "as_of_from": "2024-01-01", "as_of_to": "2024-01-02",
+    }
+    assert m["leads_in_more_than_one_split"] == 2
+    assert len(fp) == 64 and fp == fingerprint(tiny_tables)
+    changed = dict(tiny_tables, events=tiny_tables["events"].iloc[:-1])
+    assert fingerprint(changed) != fp

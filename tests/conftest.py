@@ -1,0 +1,76 @@
+"""Shared fixtures. Nothing the tests run may reach for the network."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def ts(text: str) -> pd.Timestamp:
+    """A naive UTC timestamp from text."""
+    return pd.Timestamp(text)
+
+
+@pytest.fixture
+def tiny_tables() -> dict[str, pd.DataFrame]:
+    """Two leads, one account each, a handful of events and one won opportunity, typed."""
+    leads = pd.DataFrame(
+        {
+            "lead_id": ["L1", "L2"],
+            "created_at": pd.to_datetime(["2024-03-01 09:30", "2024-03-05 14:00"]),
+            "source": pd.Categorical(["referral", None]),
+            "email_domain_kind": ["corporate", "free"],
+            "job_title": ["VP Sales", "Student"],
+            "seniority": ["vp", "student"],
+            "department": ["sales", None],
+            "country": ["DE", "US"],
+            "account_id": ["A1", "A2"],
+            "budget": ["50k_250k", None],
+            "authority": ["decision_maker", "unknown"],
+            "need": ["compliance", None],
+            "timeline": [None, "no_timeline"],
+            "unsubscribed": [False, True],
+            "consent": [True, True],
+            "first_name": ["Ana", "Ben"],
+            "last_name": ["Alvarez", "Brown"],
+            "email": ["ana@a1.example", "ben@mail.example"],
+            "phone": ["+100", "+200"],
+        }
+    )
+    accounts = pd.DataFrame(
+        {
+            "account_id": ["A1", "A2"],
+            "industry": ["software", "education"],
+            "employee_count": [250, 12],
+            "annual_revenue": [40e6, 1e6],
+            "country": ["DE", "US"],
+            "region": ["emea", "north_america"],
+            "is_customer": [True, False],
+        }
+    )
+    events = pd.DataFrame(
+        {
+            "lead_id": ["L1", "L1", "L1", "L1", "L2"],
+            "timestamp": pd.to_datetime(
+                ["2024-03-01 10:00", "2024-03-03 08:00", "2024-03-03 09:00", "2024-03-09 12:00", "2024-03-06 00:00"]
+            ),
+            "event_type": ["page_view", "pricing_page_view", "pricing_page_view", "demo_request", "email_open"],
+        }
+    )
+    opportunities = pd.DataFrame(
+        {
+            "opportunity_id": ["O1"],
+            "lead_id": ["L1"],
+            "created_at": pd.to_datetime(["2024-03-10 10:00"]),
+            "closed_at": pd.to_datetime(["2024-04-20 16:00"]),
+            "is_won": pd.array([True], dtype="boolean"),
+            "amount": [30_000.0],
+        }
+    )
+    return {"leads": leads, "accounts": accounts, "events": events, "opportunities": opportunities}
