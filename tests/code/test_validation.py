@@ -1,0 +1,478 @@
+"""Unit tests of features.validation on tiny hand-made CRM tables."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features import contract as ct
+from features.validation import (
+    ContractError,
+    ValidationResult,
+    normalise_category,
+    validate_crm,
+    write_rejects,
+)
+
+EXTRACTED_AT = pd.Timestamp("2024-06-01")
+
+
+def _frame(rows: list[dict], table: ct.Table) -> pd.DataFrame:
+    """Raw text frame (as read from CSV): every contract column a string, None = missing."""
+    return pd.DataFrame(
+        {c: pd.Series([r.get(c) for r in rows], dtype="str") for c in table.column_names}
+    )
+
+
+def tiny_crm() -> dict[str, pd.DataFrame]:
+    """Three accounts, three leads, three events, two opportunities; all valid."""
+    accounts = [
+        dict(account_id="A1", industry="SaaS", employee_count="10", annual_revenue="1e6",
+             country="us", region="North America", is_customer="false"),
+        dict(account_id="A2", industry="Financial-Services", employee_count="200",
+             annual_revenue="5000000.5", country="DE", region="Europe", is_customer="Yes"),
+        dict(account_id="A3", industry=None, employee_count=None, annual_revenue=None,
+             country=None, region=None, is_customer=None),
+    ]  # fmt: skip
+    leads = [
+        dict(lead_id="L1", created_at="2024-01-01T10:00:00", source="SEO",
+             email_domain_kind="corporate", job_title="VP Sales", seniority="Vice President",
+             department="Sales", country="US", account_id="A1", budget="<10k",
+             authority="Decision Maker", need="growth", timeline="3-6 months",
+             unsubscribed="0", consent="TRUE", first_name="Ada", last_name="Lovelace",
+             email="ada@a1.example", phone="+10000000001"),
+        dict(lead_id=" L2 ", created_at="2024-02-01 09:30:00", source="paid_search",
+             email_domain_kind="Business", job_title="CEO", seniority="C-Level",
+             department="exec", country="de", account_id="A2", budget="10-50k",
+             authority="dm", need=None, timeline=None, unsubscribed="no", consent="y",
+             first_name="Bo", last_name="Berg", email="bo@a2.example", phone=None),
+        dict(lead_id="L3", created_at="2024-03-01T02:00:00+02:00", source="webinar",
+             email_domain_kind="free", job_title=None, seniority="  MANAGER ",
+             department=None, country=None, account_id=None, budget=None, authority=None,
+             need="none", timeline="none", unsubscribed=None, consent="f",
+             first_name=None, last_name=None, email="c@free.example", phone=None),
+    ]  # fmt: skip
+    events = [
+        dict(lead_id="L1", timestamp="2024-01-02T08:00:00", event_type="page_view"),
+        dict(lead_id="L2", timestamp="2024-02-03T12:00:00Z", event_type="Demo"),
+        dict(lead_id="L3", timestamp="2024-03-05 18:00:00", event_type="Pricing-Page-View"),
+    ]
+    opportunities = [
+        dict(opportunity_id="O1", lead_id="L1", created_at="2024-01-15T00:00:00",
+             closed_at="2024-02-15T00:00:00", is_won="true", amount="1000"),
+        dict(opportunity_id="O2", lead_id="L2", created_at="2024-03-01T00:00:00",
+             closed_at=None, is_won=None, amount=None),
+    ]  # fmt: skip
+    return {
+        "leads": _frame(leads, ct.LEADS),
+        "accounts": _frame(accounts, ct.ACCOUNTS),
+        "events": _frame(events, ct.EVENTS),
+        "opportunities": _frame(opportunities, ct.OPPORTUNITIES),
+    }
+
+
+def _set(raw: dict[str, pd.DataFrame], table: str, row: int, **values: str | None) -> None:
+    frame = raw[table]
+    for column, value in values.items():
+        frame.loc[row, column] = value
+
+
+def _append(raw: dict[str, pd.DataFrame], table: str, **values: str | None) -> None:
+    new = _frame([values], ct.TABLES[table])
+    raw[table] = pd.concat([raw[table], new], ignore_index=True)
+
+
+def _check_counts(result: ValidationResult) -> None:
+    for rec in result.counts.itertuples(index=False):
+        assert rec.rows_in == rec.rows_out + rec.rows_rejected
+        assert len(result.tables[rec.table]) == rec.rows_out
+        assert len(result.rejects[rec.table]) == rec.rows_rejected
+
+
+# ------------------------------------------------------------------------------------------------
+# The valid case
+# ------------------------------------------------------------------------------------------------
+def test_valid_crm_is_typed_normalised_and_complete():
+    result = validate_crm(tiny_crm(), EXTRACTED_AT)
+    _check_counts(result)
+    assert result.counts["rows_rejected"].sum() == 0
+    leads = result.tables["leads"]
+    assert list(leads.columns) == ct.LEADS.column_names
+    assert leads["lead_id"].tolist() == ["L1", "L2", "L3"]  # stripped
+    assert leads["created_at"].dtype == np.dtype("datetime64[ns]")
+    assert leads["created_at"].tolist() == [
+        pd.Timestamp("2024-01-01 10:00"),
+        pd.Timestamp("2024-02-01 09:30"),
+        pd.Timestamp("2024-03-01 00:00"),  # +02:00 converted to naive UTC
+    ]
+    assert leads["seniority"].tolist() == ["vp", "c_level", "manager"]
+    assert list(leads["seniority"].cat.categories) == list(ct.SENIORITIES)
+    assert leads["source"].tolist() == ["organic_search", "paid_search", "webinar"]
+    assert leads["email_domain_kind"].tolist() == ["corporate", "corporate", "free"]
+    assert leads["budget"].tolist()[:2] == ["under_10k", "10k_50k"]
+    assert leads["timeline"].tolist()[2] == "no_timeline"
+    assert leads["need"].tolist()[2] == "none"
+    assert leads["unsubscribed"].dtype == "boolean"
+    assert leads["unsubscribed"].tolist() == [False, False, pd.NA]
+    assert leads["consent"].tolist() == [True, True, False]
+    assert leads["job_title"].dtype == "str"
+    accounts = result.tables["accounts"]
+    assert accounts["employee_count"].dtype == "Int64"
+    assert accounts["employee_count"].tolist() == [10, 200, pd.NA]
+    assert accounts["annual_revenue"].tolist()[:2] == [1e6, 5000000.5]
+    assert accounts["industry"].tolist()[:2] == ["software", "financial_services"]
+    assert accounts["region"].tolist()[:2] == ["north_america", "emea"]
+    assert accounts["country"].tolist()[:2] == ["US", "DE"]
+    assert accounts["is_customer"].tolist() == [False, True, pd.NA]
+    events = result.tables["events"]
+    assert events["event_type"].tolist() == ["page_view", "demo_request", "pricing_page_view"]
+    opps = result.tables["opportunities"]
+    assert opps["is_won"].tolist() == [True, pd.NA]
+    assert opps["closed_at"].isna().tolist() == [False, True]
+    assert result.unknown_categories.empty
+    for frame in result.rejects.values():
+        assert frame.empty
+    assert list(result.rejects["events"].columns) == [
+        *ct.EVENTS.column_names,
+        "source_row",
+        "reject_reason",
+    ]
+    assert "leads: 3 in, 0 rejected, 3 out" in result.summary()
+
+
+def test_already_typed_input_is_accepted():
+    typed = validate_crm(tiny_crm(), EXTRACTED_AT).tables
+    events = typed["events"].assign(timestamp=typed["events"]["timestamp"].dt.as_unit("s"))
+    leads = typed["leads"].assign(created_at=typed["leads"]["created_at"].dt.tz_localize("UTC"))
+    again = validate_crm({**typed, "events": events, "leads": leads}, EXTRACTED_AT)
+    for name, frame in typed.items():
+        pd.testing.assert_frame_equal(again.tables[name], frame)
+
+
+def test_tz_aware_extracted_at_is_converted():
+    raw = tiny_crm()
+    _set(raw, "leads", 2, created_at="2024-06-01T00:30:00")
+    result = validate_crm(raw, pd.Timestamp("2024-06-01T02:00:00+02:00"))  # = 00:00 UTC
+    assert result.rejects["leads"]["reject_reason"].tolist() == ["created_at in the future"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Contract errors
+# ------------------------------------------------------------------------------------------------
+def test_missing_column_names_table_column_and_found_columns():
+    raw = tiny_crm()
+    raw["leads"] = raw["leads"].drop(columns=["created_at"])
+    with pytest.raises(ContractError) as err:
+        validate_crm(raw, EXTRACTED_AT)
+    assert err.value.table == "leads"
+    assert err.value.column == "created_at"
+    message = str(err.value)
+    assert "leads" in message and "created_at" in message
+    assert "found columns: lead_id, source" in message
+
+
+def test_missing_table():
+    raw = tiny_crm()
+    del raw["events"]
+    with pytest.raises(ContractError, match="events") as err:
+        validate_crm(raw, EXTRACTED_AT)
+    assert err.value.table == "events"
+
+
+def test_extra_columns_are_dropped_with_a_log_line(caplog):
+    raw = tiny_crm()
+    raw["accounts"]["crm_owner"] = "someone"
+    with caplog.at_level(logging.INFO, logger="features.validation"):
+        result = validate_crm(raw, EXTRACTED_AT)
+    assert "crm_owner" not in result.tables["accounts"].columns
+    assert "accounts: dropping 1 column(s) not in the contract: crm_owner" in caplog.text
+
+
+def test_wrong_type_names_table_column_and_example_rows():
+    raw = tiny_crm()
+    raw["accounts"]["employee_count"] = pd.Series(["abc", "12", "many"], dtype="str")
+    with pytest.raises(ContractError) as err:
+        validate_crm(raw, EXTRACTED_AT)
+    assert (err.value.table, err.value.column, err.value.rows) == (
+        "accounts",
+        "employee_count",
+        [0, 2],
+    )
+    message = str(err.value)
+    assert "accounts.employee_count has the wrong type" in message
+    assert "2 of 3 present values" in message
+    assert "row 0: 'abc', row 2: 'many'" in message
+
+
+def test_wrong_type_timestamp():
+    raw = tiny_crm()
+    raw["events"]["timestamp"] = pd.Series(["yesterday", "soon", "2024-01-05"], dtype="str")
+    with pytest.raises(ContractError, match=r"events\.timestamp .*row 0: 'yesterday'") as err:
+        validate_crm(raw, EXTRACTED_AT)
+    assert err.value.rows == [0, 1]
+
+
+def test_personal_data_never_in_errors_or_logs(caplog):
+    raw = tiny_crm()
+    _set(raw, "leads", 1, email="secret@x.com", first_name="Secretia", unsubscribed="maybe")
+    raw["leads"]["created_at"] = pd.Series(["a", "b", "c"], dtype="str")
+    with caplog.at_level(logging.DEBUG), pytest.raises(ContractError) as err:
+        validate_crm(raw, EXTRACTED_AT)
+    assert err.value.rows == [0, 1, 2]
+    for text in (str(err.value), caplog.text):
+        assert "secret@x.com" not in text and "Secretia" not in text
+    # The same failing row as a row-level reject: logs still free of personal data.
+    raw = tiny_crm()
+    _set(raw, "leads", 1, email="secret@x.com", first_name="Secretia", unsubscribed="maybe")
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        result = validate_crm(raw, EXTRACTED_AT, max_unparseable_fraction=0.9)
+    assert result.rejects["leads"]["reject_reason"].tolist() == [
+        "unparseable unsubscribed: 'maybe'"
+    ]
+    assert "secret@x.com" not in caplog.text and "Secretia" not in caplog.text
+    assert "secret@x.com" not in result.summary()
+
+
+# ------------------------------------------------------------------------------------------------
+# Reject rules: one test each, exact reason and source row
+# ------------------------------------------------------------------------------------------------
+def _lead_in_future(raw):
+    _append(raw, "leads", lead_id="L4", created_at="2024-07-01T00:00:00")
+
+
+def _duplicate_lead(raw):
+    _append(raw, "leads", lead_id="L1", created_at="2024-01-05T00:00:00")
+
+
+def _missing_lead_id(raw):
+    _append(raw, "leads", lead_id="  ", created_at="2024-01-05T00:00:00")
+
+
+def _unparseable_int(raw):
+    _set(raw, "accounts", 1, employee_count="2.5")
+
+
+def _below_minimum(raw):
+    _set(raw, "accounts", 1, employee_count="-5")
+
+
+def _negative_amount(raw):
+    _set(raw, "opportunities", 0, amount="-10.5")
+
+
+def _duplicate_account(raw):
+    _append(raw, "accounts", account_id="A2")
+
+
+def _unknown_event_type(raw):
+    _set(raw, "events", 1, event_type="xyz")
+
+
+def _event_unknown_lead(raw):
+    _set(raw, "events", 0, lead_id="L9")
+
+
+def _event_in_future(raw):
+    _set(raw, "events", 2, timestamp="2024-06-02T00:00:00")
+
+
+def _event_before_lead(raw):
+    _set(raw, "events", 2, timestamp="2024-02-28T00:00:00")
+
+
+def _event_missing_timestamp(raw):
+    _set(raw, "events", 0, timestamp=None)
+
+
+def _duplicate_opportunity(raw):
+    _append(raw, "opportunities", opportunity_id="O1", lead_id="L3",
+            created_at="2024-04-01T00:00:00")  # fmt: skip
+
+
+def _opportunity_unknown_lead(raw):
+    _set(raw, "opportunities", 1, lead_id="L7")
+
+
+def _opportunity_in_future(raw):
+    _set(raw, "opportunities", 1, created_at="2024-08-01T00:00:00")
+
+
+def _opportunity_before_lead(raw):
+    _set(raw, "opportunities", 1, created_at="2024-01-01T00:00:00")
+
+
+def _closed_before_created(raw):
+    _set(raw, "opportunities", 0, closed_at="2024-01-10T00:00:00")
+
+
+def _closed_in_future(raw):
+    _set(raw, "opportunities", 0, closed_at="2024-06-15T00:00:00")
+
+
+def _won_without_close(raw):
+    _set(raw, "opportunities", 1, is_won="false")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "table", "row", "reason"),
+    [
+        (_lead_in_future, "leads", 3, "created_at in the future"),
+        (_duplicate_lead, "leads", 3, "duplicate lead_id (first seen at row 0)"),
+        (_missing_lead_id, "leads", 3, "missing lead_id"),
+        (_unparseable_int, "accounts", 1, "unparseable employee_count: '2.5'"),
+        (_below_minimum, "accounts", 1, "employee_count below minimum 1: -5"),
+        (_negative_amount, "opportunities", 0, "amount below minimum 0: -10.5"),
+        (_duplicate_account, "accounts", 3, "duplicate account_id (first seen at row 1)"),
+        (_unknown_event_type, "events", 1, "unknown event_type: 'xyz'"),
+        (_event_unknown_lead, "events", 0, "unknown lead_id"),
+        (_event_in_future, "events", 2, "timestamp in the future"),
+        (_event_before_lead, "events", 2, "timestamp before the lead was created"),
+        (_event_missing_timestamp, "events", 0, "missing timestamp"),
+        (
+            _duplicate_opportunity,
+            "opportunities",
+            2,
+            "duplicate opportunity_id (first seen at row 0)",
+        ),
+        (_opportunity_unknown_lead, "opportunities", 1, "unknown lead_id"),
+        (_opportunity_in_future, "opportunities", 1, "created_at in the future"),
+        (_opportunity_before_lead, "opportunities", 1, "created_at before the lead was created"),
+        (_closed_before_created, "opportunities", 0, "closed_at before created_at"),
+        (_closed_in_future, "opportunities", 0, "closed_at in the future"),
+        (_won_without_close, "opportunities", 1, "is_won set but closed_at missing"),
+    ],
+)
+def test_reject_rule(mutate, table, row, reason):
+    raw = tiny_crm()
+    mutate(raw)
+    n_in = len(raw[table])
+    result = validate_crm(raw, EXTRACTED_AT, max_unparseable_fraction=0.5)
+    _check_counts(result)
+    rejects = result.rejects[table]
+    assert rejects["source_row"].tolist() == [row]
+    assert rejects["reject_reason"].tolist() == [reason]
+    assert len(result.tables[table]) == n_in - 1
+    # the raw values are kept as text, so the row can be fixed and replayed
+    pd.testing.assert_series_equal(
+        rejects.drop(columns=["source_row", "reject_reason"]).iloc[0],
+        raw[table].iloc[row],
+        check_names=False,
+        check_dtype=False,
+    )
+    others = result.counts[result.counts["table"] != table]
+    assert others["rows_rejected"].sum() == 0, result.summary()
+
+
+def test_rejected_lead_takes_its_events_along():
+    raw = tiny_crm()
+    _set(raw, "leads", 0, created_at="2024-12-01T00:00:00")  # L1 in the future
+    result = validate_crm(raw, EXTRACTED_AT)
+    _check_counts(result)
+    assert result.rejects["events"]["reject_reason"].tolist() == ["unknown lead_id"]
+    assert result.rejects["opportunities"]["reject_reason"].tolist() == ["unknown lead_id"]
+    assert set(result.reasons["reason"]) == {"created_at in the future", "unknown lead_id"}
+
+
+def test_first_reason_wins_and_counts_hold():
+    raw = tiny_crm()
+    _set(raw, "events", 0, lead_id="L9", timestamp="2030-01-01T00:00:00")
+    _append(raw, "events", lead_id=None, timestamp="2024-04-01T00:00:00", event_type="open")
+    result = validate_crm(raw, EXTRACTED_AT)
+    _check_counts(result)
+    rejects = result.rejects["events"]
+    assert rejects["source_row"].tolist() == [0, 3]
+    assert rejects["reject_reason"].tolist() == ["unknown lead_id", "missing lead_id"]
+    counts = result.counts.set_index("table").loc["events"].tolist()
+    assert counts == [4, 2, 2]
+
+
+def test_unknown_account_is_kept_with_a_warning(caplog):
+    raw = tiny_crm()
+    _set(raw, "leads", 0, account_id="A404")
+    with caplog.at_level(logging.WARNING):
+        result = validate_crm(raw, EXTRACTED_AT)
+    assert result.tables["leads"]["account_id"].tolist()[0] == "A404"
+    assert result.rejects["leads"].empty
+    assert "1 lead(s) reference an account_id not in accounts" in caplog.text
+
+
+# ------------------------------------------------------------------------------------------------
+# Categories
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("column", "vocabulary", "raw", "expected"),
+    [
+        ("seniority", ct.SENIORITIES, "Vice President", "vp"),
+        ("seniority", ct.SENIORITIES, "C-Level", "c_level"),
+        ("seniority", ct.SENIORITIES, "  c__LEVEL ", "c_level"),
+        ("seniority", ct.SENIORITIES, "Individual Contributor", "individual_contributor"),
+        ("budget", ct.BUDGET_BANDS, "<10k", "under_10k"),
+        ("budget", ct.BUDGET_BANDS, "10K-50K", "10k_50k"),
+        ("timeline", ct.TIMELINES, "3 - 6 Months", "3_6_months"),
+        ("event_type", ct.EVENT_TYPES, "PageView", "page_view"),
+        ("country", ct.COUNTRIES, " gb ", "GB"),
+        ("authority", ct.AUTHORITIES, "N/A", "unknown"),
+    ],
+)
+def test_normalise_category(column, vocabulary, raw, expected):
+    values = pd.Series([raw, None, raw], dtype="str")
+    out = normalise_category(values, vocabulary, ct.SYNONYMS.get(column, {}))
+    assert out.tolist()[0] == expected and out.tolist()[2] == expected
+    assert pd.isna(out.iloc[1])
+
+
+def test_normalise_category_keeps_unknown_values_and_index():
+    values = pd.Series(["Wizard", "manager", "", pd.NA], index=[10, 11, 12, 13], dtype="object")
+    out = normalise_category(values, ct.SENIORITIES, ct.SYNONYMS["seniority"])
+    assert out.index.tolist() == [10, 11, 12, 13]
+    assert out.tolist()[:2] == ["Wizard", "manager"]
+    assert out.iloc[2:].isna().all()
+    categorical = normalise_category(
+        pd.Series(pd.Categorical(["MGR", "mgr", None])), ct.SENIORITIES, ct.SYNONYMS["seniority"]
+    )
+    assert categorical.tolist()[:2] == ["manager", "manager"]
+
+
+def test_unknown_category_becomes_missing_and_is_recorded(caplog):
+    raw = tiny_crm()
+    _set(raw, "leads", 0, seniority="Wizard")
+    _set(raw, "leads", 1, seniority="Wizard", department="Astrology")
+    with caplog.at_level(logging.WARNING):
+        result = validate_crm(raw, EXTRACTED_AT)
+    leads = result.tables["leads"]
+    assert leads["seniority"].isna().tolist() == [True, True, False]
+    assert leads["department"].isna().tolist() == [False, True, True]
+    assert result.rejects["leads"].empty
+    recorded = result.unknown_categories.to_dict("records")
+    assert recorded == [
+        {"table": "leads", "column": "seniority", "value": "Wizard", "rows": 2},
+        {"table": "leads", "column": "department", "value": "Astrology", "rows": 1},
+    ]
+    assert "leads.seniority: 2 value(s) outside the vocabulary" in caplog.text
+    assert "'Wizard'" in caplog.text
+
+
+# ------------------------------------------------------------------------------------------------
+# Output
+# ------------------------------------------------------------------------------------------------
+def test_write_rejects(tmp_path):
+    raw = tiny_crm()
+    _duplicate_lead(raw)
+    _event_unknown_lead(raw)
+    result = validate_crm(raw, EXTRACTED_AT)
+    paths = write_rejects(result, tmp_path / "rejects")
+    assert sorted(p.name for p in paths) == ["events.parquet", "leads.parquet", "summary.json"]
+    back = pd.read_parquet(tmp_path / "rejects" / "leads.parquet")
+    assert back["reject_reason"].tolist() == ["duplicate lead_id (first seen at row 0)"]
+    summary = json.loads((tmp_path / "rejects" / "summary.json").read_text())
+    assert set(summary) == set(ct.TABLES)
+    assert summary["events"]["reasons"] == {"unknown lead_id": 1}
+    assert summary["leads"]["rows_in"] == 4 and summary["leads"]["rows_out"] == 3
+    assert summary["accounts"]["rows_rejected"] == 0
+    text = result.summary()
+    assert "events: 3 in, 1 rejected, 2 out (unknown lead_id: 1)" in text

@@ -1,0 +1,166 @@
+"""Point-in-time correctness, checked two ways on random data (hypothesis):
+
+1. Nothing dated at or after as_of can change a snapshot's features: adding, moving or retyping
+   events after as_of, opening opportunities after as_of, or changing any outcome field.
+2. The fast vectorised behavioral builder equals a slow, obvious loop-based reference builder.
+3. A snapshot's features depend only on its own lead: building any subset gives the same rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from features.behavioral import DEFAULT_EVENT_WEIGHTS, BehavioralParams, build_behavioral
+from features.build import BUILDERS, build_features
+from features.contract import EVENT_TYPES
+
+START = pd.Timestamp("2024-01-01")
+SPAN_S = 120 * 86_400
+PARAMS = BehavioralParams(windows_days=(3, 30), half_life_days=5.0, trend_recent_days=3, trend_baseline_days=10)
+LEADS = ["L0", "L1", "L2"]
+
+event_st = st.tuples(st.sampled_from(LEADS), st.integers(0, SPAN_S), st.sampled_from(EVENT_TYPES))
+ts_us = st.integers(0, SPAN_S * 1_000_000)
+
+
+def events_frame(rows) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "lead_id": pd.Series([r[0] for r in rows], dtype="str"),
+            "timestamp": START + pd.to_timedelta([r[1] for r in rows], unit="s"),
+            "event_type": pd.Series([r[2] for r in rows], dtype="str"),
+        }
+    )
+
+
+def tables_with(tiny_tables, events, opportunities) -> dict[str, pd.DataFrame]:
+    leads = pd.concat([tiny_tables["leads"]] * 2, ignore_index=True).iloc[:3].copy()
+    leads["lead_id"] = LEADS
+    leads["account_id"] = ["A1", "A2", "A1"]
+    leads["created_at"] = START - pd.Timedelta(days=1)
+    return {"leads": leads, "accounts": tiny_tables["accounts"], "events": events, "opportunities": opportunities}
+
+
+def opportunities_frame(rows) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "opportunity_id": [f"O{i}" for i in range(len(rows))],
+            "lead_id": pd.Series([r[0] for r in rows], dtype="str"),
+            "created_at": START + pd.to_timedelta([r[1] for r in rows], unit="s"),
+            "closed_at": START + pd.to_timedelta([r[1] + r[2] for r in rows], unit="s"),
+            "is_won": pd.array([r[3] for r in rows], dtype="boolean"),
+            "amount": [r[4] for r in rows],
+        }
+    )
+
+
+opp_st = st.tuples(
+    st.sampled_from(LEADS), st.integers(0, SPAN_S), st.integers(0, 30 * 86_400), st.booleans(),
+    st.floats(0, 1e6),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    past=st.lists(event_st, max_size=25),
+    future=st.lists(st.tuples(st.sampled_from(LEADS), st.integers(0, SPAN_S // 4), st.sampled_from(EVENT_TYPES)), max_size=10),
+    opps=st.lists(opp_st, max_size=3),
+    future_opps=st.lists(st.tuples(st.sampled_from(LEADS), st.integers(0, 86_400), st.integers(0, 30 * 86_400), st.booleans(), st.floats(0, 1e6)), max_size=2),
+    as_of_s=st.integers(1, SPAN_S),
+    lead=st.sampled_from(LEADS),
+    flip_outcomes=st.booleans(),
+)
+def test_nothing_at_or_after_as_of_changes_features(
+    tiny_tables, past, future, opps, future_opps, as_of_s, lead, flip_outcomes
+):
+    as_of = START + pd.Timedelta(seconds=as_of_s)
+    snapshot = pd.DataFrame({"lead_id": [lead], "as_of": [as_of]})
+    before = build_features(tables_with(tiny_tables, events_frame(past), opportunities_frame(opps)), snapshot, list(BUILDERS), PARAMS)
+
+    # The future: events at or after as_of (new ones, and every existing one moved or retyped),
+    # opportunities opened at or after as_of, and any outcome field changed.
+    moved = [(le, max(t, as_of_s) + 17, EVENT_TYPES[-1 - EVENT_TYPES.index(ty)]) if t >= as_of_s else (le, t, ty) for le, t, ty in past]
+    later = [(le, as_of_s + t, ty) for le, t, ty in future]  # t = 0: exactly at as_of
+    new_opps = opps + [(le, as_of_s + t, d, w, a) for le, t, d, w, a in future_opps]
+    if flip_outcomes:
+        new_opps = [(le, t, d // 2, not w, a * 3) for le, t, d, w, a in new_opps]
+    after = build_features(
+        tables_with(tiny_tables, events_frame(moved + later), opportunities_frame(new_opps)), snapshot, list(BUILDERS), PARAMS
+    )
+    pd.testing.assert_frame_equal(before, after)
+
+
+def reference_behavioral(events: pd.DataFrame, snapshots: pd.DataFrame, p: BehavioralParams) -> pd.DataFrame:
+    """Slow and obvious: loop over snapshots, filter the lead's events, count."""
+    day = pd.Timedelta(days=1)
+    weights = {**DEFAULT_EVENT_WEIGHTS, **(p.event_weights or {})}
+    rows = []
+    for s in snapshots.itertuples():
+        seen = events[(events["lead_id"] == s.lead_id) & (events["timestamp"] < s.as_of)]
+        row = {}
+        for w in p.windows_days:
+            in_w = seen[seen["timestamp"] >= s.as_of - w * day]
+            for t in EVENT_TYPES:
+                row[f"n_{t}_{w}d"] = int((in_w["event_type"] == t).sum())
+        for t in EVENT_TYPES:
+            of_t = seen[seen["event_type"] == t]
+            row[f"days_since_last_{t}"] = (s.as_of - of_t["timestamp"].max()) / day if len(of_t) else np.nan
+        row["days_since_last_event"] = (s.as_of - seen["timestamp"].max()) / day if len(seen) else np.nan
+        for w in p.windows_days:
+            in_w = seen[seen["timestamp"] >= s.as_of - w * day]
+            row[f"events_{w}d"] = len(in_w)
+            row[f"active_days_{w}d"] = in_w["timestamp"].dt.normalize().nunique()
+        row["engagement_score"] = sum(
+            weights[e.event_type] * 0.5 ** (((s.as_of - e.timestamp) / day) / p.half_life_days)
+            for e in seen.itertuples()
+        )
+        recent = (seen["timestamp"] >= s.as_of - p.trend_recent_days * day).sum()
+        base = (
+            (seen["timestamp"] >= s.as_of - (p.trend_recent_days + p.trend_baseline_days) * day)
+            & (seen["timestamp"] < s.as_of - p.trend_recent_days * day)
+        ).sum()
+        row["engagement_trend"] = np.log2((recent + 1) / (base * p.trend_recent_days / p.trend_baseline_days + 1))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    events=st.lists(st.tuples(st.sampled_from(LEADS), ts_us, st.sampled_from(EVENT_TYPES)), max_size=40),
+    snaps=st.lists(st.tuples(st.sampled_from([*LEADS, "L9"]), ts_us), min_size=1, max_size=8),
+)
+def test_fast_builder_matches_the_reference(events, snaps):
+    frame = pd.DataFrame(
+        {
+            "lead_id": pd.Series([e[0] for e in events], dtype="str"),
+            "timestamp": START + pd.to_timedelta([e[1] for e in events], unit="us"),
+            "event_type": pd.Series([e[2] for e in events], dtype="str"),
+        }
+    )
+    snapshots = pd.DataFrame(
+        {"lead_id": [s[0] for s in snaps], "as_of": START + pd.to_timedelta([s[1] for s in snaps], unit="us")}
+    )
+    fast = build_behavioral(frame, snapshots, PARAMS)
+    slow = reference_behavioral(frame, snapshots, PARAMS)
+    pd.testing.assert_frame_equal(fast, slow, check_dtype=False, rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    events=st.lists(event_st, max_size=40),
+    snaps=st.lists(st.tuples(st.sampled_from(LEADS), st.integers(1, SPAN_S)), min_size=2, max_size=8),
+    data=st.data(),
+)
+def test_any_partition_of_leads_gives_the_same_rows(tiny_tables, events, snaps, data):
+    tables = tables_with(tiny_tables, events_frame(events), opportunities_frame([]))
+    snapshots = pd.DataFrame(
+        {"lead_id": [s[0] for s in snaps], "as_of": START + pd.to_timedelta([s[1] for s in snaps], unit="s")}
+    )
+    whole = build_features(tables, snapshots, list(BUILDERS), PARAMS)
+    subset = data.draw(st.lists(st.sampled_from(LEADS), min_size=1, unique=True))
+    mask = snapshots["lead_id"].isin(subset).to_numpy()
+    part = build_features(tables, snapshots[mask], list(BUILDERS), PARAMS)
+    pd.testing.assert_frame_equal(part, whole[mask].reset_index(drop=True))
