@@ -34,16 +34,14 @@ def section(params: dict[str, Any], name: str) -> dict[str, Any]:
 def synthetic_config(params: dict[str, Any], **overrides: Any) -> SyntheticCRMConfig:
     """SyntheticCRMConfig from the generate, snapshots and label sections."""
     g = dict(section(params, "generate"))
-    shift = MarketShift(**g.pop("shift", {}))
-    defects = DefectRates(**g.pop("defects", {}))
-    return SyntheticCRMConfig(
+    settings = {
         **g,
-        shift=shift,
-        defects=defects,
-        snapshot_offsets_days=tuple(section(params, "snapshots")["offsets_days"]),
-        horizon_days=int(section(params, "label")["horizon_days"]),
-        **overrides,
-    )
+        "shift": MarketShift(**g.get("shift", {})),
+        "defects": DefectRates(**g.get("defects", {})),
+        "snapshot_offsets_days": tuple(section(params, "snapshots")["offsets_days"]),
+        "horizon_days": int(section(params, "label")["horizon_days"]),
+    }
+    return SyntheticCRMConfig(**{**settings, **overrides})
 
 
 def behavioral_params(params: dict[str, Any]) -> BehavioralParams:

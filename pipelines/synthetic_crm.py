@@ -283,8 +283,8 @@ def _make_accounts(cfg: SyntheticCRMConfig, rng: np.random.Generator) -> pd.Data
 
 def _lead_arrival_days(cfg: SyntheticCRMConfig, days: pd.DatetimeIndex, rng) -> np.ndarray:
     """Creation day index of each lead: weekly and yearly seasonality plus gentle growth."""
-    weekday = np.where(days.dayofweek >= 5, 0.3, 1.0)
-    yearly = 1.0 + 0.25 * np.cos(2 * np.pi * (days.dayofyear.to_numpy() - 75) / 365.25)
+    weekday = np.where(days.day_of_week >= 5, 0.3, 1.0)
+    yearly = 1.0 + 0.25 * np.cos(2 * np.pi * (days.day_of_year.to_numpy() - 75) / 365.25)
     december = np.where((days.month == 12) & (days.day >= 20), 0.4, 1.0)
     august = np.where(days.month == 8, 0.8, 1.0)
     growth = np.linspace(1.0, 1.3, len(days))
@@ -489,7 +489,7 @@ def _simulate(cfg, leads, chain: _Chain, days: pd.DatetimeIndex, shift_day: int,
     with np.errstate(divide="ignore"):
         log_lam = np.log(lam)
     log_lam[DORMANT] = 0.0  # D emits nothing; its likelihood is handled separately
-    weekday_factor = np.where(days.dayofweek >= 5, 0.35, 1.0)
+    weekday_factor = np.where(days.day_of_week >= 5, 0.35, 1.0)
     weekday_factor = weekday_factor / weekday_factor.mean()
 
     created_day = leads["_created_day"].to_numpy()
