@@ -14,11 +14,13 @@ depend only on its own lead's events, so any partition of leads gives the same r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.catalog import FeatureSpec
 from features.contract import EVENT_TYPES
@@ -109,45 +111,70 @@ def behavioral_specs(params: BehavioralParams = BehavioralParams()) -> list[Feat
 
 
 class _SortedRuns:
-    """Timestamps sorted within runs of equal keys (a lead, or a lead and event type)."""
+    """Events sorted by lead, then time: each lead's history is one contiguous run."""
 
     def __init__(self, keys: np.ndarray, ts: np.ndarray) -> None:
         order = np.lexsort((ts, keys))
         self.keys = keys[order]
         self.ts = ts[order]
         self.order = order
+        # Run boundaries in O(n): positions where the key changes.
+        change = np.flatnonzero(self.keys[1:] != self.keys[:-1]) + 1
+        self.run_starts = np.concatenate([[0], change]) if len(keys) else np.empty(0, np.int64)
+        self.run_ends = np.concatenate([change, [len(keys)]]) if len(keys) else np.empty(0, np.int64)
 
     def bounds(self, query_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """[start, end) of each query key's run (empty when the key has no events)."""
-        return (
-            np.searchsorted(self.keys, query_keys, side="left"),
-            np.searchsorted(self.keys, query_keys, side="right"),
-        )
+        run = np.searchsorted(self.keys[self.run_starts], query_keys)
+        run = np.minimum(run, max(len(self.run_starts) - 1, 0))
+        found = self.keys[self.run_starts[run]] == query_keys
+        start = np.where(found, self.run_starts[run], 0)
+        return start, np.where(found, self.run_ends[run], 0)
 
     def before(self, start: np.ndarray, end: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Position of the first timestamp >= t inside each run: everything before it is < t.
 
-        A vectorised binary search over all queries at once; it takes log2(longest run) rounds.
+        A vectorised binary search over all queries at once; it takes log2(longest run) rounds,
+        and each round works only on the queries still open.
         """
         lo, hi = start.copy(), end.copy()
-        last = len(self.ts) - 1
-        while True:
-            open_ = lo < hi
-            if not open_.any():
-                return lo
-            mid = (lo + hi) // 2
-            right = self.ts[np.minimum(mid, last)] < t
-            lo = np.where(open_ & right, mid + 1, lo)
-            hi = np.where(open_ & ~right, mid, hi)
+        open_ = np.flatnonzero(lo < hi)
+        while len(open_):
+            mid = (lo[open_] + hi[open_]) // 2
+            right = self.ts[mid] < t[open_]
+            lo[open_[right]] = mid[right] + 1
+            hi[open_[~right]] = mid[~right]
+            open_ = open_[lo[open_] < hi[open_]]
+        return lo
 
 
-def _event_codes(events: pd.DataFrame, lead_ids: pd.Index) -> tuple[np.ndarray, ...]:
-    """Integer lead codes, type codes and timestamps of the events of ``lead_ids``."""
-    lead_code = lead_ids.get_indexer(events["lead_id"])
-    type_code = pd.Categorical(events["event_type"], categories=list(EVENT_TYPES)).codes
-    keep = (lead_code >= 0) & (type_code >= 0)
+def _codes(values: pd.Series, universe: Sequence[str]) -> np.ndarray:
+    """Position of each value in ``universe`` (-1 if absent), hashed by Arrow, no Python objects."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        per_category = _codes(pd.Series(values.cat.categories.astype("str")), universe)
+        codes = values.cat.codes.to_numpy()
+        return np.where(codes >= 0, per_category[np.maximum(codes, 0)], -1) if len(per_category) else np.full(len(codes), -1)
+    arr = pa.array(values, from_pandas=True)
+    if not pa.types.is_large_string(arr.type):
+        arr = arr.cast(pa.large_string())
+    value_set = pa.array([str(u) for u in universe], type=pa.large_string())
+    found = pc.index_in(arr, value_set=value_set).fill_null(-1)
+    return found.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _event_codes(events: pd.DataFrame, lead_ids: pd.Index, last_as_of: np.ndarray):
+    """Lead codes, type codes and timestamps of the events that some snapshot can see.
+
+    An event at or after the latest as_of of its lead is invisible to every snapshot: it is
+    dropped here, before any sorting.
+    """
+    lead_code = _codes(events["lead_id"], lead_ids)
     ts = to_microseconds(events["timestamp"])
-    return lead_code[keep].astype(np.int64), type_code[keep].astype(np.int64), ts[keep]
+    keep = lead_code >= 0
+    keep[keep] = ts[keep] < last_as_of[lead_code[keep]]
+    type_code = _codes(events["event_type"][keep], EVENT_TYPES)
+    known = type_code >= 0
+    return lead_code[keep][known], type_code[known], ts[keep][known]
 
 
 def build_behavioral(
@@ -164,51 +191,53 @@ def build_behavioral(
     lead_ids = pd.Index(pd.unique(snapshots["lead_id"]))
     snap_code = lead_ids.get_indexer(snapshots["lead_id"]).astype(np.int64)
     as_of = to_microseconds(snapshots["as_of"])
-    lead_code, type_code, ts = _event_codes(events, lead_ids)
+    last_as_of = np.full(len(lead_ids), np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(last_as_of, snap_code, as_of)
+    lead_code, type_code, ts = _event_codes(events, lead_ids, last_as_of)
     names = [s.name for s in behavioral_specs(params)]
     if len(ts) == 0:
         return _no_activity(names, snapshots.index)
-    n_types = len(EVENT_TYPES)
-    cols: dict[str, np.ndarray] = {}
 
-    # --- per lead and type: counts per window and days since the last one
-    by_type = _SortedRuns(lead_code * n_types + type_code, ts)
-    window_counts = {w: np.zeros(len(snapshots), dtype=np.int64) for w in params.windows_days}
-    last_of_type = {}
-    for t_idx, t in enumerate(EVENT_TYPES):
-        start, end = by_type.bounds(snap_code * n_types + t_idx)
-        hi = by_type.before(start, end, as_of)
-        for w in params.windows_days:
-            lo = by_type.before(start, end, as_of - w * DAY_US)
-            cols[f"n_{t}_{w}d"] = (hi - lo).astype(np.int32)
-            window_counts[w] += hi - lo
-        last_ts = by_type.ts[np.maximum(hi - 1, 0)]
-        last_of_type[t] = np.where(hi > start, (as_of - last_ts) / DAY_US, np.nan)
-    cols = {f"n_{t}_{w}d": cols[f"n_{t}_{w}d"] for w in params.windows_days for t in EVENT_TYPES}
-    for t in EVENT_TYPES:
-        cols[f"days_since_last_{t}"] = last_of_type[t]
-
-    # --- per lead: recency, windows, active days, decayed score, trend
-    by_lead = _SortedRuns(lead_code, ts)
-    start, end = by_lead.bounds(snap_code)
-    hi = by_lead.before(start, end, as_of)
+    runs = _SortedRuns(lead_code, ts)
+    types = type_code[runs.order]
+    start, end = runs.bounds(snap_code)
+    boundaries = {0: runs.before(start, end, as_of)}  # days back -> first position >= as_of - days
+    windows = {*params.windows_days, params.trend_recent_days, params.trend_recent_days + params.trend_baseline_days}
+    for days in sorted(windows):
+        boundaries[days] = runs.before(start, end, as_of - days * DAY_US)
+    hi = boundaries[0]
     seen = hi > start
     prev = np.maximum(hi - 1, 0)
-    cols["days_since_last_event"] = np.where(seen, (as_of - by_lead.ts[prev]) / DAY_US, np.nan)
-    day = by_lead.ts // DAY_US
+    cols: dict[str, np.ndarray] = {}
+
+    # --- per type: counts per window from a running count, last one from a running position
+    positions = np.arange(len(types))
+    last_seen = {}
+    for t_idx, t in enumerate(EVENT_TYPES):
+        is_t = types == t_idx
+        running = np.concatenate([[0], np.cumsum(is_t, dtype=np.int64)])
+        for w in params.windows_days:
+            cols[f"n_{t}_{w}d"] = (running[hi] - running[boundaries[w]]).astype(np.int32)
+        last_pos = np.maximum.accumulate(np.where(is_t, positions, -1))[prev]
+        has = seen & (last_pos >= start)
+        last_seen[t] = np.where(has, (as_of - runs.ts[np.maximum(last_pos, 0)]) / DAY_US, np.nan)
+    for t in EVENT_TYPES:
+        cols[f"days_since_last_{t}"] = last_seen[t]
+
+    # --- per lead: recency, windows, active days, decayed score, trend
+    cols["days_since_last_event"] = np.where(seen, (as_of - runs.ts[prev]) / DAY_US, np.nan)
+    day = runs.ts // DAY_US
     new_day = np.ones(len(day), dtype=bool)
-    new_day[1:] = (by_lead.keys[1:] != by_lead.keys[:-1]) | (day[1:] != day[:-1])
+    new_day[1:] = (runs.keys[1:] != runs.keys[:-1]) | (day[1:] != day[:-1])
     new_day_cum = np.cumsum(new_day)
     for w in params.windows_days:
-        lo = by_lead.before(start, end, as_of - w * DAY_US)
-        cols[f"events_{w}d"] = window_counts[w].astype(np.int32)
-        distinct = 1 + new_day_cum[np.maximum(hi - 1, 0)] - new_day_cum[np.minimum(lo, len(day) - 1)]
+        lo = boundaries[w]
+        cols[f"events_{w}d"] = (hi - lo).astype(np.int32)
+        distinct = 1 + new_day_cum[prev] - new_day_cum[np.minimum(lo, len(day) - 1)]
         cols[f"active_days_{w}d"] = np.where(hi > lo, distinct, 0).astype(np.int32)
-    cols["engagement_score"] = _decayed_score(by_lead, type_code, params, snap_code, as_of, hi, seen)
-    recent_lo = by_lead.before(start, end, as_of - params.trend_recent_days * DAY_US)
-    base_lo = by_lead.before(
-        start, end, as_of - (params.trend_recent_days + params.trend_baseline_days) * DAY_US
-    )
+    cols["engagement_score"] = _decayed_score(runs, types, params, as_of, hi, seen)
+    recent_lo = boundaries[params.trend_recent_days]
+    base_lo = boundaries[params.trend_recent_days + params.trend_baseline_days]
     recent, baseline = hi - recent_lo, recent_lo - base_lo
     expected = baseline * params.trend_recent_days / params.trend_baseline_days
     cols["engagement_trend"] = np.log2((recent + 1.0) / (expected + 1.0))
@@ -227,7 +256,7 @@ def _no_activity(names: list[str], index: pd.Index) -> pd.DataFrame:
     return pd.DataFrame(cols, index=index)
 
 
-def _decayed_score(by_lead: _SortedRuns, type_code, params, snap_code, as_of, hi, seen):
+def _decayed_score(runs: _SortedRuns, types, params, as_of, hi, seen):
     """sum over events before as_of of weight * 0.5 ** (age_days / half_life), exactly.
 
     Rewritten as 2**(-(as_of - origin)/h) * cumsum(weight * 2**((ts - origin)/h)) within each
@@ -235,19 +264,19 @@ def _decayed_score(by_lead: _SortedRuns, type_code, params, snap_code, as_of, hi
     """
     if not seen.any():
         return np.zeros(len(as_of))
-    weights = params.weights()[type_code[by_lead.order]]
+    weights = params.weights()[types]
     h_us = params.half_life_days * DAY_US
-    keys = by_lead.keys
-    first = np.searchsorted(keys, keys, side="left")
-    last = np.searchsorted(keys, keys, side="right") - 1
-    origin = (by_lead.ts[first] + by_lead.ts[last]) // 2
-    exponent = (by_lead.ts - origin) / h_us
+    run_length = runs.run_ends - runs.run_starts
+    mid = (runs.ts[runs.run_starts] + runs.ts[runs.run_ends - 1]) // 2
+    origin = np.repeat(mid, run_length)
+    exponent = (runs.ts - origin) / h_us
     if np.abs(exponent).max() > 1000:
         raise ValueError(
             "half_life_days is too short for the span of some leads' histories "
             f"({params.half_life_days} days): use a longer half-life"
         )
-    scaled = pd.Series(weights * np.exp2(exponent)).groupby(keys, sort=False).cumsum().to_numpy()
+    run_id = np.repeat(np.arange(len(run_length)), run_length)
+    scaled = pd.Series(weights * np.exp2(exponent)).groupby(run_id, sort=False).cumsum().to_numpy()
     prev = np.maximum(hi - 1, 0)
     with np.errstate(divide="ignore"):
         log_score = np.log2(scaled[prev]) - (as_of - origin[prev]) / h_us

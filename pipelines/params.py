@@ -38,7 +38,7 @@ def synthetic_config(params: dict[str, Any], **overrides: Any) -> SyntheticCRMCo
         **g,
         "shift": MarketShift(**g.get("shift", {})),
         "defects": DefectRates(**g.get("defects", {})),
-        "snapshot_offsets_days": tuple(section(params, "snapshots")["offsets_days"]),
+        "snapshot_offsets_days": tuple(snapshot_offsets(params)),
         "horizon_days": int(section(params, "label")["horizon_days"]),
     }
     return SyntheticCRMConfig(**{**settings, **overrides})
@@ -50,3 +50,17 @@ def behavioral_params(params: dict[str, Any]) -> BehavioralParams:
     if "windows_days" in b:
         b["windows_days"] = tuple(b["windows_days"])
     return BehavioralParams(**b)
+
+
+def snapshot_offsets(params: dict[str, Any]) -> list[int]:
+    """Days after creation of every snapshot, from the snapshots section's policy."""
+    snaps = section(params, "snapshots")
+    policy = snaps.get("policy", "after_creation")
+    if policy == "after_creation":
+        return sorted({int(k) for k in snaps["offsets_days"]})
+    if policy == "periodic":
+        every, most = int(snaps["every_days"]), int(snaps["max_days"])
+        if every < 1 or most < every:
+            raise ValueError(f"snapshots: need 1 <= every_days <= max_days, got {every}, {most}")
+        return list(range(every, most + 1, every))
+    raise ValueError(f"snapshots.policy must be 'after_creation' or 'periodic', got {policy!r}")

@@ -18,7 +18,7 @@ from features.build import build_features, feature_specs
 from features.readers import read_crm, write_crm
 from features.snapshots import snapshots_after_creation
 from features.validation import validate_crm, write_rejects
-from pipelines.params import behavioral_params, section, synthetic_config
+from pipelines.params import behavioral_params, section, snapshot_offsets, synthetic_config
 from pipelines.synthetic_crm import generate_crm
 from pipelines.training_set import (
     fingerprint,
@@ -121,7 +121,7 @@ def _read_validated(folder: str | Path) -> tuple[dict[str, pd.DataFrame], pd.Tim
 def run_label(params: dict[str, Any], validated: str | Path, out: str | Path) -> dict[str, Any]:
     """Snapshots by the policy in params, labelled, censored; written to ``out`` (Parquet)."""
     tables, extracted_at = _read_validated(validated)
-    snapshots = snapshots_after_creation(tables["leads"], section(params, "snapshots")["offsets_days"])
+    snapshots = snapshots_after_creation(tables["leads"], snapshot_offsets(params))
     labelled = label_snapshots(
         snapshots,
         tables["leads"],

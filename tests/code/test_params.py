@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.params import behavioral_params, load_params, section, synthetic_config
+from pipelines.params import (
+    behavioral_params,
+    load_params,
+    section,
+    snapshot_offsets,
+    synthetic_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,3 +36,12 @@ def test_missing_file_and_section_are_named(tmp_path):
         load_params(tmp_path / "nope.yaml")
     with pytest.raises(KeyError, match="'split'"):
         section({}, "split")
+
+
+def test_snapshot_policies():
+    assert snapshot_offsets({"snapshots": {"policy": "after_creation", "offsets_days": [30, 7, 7]}}) == [7, 30]
+    weekly = {"snapshots": {"policy": "periodic", "every_days": 7, "max_days": 30}}
+    assert snapshot_offsets(weekly) == [7, 14, 21, 28]
+    assert synthetic_config({**load_params(ROOT / "params.yaml"), **weekly}).snapshot_offsets_days == (7, 14, 21, 28)
+    with pytest.raises(ValueError, match="policy"):
+        snapshot_offsets({"snapshots": {"policy": "hourly"}})
