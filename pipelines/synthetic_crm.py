@@ -597,23 +597,50 @@ def _simulate(cfg, leads, chain: _Chain, days: pd.DatetimeIndex, shift_day: int,
     return events, snaps, opp_open_day, close_day, won
 
 
-def _oracle(cfg, snaps, chain: _Chain, created_day, shift_day: int, n_days: int) -> pd.DataFrame:
+def _step_by_state(v: np.ndarray, hz: np.ndarray) -> np.ndarray:
+    """One day of the chain for distributions laid out state-major: v [types, 7, m], hz [8, types, m]."""
+    cd, ce, ec, ev, ve, vo, close, win = hz
+    d, c, e, ev_state, o, won, lost = v.swapaxes(0, 1)
+    out = np.empty_like(v)
+    out[:, DORMANT] = d + c * cd
+    out[:, COLD] = c * (1 - cd - ce) + e * ec
+    out[:, ENGAGED] = e * (1 - ec - ev) + c * ce + ev_state * ve
+    out[:, EVALUATING] = ev_state * (1 - ve - vo) + e * ev
+    out[:, OPPORTUNITY] = o * (1 - close) + ev_state * vo
+    out[:, WON] = won + o * close * win
+    out[:, LOST] = lost + o * close * (1 - win)
+    return out
+
+
+def _oracle(
+    cfg, snaps, chain: _Chain, created_day, shift_day: int, n_days: int, chunk: int = 250_000
+) -> pd.DataFrame:
     """P(won within the horizon | everything observable up to as_of), per recorded snapshot."""
     lead, offset = snaps["lead"], snaps["offset"]
     as_of_day = created_day[lead] + offset
     keep = as_of_day + cfg.horizon_days <= n_days  # censored snapshots get no oracle
-    lead, as_of_day = lead[keep], as_of_day[keep]
-    v = np.zeros((len(lead), 2, 7))
-    v[:, :, :OPEN_STATES] = snaps["alpha"][keep]
-    # Day as_of_day is the first day of the horizon: the transition into it is the first step.
-    for step in range(cfg.horizon_days):
-        after = (as_of_day + step) >= shift_day
-        for regime in (0, 1):
-            m = after == bool(regime)
-            if m.any():
-                for t in (BUYER, BROWSER):
-                    v[m, t] = _predict_step(v[m, t], chain.gather(lead[m], regime, t))
-    return pd.DataFrame({"lead": lead, "as_of_day": as_of_day, "p_true": v[:, :, WON].sum(axis=1)})
+    lead, as_of_day, alpha = lead[keep], as_of_day[keep], snaps["alpha"][keep]
+    p_true = np.empty(len(lead))
+    for lo in range(0, len(lead), chunk):  # chunks bound the memory of the hazard copies
+        part = slice(lo, lo + chunk)
+        idx = lead[part]
+        before, after = chain.hazards[:, 0][:, :, idx], chain.hazards[:, 1][:, :, idx]
+        # Day as_of_day is the first day of the horizon: the transition into it is step 0,
+        # taken in the regime of that day.
+        steps_before_shift = shift_day - as_of_day[part]
+        v = np.zeros((2, 7, len(idx)))
+        v[:, :OPEN_STATES] = alpha[part].transpose(1, 2, 0)
+        for step in range(cfg.horizon_days):
+            shifted = step >= steps_before_shift
+            if shifted.all():
+                hz = after
+            elif not shifted.any():
+                hz = before
+            else:
+                hz = np.where(shifted, after, before)
+            v = _step_by_state(v, hz)
+        p_true[part] = v[:, WON].sum(axis=0)
+    return pd.DataFrame({"lead": lead, "as_of_day": as_of_day, "p_true": p_true})
 
 
 # ------------------------------------------------------------------------------------------------
