@@ -87,7 +87,7 @@ def _reset_peak() -> bool:
 # ------------------------------------------------------------------------------------------------
 # Data
 # ------------------------------------------------------------------------------------------------
-def prepare_data(n_leads: int, seed: int, data_dir: str) -> dict:
+def prepare_data(n_leads: int, seed: int, data_dir: str, scenario: str = "training") -> dict:
     """Generate the CRM, clean the defects the brief names, write events + snapshots Parquet."""
     _setup_path()
 
@@ -103,7 +103,10 @@ def prepare_data(n_leads: int, seed: int, data_dir: str) -> dict:
     keep = events["lead_id"].isin(leads["lead_id"]) & (events["timestamp"] < crm.extracted_at)
     events = events.loc[keep, ["lead_id", "timestamp", "event_type"]].reset_index(drop=True)
     events["timestamp"] = events["timestamp"].astype("datetime64[us]")
-    snapshots = snapshots_after_creation(leads, [30])
+    if scenario == "training":  # a training-set snapshot: creation day + 30 days
+        snapshots = snapshots_after_creation(leads, [30])
+    else:  # a nightly scoring run: every lead as of the extraction, all history visible
+        snapshots = leads[["lead_id"]].assign(as_of=crm.extracted_at)
     snapshots["as_of"] = snapshots["as_of"].astype("datetime64[us]")
     out = Path(data_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -445,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-dir", default=str(REPO / "benchmarks" / "out"))
     ap.add_argument("--reuse-data", action="store_true", help="reuse Parquet files from a previous run")
     ap.add_argument("--profile", action="store_true", help="also print a cProfile of one run of ours")
+    ap.add_argument("--scenario", choices=["training", "scoring"], default="training",
+                    help="training: one snapshot per lead at creation + 30 days (most events are "
+                    "after as_of); scoring: every lead as of the extraction (all events visible)")
     args = ap.parse_args(argv)
 
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
@@ -457,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ctx = mp.get_context("spawn")
     cores = _cores()
-    data_dir = Path(args.out_dir) / f"behavioral_n{args.n_leads}_seed{args.seed}"
+    data_dir = Path(args.out_dir) / f"behavioral_{args.scenario}_n{args.n_leads}_seed{args.seed}"
     print(f"machine: {cores} cores available (os.cpu_count() = {os.cpu_count()}), "
           f"Python {sys.version.split()[0]}")
     meta_path = data_dir / "sizes.txt"
@@ -466,10 +472,11 @@ def main(argv: list[str] | None = None) -> int:
         print(meta_path.read_text(), end="")
     else:
         print(f"data: generating {args.n_leads:,} leads (seed {args.seed}) ...", flush=True)
-        m = _in_child(ctx, prepare_data, args.n_leads, args.seed, str(data_dir))
+        m = _in_child(ctx, prepare_data, args.n_leads, args.seed, str(data_dir), args.scenario)
         text = (
             f"  generated in {m['generate_s']:.1f} s; {m['n_leads']:,} leads (duplicates dropped), "
-            f"{m['n_snapshots']:,} snapshots (as_of = creation day + 30 d)\n"
+            f"{m['n_snapshots']:,} snapshots ({args.scenario} scenario: as_of = "
+            f"{'creation day + 30 d' if args.scenario == 'training' else 'the extraction time'})\n"
             f"  events: {m['n_events']:,} after dropping {m['n_events_raw'] - m['n_events']:,} "
             f"defect rows (unknown lead / at or after extraction); "
             f"{m['n_events_before_as_of']:,} are before their snapshot's as_of\n"

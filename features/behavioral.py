@@ -114,7 +114,7 @@ class _SortedRuns:
     """Events sorted by lead, then time: each lead's history is one contiguous run."""
 
     def __init__(self, keys: np.ndarray, ts: np.ndarray) -> None:
-        order = np.lexsort((ts, keys))
+        order = _lead_time_order(keys, ts)
         self.keys = keys[order]
         self.ts = ts[order]
         self.order = order
@@ -148,16 +148,36 @@ class _SortedRuns:
         return lo
 
 
-def _codes(values: pd.Series, universe: Sequence[str]) -> np.ndarray:
+def _as_large_string(values) -> pa.Array:
+    """Values as an Arrow large_string array (zero-copy for pandas' Arrow-backed strings)."""
+    arr = pa.array(values, from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr if pa.types.is_large_string(arr.type) else arr.cast(pa.large_string())
+
+
+def _lead_time_order(keys: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """The permutation that sorts events by (key, timestamp).
+
+    One argsort of a combined 64-bit key when key and time fit in it together (faster than a
+    two-key lexsort), else a lexsort.
+    """
+    if len(ts) == 0:
+        return np.empty(0, dtype=np.int64)
+    t0, span = int(ts.min()), int(ts.max()) - int(ts.min()) + 1
+    if (int(keys.max()) + 1) * span < 2**62:
+        return np.argsort(keys * span + (ts - t0))
+    return np.lexsort((ts, keys))
+
+
+def _codes(values: pd.Series, universe: Sequence[str] | pd.Index) -> np.ndarray:
     """Position of each value in ``universe`` (-1 if absent), hashed by Arrow, no Python objects."""
     if isinstance(values.dtype, pd.CategoricalDtype):
         per_category = _codes(pd.Series(values.cat.categories.astype("str")), universe)
         codes = values.cat.codes.to_numpy()
         return np.where(codes >= 0, per_category[np.maximum(codes, 0)], -1) if len(per_category) else np.full(len(codes), -1)
-    arr = pa.array(values, from_pandas=True)
-    if not pa.types.is_large_string(arr.type):
-        arr = arr.cast(pa.large_string())
-    value_set = pa.array([str(u) for u in universe], type=pa.large_string())
+    arr = _as_large_string(values)
+    value_set = _as_large_string(pd.Series(universe) if not isinstance(universe, pd.Series) else universe)
     found = pc.index_in(arr, value_set=value_set).fill_null(-1)
     return found.to_numpy(zero_copy_only=False).astype(np.int64)
 
@@ -169,12 +189,10 @@ def _event_codes(events: pd.DataFrame, lead_ids: pd.Index, last_as_of: np.ndarra
     dropped here, before any sorting.
     """
     lead_code = _codes(events["lead_id"], lead_ids)
+    type_code = _codes(events["event_type"], EVENT_TYPES)
     ts = to_microseconds(events["timestamp"])
-    keep = lead_code >= 0
-    keep[keep] = ts[keep] < last_as_of[lead_code[keep]]
-    type_code = _codes(events["event_type"][keep], EVENT_TYPES)
-    known = type_code >= 0
-    return lead_code[keep][known], type_code[known], ts[keep][known]
+    visible = (lead_code >= 0) & (type_code >= 0) & (ts < last_as_of[np.maximum(lead_code, 0)])
+    return lead_code[visible], type_code[visible], ts[visible]
 
 
 def build_behavioral(
@@ -188,13 +206,15 @@ def build_behavioral(
     """
     if params.half_life_days <= 0:
         raise ValueError("half_life_days must be > 0")
+    names = [s.name for s in behavioral_specs(params)]
+    if len(snapshots) == 0:
+        return _no_activity(names, snapshots.index)
     lead_ids = pd.Index(pd.unique(snapshots["lead_id"]))
     snap_code = lead_ids.get_indexer(snapshots["lead_id"]).astype(np.int64)
     as_of = to_microseconds(snapshots["as_of"])
     last_as_of = np.full(len(lead_ids), np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(last_as_of, snap_code, as_of)
     lead_code, type_code, ts = _event_codes(events, lead_ids, last_as_of)
-    names = [s.name for s in behavioral_specs(params)]
     if len(ts) == 0:
         return _no_activity(names, snapshots.index)
 
@@ -210,17 +230,20 @@ def build_behavioral(
     prev = np.maximum(hi - 1, 0)
     cols: dict[str, np.ndarray] = {}
 
-    # --- per type: counts per window from a running count, last one from a running position
-    positions = np.arange(len(types))
+    # --- per type: the positions of each type's events, grouped by type (a radix sort of the
+    # 8-bit type codes); counts in [lo, hi) and the last one before hi are binary searches there.
+    by_type = np.argsort(types.astype(np.int8), kind="stable")
+    type_starts = np.searchsorted(types[by_type], np.arange(len(EVENT_TYPES) + 1))
     last_seen = {}
     for t_idx, t in enumerate(EVENT_TYPES):
-        is_t = types == t_idx
-        running = np.concatenate([[0], np.cumsum(is_t, dtype=np.int64)])
+        where_t = by_type[type_starts[t_idx] : type_starts[t_idx + 1]]  # ascending positions
+        below_hi = np.searchsorted(where_t, hi)
         for w in params.windows_days:
-            cols[f"n_{t}_{w}d"] = (running[hi] - running[boundaries[w]]).astype(np.int32)
-        last_pos = np.maximum.accumulate(np.where(is_t, positions, -1))[prev]
-        has = seen & (last_pos >= start)
+            cols[f"n_{t}_{w}d"] = (below_hi - np.searchsorted(where_t, boundaries[w])).astype(np.int32)
+        last_pos = where_t[np.maximum(below_hi - 1, 0)] if len(where_t) else np.full(len(hi), -1)
+        has = (below_hi > 0) & (last_pos >= start) & seen
         last_seen[t] = np.where(has, (as_of - runs.ts[np.maximum(last_pos, 0)]) / DAY_US, np.nan)
+    cols = {f"n_{t}_{w}d": cols[f"n_{t}_{w}d"] for w in params.windows_days for t in EVENT_TYPES}
     for t in EVENT_TYPES:
         cols[f"days_since_last_{t}"] = last_seen[t]
 

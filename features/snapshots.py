@@ -39,4 +39,4 @@ def to_microseconds(values: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
     arr = np.asarray(values)
     if arr.dtype.kind != "M":
         arr = pd.to_datetime(arr).to_numpy()
-    return arr.astype("datetime64[us]").astype(np.int64)
+    return arr.astype("datetime64[us]", copy=False).view(np.int64)

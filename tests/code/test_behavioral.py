@@ -86,3 +86,8 @@ def test_every_feature_has_a_label_and_reads_only_events():
 def test_unknown_event_weight_is_refused():
     with pytest.raises(ValueError, match="unknown event types"):
         BehavioralParams(event_weights={"telepathy": 1.0}).weights()
+
+
+def test_no_snapshots_gives_an_empty_frame_with_every_column(tiny_tables):
+    out = build_behavioral(tiny_tables["events"], snaps(("L1", "2024-03-10")).iloc[:0], PARAMS)
+    assert len(out) == 0 and list(out.columns) == [s.name for s in behavioral_specs(PARAMS)]
