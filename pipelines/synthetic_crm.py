@@ -475,6 +475,37 @@ def _predict_step(alpha: np.ndarray, hz: np.ndarray) -> np.ndarray:
     return out
 
 
+def _day_loglik(counts: np.ndarray, in_opp: np.ndarray, lam: np.ndarray, day_factor: float) -> np.ndarray:
+    """log P(one day's observations | state) up to a constant, per lead [m, OPEN_STATES].
+
+    ``counts`` [m, event types] are the day's events per type; each type is Poisson with rate
+    ``lam[state, type] * day_factor``; ``in_opp`` says whether an opportunity is open (state O).
+    """
+    # A zero rate makes any count impossible: a huge finite penalty keeps 0 * log(0) at 0.
+    log_lam = np.where(lam > 0, np.log(np.where(lam > 0, lam, 1.0)), -1e30)
+    loglik = counts @ log_lam.T - lam.sum(axis=1) * day_factor
+    loglik[:, DORMANT] = np.where(counts.sum(axis=1) > 0, -np.inf, 0.0)
+    loglik[:, OPPORTUNITY] = np.where(in_opp, loglik[:, OPPORTUNITY], -np.inf)
+    loglik[in_opp, :OPPORTUNITY] = -np.inf
+    return loglik
+
+
+def _filter_day(alpha: np.ndarray, hz: list[np.ndarray], loglik: np.ndarray, fresh: np.ndarray) -> np.ndarray:
+    """One day of the forward filter over (type, state): predict, weigh, normalise.
+
+    ``alpha`` [m, 2 types, OPEN_STATES] is yesterday's filtered distribution (or the prior for
+    ``fresh`` leads, created today, which skip the prediction); ``hz`` the hazards per type.
+    Mass that would close (W, L) is dropped: the lead is observed to be still open.
+    """
+    a = alpha.copy()
+    for t in (BUYER, BROWSER):
+        stepped = _predict_step(alpha[:, t], hz[t])
+        a[:, t] = np.where(fresh[:, None], alpha[:, t], stepped)
+    loglik = loglik - loglik.max(axis=1, keepdims=True)
+    post = a * np.exp(loglik)[:, None, :]
+    return post / post.sum(axis=(1, 2), keepdims=True)
+
+
 # ------------------------------------------------------------------------------------------------
 # Simulation and filtering, one day at a time, vectorised over leads
 # ------------------------------------------------------------------------------------------------
@@ -486,9 +517,6 @@ def _simulate(cfg, leads, chain: _Chain, days: pd.DatetimeIndex, shift_day: int,
     lam[COLD:] = rates
     total_rate = lam.sum(axis=1)
     type_cdf = np.cumsum(lam / np.where(total_rate > 0, total_rate, 1)[:, None], axis=1)
-    with np.errstate(divide="ignore"):
-        log_lam = np.log(lam)
-    log_lam[DORMANT] = 0.0  # D emits nothing; its likelihood is handled separately
     weekday_factor = np.where(days.day_of_week >= 5, 0.35, 1.0)
     weekday_factor = weekday_factor / weekday_factor.mean()
 
@@ -536,29 +564,19 @@ def _simulate(cfg, leads, chain: _Chain, days: pd.DatetimeIndex, shift_day: int,
         ev_type.append(e_type)
         # --- forward filter of tracked leads with today's observations
         if len(tracked):
-            a = alpha[tracked]
-            fresh = created_day[tracked] == d  # the creation day starts from the prior
-            for t in (BUYER, BROWSER):
-                stepped = _predict_step(a[:, t], chain.gather(tracked, regime_today, t))
-                a[:, t] = np.where(fresh[:, None], a[:, t], stepped)
             pos = np.full(n, -1, dtype=np.int64)
             pos[tracked] = np.arange(len(tracked))
             tpos = pos[e_lead]
             keep = tpos >= 0
-            loglik = np.zeros((len(tracked), OPEN_STATES))
-            for s_ in EMITTING:
-                loglik[:, s_] = (
-                    np.bincount(tpos[keep], weights=log_lam[s_, e_type[keep]], minlength=len(tracked))
-                    - total_rate[s_] * weekday_factor[d]
-                )
-            n_today = np.bincount(tpos[keep], minlength=len(tracked))
-            loglik[:, DORMANT] = np.where(n_today > 0, -np.inf, 0.0)
+            n_types = len(ct.EVENT_TYPES)
+            counts_today = np.bincount(
+                tpos[keep] * n_types + e_type[keep], minlength=len(tracked) * n_types
+            ).reshape(len(tracked), n_types)
             in_opp = state[tracked] == OPPORTUNITY  # an open opportunity is observed
-            loglik[:, OPPORTUNITY] = np.where(in_opp, loglik[:, OPPORTUNITY], -np.inf)
-            loglik[in_opp, :OPPORTUNITY] = -np.inf
-            loglik -= loglik.max(axis=1, keepdims=True)
-            post = a * np.exp(loglik)[:, None, :]
-            alpha[tracked] = post / post.sum(axis=(1, 2), keepdims=True)
+            loglik = _day_loglik(counts_today, in_opp, lam, weekday_factor[d])
+            hz = [chain.gather(tracked, regime_today, t) for t in (BUYER, BROWSER)]
+            fresh = created_day[tracked] == d  # the creation day starts from the prior
+            alpha[tracked] = _filter_day(alpha[tracked], hz, loglik, fresh)
             # Record the filtered state at each snapshot whose as_of is tomorrow 00:00.
             age = d + 1 - created_day[tracked]
             at_snap = np.isin(age, offsets)
