@@ -689,28 +689,33 @@ def _respell(values: pd.Series, column: str, rate: float, rng) -> pd.Series:
     return out
 
 
-def _inject_event_defects(events: pd.DataFrame, leads: pd.DataFrame, d: DefectRates,
-                          extracted_at: pd.Timestamp, rng) -> pd.DataFrame:
-    n = len(events)
-    parts = [events]
+def _inject_event_defects(lead: np.ndarray, ts: np.ndarray, kind: np.ndarray, created_at: np.ndarray,
+                          d: DefectRates, extracted_at: pd.Timestamp, rng):
+    """Append defect rows (copies of random events) to the event arrays.
+
+    Events for unknown leads get lead codes past the last real lead (their ids are returned);
+    future events are moved past the extraction; early events before their lead's creation.
+    """
+    n, n_leads = len(ts), len(created_at)
+    parts = [(lead, ts, kind)]
     k = rng.binomial(n, d.unknown_lead_event)
+    unknown_ids = [f"X{i:08d}" for i in rng.choice(10**8, size=k, replace=False)] if k else []
     if k:
-        bad = events.sample(n=k, random_state=int(rng.integers(2**31))).copy()
-        bad["lead_id"] = [f"X{i:08d}" for i in rng.integers(0, 10**8, k)]
-        parts.append(bad)
+        pick = rng.integers(0, n, k)
+        parts.append((n_leads + np.arange(k), ts[pick], kind[pick]))
     k = rng.binomial(n, d.future_event)
     if k:
-        fut = events.sample(n=k, random_state=int(rng.integers(2**31))).copy()
-        fut["timestamp"] = extracted_at + pd.to_timedelta(rng.integers(1, 400, k), unit="D")
-        parts.append(fut)
+        pick = rng.integers(0, n, k)
+        later = np.datetime64(extracted_at) + rng.integers(1, 400, k).astype("timedelta64[D]")
+        parts.append((lead[pick], later.astype(ts.dtype), kind[pick]))
     k = rng.binomial(n, d.event_before_lead)
     if k:
-        early = events.sample(n=k, random_state=int(rng.integers(2**31))).copy()
-        created = early["lead_id"].map(leads.set_index("lead_id")["created_at"])
-        early["timestamp"] = created - pd.to_timedelta(rng.integers(1, 30, k), unit="D")
-        parts.append(early)
+        pick = rng.integers(0, n, k)
+        early = created_at[lead[pick]] - rng.integers(1, 30, k).astype("timedelta64[D]")
+        parts.append((lead[pick], early.astype(ts.dtype), kind[pick]))
     # Defect rows go at the end: an export's row order means nothing.
-    return pd.concat(parts, ignore_index=True)
+    lead, ts, kind = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    return lead, ts, kind, unknown_ids
 
 
 # ------------------------------------------------------------------------------------------------
@@ -746,17 +751,10 @@ def generate_crm(
     day0 = days.to_numpy()
     lead_ids = leads["lead_id"].to_numpy()
     order = np.lexsort((events_raw["lead"], events_raw["sec"], events_raw["day"]))
-    events = pd.DataFrame(
-        {
-            "lead_id": pd.Series(lead_ids[events_raw["lead"][order]], dtype="str"),
-            "timestamp": day0[events_raw["day"][order]]
-            + events_raw["sec"][order].astype("timedelta64[s]"),
-            "event_type": pd.Categorical.from_codes(
-                events_raw["type"][order], categories=list(ct.EVENT_TYPES)
-            ),
-        }
-    )
-    del events_raw
+    ev_lead = events_raw["lead"][order]
+    ev_ts = day0[events_raw["day"][order]] + events_raw["sec"][order].astype("timedelta64[s]")
+    ev_type = events_raw["type"][order]
+    del events_raw, order
 
     has_opp = np.flatnonzero(opp_open_day >= 0)
     opp_created = day0[opp_open_day[has_opp]] + rng.integers(8 * 3600, 19 * 3600, len(has_opp)).astype("timedelta64[s]")
@@ -799,8 +797,18 @@ def generate_crm(
     for col in ("source", "seniority", "department", "authority", "budget", "timeline", "need"):
         leads[col] = _respell(leads[col], col, dr.inconsistent_spelling, rng)
     accounts["industry"] = _respell(accounts["industry"], "industry", dr.inconsistent_spelling, rng)
-    events["event_type"] = events["event_type"].astype("str")
-    events = _inject_event_defects(events, leads, dr, extracted_at, rng)
+    ev_lead, ev_ts, ev_type, unknown_ids = _inject_event_defects(
+        ev_lead, ev_ts, ev_type, leads["created_at"].to_numpy(), dr, extracted_at, rng
+    )
+    # Ids and types as dictionaries (codes + a few distinct strings): 50M events stay cheap.
+    events = pd.DataFrame(
+        {
+            "lead_id": pd.Categorical.from_codes(ev_lead, categories=[*lead_ids, *unknown_ids]),
+            "timestamp": ev_ts,
+            "event_type": pd.Categorical.from_codes(ev_type, categories=list(ct.EVENT_TYPES)),
+        }
+    )
+    del ev_lead, ev_ts, ev_type
     n_dup = rng.binomial(len(leads), dr.duplicate_lead)
     if n_dup:
         dups = leads.sample(n=n_dup, random_state=int(rng.integers(2**31)))
