@@ -42,6 +42,7 @@ lint: install ## Lint and format-check
 	$(BIN)/ruff format --check .
 
 clean: ## Remove generated data, caches and the venv
-	rm -rf $(VENV) data/crm data/validated data/rejects data/training .pytest_cache .ruff_cache
+	rm -rf $(VENV) data/crm data/oracle data/validated data/rejects data/labels data/features data/training \
+		.pytest_cache .ruff_cache
 
 .PHONY: help install lock demo test bench lint clean

@@ -40,10 +40,11 @@ def bant_specs() -> list[FeatureSpec]:
 
 def build_bant(tables: Mapping[str, pd.DataFrame], snapshots: pd.DataFrame) -> pd.DataFrame:
     """BANT answers of each snapshot's lead and how many were answered, one row per snapshot."""
-    rows = lead_rows(tables["leads"], snapshots, list(_ANSWERS))
+    rows = lead_rows(tables["leads"], snapshots, [*_ANSWERS, "created_at"])
     out = {f"bant_{c}": as_category(rows[c], vocabulary_of("leads", c)) for c in _ANSWERS}
-    answered = rows.notna().sum(axis=1).astype("float64")
+    answered = rows[list(_ANSWERS)].notna().sum(axis=1).astype("float64")
     # "unknown" authority is an answer that says nothing: it does not count as answered.
     answered -= (rows["authority"].astype(object) == "unknown").astype("float64")
-    out["bant_answered"] = answered
+    # A snapshot before the lead existed (created_at blanked by lead_rows) knows nothing.
+    out["bant_answered"] = answered.mask(rows["created_at"].isna())
     return pd.DataFrame(out, index=snapshots.index)

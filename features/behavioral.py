@@ -283,20 +283,20 @@ def _decayed_score(runs: _SortedRuns, types, params, as_of, hi, seen):
     """sum over events before as_of of weight * 0.5 ** (age_days / half_life), exactly.
 
     Rewritten as 2**(-(as_of - origin)/h) * cumsum(weight * 2**((ts - origin)/h)) within each
-    lead, with the origin at the middle of the lead's history so the exponents stay small.
+    lead, with the origin at the lead's first event: later events never move it, so a
+    snapshot's score does not depend on anything after its as_of (exact up to rounding).
     """
     if not seen.any():
         return np.zeros(len(as_of))
     weights = params.weights()[types]
     h_us = params.half_life_days * DAY_US
     run_length = runs.run_ends - runs.run_starts
-    mid = (runs.ts[runs.run_starts] + runs.ts[runs.run_ends - 1]) // 2
-    origin = np.repeat(mid, run_length)
+    origin = np.repeat(runs.ts[runs.run_starts], run_length)
     exponent = (runs.ts - origin) / h_us
-    if np.abs(exponent).max() > 1000:
+    if exponent.max() > 1000:  # 2**1000 is near the float64 limit
         raise ValueError(
-            "half_life_days is too short for the span of some leads' histories "
-            f"({params.half_life_days} days): use a longer half-life"
+            f"a lead's event history spans more than 1000 half-lives ({params.half_life_days} "
+            "days each): use a longer features.behavioral.half_life_days"
         )
     run_id = np.repeat(np.arange(len(run_length)), run_length)
     scaled = pd.Series(weights * np.exp2(exponent)).groupby(run_id, sort=False).cumsum().to_numpy()

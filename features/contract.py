@@ -59,6 +59,14 @@ class Column:
     nullable: bool = True
     vocabulary: tuple[str, ...] | None = None
     min_value: float | None = None
+    #: a row is unusable without a valid value here (keys, times, label sources): an invalid
+    #: value quarantines the row; in any other column it is set to missing and counted.
+    essential: bool | None = None
+
+    @property
+    def is_essential(self) -> bool:
+        """Required columns are essential unless said otherwise."""
+        return (not self.nullable) if self.essential is None else self.essential
 
 
 @dataclass(frozen=True)
@@ -318,8 +326,8 @@ OPPORTUNITIES = Table(
         C("opportunity_id", Kind.ID, K.AS_OF_SNAPSHOT, "Unique opportunity identifier.", nullable=False),
         C("lead_id", Kind.ID, K.AS_OF_SNAPSHOT, "The lead (leads.lead_id).", nullable=False),
         C("created_at", Kind.TIMESTAMP, K.AS_OF_SNAPSHOT, "When the opportunity was opened (UTC).", nullable=False),
-        C("closed_at", Kind.TIMESTAMP, K.AFTER_OUTCOME, "When it was closed; null while open."),
-        C("is_won", Kind.BOOL, K.AFTER_OUTCOME, "Closed-won (true), closed-lost (false), null while open."),
+        C("closed_at", Kind.TIMESTAMP, K.AFTER_OUTCOME, "When it was closed; null while open.", essential=True),
+        C("is_won", Kind.BOOL, K.AFTER_OUTCOME, "Closed-won (true), closed-lost (false), null while open.", essential=True),
         C("amount", Kind.FLOAT, K.AFTER_OUTCOME, "Deal amount in USD.", min_value=0),
     ),
 )

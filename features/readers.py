@@ -119,7 +119,9 @@ def write_crm(
 ) -> None:
     """Write CRM tables to a folder (``fmt`` parquet or csv) or to an SQLAlchemy URL.
 
-    A folder is created if needed; database tables are replaced, in one transaction.
+    A folder is created if needed, and a table's file in the other format is removed (readers
+    prefer Parquet: a stale copy would shadow the new one); database tables are replaced, in
+    one transaction.
     """
     if _is_url(dest):
         engine = sa.create_engine(str(dest))
@@ -140,8 +142,10 @@ def write_crm(
     other = FORMATS[1 - FORMATS.index(fmt)]
     for name, frame in tables.items():
         path = folder / f"{name}.{fmt}"
-        if fmt == "csv" and (folder / f"{name}.{other}").exists():
-            log.warning("%s: %s.%s also exists in %s and is read first", name, name, other, folder)
+        stale = folder / f"{name}.{other}"
+        if stale.exists():
+            log.info("%s: removing %s, written by an earlier run in the other format", name, stale)
+            stale.unlink()
         if fmt == "parquet":
             frame.to_parquet(path, index=False)
         else:

@@ -27,11 +27,11 @@ def snapshots_after_creation(leads: pd.DataFrame, offsets_days: list[int]) -> pd
     return frame.sort_values(["as_of", "lead_id"], ignore_index=True)
 
 
-def periodic_snapshots(leads: pd.DataFrame, every_days: int, max_days: int) -> pd.DataFrame:
-    """Snapshots every ``every_days`` days after creation, up to ``max_days`` (e.g. weekly)."""
+def periodic_offsets(every_days: int, max_days: int) -> list[int]:
+    """Offsets of a snapshot every ``every_days`` days after creation, up to ``max_days``."""
     if every_days < 1 or max_days < every_days:
         raise ValueError(f"need 1 <= every_days <= max_days, got {every_days}, {max_days}")
-    return snapshots_after_creation(leads, list(range(every_days, max_days + 1, every_days)))
+    return list(range(every_days, max_days + 1, every_days))
 
 
 def to_microseconds(values: pd.Series | pd.Index | np.ndarray) -> np.ndarray:

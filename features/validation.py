@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import re
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -89,6 +88,9 @@ class ValidationResult:
     unknown_categories: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=["table", "column", "value", "rows"])
     )  # table, column, value (as found), rows: values set to missing
+    repaired: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["table", "column", "problem", "rows"])
+    )  # table, column, problem, rows: unusable values of non-essential columns set to missing
 
     def summary(self) -> str:
         """One line per table: rows in / rejected / out, with the count of each reject reason."""
@@ -102,6 +104,14 @@ class ValidationResult:
                 f"{rec.table}: {rec.rows_in} in, {rec.rows_rejected} rejected, {rec.rows_out} out"
             )
             lines.append(f"{line} ({detail})" if detail else line)
+        if len(self.repaired):
+            lines.append(
+                "unusable values set to missing (rows kept): "
+                + ", ".join(
+                    f"{r.table}.{r.column} {r.problem}: {r.rows}"
+                    for r in self.repaired.itertuples(index=False)
+                )
+            )
         unknown = self.unknown_categories
         if len(unknown):
             per_col = unknown.groupby(["table", "column"], sort=False)["rows"].sum()
@@ -209,37 +219,18 @@ def _as_string(values: pd.Series, strip: bool) -> pd.Series:
     return out
 
 
-def _in_ns_range(values: pd.Series) -> pd.Series | None:
-    """Mask of values representable in nanoseconds; None when all are (checked on min / max)."""
-    lo, hi = values.min(), values.max()
-    if pd.isna(lo) or (lo >= pd.Timestamp.min and hi <= pd.Timestamp.max):
-        return None
-    return values.between(pd.Timestamp.min, pd.Timestamp.max) | values.isna()
-
-
 def _to_timestamp(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
+    """Naive UTC datetime64[us]; text must be ISO 8601 (no guessing of day/month order)."""
     dtype = values.dtype
     if isinstance(dtype, pd.DatetimeTZDtype):
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
         dtype = values.dtype
     if pd.api.types.is_datetime64_dtype(dtype):
-        if dtype == np.dtype("datetime64[ns]"):
-            return values, None  # already typed: nothing to parse
-        ok = _in_ns_range(values)
-        if ok is None:
-            return values.dt.as_unit("ns"), None
-        return values.where(ok).dt.as_unit("ns"), ~ok.to_numpy()
+        return values.dt.as_unit("us"), None  # already typed: nothing to parse
     parsed = pd.to_datetime(values, format="ISO8601", errors="coerce", utc=True)
-    retry = parsed.isna() & values.notna()
-    if retry.any():
-        with warnings.catch_warnings():  # per-element inference may warn about ambiguous dates
-            warnings.simplefilter("ignore", UserWarning)
-            again = pd.to_datetime(values[retry], format="mixed", errors="coerce", utc=True)
-        parsed = parsed.mask(retry, again.dt.as_unit(parsed.dt.unit))
-    parsed = parsed.dt.tz_localize(None)
-    ok = _in_ns_range(parsed)
-    parsed = (parsed if ok is None else parsed.where(ok)).dt.as_unit("ns")
-    return parsed, (parsed.isna() & values.notna()).to_numpy()
+    parsed = parsed.dt.tz_localize(None).dt.as_unit("us")
+    bad = (parsed.isna() & values.notna()).to_numpy()
+    return parsed, (bad if bad.any() else None)
 
 
 def _to_float(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
@@ -281,7 +272,7 @@ def _dtype(column: Column) -> object:
     return {
         Kind.ID: STRING,
         Kind.TEXT: STRING,
-        Kind.TIMESTAMP: np.dtype("datetime64[ns]"),
+        Kind.TIMESTAMP: np.dtype("datetime64[us]"),
         Kind.FLOAT: np.dtype("float64"),
         Kind.INT: pd.Int64Dtype(),
         Kind.BOOL: pd.BooleanDtype(),
@@ -384,10 +375,36 @@ def _wrong_type(table: Table, column: Column, raw_col: pd.Series, bad: np.ndarra
     )
 
 
+def _repaired(
+    table: Table, col: Column, problem: str, mask: np.ndarray, raw_col: pd.Series, repaired: list[dict]
+) -> None:
+    """Record values of a non-essential column set to missing (the row itself is kept)."""
+    rows = np.flatnonzero(mask)
+    repaired.append(
+        {"table": table.name, "column": col.name, "problem": problem, "rows": len(rows)}
+    )
+    log.warning(
+        "%s.%s: %d %s value(s) set to missing, rows kept (e.g. %s)",
+        table.name, col.name, len(rows), problem,
+        _examples(col, rows, [_safe(v) for v in raw_col.iloc[rows[:N_EXAMPLES]]]),
+    )  # fmt: skip
+
+
+def _safe(value: object) -> object:
+    """A value fit for a log line: anything that looks like an email or a phone is redacted."""
+    text = str(value)
+    return REDACTED if "@" in text or len(re.findall(r"\d", text)) >= 7 else value
+
+
 def _coerce(
-    table: Table, frame: pd.DataFrame, rej: _Rejects, limit: float, unknown: list[dict]
+    table: Table,
+    frame: pd.DataFrame,
+    rej: _Rejects,
+    limit: float,
+    unknown: list[dict],
+    repaired: list[dict],
 ) -> pd.DataFrame:
-    """Step b: typed columns in contract order; unparseable rows rejected."""
+    """Step b: typed columns in contract order; unusable essential values reject the row."""
     out = {}
     for col in table.columns:
         raw_col = frame[col.name]
@@ -408,11 +425,19 @@ def _coerce(
             n_present = int(raw_col.notna().sum())
             if bad.sum() > limit * n_present:
                 raise _wrong_type(table, col, raw_col, bad, limit)
-            rej.add(
-                bad,
-                f"unparseable {col.name}",
-                lambda pos, c=col, r=raw_col: (": " + _quoted(r.iloc[pos], c)).to_numpy(),
-            )
+            if col.is_essential:
+                rej.add(
+                    bad,
+                    f"unparseable {col.name}",
+                    lambda pos, c=col, r=raw_col: (": " + _quoted(r.iloc[pos], c)).to_numpy(),
+                )
+            else:  # the row is still usable: the value becomes missing, and is counted
+                _repaired(table, col, "unparseable", bad, raw_col, repaired)
+        if col.min_value is not None and not col.is_essential:
+            below = (typed < col.min_value).fillna(False).to_numpy(dtype=bool)
+            if below.any():
+                _repaired(table, col, f"below minimum {_fmt_number(col.min_value)}", below, raw_col, repaired)
+                typed = typed.mask(below)
         out[col.name] = typed
     return pd.DataFrame(out, index=frame.index)
 
@@ -433,9 +458,10 @@ def _to_category(
     if is_unknown.any():
         per_value = np.bincount(raw_codes[is_unknown], minlength=len(uniques))
         found = np.flatnonzero(per_value)
-        counts = pd.DataFrame(
-            {"value": uniques.iloc[found].to_numpy(), "rows": per_value[found]}
-        ).sort_values(["rows", "value"], ascending=[False, True])
+        values = [_safe(v) for v in uniques.iloc[found].to_numpy()]
+        counts = pd.DataFrame({"value": values, "rows": per_value[found]})
+        counts = counts.groupby("value", as_index=False, sort=False)["rows"].sum()
+        counts = counts.sort_values(["rows", "value"], ascending=[False, True])
         if col.nullable:
             examples = ", ".join(repr(v) for v in counts["value"].head(N_EXAMPLES))
             log.warning(
@@ -562,8 +588,11 @@ def _relational(
         where = _positions(typed["lead_id"], leads["lead_id"])
         rej.add(where < 0, "unknown lead_id")
         rej.add((typed[tcol] > extracted_at).to_numpy(), f"{tcol} in the future")
-        created = leads["created_at"].to_numpy()[np.maximum(where, 0)]
-        before = (where >= 0) & (typed[tcol].to_numpy() < created)
+        if len(leads):
+            created = leads["created_at"].to_numpy()[np.maximum(where, 0)]
+            before = (where >= 0) & (typed[tcol].to_numpy() < created)
+        else:
+            before = np.zeros(len(typed), dtype=bool)
         rej.add(before, f"{tcol} before the lead was created")
     if table.name == "opportunities":
         closed = typed["closed_at"]
@@ -571,6 +600,9 @@ def _relational(
         rej.add((closed > extracted_at).to_numpy(), "closed_at in the future")
         rej.add(
             (typed["is_won"].notna() & closed.isna()).to_numpy(), "is_won set but closed_at missing"
+        )
+        rej.add(
+            (typed["is_won"].isna() & closed.notna()).to_numpy(), "closed_at set but is_won missing"
         )
 
 
@@ -587,7 +619,7 @@ def _extracted_at(value: pd.Timestamp) -> pd.Timestamp:
     ts = pd.Timestamp(value)
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.as_unit("ns")
+    return ts.as_unit("us")
 
 
 def validate_crm(
@@ -610,7 +642,7 @@ def validate_crm(
     extracted = _extracted_at(extracted_at)
     tables: dict[str, pd.DataFrame] = {}
     rejects: dict[str, pd.DataFrame] = {}
-    counts, reasons, unknown = [], [], []
+    counts, reasons, unknown, repaired = [], [], [], []
     for name in TABLE_ORDER:
         table = ct.TABLES[name]
         frame = raw[name]
@@ -622,7 +654,7 @@ def validate_crm(
             frame = frame.reset_index(drop=True)
         _check_columns(table, frame)
         rej = _Rejects(len(frame))
-        typed = _coerce(table, frame, rej, max_unparseable_fraction, unknown)
+        typed = _coerce(table, frame, rej, max_unparseable_fraction, unknown, repaired)
         _schema_rejects(table, typed, rej)
         _relational(table, typed, rej, extracted, tables)
         clean = typed if not rej.rejected.any() else typed[~rej.rejected]
@@ -641,6 +673,7 @@ def validate_crm(
         counts=pd.DataFrame(counts, columns=["table", "rows_in", "rows_rejected", "rows_out"]),
         reasons=pd.DataFrame(reasons, columns=["table", "reason", "rows"]),
         unknown_categories=pd.DataFrame(unknown, columns=["table", "column", "value", "rows"]),
+        repaired=pd.DataFrame(repaired, columns=["table", "column", "problem", "rows"]),
     )
 
 
@@ -650,6 +683,7 @@ def write_rejects(result: ValidationResult, folder: str | os.PathLike) -> list[P
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, frame in result.rejects.items():
+        (folder / f"{name}.parquet").unlink(missing_ok=True)  # no stale file from an earlier run
         if len(frame):
             path = folder / f"{name}.parquet"
             frame.to_parquet(path, index=False)
@@ -659,6 +693,7 @@ def write_rejects(result: ValidationResult, folder: str | os.PathLike) -> list[P
         t = rec["table"]
         by_reason = result.reasons[result.reasons["table"] == t]
         unknown = result.unknown_categories[result.unknown_categories["table"] == t]
+        fixed = result.repaired[result.repaired["table"] == t]
         summary[t] = {
             "rows_in": int(rec["rows_in"]),
             "rows_rejected": int(rec["rows_rejected"]),
@@ -669,6 +704,10 @@ def write_rejects(result: ValidationResult, folder: str | os.PathLike) -> list[P
             "unknown_categories": {
                 str(c): int(n)
                 for c, n in unknown.groupby("column", sort=False)["rows"].sum().items()
+            },
+            "values_set_to_missing": {
+                f"{c} {p}": int(n)
+                for c, p, n in zip(fixed["column"], fixed["problem"], fixed["rows"], strict=True)
             },
         }
     path = folder / "summary.json"

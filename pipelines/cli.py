@@ -104,7 +104,7 @@ def generate(
 
 @app.command()
 def validate(
-    source: Annotated[str, typer.Argument(help="Folder of Parquet/CSV tables or an SQLAlchemy URL.")] = "data/crm",
+    source: Annotated[str | None, typer.Argument(help="Folder of Parquet/CSV tables or an SQLAlchemy URL (default: crm.source in params.yaml).")] = None,
     params: ParamsOpt = Path("params.yaml"),
     out: Annotated[Path, typer.Option(help="Folder for the clean, typed tables.")] = Path("data/validated"),
     rejects: Annotated[Path, typer.Option(help="Folder for quarantined rows (with a reason column).")] = Path("data/rejects"),
@@ -118,8 +118,10 @@ def validate(
     from features.validation import ContractError
     from pipelines.steps import run_validate
 
+    p = _load(params)
+    source = source or p.get("crm", {}).get("source") or "data/crm"
     try:
-        report = run_validate(_load(params), source, out, rejects)
+        report = run_validate(p, source, out, rejects)
     except ContractError as err:
         _fail(str(err))
     table = Table(title=f"validation of {source}")

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from features.behavioral import BehavioralParams
+from features.snapshots import periodic_offsets
 from pipelines.synthetic_crm import DefectRates, MarketShift, SyntheticCRMConfig
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -59,8 +60,5 @@ def snapshot_offsets(params: dict[str, Any]) -> list[int]:
     if policy == "after_creation":
         return sorted({int(k) for k in snaps["offsets_days"]})
     if policy == "periodic":
-        every, most = int(snaps["every_days"]), int(snaps["max_days"])
-        if every < 1 or most < every:
-            raise ValueError(f"snapshots: need 1 <= every_days <= max_days, got {every}, {most}")
-        return list(range(every, most + 1, every))
+        return periodic_offsets(int(snaps["every_days"]), int(snaps["max_days"]))
     raise ValueError(f"snapshots.policy must be 'after_creation' or 'periodic', got {policy!r}")

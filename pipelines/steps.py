@@ -70,14 +70,20 @@ def run_generate(
     return meta
 
 
+def naive_utc(value: str | pd.Timestamp) -> pd.Timestamp:
+    """A timestamp as naive UTC (the contract's convention); aware values are converted."""
+    ts = pd.Timestamp(value)
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+
+
 def resolve_extracted_at(source: str | Path, configured: str | None) -> pd.Timestamp:
-    """When the CRM was exported: params, else the source's crm_meta.json, else now (UTC)."""
+    """When the CRM was exported (naive UTC): params, else the source's crm_meta.json, else now."""
     if configured:
-        return pd.Timestamp(configured)
+        return naive_utc(configured)
     if "://" not in str(source):
         meta = _read_meta(Path(source))
         if "extracted_at" in meta:
-            return pd.Timestamp(meta["extracted_at"])
+            return naive_utc(meta["extracted_at"])
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
     log.info("no extraction time configured or recorded: using now (%s)", now)
     return now
@@ -115,7 +121,7 @@ def _read_validated(folder: str | Path) -> tuple[dict[str, pd.DataFrame], pd.Tim
     meta = _read_meta(folder)
     if "extracted_at" not in meta:
         raise FileNotFoundError(f"{folder / META_FILE} is missing: run `leadscore validate` first")
-    return tables, pd.Timestamp(meta["extracted_at"])
+    return tables, naive_utc(meta["extracted_at"])
 
 
 def run_label(params: dict[str, Any], validated: str | Path, out: str | Path) -> dict[str, Any]:
@@ -184,10 +190,17 @@ def run_training_set(
             "rebuild the features stage"
         )
     split_settings = section(params, "split")
-    training = features.assign(label=labelled["label"].to_numpy())
-    training["split"] = temporal_split(
-        training["as_of"], int(split_settings["validation_days"]), int(split_settings["test_days"])
+    horizon = int(section(params, "label")["horizon_days"])
+    split = temporal_split(
+        features["as_of"],
+        int(split_settings["validation_days"]),
+        int(split_settings["test_days"]),
+        purge_days=horizon if split_settings.get("purge", True) else 0,
     )
+    purged = (split == "purged").to_numpy()
+    training = features[~purged].assign(
+        label=labelled["label"].to_numpy()[~purged], split=split[~purged].to_numpy()
+    ).reset_index(drop=True)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for name, part in training.groupby("split", sort=False):
@@ -202,6 +215,7 @@ def run_training_set(
         "features": {"builders": section(params, "features")["builders"]},
         "extracted_at": report["extracted_at"],
     }
-    result = manifest(training, label_summary["excluded"], report["input_fingerprint"], feature_names, settings)
+    excluded = {**label_summary["excluded"], "purged_label_window_crosses_next_split": int(purged.sum())}
+    result = manifest(training, excluded, report["input_fingerprint"], feature_names, settings)
     _write_json(out / "manifest.json", result)
     return result

@@ -78,7 +78,7 @@ class DefectRates:
 class MarketShift:
     """A change in one segment's odds after a date (so that retraining matters)."""
 
-    after_fraction: float = 0.55  # when, as a fraction of the simulated period
+    after_fraction: float = 0.3  # when, as a fraction of the simulated period
     column: str = "industry"
     #: segment value -> log-odds change of winning and log change of reaching an opportunity
     effects: dict[str, float] = field(
@@ -92,7 +92,7 @@ class SyntheticCRMConfig:
 
     n_leads: int = 20_000
     start: str = "2024-01-01"
-    months: int = 21
+    months: int = 24
     seed: int = 7
     leads_per_account: float = 2.5
     #: snapshot offsets (days after creation) and horizon for which the oracle is written

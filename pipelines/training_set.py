@@ -38,27 +38,40 @@ def label_snapshots(
     horizon_days: int,
     data_end: pd.Timestamp,
 ) -> LabelledSnapshots:
-    """Label each snapshot with closed-won within ``horizon_days``; leave out what can't be used."""
+    """Label each snapshot with closed-won within ``horizon_days``; leave out what can't be used.
+
+    Left out: snapshots taken before the lead existed; leads already won before as_of (a won
+    opportunity closed before it); leads already lost (every opportunity opened before as_of
+    closed lost before it, none still open); snapshots whose horizon ends after ``data_end``.
+    A lead may have several opportunities: a lost one does not hide a later win.
+    """
     if horizon_days < 1:
         raise ValueError("horizon_days must be >= 1")
     horizon = pd.Timedelta(days=horizon_days)
     snaps = snapshots[["lead_id", "as_of"]].reset_index(drop=True)
-    created = snaps["lead_id"].map(leads.set_index("lead_id")["created_at"])
-    closed = opportunities.dropna(subset=["closed_at"])
-    first_close = closed.groupby("lead_id")["closed_at"].min()
-    won = closed[closed["is_won"].fillna(False).astype(bool)]
-    closed_at = snaps["lead_id"].map(first_close)
-    before_lead = ~(created < snaps["as_of"])
-    already_closed = (closed_at < snaps["as_of"]) & ~before_lead
-    censored = (snaps["as_of"] + horizon > data_end) & ~before_lead & ~already_closed
+    created = snaps[["lead_id"]].merge(
+        leads[["lead_id", "created_at"]], on="lead_id", how="left", validate="many_to_one"
+    )["created_at"]
+    before_lead = ~(created < snaps["as_of"]).to_numpy()
+
+    # Every (snapshot, opportunity of its lead) pair, once: closed, won and open as of as_of.
+    opps = opportunities[["lead_id", "created_at", "closed_at", "is_won"]]
+    pairs = snaps.assign(_row=np.arange(len(snaps))).merge(opps, on="lead_id", suffixes=("", "_opp"))
+    opened = pairs["created_at"] < pairs["as_of"]
+    closed_before = pairs["closed_at"].notna() & (pairs["closed_at"] < pairs["as_of"])
+    is_won = pairs["is_won"].fillna(False).astype(bool).to_numpy()
+    won_before = _any_per_row(pairs, closed_before.to_numpy() & is_won, len(snaps))
+    n_opened = _count_per_row(pairs, opened.to_numpy(), len(snaps))
+    n_still_open = _count_per_row(pairs, (opened & ~closed_before).to_numpy(), len(snaps))
+    lost_before = (n_opened > 0) & (n_still_open == 0) & ~won_before
+    already_closed = (won_before | lost_before) & ~before_lead
+    censored = (snaps["as_of"] + horizon > data_end).to_numpy() & ~before_lead & ~already_closed
     keep = ~(before_lead | already_closed | censored)
-    kept = snaps[keep.to_numpy()].reset_index(drop=True)
+
     # Won within the horizon: any won opportunity closing in [as_of, as_of + horizon).
-    pairs = kept.reset_index(names="_row").merge(won[["lead_id", "closed_at"]], on="lead_id")
-    hit = (pairs["closed_at"] >= pairs["as_of"]) & (pairs["closed_at"] < pairs["as_of"] + horizon)
-    label = np.zeros(len(kept), dtype=np.int8)
-    label[pairs.loc[hit, "_row"].to_numpy()] = 1
-    kept["label"] = label
+    in_window = (pairs["closed_at"] >= pairs["as_of"]) & (pairs["closed_at"] < pairs["as_of"] + horizon)
+    label = _any_per_row(pairs, in_window.to_numpy() & is_won, len(snaps)).astype(np.int8)
+    kept = snaps[keep].assign(label=label[keep]).reset_index(drop=True)
     excluded = {
         "before_lead_created": int(before_lead.sum()),
         "already_won_or_lost": int(already_closed.sum()),
@@ -66,26 +79,49 @@ def label_snapshots(
     }
     log.info(
         "labelled %d of %d snapshots (%.2f%% positive); left out: %s",
-        len(kept), len(snaps), 100 * label.mean() if len(kept) else 0.0, excluded,
+        len(kept), len(snaps), 100 * kept["label"].mean() if len(kept) else 0.0, excluded,
     )
     return LabelledSnapshots(kept.sort_values(["as_of", "lead_id"], ignore_index=True), excluded)
 
 
-def temporal_split(as_of: pd.Series, validation_days: int, test_days: int) -> pd.Series:
-    """'train' / 'validation' / 'test' by as_of: the test set is the last ``test_days``."""
+def _count_per_row(pairs: pd.DataFrame, mask: np.ndarray, n: int) -> np.ndarray:
+    return np.bincount(pairs["_row"].to_numpy()[mask], minlength=n)
+
+
+def _any_per_row(pairs: pd.DataFrame, mask: np.ndarray, n: int) -> np.ndarray:
+    return _count_per_row(pairs, mask, n) > 0
+
+
+def temporal_split(
+    as_of: pd.Series, validation_days: int, test_days: int, purge_days: int = 0
+) -> pd.Series:
+    """'train' / 'validation' / 'test' (or 'purged') by as_of: the test set is the last ``test_days``.
+
+    With ``purge_days`` = the label horizon, a train row whose label window reaches into the
+    validation period, or a validation row whose window reaches into the test period, is
+    'purged': then everything a split learns from was known when the next split begins, as it
+    would be for a model trained on that day.
+    """
     if len(as_of) == 0:
         raise ValueError("no labelled snapshots to split")
     last = as_of.max()
     test_start = last.normalize() - pd.Timedelta(days=test_days - 1)
     validation_start = test_start - pd.Timedelta(days=validation_days)
     split = np.where(as_of >= test_start, "test", np.where(as_of >= validation_start, "validation", "train"))
+    if purge_days:
+        label_end = as_of + pd.Timedelta(days=purge_days)
+        crosses = ((split == "train") & (label_end > validation_start).to_numpy()) | (
+            (split == "validation") & (label_end > test_start).to_numpy()
+        )
+        split = np.where(crosses, "purged", split)
     out = pd.Series(split, index=as_of.index, dtype="str")
     missing = [s for s in SPLITS if not (out == s).any()]
     if missing:
         raise ValueError(
             f"the temporal split leaves {missing} empty: the labelled as_of dates span "
-            f"{as_of.min():%Y-%m-%d}..{last:%Y-%m-%d}; shorten split.validation_days/test_days "
-            "or generate more months"
+            f"{as_of.min():%Y-%m-%d}..{last:%Y-%m-%d}, validation needs more than "
+            f"{purge_days} days (the purge gap); lengthen split.validation_days, shorten "
+            "split.test_days, or bring more months of data"
         )
     return out
 

@@ -115,9 +115,8 @@ def test_sqlite_round_trip(tmp_path):
 
 def test_parquet_preferred_over_csv(tmp_path):
     raw = tiny_crm()
-    write_crm(raw, tmp_path, fmt="csv")
-    parquet = {**raw, "accounts": raw["accounts"].iloc[:1]}
-    write_crm(parquet, tmp_path, fmt="parquet")
+    write_crm({**raw, "accounts": raw["accounts"].iloc[:1]}, tmp_path, fmt="parquet")
+    raw["accounts"].to_csv(tmp_path / "accounts.csv", index=False)  # e.g. a copy left by hand
     assert len(read_crm(tmp_path)["accounts"]) == 1
 
 
@@ -158,3 +157,14 @@ def test_database_password_is_hidden():
     assert (
         _display("postgresql+psycopg://crm:hunter2@db/crm") == "postgresql+psycopg://crm:***@db/crm"
     )
+
+
+
+
+def test_rewriting_in_the_other_format_leaves_no_stale_copy(tmp_path):
+    raw = tiny_crm()
+    write_crm(raw, tmp_path, fmt="parquet")
+    changed = {**raw, "events": raw["events"].iloc[:1]}
+    write_crm(changed, tmp_path, fmt="csv")
+    assert not (tmp_path / "events.parquet").exists()
+    assert len(read_crm(tmp_path)["events"]) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features.snapshots import periodic_snapshots, snapshots_after_creation
+from features.snapshots import periodic_offsets, snapshots_after_creation
 
 
 def test_as_of_is_creation_date_plus_k_days_at_midnight(tiny_tables):
@@ -17,8 +17,10 @@ def test_as_of_is_creation_date_plus_k_days_at_midnight(tiny_tables):
 
 
 def test_periodic_policy_is_every_k_days(tiny_tables):
-    out = periodic_snapshots(tiny_tables["leads"].iloc[:1], every_days=7, max_days=21)
+    out = snapshots_after_creation(tiny_tables["leads"].iloc[:1], periodic_offsets(7, 21))
     assert out["as_of"].dt.strftime("%m-%d").tolist() == ["03-08", "03-15", "03-22"]
+    with pytest.raises(ValueError, match="every_days"):
+        periodic_offsets(7, 3)
 
 
 @pytest.mark.parametrize("offsets", [[], [0, 7], [-1]])

@@ -82,3 +82,52 @@ def test_manifest_counts_and_fingerprint(tiny_tables):
     assert len(fp) == 64 and fp == fingerprint(tiny_tables)
     changed = dict(tiny_tables, events=tiny_tables["events"].iloc[:-1])
     assert fingerprint(changed) != fp
+
+
+def test_purge_drops_rows_whose_label_window_reaches_the_next_split():
+    as_of = pd.Series(pd.date_range("2024-01-01", periods=100, freq="D"))
+    split = temporal_split(as_of, validation_days=30, test_days=10, purge_days=7)
+    # test starts 04-01, validation 03-02; a window [as_of, as_of + 7 d) ending exactly at a
+    # split start stays: 6 days before each boundary are purged
+    assert split.value_counts().to_dict() == {"train": 54, "validation": 24, "test": 10, "purged": 12}
+    train_end = as_of[split == "train"].max() + pd.Timedelta(days=7)
+    assert train_end <= as_of[split == "validation"].min()
+    assert as_of[split == "validation"].max() + pd.Timedelta(days=7) <= as_of[split == "test"].min()
+
+
+def test_purge_that_empties_validation_says_what_to_change():
+    as_of = pd.Series(pd.date_range("2024-01-01", periods=100, freq="D"))
+    with pytest.raises(ValueError, match="validation_days"):
+        temporal_split(as_of, validation_days=10, test_days=10, purge_days=30)
+
+
+def opportunities(*rows):
+    return pd.DataFrame(
+        {
+            "opportunity_id": [f"O{i}" for i in range(len(rows))],
+            "lead_id": ["L1"] * len(rows),
+            "created_at": pd.to_datetime([r[0] for r in rows]),
+            "closed_at": pd.to_datetime([r[1] for r in rows]),
+            "is_won": pd.array([r[2] for r in rows], dtype="boolean"),
+            "amount": [1.0] * len(rows),
+        }
+    )
+
+
+def test_a_lost_opportunity_does_not_hide_a_later_win(tiny_tables):
+    opps = opportunities(("2024-03-05", "2024-03-20", False), ("2024-04-01", "2024-04-10", True))
+    snaps = pd.DataFrame({"lead_id": ["L1"] * 3, "as_of": pd.to_datetime(["2024-03-10", "2024-03-25", "2024-04-05"])})
+    out = label_snapshots(snaps, tiny_tables["leads"], opps, 30, END)
+    # 03-25: the first opportunity is lost, none open -> lost, left out; 04-05: a new one is open.
+    assert out.frame["as_of"].dt.strftime("%m-%d").tolist() == ["03-10", "04-05"]
+    assert out.frame["label"].tolist() == [0, 1]
+    assert out.excluded["already_won_or_lost"] == 1
+
+
+def test_labelling_works_without_any_closed_opportunity(tiny_tables):
+    open_only = opportunities(("2024-03-05", None, None))
+    snaps = pd.DataFrame({"lead_id": ["L1", "L2"], "as_of": pd.to_datetime(["2024-03-10", "2024-03-10"])})
+    out = label_snapshots(snaps, tiny_tables["leads"], open_only, 30, END)
+    assert out.frame["label"].tolist() == [0, 0]
+    none = label_snapshots(snaps, tiny_tables["leads"], open_only.iloc[:0], 30, END)
+    assert len(none.frame) == 2

@@ -103,7 +103,7 @@ def test_valid_crm_is_typed_normalised_and_complete():
     leads = result.tables["leads"]
     assert list(leads.columns) == ct.LEADS.column_names
     assert leads["lead_id"].tolist() == ["L1", "L2", "L3"]  # stripped
-    assert leads["created_at"].dtype == np.dtype("datetime64[ns]")
+    assert leads["created_at"].dtype == np.dtype("datetime64[us]")
     assert leads["created_at"].tolist() == [
         pd.Timestamp("2024-01-01 10:00"),
         pd.Timestamp("2024-02-01 09:30"),
@@ -231,11 +231,45 @@ def test_personal_data_never_in_errors_or_logs(caplog):
     caplog.clear()
     with caplog.at_level(logging.DEBUG):
         result = validate_crm(raw, EXTRACTED_AT, max_unparseable_fraction=0.9)
-    assert result.rejects["leads"]["reject_reason"].tolist() == [
-        "unparseable unsubscribed: 'maybe'"
+    # unsubscribed is not essential: the value becomes missing, the lead is kept and counted.
+    assert result.rejects["leads"].empty
+    assert pd.isna(result.tables["leads"].loc[1, "unsubscribed"])
+    assert result.repaired.to_dict("records") == [
+        {"table": "leads", "column": "unsubscribed", "problem": "unparseable", "rows": 1}
     ]
     assert "secret@x.com" not in caplog.text and "Secretia" not in caplog.text
     assert "secret@x.com" not in result.summary()
+
+
+def test_email_typed_into_a_category_is_redacted_in_logs(caplog):
+    raw = tiny_crm()
+    _set(raw, "leads", 1, seniority="secret@x.com")
+    with caplog.at_level(logging.DEBUG):
+        result = validate_crm(raw, EXTRACTED_AT)
+    assert "secret@x.com" not in caplog.text
+    assert "secret@x.com" not in result.unknown_categories["value"].tolist()
+
+
+def test_unreadable_outcome_quarantines_the_opportunity():
+    raw = tiny_crm()
+    _unparseable_outcome(raw)
+    result = validate_crm(raw, EXTRACTED_AT, max_unparseable_fraction=1.0)
+    assert result.rejects["opportunities"]["reject_reason"].tolist() == ["unparseable is_won: 'perhaps'"]
+
+
+def test_closed_without_outcome_is_quarantined():
+    raw = tiny_crm()
+    _set(raw, "opportunities", 1, closed_at="2024-04-01T00:00:00", is_won=None)
+    result = validate_crm(raw, EXTRACTED_AT)
+    assert result.rejects["opportunities"]["reject_reason"].tolist() == ["closed_at set but is_won missing"]
+
+
+def test_no_lead_left_quarantines_events_instead_of_crashing():
+    raw = tiny_crm()
+    raw["leads"]["created_at"] = "2030-01-01T00:00:00"
+    result = validate_crm(raw, EXTRACTED_AT)
+    assert result.tables["leads"].empty
+    assert set(result.rejects["events"]["reject_reason"]) == {"unknown lead_id"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -251,6 +285,14 @@ def _duplicate_lead(raw):
 
 def _missing_lead_id(raw):
     _append(raw, "leads", lead_id="  ", created_at="2024-01-05T00:00:00")
+
+
+def _unparseable_timestamp(raw):
+    _set(raw, "events", 0, timestamp="03/01/2024 10:00")  # not ISO 8601: day or month first?
+
+
+def _unparseable_outcome(raw):
+    _set(raw, "opportunities", 0, is_won="perhaps")
 
 
 def _unparseable_int(raw):
@@ -324,9 +366,7 @@ def _won_without_close(raw):
         (_lead_in_future, "leads", 3, "created_at in the future"),
         (_duplicate_lead, "leads", 3, "duplicate lead_id (first seen at row 0)"),
         (_missing_lead_id, "leads", 3, "missing lead_id"),
-        (_unparseable_int, "accounts", 1, "unparseable employee_count: '2.5'"),
-        (_below_minimum, "accounts", 1, "employee_count below minimum 1: -5"),
-        (_negative_amount, "opportunities", 0, "amount below minimum 0: -10.5"),
+        (_unparseable_timestamp, "events", 0, "unparseable timestamp: '03/01/2024 10:00'"),
         (_duplicate_account, "accounts", 3, "duplicate account_id (first seen at row 1)"),
         (_unknown_event_type, "events", 1, "unknown event_type: 'xyz'"),
         (_event_unknown_lead, "events", 0, "unknown lead_id"),
@@ -476,3 +516,23 @@ def test_write_rejects(tmp_path):
     assert summary["accounts"]["rows_rejected"] == 0
     text = result.summary()
     assert "events: 3 in, 1 rejected, 2 out (unknown lead_id: 1)" in text
+
+
+@pytest.mark.parametrize(
+    ("mutate", "table", "column", "problem"),
+    [
+        (_unparseable_int, "accounts", "employee_count", "unparseable"),
+        (_below_minimum, "accounts", "employee_count", "below minimum 1"),
+        (_negative_amount, "opportunities", "amount", "below minimum 0"),
+    ],
+)
+def test_unusable_value_of_an_optional_column_is_set_to_missing_row_kept(mutate, table, column, problem):
+    raw = tiny_crm()
+    mutate(raw)
+    result = validate_crm(raw, EXTRACTED_AT, max_unparseable_fraction=1.0)
+    assert result.rejects[table].empty
+    assert len(result.tables[table]) == len(raw[table])
+    assert result.tables[table][column].isna().sum() == raw[table][column].isna().sum() + 1
+    assert result.repaired.to_dict("records") == [
+        {"table": table, "column": column, "problem": problem, "rows": 1}
+    ]
