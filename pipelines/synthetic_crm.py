@@ -90,7 +90,7 @@ class MarketShift:
 class SyntheticCRMConfig:
     """Everything the generator needs; defaults give a plausible mid-market B2B funnel."""
 
-    n_leads: int = 20_000
+    n_leads: int = 30_000
     start: str = "2024-01-01"
     months: int = 24
     seed: int = 7
