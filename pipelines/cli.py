@@ -113,7 +113,9 @@ def validate(
 
     A missing column or a column of the wrong type stops with an error naming the table, the
     column and example rows. Unusable rows (duplicates, unknown leads, future timestamps, events
-    before their lead existed, unparseable values) go to the rejects folder and are counted.
+    before their lead existed, unreadable keys, times or outcomes) go to the rejects folder with a
+    reason and are counted. An unreadable value in an optional field (a firmographic, a BANT
+    answer, a flag) is set to missing and counted; the row is kept. See docs/data-contract.md.
     """
     from features.validation import ContractError
     from pipelines.steps import run_validate
