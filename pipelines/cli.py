@@ -224,6 +224,70 @@ def _print_manifest(result: dict, oracle_auc: dict | None = None) -> None:
 
 
 @app.command()
+def train(
+    params: ParamsOpt = Path("params.yaml"),
+    training: Annotated[Path, typer.Option(help="Folder written by `leadscore training-set`.")] = Path("data/training"),
+    out: Annotated[Path, typer.Option(help="Folder for the booster, calibrator, baseline and metadata.")] = Path("data/model"),
+) -> None:
+    """Train the propensity model: LightGBM early-stopped on validation, then calibrated on it.
+
+    Categorical features are handled natively. The calibrator (isotonic or sigmoid, whichever
+    has the lower cross-validated log loss on the validation split) is saved beside the booster.
+    A logistic-regression baseline is trained on the same split for every report to compare.
+    """
+    from pipelines.modeling import run_train
+
+    meta = run_train(_load(params), training, out)
+    out_console.print(
+        f"LightGBM: {meta['best_iteration']} trees, {len(meta['features'])} features; "
+        f"calibration: {meta['calibration']['method']} -> {out}"
+    )
+
+
+@app.command()
+def evaluate(
+    params: ParamsOpt = Path("params.yaml"),
+    training: Annotated[Path, typer.Option(help="Folder written by `leadscore training-set`.")] = Path("data/training"),
+    model: Annotated[Path, typer.Option(help="Folder written by `leadscore train`.")] = Path("data/model"),
+    out: Annotated[Path, typer.Option(help="Folder for metrics.json, plot data and PNG plots.")] = Path("data/evaluation"),
+    oracle: Annotated[Path | None, typer.Option(help="Oracle file of a synthetic CRM: adds the ceiling.")] = None,
+) -> None:
+    """Evaluate on the out-of-time test split: model vs baseline (and the oracle on synthetic data).
+
+    Writes ROC AUC, PR AUC, log loss, Brier score, expected calibration error and lift to
+    metrics.json (`dvc metrics show`), gains and reliability tables for `dvc plots show`, and
+    PNG plots: ROC, precision-recall, reliability, cumulative gains, score distribution.
+    """
+    from pipelines.modeling import run_evaluate
+
+    _print_metrics(run_evaluate(_load(params), training, model, out, oracle))
+
+
+@app.command("metrics")
+def show_metrics(
+    path: Annotated[Path, typer.Argument(help="A metrics.json written by `leadscore evaluate`.")] = Path("data/evaluation/metrics.json"),
+) -> None:
+    """Print the test metrics of the model, the baseline and (on synthetic data) the oracle."""
+    if not path.exists():
+        _fail(f"{path} not found: run `leadscore evaluate` (or `make demo`) first")
+    _print_metrics(json.loads(path.read_text()))
+
+
+def _print_metrics(metrics: dict) -> None:
+    table = Table(title="out-of-time test split")
+    cols = ["scorer", "ROC AUC", "PR AUC", "log loss", "Brier", "ECE", "top-decile lift"]
+    for c in cols:
+        table.add_column(c, justify="left" if c == "scorer" else "right")
+    for name, r in metrics["test"].items():
+        table.add_row(name, *(f"{r[k]:.4f}" for k in ("roc_auc", "pr_auc", "log_loss", "brier", "ece")),
+                      f"{r['lift_top_decile']:.2f}")
+    out_console.print(table)
+    if "model_roc_auc_vs_oracle" in metrics:
+        out_console.print(f"model ROC AUC / oracle ROC AUC = {metrics['model_roc_auc_vs_oracle']:.3f}")
+    out_console.print(f"calibration: {metrics['calibration_method']}; trees: {metrics['best_iteration']}")
+
+
+@app.command()
 def catalog(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:

@@ -1,0 +1,51 @@
+"""The propensity model: gradient-boosted trees (LightGBM), early-stopped on the validation split."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+def train_booster(
+    x_train: pd.DataFrame,
+    y_train: np.ndarray,
+    x_valid: pd.DataFrame,
+    y_valid: np.ndarray,
+    params: Mapping[str, Any],
+    num_boost_round: int,
+    early_stopping_rounds: int,
+) -> lgb.Booster:
+    """Train a binary LightGBM booster; stop when validation log loss stops improving.
+
+    Categorical columns (pandas ``category``) are handled natively by LightGBM. The returned
+    booster predicts with its best iteration by default.
+    """
+    params = {"objective": "binary", "metric": "binary_logloss", "verbose": -1, **params}
+    train_set = lgb.Dataset(x_train, label=y_train, free_raw_data=False)
+    valid_set = lgb.Dataset(x_valid, label=y_valid, reference=train_set, free_raw_data=False)
+    booster = lgb.train(
+        params,
+        train_set,
+        num_boost_round=num_boost_round,
+        valid_sets=[valid_set],
+        valid_names=["validation"],
+        callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)],
+    )
+    log.info(
+        "LightGBM: %d trees (best iteration), validation log loss %.5f",
+        booster.best_iteration,
+        booster.best_score["validation"]["binary_logloss"],
+    )
+    return booster
+
+
+def predict_scores(booster: lgb.Booster, x: pd.DataFrame) -> np.ndarray:
+    """Uncalibrated probabilities from the booster's best iteration."""
+    return booster.predict(x, num_iteration=booster.best_iteration or None)

@@ -1,0 +1,167 @@
+"""The train and evaluate steps: fit the booster, its calibrator and the baseline; score the test split.
+
+Artifacts (``data/model/``): ``booster.txt`` (LightGBM, best iteration only),
+``calibrator.joblib``, ``baseline.joblib`` and ``model_meta.json`` (features, settings, data).
+Evaluation (``data/evaluation/``): ``metrics.json`` for ``dvc metrics show``, CSV plot data for
+``dvc plots show``, and PNG plots.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import joblib
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from models.baseline import logistic_baseline
+from models.boosting import predict_scores, train_booster
+from models.calibration import ProbabilityCalibrator
+from models.frame import categorical_names, feature_matrix, feature_names
+from models.metrics import gains_table, reliability_table, score_report
+from pipelines.oracle import attach_oracle
+from pipelines.params import section
+
+log = logging.getLogger(__name__)
+
+BOOSTER, CALIBRATOR, BASELINE, META = "booster.txt", "calibrator.joblib", "baseline.joblib", "model_meta.json"
+LABELS = {
+    "model": "model (calibrated LightGBM)",
+    "model_uncalibrated": "model (uncalibrated)",
+    "baseline": "baseline (logistic regression)",
+    "oracle": "oracle (true probability)",
+}
+
+
+def _split(folder: Path, name: str) -> pd.DataFrame:
+    path = folder / f"{name}.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run `leadscore training-set` first")
+    return pd.read_parquet(path)
+
+
+def _labels(frame: pd.DataFrame, name: str) -> np.ndarray:
+    y = frame["label"].to_numpy(dtype=int)
+    if len(np.unique(y)) < 2:
+        raise ValueError(f"the {name} split has only one outcome ({len(y)} rows): cannot train or evaluate")
+    return y
+
+
+def run_train(params: dict[str, Any], training: str | Path, out: str | Path) -> dict[str, Any]:
+    """Train the booster (early-stopped on validation), calibrate it on validation, fit the baseline."""
+    training, out = Path(training), Path(out)
+    settings, calibration = section(params, "train"), section(params, "calibration")
+    train, valid = _split(training, "train"), _split(training, "validation")
+    names = feature_names(train)
+    x_train, x_valid = feature_matrix(train, names), feature_matrix(valid, names)
+    y_train, y_valid = _labels(train, "train"), _labels(valid, "validation")
+
+    booster = train_booster(
+        x_train, y_train, x_valid, y_valid,
+        params=settings["lightgbm"],
+        num_boost_round=int(settings["num_boost_round"]),
+        early_stopping_rounds=int(settings["early_stopping_rounds"]),
+    )  # fmt: skip
+    calibrator = ProbabilityCalibrator(
+        methods=tuple(calibration["methods"]), cv=int(calibration["cv_folds"]), random_state=0
+    ).fit(predict_scores(booster, x_valid), y_valid)
+    log.info("calibration: %s chosen (cross-validated log loss %s)", calibrator.method_, calibrator.cv_log_loss_)
+    categorical = categorical_names(x_train)
+    numeric = [n for n in names if n not in categorical]
+    baseline = logistic_baseline(categorical, numeric, c=float(settings["baseline_c"])).fit(x_train, y_train)
+
+    out.mkdir(parents=True, exist_ok=True)
+    booster.save_model(out / BOOSTER, num_iteration=booster.best_iteration)
+    joblib.dump(calibrator, out / CALIBRATOR)
+    joblib.dump(baseline, out / BASELINE)
+    manifest = json.loads((training / "manifest.json").read_text()) if (training / "manifest.json").exists() else {}
+    meta = {
+        "features": names,
+        "categorical_features": categorical,
+        "best_iteration": int(booster.best_iteration),
+        "calibration": {"method": calibrator.method_, "cv_log_loss": calibrator.cv_log_loss_},
+        "lightgbm": settings["lightgbm"],
+        "training_rows": {"train": len(train), "validation": len(valid)},
+        "training_data": {
+            "input_fingerprint": manifest.get("input_fingerprint"),
+            "splits": manifest.get("splits"),
+        },
+    }
+    (out / META).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    return meta
+
+
+def load_model(folder: str | Path) -> tuple[lgb.Booster, ProbabilityCalibrator, Any, dict]:
+    """The booster, calibrator, baseline and metadata written by :func:`run_train`."""
+    folder = Path(folder)
+    if not (folder / BOOSTER).exists():
+        raise FileNotFoundError(f"{folder / BOOSTER} not found: run `leadscore train` first")
+    booster = lgb.Booster(model_file=str(folder / BOOSTER))
+    meta = json.loads((folder / META).read_text())
+    return booster, joblib.load(folder / CALIBRATOR), joblib.load(folder / BASELINE), meta
+
+
+def run_evaluate(
+    params: dict[str, Any],
+    training: str | Path,
+    model: str | Path,
+    out: str | Path,
+    oracle: str | Path | None = None,
+) -> dict[str, Any]:
+    """Score the out-of-time test split: the model next to the baseline and, if given, the oracle."""
+    from models import plots
+
+    n_bins = int(section(params, "evaluate")["n_bins"])
+    test = _split(Path(training), "test")
+    y = _labels(test, "test")
+    booster, calibrator, baseline, meta = load_model(model)
+    x = feature_matrix(test, meta["features"])
+    raw = predict_scores(booster, x)
+    scores = {
+        "model": calibrator.predict(raw),
+        "model_uncalibrated": raw,
+        "baseline": baseline.predict_proba(x)[:, 1],
+    }
+    oracle_note = None
+    if oracle is not None and Path(oracle).exists():
+        p_true = attach_oracle(test, pd.read_parquet(oracle))
+        if p_true.notna().all():
+            scores["oracle"] = p_true.to_numpy()
+        else:
+            oracle_note = f"oracle missing for {int(p_true.isna().sum())} test snapshots: not reported"
+    metrics: dict[str, Any] = {
+        "test": {name: score_report(y, p, n_bins) for name, p in scores.items()},
+        "calibration_method": meta["calibration"]["method"],
+        "best_iteration": meta["best_iteration"],
+    }
+    if "oracle" in scores:
+        metrics["model_roc_auc_vs_oracle"] = metrics["test"]["model"]["roc_auc"] / metrics["test"]["oracle"]["roc_auc"]
+    if oracle_note:
+        metrics["oracle_note"] = oracle_note
+    curves = {LABELS[k]: v for k, v in scores.items() if k != "model_uncalibrated"}
+    calibration_curves = {LABELS[k]: scores[k] for k in ("model", "model_uncalibrated")}
+
+    out = Path(out)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    pd.concat(
+        [gains_table(y, p, n_bins).assign(scorer=name) for name, p in curves.items()], ignore_index=True
+    ).to_csv(out / "gains.csv", index=False)
+    pd.concat(
+        [reliability_table(y, p, n_bins).assign(scorer=LABELS[k]) for k, p in scores.items()], ignore_index=True
+    ).to_csv(out / "reliability.csv", index=False)
+    figures = {
+        "roc.png": plots.roc_figure(y, curves),
+        "precision_recall.png": plots.precision_recall_figure(y, curves),
+        "reliability.png": plots.reliability_figure(y, calibration_curves, n_bins),
+        "gains.png": plots.gains_figure(y, curves, n_bins),
+        "score_distribution.png": plots.score_distribution_figure(y, scores["model"]),
+    }
+    for name, fig in figures.items():
+        fig.savefig(out / "plots" / name, dpi=110)
+        plots.plt.close(fig)
+    return metrics
