@@ -285,6 +285,15 @@ def _print_metrics(metrics: dict) -> None:
     if "model_roc_auc_vs_oracle" in metrics:
         out_console.print(f"model ROC AUC / oracle ROC AUC = {metrics['model_roc_auc_vs_oracle']:.3f}")
     out_console.print(f"calibration: {metrics['calibration_method']}; trees: {metrics['best_iteration']}")
+    if "tiers" in metrics:
+        cut = metrics["cutoffs"]
+        tiers = Table(title=f"stages on the test split (SQL cutoff {cut['sql']:.3f}, MQL cutoff {cut['mql']:.3f})")
+        for c in ("stage", "leads", "conversion rate", "share of conversions"):
+            tiers.add_column(c, justify="left" if c == "stage" else "right")
+        for stage, t in metrics["tiers"].items():
+            rate = "-" if t["conversion_rate"] is None else f"{100 * t['conversion_rate']:.1f}%"
+            tiers.add_row(stage, f"{int(t['leads']):,}", rate, f"{100 * t['share_of_conversions']:.1f}%")
+        out_console.print(tiers)
 
 
 @app.command()

@@ -21,7 +21,9 @@ import pandas as pd
 from models.baseline import logistic_baseline
 from models.boosting import predict_scores, train_booster
 from models.calibration import ProbabilityCalibrator
+from models.cutoffs import assign_stages, choose_cutoffs, tier_table
 from models.frame import categorical_names, feature_matrix, feature_names
+from models.gates import BantGates
 from models.metrics import gains_table, reliability_table, score_report
 from pipelines.oracle import attach_oracle
 from pipelines.params import section
@@ -70,6 +72,10 @@ def run_train(params: dict[str, Any], training: str | Path, out: str | Path) -> 
         methods=tuple(calibration["methods"]), cv=int(calibration["cv_folds"]), random_state=0
     ).fit(predict_scores(booster, x_valid), y_valid)
     log.info("calibration: %s chosen (cross-validated log loss %s)", calibrator.method_, calibrator.cv_log_loss_)
+    p_valid = calibrator.predict(predict_scores(booster, x_valid))
+    weeks = max((valid["as_of"].max() - valid["as_of"].min()).days + 1, 7) / 7
+    cutoffs = choose_cutoffs(p_valid, y_valid, section(params, "cutoffs"), weeks)
+    log.info("cutoffs chosen on validation: SQL %.4f, MQL %.4f", cutoffs["sql"], cutoffs["mql"])
     categorical = categorical_names(x_train)
     numeric = [n for n in names if n not in categorical]
     baseline = logistic_baseline(categorical, numeric, c=float(settings["baseline_c"])).fit(x_train, y_train)
@@ -84,6 +90,9 @@ def run_train(params: dict[str, Any], training: str | Path, out: str | Path) -> 
         "categorical_features": categorical,
         "best_iteration": int(booster.best_iteration),
         "calibration": {"method": calibrator.method_, "cv_log_loss": calibrator.cv_log_loss_},
+        "cutoffs": cutoffs,
+        "cutoff_policies": section(params, "cutoffs"),
+        "gates": section(params, "gates"),
         "lightgbm": settings["lightgbm"],
         "training_rows": {"train": len(train), "validation": len(valid)},
         "training_data": {
@@ -142,6 +151,14 @@ def run_evaluate(
         metrics["model_roc_auc_vs_oracle"] = metrics["test"]["model"]["roc_auc"] / metrics["test"]["oracle"]["roc_auc"]
     if oracle_note:
         metrics["oracle_note"] = oracle_note
+    gates = BantGates(**meta["gates"]).fit().transform(test)
+    stages = assign_stages(scores["model"], gates, meta["cutoffs"])
+    tiers = tier_table(y, stages["stage"])
+    metrics["cutoffs"] = meta["cutoffs"]
+    metrics["tiers"] = {
+        row["stage"]: {k: (None if pd.isna(v) else float(v)) for k, v in row.items() if k != "stage"}
+        for row in tiers.to_dict("records")
+    }
     curves = {LABELS[k]: v for k, v in scores.items() if k != "model_uncalibrated"}
     calibration_curves = {LABELS[k]: scores[k] for k in ("model", "model_uncalibrated")}
 
@@ -151,6 +168,7 @@ def run_evaluate(
     pd.concat(
         [gains_table(y, p, n_bins).assign(scorer=name) for name, p in curves.items()], ignore_index=True
     ).to_csv(out / "gains.csv", index=False)
+    tiers.to_csv(out / "tiers.csv", index=False)
     pd.concat(
         [reliability_table(y, p, n_bins).assign(scorer=LABELS[k]) for k, p in scores.items()], ignore_index=True
     ).to_csv(out / "reliability.csv", index=False)
