@@ -29,7 +29,7 @@ lock: $(BIN)/uv ## Re-resolve requirements.lock from pyproject.toml
 demo: install ## Run the main job end to end on the embedded default (synthetic CRM)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	$(BIN)/leadscore manifest data/training/manifest.json --oracle data/oracle/true_propensity.parquet
-	$(BIN)/leadscore metrics data/evaluation/metrics.json
+	$(BIN)/leadscore metrics data/evaluation/metrics.json --registered data/registry/registered.json
 
 test: install ## Run lint and the whole test suite
 	$(BIN)/ruff check .
@@ -44,7 +44,7 @@ lint: install ## Lint and format-check
 
 clean: ## Remove generated data, caches and the venv
 	rm -rf $(VENV) data/crm data/oracle data/validated data/rejects data/labels data/features data/training \
-		data/model data/evaluation \
+		data/model data/evaluation data/registry mlflow.db mlruns mlartifacts \
 		.pytest_cache .ruff_cache
 
 .PHONY: help install lock demo test bench lint clean

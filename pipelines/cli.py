@@ -263,14 +263,59 @@ def evaluate(
     _print_metrics(run_evaluate(_load(params), training, model, out, oracle))
 
 
+@app.command()
+def register(
+    params: ParamsOpt = Path("params.yaml"),
+    model: Annotated[Path, typer.Option(help="Folder written by `leadscore train`.")] = Path("data/model"),
+    evaluation: Annotated[Path, typer.Option(help="Folder written by `leadscore evaluate`.")] = Path("data/evaluation"),
+    training: Annotated[Path, typer.Option(help="Folder written by `leadscore training-set`.")] = Path("data/training"),
+    summary: Annotated[Path | None, typer.Option(help="Write what was registered to this JSON file.")] = None,
+) -> None:
+    """Track the run in MLflow and register the model version with its cutoffs.
+
+    Tracking URI: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db. The version carries its MQL and
+    SQL cutoffs, gate rules and training data range as tags; the first version becomes
+    `champion`. A model below the thresholds in params.yaml `register` is not registered.
+    Browse with: mlflow ui --backend-store-uri sqlite:///mlflow.db
+    """
+    from pipelines.registry import run_register
+
+    result = run_register(_load(params), model, evaluation, training, params_path=params)
+    if summary is not None:
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        summary.write_text(json.dumps(result, indent=2) + "\n")
+    if result["registered"]:
+        cut = result["cutoffs"]
+        out_console.print(
+            f"registered [bold]{result['model_name']}[/] version {result['version']}"
+            f"{' (alias champion)' if result.get('champion') else ''}: SQL cutoff {cut['sql']:.3f}, "
+            f"MQL cutoff {cut['mql']:.3f}; tracking {result['tracking_uri']}"
+        )
+        out_console.print("open the MLflow UI: mlflow ui --backend-store-uri sqlite:///mlflow.db")
+    else:
+        out_console.print(f"[yellow]not registered[/]: {'; '.join(result['refused'])} (run {result['run_id']})")
+
+
 @app.command("metrics")
 def show_metrics(
     path: Annotated[Path, typer.Argument(help="A metrics.json written by `leadscore evaluate`.")] = Path("data/evaluation/metrics.json"),
+    registered: Annotated[Path | None, typer.Option(help="The summary written by `leadscore register --summary`.")] = None,
 ) -> None:
     """Print the test metrics of the model, the baseline and (on synthetic data) the oracle."""
     if not path.exists():
         _fail(f"{path} not found: run `leadscore evaluate` (or `make demo`) first")
     _print_metrics(json.loads(path.read_text()))
+    if registered is not None and registered.exists():
+        r = json.loads(registered.read_text())
+        if r["registered"]:
+            out_console.print(
+                f"registered: {r['model_name']} version {r['version']}"
+                f"{' (alias champion)' if r.get('champion') else ''} in {r['tracking_uri']}; "
+                f"SQL cutoff {r['cutoffs']['sql']:.3f}, MQL cutoff {r['cutoffs']['mql']:.3f}"
+            )
+            out_console.print("MLflow UI: mlflow ui --backend-store-uri sqlite:///mlflow.db")
+        else:
+            out_console.print(f"not registered: {'; '.join(r['refused'])}")
 
 
 def _print_metrics(metrics: dict) -> None:

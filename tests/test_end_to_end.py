@@ -126,7 +126,12 @@ def test_dvc_repro_runs_the_pipeline_offline(tmp_path):
     shutil.copy(small_params(tmp_path), work / "params.yaml")
     for folder in ("features", "models", "pipelines"):
         shutil.copytree(ROOT / folder, work / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",  # never a developer's server
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     dvc = [sys.executable, "-m", "dvc"]
 
     def run(*cmd: str) -> str:
@@ -144,3 +149,5 @@ def test_dvc_repro_runs_the_pipeline_offline(tmp_path):
     metrics = run(*dvc, "metrics", "show")
     assert "positive_rate" in metrics and "roc_auc" in metrics
     assert (work / "data" / "evaluation" / "plots" / "roc.png").exists()
+    registered = json.loads((work / "data" / "registry" / "registered.json").read_text())
+    assert registered["tracking_uri"].endswith("mlflow.db") and registered["run_id"]

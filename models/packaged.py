@@ -1,0 +1,82 @@
+"""The packaged model: what MLflow stores and a scoring job loads by URI.
+
+One object scores a frame of features end to end: the booster's raw score, the calibrator's
+probability, the BANT gates and the cutoffs of *this* model version, and the stage with why.
+It wraps the artifacts written by ``leadscore train`` (booster.txt, calibrator.joblib and
+model_meta.json, which holds the features, cutoffs and gate rules), so loading
+``models:/lead-conversion@champion`` gives probabilities, not class labels (the LightGBM
+flavour's pyfunc returns labels), and accepts text columns where the booster wants categories.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import joblib
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+try:  # MLflow is needed to log and load the model, not to use it in memory
+    from mlflow.pyfunc import PythonModel
+except ImportError:  # pragma: no cover
+    PythonModel = object
+
+from models.boosting import predict_scores
+from models.cutoffs import assign_stages
+from models.frame import feature_matrix
+from models.gates import BantGates
+
+#: Columns the packaged model returns, in order.
+OUTPUT_COLUMNS = [
+    "probability", "score", "stage", "stage_reason", "bant_score",
+    "gate_budget", "gate_authority", "gate_need", "gate_timeline",
+]  # fmt: skip
+
+
+class LeadScorer:
+    """Booster + calibrator + gates + cutoffs: features in, probability, score and stage out."""
+
+    def __init__(self, booster: lgb.Booster, calibrator: Any, meta: dict[str, Any]):
+        self.booster = booster
+        self.calibrator = calibrator
+        self.meta = meta
+        self.gates = BantGates(**meta["gates"]).fit()
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> LeadScorer:
+        """Load what ``leadscore train`` wrote to ``folder``."""
+        folder = Path(folder)
+        return cls(
+            lgb.Booster(model_file=str(folder / "booster.txt")),
+            joblib.load(folder / "calibrator.joblib"),
+            json.loads((folder / "model_meta.json").read_text()),
+        )
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of closed-won within the horizon, per row."""
+        x = feature_matrix(features, self.meta["features"])
+        return self.calibrator.predict(predict_scores(self.booster, x))
+
+    def score(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Probability, score 0-100, stage and why, and the gate results, per row (same index)."""
+        p = self.predict_proba(features)
+        gates = self.gates.transform(features)
+        stages = assign_stages(p, gates, self.meta["cutoffs"])
+        out = pd.DataFrame({"probability": p, "score": np.rint(100 * p).astype(int)}, index=features.index)
+        out = out.join(stages).join(gates[["bant_score", "gate_budget", "gate_authority", "gate_need", "gate_timeline"]])
+        return out[OUTPUT_COLUMNS]
+
+
+class LeadPropensityModel(PythonModel):
+    """MLflow pyfunc wrapper of :class:`LeadScorer` (artifacts: the ``leadscore train`` folder)."""
+
+    def load_context(self, context) -> None:
+        """Load the booster, calibrator and metadata from the logged artifacts."""
+        self.scorer = LeadScorer.from_folder(context.artifacts["model_dir"])
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Score a frame of features (text columns are fine: they become categories)."""
+        return self.scorer.score(model_input)

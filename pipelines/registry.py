@@ -1,0 +1,194 @@
+"""The register step: track the run in MLflow and register the packaged model.
+
+The tracking URI is ``MLFLOW_TRACKING_URI`` if set, else the embedded ``sqlite:///mlflow.db``
+(artifacts beside it). Each run logs params.yaml, the test metrics, the plots, the training-set
+manifest and data fingerprint, and the git commit. The packaged model (booster + calibrator +
+gates + cutoffs) is registered as ``register.model_name``; its version carries the MQL and SQL
+cutoffs, the gate rules and the training data range as tags, so a scoring job reads the cutoffs
+of the version it loads, never today's params. The first version gets the alias ``champion``.
+A model that misses the thresholds in ``register`` is logged but not registered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+CHAMPION = "champion"
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the embedded SQLite store in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def _git_commit() -> str | None:
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = value
+    return out
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    names = ["lightgbm", "scikit-learn", "pandas", "numpy", "pyarrow", "joblib", "mlflow"]
+    return [f"{n}=={version(n)}" for n in names]
+
+
+def plain_features(features: pd.DataFrame) -> pd.DataFrame:
+    """Features as a scoring client sends them: text instead of category, numbers as float64
+    (pyfunc schemas reject ``category``, and integers cannot hold missing values)."""
+
+    def plain(column: pd.Series) -> pd.Series:
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            return column.astype(object).where(column.notna(), None)
+        if pd.api.types.is_integer_dtype(column.dtype):
+            return column.astype("float64")
+        return column
+
+    return features.apply(plain)
+
+
+def _signature_and_example(model_dir: Path, training: Path):
+    """Input: plain feature columns; output: the scorer's frame. Example: five validation rows."""
+    from mlflow.models import infer_signature
+
+    from models.frame import NOT_FEATURES
+    from models.packaged import LeadScorer
+
+    sample = pd.read_parquet(training / "validation.parquet").head(200)
+    features = sample.drop(columns=[c for c in NOT_FEATURES if c in sample.columns])
+    output = LeadScorer.from_folder(model_dir).score(features)
+    plain = plain_features(features)
+    with warnings.catch_warnings():
+        # The output's score and bant_score are whole numbers by design and never missing.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column", category=UserWarning)
+        return infer_signature(plain, output), plain.head(5)
+
+
+def run_register(
+    params: dict[str, Any],
+    model_dir: str | Path,
+    evaluation: str | Path,
+    training: str | Path,
+    params_path: str | Path = "params.yaml",
+) -> dict[str, Any]:
+    """Log the run and register the model version (if it meets the thresholds); return a summary."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    import features as features_package
+    import models as models_package
+    from models.packaged import LeadPropensityModel
+    from pipelines.params import section
+
+    settings = section(params, "register")
+    model_dir, evaluation, training = Path(model_dir), Path(evaluation), Path(training)
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    meta = json.loads((model_dir / "model_meta.json").read_text())
+    manifest = json.loads((training / "manifest.json").read_text())
+    test = metrics["test"]["model"]
+    failures = []
+    if test["roc_auc"] < float(settings["min_test_roc_auc"]):
+        failures.append(f"test ROC AUC {test['roc_auc']:.3f} < {settings['min_test_roc_auc']}")
+    if test["ece"] > float(settings["max_test_ece"]):
+        failures.append(f"test ECE {test['ece']:.4f} > {settings['max_test_ece']}")
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(settings["experiment"])
+    splits = manifest["splits"]
+    data_range = f"{splits['train']['as_of_from']}..{splits['test']['as_of_to']}"
+    with mlflow.start_run(run_name="train-evaluate-register") as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in _flatten("", params, {}).items()})
+        flat = {f"test.{name}.{k}": v for name, r in metrics["test"].items() for k, v in r.items()}
+        if "model_roc_auc_vs_oracle" in metrics:
+            flat["test.model_roc_auc_vs_oracle"] = metrics["model_roc_auc_vs_oracle"]
+        flat |= {f"cutoff.{k}": v for k, v in meta["cutoffs"].items()}
+        mlflow.log_metrics({k: float(v) for k, v in flat.items() if isinstance(v, int | float)})
+        mlflow.set_tags(
+            {
+                "git_commit": _git_commit() or "unknown",
+                "input_fingerprint": manifest["input_fingerprint"],
+                "training_data_range": data_range,
+            }
+        )
+        for path in (Path(params_path), training / "manifest.json", evaluation / "metrics.json", model_dir / "model_meta.json"):
+            if path.exists():
+                mlflow.log_artifact(str(path))
+        if (evaluation / "plots").exists():
+            mlflow.log_artifacts(str(evaluation / "plots"), artifact_path="plots")
+        signature, example = _signature_and_example(model_dir, training)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=LeadPropensityModel(),
+            artifacts={"model_dir": str(model_dir)},
+            code_paths=[str(Path(models_package.__file__).parent), str(Path(features_package.__file__).parent)],
+            pip_requirements=_pip_requirements(),
+            signature=signature,
+            input_example=example,
+        )
+        summary: dict[str, Any] = {
+            "tracking_uri": uri,
+            "run_id": run.info.run_id,
+            "model_uri": info.model_uri,
+            "registered": False,
+        }
+        if failures:
+            mlflow.set_tag("registration", "refused: " + "; ".join(failures))
+            log.warning("model not registered: %s", "; ".join(failures))
+            summary["refused"] = failures
+            return summary
+
+    client = MlflowClient()
+    name = settings["model_name"]
+    version = mlflow.register_model(info.model_uri, name)
+    tags = {
+        "sql_cutoff": f"{meta['cutoffs']['sql']:.6f}",
+        "mql_cutoff": f"{meta['cutoffs']['mql']:.6f}",
+        "cutoff_policies": json.dumps(meta["cutoff_policies"]),
+        "gates": json.dumps(meta["gates"]),
+        "training_data_range": data_range,
+        "input_fingerprint": manifest["input_fingerprint"],
+        "test_roc_auc": f"{test['roc_auc']:.4f}",
+        "test_ece": f"{test['ece']:.4f}",
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version.version, key, value)
+    try:
+        client.get_model_version_by_alias(name, CHAMPION)
+        has_champion = True
+    except mlflow.exceptions.MlflowException:
+        has_champion = False
+    if not has_champion:
+        client.set_registered_model_alias(name, CHAMPION, version.version)
+    summary |= {
+        "registered": True,
+        "model_name": name,
+        "version": int(version.version),
+        "champion": not has_champion or None,
+        "cutoffs": meta["cutoffs"],
+    }
+    log.info("registered %s version %s%s", name, version.version, " as champion" if not has_champion else "")
+    return summary

@@ -1,0 +1,98 @@
+"""The registered model, loaded back by URI, scores exactly as in memory; versions carry cutoffs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small synthetic CRM taken through the pipeline up to evaluation."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    tmp = tmp_path_factory.mktemp("registry")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["generate"].update(n_leads=3000, months=12, seed=8)
+    params["snapshots"]["offsets_days"] = [1, 7, 30]
+    params["label"]["horizon_days"] = 45
+    params["split"].update(validation_days=100, test_days=60)
+    params["train"].update(num_boost_round=150, early_stopping_rounds=20)
+    params["register"].update(min_test_roc_auc=0.5, max_test_ece=0.5)
+    p = tmp / "params.yaml"
+    p.write_text(yaml.safe_dump(params))
+    steps = [
+        ["generate", "--out", str(tmp / "crm"), "--oracle", str(tmp / "oracle.parquet")],
+        ["validate", str(tmp / "crm"), "--out", str(tmp / "v"), "--rejects", str(tmp / "r")],
+        ["label", "--validated", str(tmp / "v"), "--out", str(tmp / "labels.parquet")],
+        ["features", "--validated", str(tmp / "v"), "--snapshots", str(tmp / "labels.parquet"), "--out", str(tmp / "f" / "features.parquet")],
+        ["training-set", "--features", str(tmp / "f" / "features.parquet"), "--snapshots", str(tmp / "labels.parquet"),
+         "--validated", str(tmp / "v"), "--out", str(tmp / "sets")],
+        ["train", "--training", str(tmp / "sets"), "--out", str(tmp / "model")],
+        ["evaluate", "--training", str(tmp / "sets"), "--model", str(tmp / "model"), "--out", str(tmp / "eval")],
+    ]
+    for step in steps:
+        result = CliRunner().invoke(app, ["-q", step[0], "-p", str(p), *step[1:]], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    return tmp, params
+
+
+def register(tmp: Path, params: dict, monkeypatch) -> dict:
+    from pipelines.registry import run_register
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+    monkeypatch.chdir(tmp)  # artifacts land beside the store, not in the project
+    return run_register(params, tmp / "model", tmp / "eval", tmp / "sets", params_path=tmp / "params.yaml")
+
+
+@pytest.mark.slow
+def test_champion_loaded_by_uri_scores_like_memory_and_carries_its_cutoffs(trained, monkeypatch):
+    import mlflow
+
+    from models.packaged import LeadScorer
+    from pipelines.registry import plain_features
+
+    tmp, params = trained
+    first = register(tmp, params, monkeypatch)
+    assert first["registered"] and first["version"] == 1 and first["champion"]
+    test = pd.read_parquet(tmp / "sets" / "test.parquet")
+    features = test.drop(columns=["lead_id", "as_of", "label"])
+    loaded = mlflow.pyfunc.load_model("models:/lead-conversion@champion")
+    by_uri = loaded.predict(plain_features(features))
+    in_memory = LeadScorer.from_folder(tmp / "model").score(features)
+    np.testing.assert_array_equal(by_uri["probability"].to_numpy(), in_memory["probability"].to_numpy())
+    assert (by_uri["stage"].to_numpy() == in_memory["stage"].to_numpy()).all()
+    assert set(by_uri["stage"]) <= {"disqualified", "SQL", "MQL", "nurture"}
+
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias("lead-conversion", "champion")
+    meta = json.loads((tmp / "model" / "model_meta.json").read_text())
+    assert float(version.tags["sql_cutoff"]) == pytest.approx(meta["cutoffs"]["sql"], abs=1e-6)
+    assert float(version.tags["mql_cutoff"]) == pytest.approx(meta["cutoffs"]["mql"], abs=1e-6)
+    assert json.loads(version.tags["gates"]) == params["gates"]
+    assert ".." in version.tags["training_data_range"]
+
+    # A second registration is version 2; the champion stays version 1 until promoted.
+    second = register(tmp, params, monkeypatch)
+    assert second["version"] == 2 and not second["champion"]
+    assert int(client.get_model_version_by_alias("lead-conversion", "champion").version) == 1
+
+
+@pytest.mark.slow
+def test_a_model_below_the_thresholds_is_not_registered(trained, monkeypatch, tmp_path):
+    tmp, params = trained
+    strict = {**params, "register": {**params["register"], "min_test_roc_auc": 0.999}}
+    work = tmp_path / "copy"
+    shutil.copytree(tmp, work, ignore=shutil.ignore_patterns("mlflow.db", "mlruns", "mlartifacts"))
+    result = register(work, strict, monkeypatch)
+    assert not result["registered"] and "ROC AUC" in result["refused"][0]
