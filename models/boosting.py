@@ -21,13 +21,20 @@ def train_booster(
     params: Mapping[str, Any],
     num_boost_round: int,
     early_stopping_rounds: int,
+    monotone_increasing: list[str] | tuple[str, ...] = (),
 ) -> lgb.Booster:
     """Train a binary LightGBM booster; stop when validation log loss stops improving.
 
-    Categorical columns (pandas ``category``) are handled natively by LightGBM. The returned
-    booster predicts with its best iteration by default.
+    Categorical columns (pandas ``category``) are handled natively by LightGBM. Features named in
+    ``monotone_increasing`` are constrained: more of them never lowers the score, all else equal.
+    The returned booster predicts with its best iteration by default.
     """
+    unknown = [f for f in monotone_increasing if f not in x_train.columns]
+    if unknown:
+        raise ValueError(f"monotone_increasing names features the model does not have: {unknown}")
     params = {"objective": "binary", "metric": "binary_logloss", "verbose": -1, **params}
+    if monotone_increasing:
+        params["monotone_constraints"] = [int(c in monotone_increasing) for c in x_train.columns]
     train_set = lgb.Dataset(x_train, label=y_train, free_raw_data=False)
     valid_set = lgb.Dataset(x_valid, label=y_valid, reference=train_set, free_raw_data=False)
     booster = lgb.train(

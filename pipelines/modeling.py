@@ -67,6 +67,7 @@ def run_train(params: dict[str, Any], training: str | Path, out: str | Path) -> 
         params=settings["lightgbm"],
         num_boost_round=int(settings["num_boost_round"]),
         early_stopping_rounds=int(settings["early_stopping_rounds"]),
+        monotone_increasing=list(settings.get("monotone_increasing", [])),
     )  # fmt: skip
     calibrator = ProbabilityCalibrator(
         methods=tuple(calibration["methods"]), cv=int(calibration["cv_folds"]), random_state=0

@@ -96,3 +96,26 @@ def test_a_model_below_the_thresholds_is_not_registered(trained, monkeypatch, tm
     shutil.copytree(tmp, work, ignore=shutil.ignore_patterns("mlflow.db", "mlruns", "mlartifacts"))
     result = register(work, strict, monkeypatch)
     assert not result["registered"] and "ROC AUC" in result["refused"][0]
+
+
+@pytest.mark.slow
+def test_a_fresh_demo_request_never_lowers_the_probability(trained):
+    """Behavioural: the monotone constraints make 'more demo requests' a guarantee, all else equal."""
+    from models.packaged import LeadScorer
+
+    tmp, params = trained
+    assert "n_demo_request_7d" in params["train"]["monotone_increasing"]
+    scorer = LeadScorer.from_folder(tmp / "model")
+    test = pd.read_parquet(tmp / "sets" / "test.parquet").drop(columns=["lead_id", "as_of", "label"])
+    more = test.copy()
+    for column in ("n_demo_request_7d", "n_demo_request_30d", "n_demo_request_90d", "events_7d", "events_30d", "events_90d"):
+        more[column] = more[column] + 1
+    more["days_since_last_demo_request"] = 0.5
+    before, after = scorer.predict_proba(test), scorer.predict_proba(more)
+    # The guarantee covers the constrained features: moving only those never lowers a score.
+    only = test.copy()
+    for column in params["train"]["monotone_increasing"]:
+        only[column] = only[column] + 1
+    assert (scorer.predict_proba(only) >= before - 1e-12).all()
+    # With recency and totals moved too (unconstrained), a demo request helps on average.
+    assert (after - before).mean() > 0

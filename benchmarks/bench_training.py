@@ -1,0 +1,518 @@
+"""Benchmark: training the propensity model against a bare ``lightgbm.train`` on the same matrix.
+
+Target: training on ~1M snapshots x the project's features within 2x the time of a bare
+``lightgbm.train`` with the same parameters on the same matrix. Three things are timed, each in
+a fresh spawned process (so peak memory is per measurement):
+
+- ``ours: train_booster``: ``models.boosting.train_booster`` on matrices prepared as
+  ``pipelines.modeling.run_train`` prepares them (``feature_matrix``: text -> category), with
+  ``train.lightgbm`` / ``num_boost_round`` / ``early_stopping_rounds`` from the params file;
+  early-stopped on the validation split (so it also builds the validation Dataset and evaluates
+  the validation log loss after every tree).
+- ``reference``: ``lgb.train(params, lgb.Dataset(x_train, y_train), num_boost_round=N)`` with
+  exactly the parameter dict ours handed to ``lgb.train`` (recorded by wrapping ``lgb.train`` in
+  ours' process: objective binary, seed, num_threads, ...) and N = the trees ours built
+  (``booster.current_iteration()``: best iteration + the early-stopping patience), no
+  validation set. The Dataset is constructed first (with the same params, as ``lgb.train``
+  would) so that its construction is timed on its own; "reference" = construction + training.
+- ``ours: run_train``: the whole ``pipelines.modeling.run_train(params, training, out)`` step:
+  reads the Parquet splits, trains the booster, fits the calibrator (cross-validated choice of
+  isotonic / sigmoid on validation), chooses cutoffs, fits the logistic-regression baseline and
+  saves the artifacts. Its phases are timed by wrapping the functions ``run_train`` calls
+  (microseconds of overhead); ``--profile`` adds a cProfile of one more run.
+
+Data: the project's own pipeline (``leadscore generate / validate / label / features /
+training-set``) with a copy of params.yaml (``generate.n_leads`` / ``seed`` overridden, ``split``
+as in params.yaml), written to ``benchmarks/out/train_bench/`` (git-ignored). About 2.2 train
+snapshots per lead: the default 460,000 leads give ~1M train rows.
+
+Correctness (exit status 1 if any fails): the reference built as many trees as ours, its raw
+scores on the validation split equal ours' (all trees; LightGBM is run with deterministic=true,
+so the two boosters must be the same model), and ``run_train`` chose the same best iteration as
+``train_booster``. Peak memory is ``getrusage(RUSAGE_SELF).ru_maxrss``; the high-water mark is
+reset (``/proc/self/clear_refs``) right before the timed part, so "peak increment" is the peak
+during it minus the RSS before it. For ``run_train`` that includes reading the Parquet files.
+
+    .venv/bin/python benchmarks/bench_training.py                    # 460,000 leads, ~1M rows
+    .venv/bin/python benchmarks/bench_training.py --reuse-data       # skip the data pipeline
+    .venv/bin/python benchmarks/bench_training.py --n-leads 20000    # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MiB = 1024 * 1024
+ATOL = 1e-9  # raw-score agreement between ours and the reference (expected: identical)
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers (run in the children)
+# ------------------------------------------------------------------------------------------------
+def _setup_path() -> None:
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _rss_bytes() -> int:
+    """Current resident set size (Linux /proc; elsewhere the peak so far, an upper bound)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return _maxrss_bytes()
+
+
+def _maxrss_bytes() -> int:
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def _reset_peak() -> bool:
+    """Reset the RSS high-water mark (Linux >= 4.0); ru_maxrss then follows from here."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _load_matrices(params_path: str, training_dir: str):
+    """Train / validation matrices and labels exactly as ``run_train`` builds them."""
+    _setup_path()
+    from models.frame import feature_matrix, feature_names
+    from pipelines.modeling import _labels, _split
+    from pipelines.params import load_params, section
+
+    params = load_params(params_path)
+    training = Path(training_dir)
+    train, valid = _split(training, "train"), _split(training, "validation")
+    names = feature_names(train)
+    x_train, x_valid = feature_matrix(train, names), feature_matrix(valid, names)
+    y_train, y_valid = _labels(train, "train"), _labels(valid, "validation")
+    return x_train, y_train, x_valid, y_valid, section(params, "train")
+
+
+def _record_lgb_train(calls: list[dict]):
+    """Wrap ``lightgbm.train`` to record the params and rounds it is called with."""
+    import copy
+
+    import lightgbm as lgb
+
+    original = lgb.train
+
+    @functools.wraps(original)
+    def recording(params, train_set, num_boost_round=100, *args, **kwargs):
+        calls.append({"params": copy.deepcopy(dict(params)), "num_boost_round": num_boost_round})
+        return original(params, train_set, num_boost_round, *args, **kwargs)
+
+    lgb.train = recording
+    return original
+
+
+# ------------------------------------------------------------------------------------------------
+# The three measurements
+# ------------------------------------------------------------------------------------------------
+def run_ours_booster(params_path: str, training_dir: str, work_dir: str) -> dict:
+    """``train_booster`` on prepared matrices; saves its raw validation scores (all trees)."""
+    _setup_path()
+    import numpy as np
+
+    from models.boosting import train_booster
+
+    rss_start = _rss_bytes()
+    t = time.perf_counter()
+    x_train, y_train, x_valid, y_valid, settings = _load_matrices(params_path, training_dir)
+    load_s = time.perf_counter() - t
+    calls: list[dict] = []
+    _record_lgb_train(calls)
+    rss_loaded = _rss_bytes()
+    reset = _reset_peak()
+    t = time.perf_counter()
+    booster = train_booster(
+        x_train, y_train, x_valid, y_valid,
+        params=settings["lightgbm"],
+        num_boost_round=int(settings["num_boost_round"]),
+        early_stopping_rounds=int(settings["early_stopping_rounds"]),
+    )  # fmt: skip
+    seconds = time.perf_counter() - t
+    peak = _maxrss_bytes()
+    trees = booster.current_iteration()
+    scores_path = Path(work_dir) / "ours_valid_raw.npy"
+    np.save(scores_path, booster.predict(x_valid, num_iteration=trees, raw_score=True))
+    return {
+        "seconds": seconds,
+        "load_s": load_s,
+        "rows": len(x_train),
+        "valid_rows": len(x_valid),
+        "features": x_train.shape[1],
+        "categorical": int(sum(str(d) == "category" for d in x_train.dtypes)),
+        "trees": trees,
+        "best_iteration": booster.best_iteration,
+        "early_stopping_rounds": int(settings["early_stopping_rounds"]),
+        "num_boost_round": int(settings["num_boost_round"]),
+        "lgb_params": calls[0]["params"],
+        "peak_increment": peak - rss_loaded,
+        "peak_total": _maxrss_bytes(),
+        "rss_start": rss_start,
+        "peak_reset": reset,
+        "scores_path": str(scores_path),
+    }
+
+
+def run_reference(params_path: str, training_dir: str, lgb_params: dict, rounds: int,
+                  ours_scores_path: str) -> dict:
+    """Bare ``lgb.train`` with ours' params for ``rounds`` trees; compares raw validation scores."""
+    _setup_path()
+    import lightgbm as lgb
+    import numpy as np
+
+    t = time.perf_counter()
+    x_train, y_train, x_valid, _, _ = _load_matrices(params_path, training_dir)
+    load_s = time.perf_counter() - t
+    rss_loaded = _rss_bytes()
+    reset = _reset_peak()
+    t0 = time.perf_counter()
+    # lgb.train would merge the params into the Dataset before constructing it: do it here so
+    # that the construction (binning) can be timed on its own.
+    train_set = lgb.Dataset(x_train, label=y_train, params=dict(lgb_params)).construct()
+    t1 = time.perf_counter()
+    booster = lgb.train(dict(lgb_params), train_set, num_boost_round=rounds)
+    t2 = time.perf_counter()
+    peak = _maxrss_bytes()
+    raw = booster.predict(x_valid, raw_score=True)
+    ours = np.load(ours_scores_path)
+    diff = float(np.max(np.abs(raw - ours))) if len(raw) == len(ours) else float("inf")
+    return {
+        "construct_s": t1 - t0,
+        "train_s": t2 - t1,
+        "seconds": t2 - t0,
+        "load_s": load_s,
+        "trees": booster.current_iteration(),
+        "max_abs_diff": diff,
+        "lightgbm": lgb.__version__,
+        "peak_increment": peak - rss_loaded,
+        "peak_total": _maxrss_bytes(),
+        "peak_reset": reset,
+    }
+
+
+def _instrument_run_train(phases: dict[str, float], captured: dict) -> None:
+    """Time the phases of ``run_train`` by wrapping what it calls (in this process only)."""
+    import types
+
+    import joblib
+
+    import pipelines.modeling as m
+    from models.calibration import ProbabilityCalibrator
+
+    def timed(name, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                phases[name] = phases.get(name, 0.0) + time.perf_counter() - t
+
+        return wrapper
+
+    def train_booster(*args, **kwargs):
+        booster = timed("train_booster", original_train)(*args, **kwargs)
+        captured["trees"] = booster.current_iteration()
+        booster.save_model = timed("save artifacts", booster.save_model)
+        return booster
+
+    def logistic_baseline(*args, **kwargs):
+        pipe = original_baseline(*args, **kwargs)
+
+        def fit(*fargs, **fkwargs):
+            pipe.__dict__.pop("fit", None)  # the saved baseline must not carry the wrapper
+            return timed("baseline: logistic regression fit", type(pipe).fit)(pipe, *fargs, **fkwargs)
+
+        pipe.fit = fit
+        return pipe
+
+    original_train, original_baseline = m.train_booster, m.logistic_baseline
+    m._split = timed("read Parquet (train + validation)", m._split)
+    m.feature_matrix = timed("feature_matrix (text -> category)", m.feature_matrix)
+    m.train_booster = train_booster
+    m.predict_scores = timed("predict validation scores (2x)", m.predict_scores)
+    ProbabilityCalibrator.fit = timed("calibrator fit (CV choice + refit)", ProbabilityCalibrator.fit)
+    m.choose_cutoffs = timed("choose cutoffs", m.choose_cutoffs)
+    m.logistic_baseline = logistic_baseline
+    m.joblib = types.SimpleNamespace(dump=timed("save artifacts", joblib.dump))
+
+
+def run_ours_pipeline(params_path: str, training_dir: str, model_dir: str, profile: bool) -> dict:
+    """The whole ``run_train`` step (Parquet in, artifacts out)."""
+    _setup_path()
+    import lightgbm  # noqa: F401  (imports are not part of the step)
+    import sklearn.linear_model  # noqa: F401
+
+    import pipelines.modeling as m
+    from pipelines.params import load_params
+
+    params = load_params(params_path)
+    shutil.rmtree(model_dir, ignore_errors=True)
+    phases: dict[str, float] = {}
+    captured: dict = {}
+    if profile:
+        import cProfile
+        import io
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.enable()
+        m.run_train(params, training_dir, model_dir)
+        prof.disable()
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(30)
+        return {"profile": buf.getvalue()}
+    _instrument_run_train(phases, captured)
+    calls: list[dict] = []
+    _record_lgb_train(calls)
+    rss_before = _rss_bytes()
+    reset = _reset_peak()
+    t = time.perf_counter()
+    meta = m.run_train(params, training_dir, model_dir)
+    seconds = time.perf_counter() - t
+    peak = _maxrss_bytes()
+    return {
+        "seconds": seconds,
+        "phases": phases,
+        "trees": captured.get("trees"),
+        "best_iteration": int(meta["best_iteration"]),
+        "calibration": meta["calibration"]["method"],
+        "lgb_params": calls[0]["params"] if calls else None,
+        "peak_increment": peak - rss_before,
+        "peak_total": _maxrss_bytes(),
+        "peak_reset": reset,
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Data: the project's own pipeline, through its CLI
+# ------------------------------------------------------------------------------------------------
+def build_data(root: Path, n_leads: int, seed: int) -> dict:
+    """Run leadscore generate / validate / label / features / training-set into ``root``."""
+    import yaml  # light: the orchestrator stays small
+
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["generate"]["n_leads"] = n_leads
+    params["generate"]["seed"] = seed
+    params_path = root / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    rel = root.relative_to(REPO) if root.is_relative_to(REPO) else root
+    p = ["-p", str(rel / "params.yaml")]
+    labels = str(rel / "labels" / "labelled_snapshots.parquet")
+    steps = {
+        "generate": ["generate", *p, "--n-leads", str(n_leads), "--seed", str(seed),
+                     "--out", str(rel / "crm"), "--oracle", str(rel / "oracle.parquet")],
+        "validate": ["validate", str(rel / "crm"), *p, "--out", str(rel / "validated"),
+                     "--rejects", str(rel / "rejects")],
+        "label": ["label", *p, "--validated", str(rel / "validated"), "--out", labels],
+        "features": ["features", *p, "--validated", str(rel / "validated"),
+                     "--snapshots", labels, "--out", str(rel / "features" / "features.parquet")],
+        "training-set": ["training-set", *p, "--features",
+                         str(rel / "features" / "features.parquet"), "--snapshots", labels,
+                         "--validated", str(rel / "validated"), "--out", str(rel / "training")],
+    }
+    exe = str(Path(sys.executable).with_name("leadscore"))
+    times = {}
+    for name, cmd in steps.items():
+        print(f"  leadscore -q {' '.join(cmd)}", flush=True)
+        t = time.perf_counter()
+        subprocess.run([exe, "-q", *cmd], cwd=REPO, check=True)
+        times[name] = time.perf_counter() - t
+        print(f"    {times[name]:.1f} s", flush=True)
+    manifest = json.loads((root / "training" / "manifest.json").read_text())
+    info = {
+        "n_leads": n_leads,
+        "seed": seed,
+        "step_seconds": times,
+        "splits": {k: v["rows"] for k, v in manifest["splits"].items()},
+        "positive_rate": {k: v["positive_rate"] for k, v in manifest["splits"].items()},
+        "n_features": manifest["n_features"],
+        "split_days": {k: params["split"][k] for k in ("validation_days", "test_days")},
+    }
+    (root / "data.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+# ------------------------------------------------------------------------------------------------
+# Orchestration (keeps this process small: children inherit its RSS high-water mark)
+# ------------------------------------------------------------------------------------------------
+def _in_child(ctx, fn, *args):
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def _best(runs: list[dict]) -> dict:
+    return min(runs, key=lambda r: r["seconds"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n-leads", type=int, default=460_000,
+                    help="leads to generate (default 460000: ~1M train snapshots)")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="timed runs of each measurement (fresh process each); best is reported")
+    ap.add_argument("--out-dir", default=str(REPO / "benchmarks" / "out" / "train_bench"))
+    ap.add_argument("--reuse-data", action="store_true",
+                    help="reuse the training set of a previous run with the same --n-leads/--seed")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print a cProfile of one more run of run_train")
+    args = ap.parse_args(argv)
+
+    ctx = mp.get_context("spawn")
+    cores = _cores()
+    root = Path(args.out_dir).resolve()
+    print(f"machine: {cores} cores available (os.cpu_count() = {os.cpu_count()}), "
+          f"Python {sys.version.split()[0]}")
+    info_path = root / "data.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else None
+    if (args.reuse_data and info and info["n_leads"] == args.n_leads and info["seed"] == args.seed
+            and (root / "training" / "train.parquet").exists()):
+        print(f"data: reusing {root}")
+    else:
+        print(f"data: building {args.n_leads:,} leads (seed {args.seed}) with the project's "
+              f"pipeline into {root} ...", flush=True)
+        info = build_data(root, args.n_leads, args.seed)
+        print(f"  pipeline total {sum(info['step_seconds'].values()):.0f} s")
+    s = info["splits"]
+    print(f"  splits: train {s['train']:,} rows (positive rate {info['positive_rate']['train']:.4f}),"
+          f" validation {s['validation']:,}, test {s['test']:,}; {info['n_features']} features; "
+          f"split.validation_days {info['split_days']['validation_days']}, "
+          f"test_days {info['split_days']['test_days']}")
+
+    params_path, training = str(root / "params.yaml"), str(root / "training")
+    ours = []
+    for i in range(args.repeat):
+        print(f"ours: train_booster, run {i + 1}/{args.repeat} (fresh process) ...", flush=True)
+        r = _in_child(ctx, run_ours_booster, params_path, training, str(root))
+        print(f"  {r['seconds']:.2f} s; {r['trees']} trees (best iteration {r['best_iteration']} "
+              f"+ {r['early_stopping_rounds']} patience); load {r['load_s']:.1f} s", flush=True)
+        ours.append(r)
+    o = _best(ours)
+    if len({r["trees"] for r in ours}) != 1:
+        print(f"  WARNING: tree counts differ between runs: {[r['trees'] for r in ours]}")
+    lgb_params = o["lgb_params"]
+    print(f"  params handed to lgb.train: {json.dumps(lgb_params, sort_keys=True)}")
+
+    refs = []
+    for i in range(args.repeat):
+        print(f"reference: bare lgb.train, {o['trees']} rounds, run {i + 1}/{args.repeat} ...",
+              flush=True)
+        r = _in_child(ctx, run_reference, params_path, training, lgb_params, o["trees"],
+                      o["scores_path"])
+        print(f"  {r['seconds']:.2f} s (Dataset.construct {r['construct_s']:.2f} s + train "
+              f"{r['train_s']:.2f} s); max |raw score - ours| {r['max_abs_diff']:.2e}", flush=True)
+        refs.append(r)
+    ref = _best(refs)
+
+    pipes = []
+    for i in range(args.repeat):
+        print(f"ours: run_train, run {i + 1}/{args.repeat} (fresh process) ...", flush=True)
+        r = _in_child(ctx, run_ours_pipeline, params_path, training, str(root / "model"), False)
+        print(f"  {r['seconds']:.2f} s; best iteration {r['best_iteration']}, "
+              f"calibration {r['calibration']}", flush=True)
+        pipes.append(r)
+    pipe = _best(pipes)
+
+    # ------------------------------------------------------------------------------ report
+    rows, feats = o["rows"], o["features"]
+    threads = lgb_params.get("num_threads", "default")
+    print()
+    print(f"training: {rows:,} train rows x {feats} features ({o['categorical']} categorical), "
+          f"validation {o['valid_rows']:,} rows; {o['trees']} trees built; LightGBM "
+          f"{ref['lightgbm']}, num_threads {threads}; {cores} cores; best of {args.repeat}")
+    header = (f"{'measurement':<34} {'seconds':>9} {'vs reference':>13} {'peak Δ MiB':>11} "
+              f"{'total peak':>11}")
+    print(header)
+    print("-" * len(header))
+
+    def line(name, seconds, r=None, ratio=True):
+        mem = (f"{r['peak_increment'] / MiB:>11.0f} {r['peak_total'] / MiB:>11.0f}"
+               if r else f"{'':>11} {'':>11}")
+        rat = f"{seconds / ref['seconds']:>13.2f}" if ratio else f"{'':>13}"
+        print(f"{name:<34} {seconds:>9.2f} {rat} {mem}")
+
+    line("reference: Dataset.construct", ref["construct_s"], ratio=False)
+    line("reference: lgb.train", ref["train_s"], ratio=False)
+    line("reference (construct + train)", ref["seconds"], ref)
+    line("ours: train_booster", o["seconds"], o)
+    line("ours: run_train (whole step)", pipe["seconds"], pipe)
+    print("peak Δ = peak RSS during the timed part minus RSS before it (run_train: includes "
+          "reading Parquet); total peak = the process's ru_maxrss")
+    print()
+    print("run_train phases:")
+    accounted = 0.0
+    for name, sec in sorted(pipe["phases"].items(), key=lambda kv: -kv[1]):
+        accounted += sec
+        print(f"  {name:<40} {sec:>8.2f} s  {sec / pipe['seconds']:>6.1%}")
+    other = pipe["seconds"] - accounted
+    print(f"  {'other (meta, manifest, ...)':<40} {other:>8.2f} s  {other / pipe['seconds']:>6.1%}")
+    print()
+    for name, sec in (("train_booster", o["seconds"]), ("run_train", pipe["seconds"])):
+        ratio = sec / ref["seconds"]
+        verdict = "MEETS" if ratio <= 2.0 else "MISSES"
+        print(f"target 'within 2x of bare lightgbm.train': ours {name} {verdict} it "
+              f"({ratio:.2f}x the reference)")
+    if args.profile:
+        print("\ncProfile of one more run of run_train (cumulative):", flush=True)
+        print(_in_child(ctx, run_ours_pipeline, params_path, training, str(root / "model"),
+                        True)["profile"])
+
+    problems: list[str] = []
+    if ref["trees"] != o["trees"]:
+        problems.append(f"the reference built {ref['trees']} trees, ours {o['trees']}")
+    if not ref["max_abs_diff"] <= ATOL:
+        problems.append(f"raw validation scores differ: max |reference - ours| "
+                        f"{ref['max_abs_diff']:.3g} > {ATOL:g}")
+    if pipe["best_iteration"] != o["best_iteration"] or pipe["trees"] != o["trees"]:
+        problems.append(f"run_train: best iteration {pipe['best_iteration']} / {pipe['trees']} "
+                        f"trees, train_booster: {o['best_iteration']} / {o['trees']}")
+    if pipe["lgb_params"] != lgb_params:
+        problems.append("run_train handed lgb.train other params than train_booster did: "
+                        f"{pipe['lgb_params']}")
+    print()
+    if problems:
+        print("CHECKS FAILED:")
+        for p in problems:
+            print("  " + p)
+        return 1
+    print(f"checks passed: the reference built the same {o['trees']} trees as ours (raw "
+          f"validation scores agree within {ATOL:g}: max diff {ref['max_abs_diff']:.1e}); "
+          f"run_train chose the same best iteration ({o['best_iteration']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
