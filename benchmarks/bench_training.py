@@ -6,7 +6,8 @@ a fresh spawned process (so peak memory is per measurement):
 
 - ``ours: train_booster``: ``models.boosting.train_booster`` on matrices prepared as
   ``pipelines.modeling.run_train`` prepares them (``feature_matrix``: text -> category), with
-  ``train.lightgbm`` / ``num_boost_round`` / ``early_stopping_rounds`` from the params file;
+  ``train.lightgbm`` / ``num_boost_round`` / ``early_stopping_rounds`` (and
+  ``monotone_increasing``, passed as ``run_train`` passes it) from the params file;
   early-stopped on the validation split (so it also builds the validation Dataset and evaluates
   the validation log loss after every tree).
 - ``reference``: ``lgb.train(params, lgb.Dataset(x_train, y_train), num_boost_round=N)`` with
@@ -23,7 +24,8 @@ a fresh spawned process (so peak memory is per measurement):
 
 Data: the project's own pipeline (``leadscore generate / validate / label / features /
 training-set``) with a copy of params.yaml (``generate.n_leads`` / ``seed`` overridden, ``split``
-as in params.yaml), written to ``benchmarks/out/train_bench/`` (git-ignored). About 2.2 train
+as in params.yaml; refreshed on ``--reuse-data``, so the train settings are always current),
+written to ``benchmarks/out/train_bench/`` (git-ignored). About 2.2 train
 snapshots per lead: the default 460,000 leads give ~1M train rows.
 
 Correctness (exit status 1 if any fails): the reference built as many trees as ours, its raw
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import json
 import multiprocessing as mp
 import os
@@ -152,11 +155,15 @@ def run_ours_booster(params_path: str, training_dir: str, work_dir: str) -> dict
     rss_loaded = _rss_bytes()
     reset = _reset_peak()
     t = time.perf_counter()
+    kwargs = {}
+    if "monotone_increasing" in inspect.signature(train_booster).parameters:  # as run_train
+        kwargs["monotone_increasing"] = list(settings.get("monotone_increasing", []))
     booster = train_booster(
         x_train, y_train, x_valid, y_valid,
         params=settings["lightgbm"],
         num_boost_round=int(settings["num_boost_round"]),
         early_stopping_rounds=int(settings["early_stopping_rounds"]),
+        **kwargs,
     )  # fmt: skip
     seconds = time.perf_counter() - t
     peak = _maxrss_bytes()
@@ -317,17 +324,22 @@ def run_ours_pipeline(params_path: str, training_dir: str, model_dir: str, profi
 # ------------------------------------------------------------------------------------------------
 # Data: the project's own pipeline, through its CLI
 # ------------------------------------------------------------------------------------------------
-def build_data(root: Path, n_leads: int, seed: int) -> dict:
-    """Run leadscore generate / validate / label / features / training-set into ``root``."""
+def write_params(root: Path, n_leads: int, seed: int) -> dict:
+    """``root/params.yaml``: a copy of the project's params.yaml with n_leads / seed overridden."""
     import yaml  # light: the orchestrator stays small
 
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["generate"]["n_leads"] = n_leads
     params["generate"]["seed"] = seed
-    params_path = root / "params.yaml"
-    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return params
+
+
+def build_data(root: Path, n_leads: int, seed: int) -> dict:
+    """Run leadscore generate / validate / label / features / training-set into ``root``."""
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    params = write_params(root, n_leads, seed)
     rel = root.relative_to(REPO) if root.is_relative_to(REPO) else root
     p = ["-p", str(rel / "params.yaml")]
     labels = str(rel / "labels" / "labelled_snapshots.parquet")
@@ -373,6 +385,14 @@ def _in_child(ctx, fn, *args):
         return pool.submit(fn, *args).result()
 
 
+def _load() -> str:
+    """The 1-minute load average: other work on the machine skews every timing."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "n/a"
+
+
 def _best(runs: list[dict]) -> dict:
     return min(runs, key=lambda r: r["seconds"])
 
@@ -395,12 +415,13 @@ def main(argv: list[str] | None = None) -> int:
     cores = _cores()
     root = Path(args.out_dir).resolve()
     print(f"machine: {cores} cores available (os.cpu_count() = {os.cpu_count()}), "
-          f"Python {sys.version.split()[0]}")
+          f"Python {sys.version.split()[0]}; load average {_load()}")
     info_path = root / "data.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else None
     if (args.reuse_data and info and info["n_leads"] == args.n_leads and info["seed"] == args.seed
             and (root / "training" / "train.parquet").exists()):
-        print(f"data: reusing {root}")
+        print(f"data: reusing {root} (its params.yaml refreshed from the project's)")
+        write_params(root, args.n_leads, args.seed)
     else:
         print(f"data: building {args.n_leads:,} leads (seed {args.seed}) with the project's "
               f"pipeline into {root} ...", flush=True)
@@ -421,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
               f"+ {r['early_stopping_rounds']} patience); load {r['load_s']:.1f} s", flush=True)
         ours.append(r)
     o = _best(ours)
+    print(f"  load average now {_load()}")
     if len({r["trees"] for r in ours}) != 1:
         print(f"  WARNING: tree counts differ between runs: {[r['trees'] for r in ours]}")
     lgb_params = o["lgb_params"]
@@ -436,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['train_s']:.2f} s); max |raw score - ours| {r['max_abs_diff']:.2e}", flush=True)
         refs.append(r)
     ref = _best(refs)
+    print(f"  load average now {_load()}")
 
     pipes = []
     for i in range(args.repeat):
@@ -445,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
               f"calibration {r['calibration']}", flush=True)
         pipes.append(r)
     pipe = _best(pipes)
+    print(f"  load average now {_load()}")
 
     # ------------------------------------------------------------------------------ report
     rows, feats = o["rows"], o["features"]

@@ -1,6 +1,7 @@
 """Calibration: make the model's probability mean what it says.
 
-A :class:`ProbabilityCalibrator` maps raw scores to calibrated probabilities. It is its own
+A :class:`ProbabilityCalibrator` maps raw scores to calibrated probabilities, monotonically and
+without ties the booster did not have (see :class:`_InterpolatedIsotonic`). It is its own
 fitted object beside the booster (so a retrained booster can be recalibrated, and a calibrator
 refitted without retraining). ``fit`` chooses between isotonic regression and a sigmoid (Platt
 scaling) by cross-validated log loss on the data it is given (the validation split), then
@@ -26,9 +27,33 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+class _InterpolatedIsotonic:
+    """Isotonic regression, read through the centres of its blocks.
+
+    Plain isotonic regression is a step function: every lead in a block gets the same
+    probability, so calibration would throw away the booster's ranking inside each block.
+    Interpolating linearly between the blocks' (mean score, block rate) points keeps the
+    calibration (each block's mean is unchanged up to the interpolation) and keeps the order of
+    leads between the first and last block centres.
+    """
+
+    def __init__(self, scores: np.ndarray, y: np.ndarray):
+        iso = IsotonicRegression(y_min=EPS, y_max=1 - EPS, out_of_bounds="clip").fit(scores, y)
+        fitted = iso.predict(scores)
+        order = np.argsort(scores, kind="stable")
+        s, f = scores[order], fitted[order]
+        block = np.r_[0, np.cumsum(f[1:] != f[:-1])]
+        counts = np.bincount(block)
+        self.centres = np.bincount(block, weights=s) / counts
+        self.values = np.bincount(block, weights=f) / counts
+
+    def predict(self, scores: np.ndarray) -> np.ndarray:
+        return np.interp(scores, self.centres, self.values)
+
+
 def _fit_method(method: str, scores: np.ndarray, y: np.ndarray):
     if method == "isotonic":
-        return IsotonicRegression(y_min=EPS, y_max=1 - EPS, out_of_bounds="clip").fit(scores, y)
+        return _InterpolatedIsotonic(scores, y)
     if method == "sigmoid":
         return LogisticRegression(C=1e6, max_iter=1000).fit(_logit(scores)[:, None], y)
     raise ValueError(f"unknown calibration method {method!r}; choose from {METHODS}")
