@@ -35,8 +35,10 @@ test: install ## Run lint and the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-bench: install ## Run the benchmarks (prints ratios against references measured in the same run)
+bench: install ## Run the benchmarks (ratios against references measured in the same run; ~15 min)
 	$(BIN)/python benchmarks/bench_behavioral.py
+	$(BIN)/python benchmarks/bench_behavioral.py --scenario scoring
+	$(BIN)/python benchmarks/bench_training.py
 
 lint: install ## Lint and format-check
 	$(BIN)/ruff check .

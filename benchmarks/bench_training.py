@@ -93,6 +93,24 @@ def _maxrss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process (all its threads) so far."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _busy_seconds() -> float:
+    """CPU time all processes of the machine spent busy so far (Linux /proc/stat; else 0)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    busy = sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 def _reset_peak() -> bool:
     """Reset the RSS high-water mark (Linux >= 4.0); ru_maxrss then follows from here."""
     try:
@@ -120,7 +138,11 @@ def _load_matrices(params_path: str, training_dir: str):
 
 
 def _record_lgb_train(calls: list[dict]):
-    """Wrap ``lightgbm.train`` to record the params and rounds it is called with."""
+    """Wrap ``lightgbm.train`` to record its params and the boosting rounds it actually ran.
+
+    The rounds are counted by an added callback: after early stopping, ``lgb.train`` returns the
+    booster cut to its best iteration, so ``current_iteration()`` no longer shows them.
+    """
     import copy
 
     import lightgbm as lgb
@@ -129,7 +151,15 @@ def _record_lgb_train(calls: list[dict]):
 
     @functools.wraps(original)
     def recording(params, train_set, num_boost_round=100, *args, **kwargs):
-        calls.append({"params": copy.deepcopy(dict(params)), "num_boost_round": num_boost_round})
+        call = {"params": copy.deepcopy(dict(params)), "num_boost_round": num_boost_round,
+                "rounds": 0}
+        calls.append(call)
+
+        def count(env) -> None:
+            call["rounds"] = env.iteration - env.begin_iteration + 1
+
+        count.order = 0  # before early stopping, which ends a round by raising
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), count]
         return original(params, train_set, num_boost_round, *args, **kwargs)
 
     lgb.train = recording
@@ -140,24 +170,23 @@ def _record_lgb_train(calls: list[dict]):
 # The three measurements
 # ------------------------------------------------------------------------------------------------
 def run_ours_booster(params_path: str, training_dir: str, work_dir: str) -> dict:
-    """``train_booster`` on prepared matrices; saves its raw validation scores (all trees)."""
+    """``train_booster`` on prepared matrices; saves its raw validation scores."""
     _setup_path()
     import numpy as np
 
     from models.boosting import train_booster
 
-    rss_start = _rss_bytes()
     t = time.perf_counter()
     x_train, y_train, x_valid, y_valid, settings = _load_matrices(params_path, training_dir)
     load_s = time.perf_counter() - t
     calls: list[dict] = []
     _record_lgb_train(calls)
-    rss_loaded = _rss_bytes()
-    reset = _reset_peak()
-    t = time.perf_counter()
     kwargs = {}
     if "monotone_increasing" in inspect.signature(train_booster).parameters:  # as run_train
         kwargs["monotone_increasing"] = list(settings.get("monotone_increasing", []))
+    rss_loaded = _rss_bytes()
+    reset = _reset_peak()
+    cpu, busy, t = _cpu_seconds(), _busy_seconds(), time.perf_counter()
     booster = train_booster(
         x_train, y_train, x_valid, y_valid,
         params=settings["lightgbm"],
@@ -165,33 +194,36 @@ def run_ours_booster(params_path: str, training_dir: str, work_dir: str) -> dict
         early_stopping_rounds=int(settings["early_stopping_rounds"]),
         **kwargs,
     )  # fmt: skip
-    seconds = time.perf_counter() - t
+    seconds, cpu = time.perf_counter() - t, _cpu_seconds() - cpu
+    others = _busy_seconds() - busy - cpu
     peak = _maxrss_bytes()
-    trees = booster.current_iteration()
     scores_path = Path(work_dir) / "ours_valid_raw.npy"
-    np.save(scores_path, booster.predict(x_valid, num_iteration=trees, raw_score=True))
+    # the returned booster holds its best iteration's trees (lgb.train cuts the rest)
+    np.save(scores_path, booster.predict(x_valid, raw_score=True))
     return {
         "seconds": seconds,
+        "cpu": cpu,
+        "others_cpu": others,
         "load_s": load_s,
         "rows": len(x_train),
         "valid_rows": len(x_valid),
         "features": x_train.shape[1],
         "categorical": int(sum(str(d) == "category" for d in x_train.dtypes)),
-        "trees": trees,
+        "trees": calls[0]["rounds"],
+        "kept_trees": booster.current_iteration(),
         "best_iteration": booster.best_iteration,
         "early_stopping_rounds": int(settings["early_stopping_rounds"]),
         "num_boost_round": int(settings["num_boost_round"]),
         "lgb_params": calls[0]["params"],
         "peak_increment": peak - rss_loaded,
         "peak_total": _maxrss_bytes(),
-        "rss_start": rss_start,
         "peak_reset": reset,
         "scores_path": str(scores_path),
     }
 
 
 def run_reference(params_path: str, training_dir: str, lgb_params: dict, rounds: int,
-                  ours_scores_path: str) -> dict:
+                  best_iteration: int, ours_scores_path: str) -> dict:
     """Bare ``lgb.train`` with ours' params for ``rounds`` trees; compares raw validation scores."""
     _setup_path()
     import lightgbm as lgb
@@ -202,21 +234,24 @@ def run_reference(params_path: str, training_dir: str, lgb_params: dict, rounds:
     load_s = time.perf_counter() - t
     rss_loaded = _rss_bytes()
     reset = _reset_peak()
-    t0 = time.perf_counter()
+    cpu, busy, t0 = _cpu_seconds(), _busy_seconds(), time.perf_counter()
     # lgb.train would merge the params into the Dataset before constructing it: do it here so
     # that the construction (binning) can be timed on its own.
     train_set = lgb.Dataset(x_train, label=y_train, params=dict(lgb_params)).construct()
     t1 = time.perf_counter()
     booster = lgb.train(dict(lgb_params), train_set, num_boost_round=rounds)
-    t2 = time.perf_counter()
+    t2, cpu = time.perf_counter(), _cpu_seconds() - cpu
+    others = _busy_seconds() - busy - cpu
     peak = _maxrss_bytes()
-    raw = booster.predict(x_valid, raw_score=True)
+    raw = booster.predict(x_valid, num_iteration=best_iteration, raw_score=True)
     ours = np.load(ours_scores_path)
     diff = float(np.max(np.abs(raw - ours))) if len(raw) == len(ours) else float("inf")
     return {
         "construct_s": t1 - t0,
         "train_s": t2 - t1,
         "seconds": t2 - t0,
+        "cpu": cpu,
+        "others_cpu": others,
         "load_s": load_s,
         "trees": booster.current_iteration(),
         "max_abs_diff": diff,
@@ -227,7 +262,7 @@ def run_reference(params_path: str, training_dir: str, lgb_params: dict, rounds:
     }
 
 
-def _instrument_run_train(phases: dict[str, float], captured: dict) -> None:
+def _instrument_run_train(phases: dict[str, float]) -> None:
     """Time the phases of ``run_train`` by wrapping what it calls (in this process only)."""
     import types
 
@@ -249,7 +284,6 @@ def _instrument_run_train(phases: dict[str, float], captured: dict) -> None:
 
     def train_booster(*args, **kwargs):
         booster = timed("train_booster", original_train)(*args, **kwargs)
-        captured["trees"] = booster.current_iteration()
         booster.save_model = timed("save artifacts", booster.save_model)
         return booster
 
@@ -286,7 +320,6 @@ def run_ours_pipeline(params_path: str, training_dir: str, model_dir: str, profi
     params = load_params(params_path)
     shutil.rmtree(model_dir, ignore_errors=True)
     phases: dict[str, float] = {}
-    captured: dict = {}
     if profile:
         import cProfile
         import io
@@ -299,19 +332,22 @@ def run_ours_pipeline(params_path: str, training_dir: str, model_dir: str, profi
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(30)
         return {"profile": buf.getvalue()}
-    _instrument_run_train(phases, captured)
+    _instrument_run_train(phases)
     calls: list[dict] = []
     _record_lgb_train(calls)
     rss_before = _rss_bytes()
     reset = _reset_peak()
-    t = time.perf_counter()
+    cpu, busy, t = _cpu_seconds(), _busy_seconds(), time.perf_counter()
     meta = m.run_train(params, training_dir, model_dir)
-    seconds = time.perf_counter() - t
+    seconds, cpu = time.perf_counter() - t, _cpu_seconds() - cpu
+    others = _busy_seconds() - busy - cpu
     peak = _maxrss_bytes()
     return {
         "seconds": seconds,
+        "cpu": cpu,
+        "others_cpu": others,
         "phases": phases,
-        "trees": captured.get("trees"),
+        "trees": calls[0]["rounds"] if calls else None,
         "best_iteration": int(meta["best_iteration"]),
         "calibration": meta["calibration"]["method"],
         "lgb_params": calls[0]["params"] if calls else None,
@@ -434,65 +470,70 @@ def main(argv: list[str] | None = None) -> int:
           f"test_days {info['split_days']['test_days']}")
 
     params_path, training = str(root / "params.yaml"), str(root / "training")
-    ours = []
-    for i in range(args.repeat):
-        print(f"ours: train_booster, run {i + 1}/{args.repeat} (fresh process) ...", flush=True)
+    model_dir = str(root / "model")
+    ours: list[dict] = []
+    refs: list[dict] = []
+    pipes: list[dict] = []
+    for i in range(args.repeat):  # interleaved, so that drifting load hits all three alike
+        run = f"run {i + 1}/{args.repeat}"
+        print(f"ours: train_booster, {run} (fresh process) ...", flush=True)
         r = _in_child(ctx, run_ours_booster, params_path, training, str(root))
-        print(f"  {r['seconds']:.2f} s; {r['trees']} trees (best iteration {r['best_iteration']} "
-              f"+ {r['early_stopping_rounds']} patience); load {r['load_s']:.1f} s", flush=True)
-        ours.append(r)
-    o = _best(ours)
-    print(f"  load average now {_load()}")
-    if len({r["trees"] for r in ours}) != 1:
-        print(f"  WARNING: tree counts differ between runs: {[r['trees'] for r in ours]}")
-    lgb_params = o["lgb_params"]
-    print(f"  params handed to lgb.train: {json.dumps(lgb_params, sort_keys=True)}")
-
-    refs = []
-    for i in range(args.repeat):
-        print(f"reference: bare lgb.train, {o['trees']} rounds, run {i + 1}/{args.repeat} ...",
+        print(f"  {r['seconds']:.2f} s (cpu {r['cpu']:.1f} s, other processes {r['others_cpu']:.1f}"
+              f" s); {r['trees']} rounds run = best "
+              f"iteration {r['best_iteration']} + {r['early_stopping_rounds']} patience (capped "
+              f"at {r['num_boost_round']}); load {r['load_s']:.1f} s; load average {_load()}",
               flush=True)
-        r = _in_child(ctx, run_reference, params_path, training, lgb_params, o["trees"],
-                      o["scores_path"])
-        print(f"  {r['seconds']:.2f} s (Dataset.construct {r['construct_s']:.2f} s + train "
-              f"{r['train_s']:.2f} s); max |raw score - ours| {r['max_abs_diff']:.2e}", flush=True)
+        ours.append(r)
+        o = ours[0]
+        if i == 0:
+            print(f"  params handed to lgb.train: {json.dumps(o['lgb_params'], sort_keys=True)}")
+        print(f"reference: bare lgb.train, {o['trees']} rounds, {run} (fresh process) ...",
+              flush=True)
+        r = _in_child(ctx, run_reference, params_path, training, o["lgb_params"], o["trees"],
+                      o["best_iteration"], o["scores_path"])
+        print(f"  {r['seconds']:.2f} s (cpu {r['cpu']:.1f} s, other processes "
+              f"{r['others_cpu']:.1f} s; Dataset.construct "
+              f"{r['construct_s']:.2f} s + train {r['train_s']:.2f} s); max |raw score - ours| "
+              f"{r['max_abs_diff']:.2e}; load average {_load()}", flush=True)
         refs.append(r)
-    ref = _best(refs)
-    print(f"  load average now {_load()}")
-
-    pipes = []
-    for i in range(args.repeat):
-        print(f"ours: run_train, run {i + 1}/{args.repeat} (fresh process) ...", flush=True)
-        r = _in_child(ctx, run_ours_pipeline, params_path, training, str(root / "model"), False)
-        print(f"  {r['seconds']:.2f} s; best iteration {r['best_iteration']}, "
-              f"calibration {r['calibration']}", flush=True)
+        print(f"ours: run_train, {run} (fresh process) ...", flush=True)
+        r = _in_child(ctx, run_ours_pipeline, params_path, training, model_dir, False)
+        print(f"  {r['seconds']:.2f} s (cpu {r['cpu']:.1f} s, other processes "
+              f"{r['others_cpu']:.1f} s); best iteration "
+              f"{r['best_iteration']}, calibration {r['calibration']}; load average {_load()}",
+              flush=True)
         pipes.append(r)
-    pipe = _best(pipes)
-    print(f"  load average now {_load()}")
+    o, ref, pipe = _best(ours), _best(refs), _best(pipes)
 
     # ------------------------------------------------------------------------------ report
+    lgb_params = o["lgb_params"]
     rows, feats = o["rows"], o["features"]
     threads = lgb_params.get("num_threads", "default")
     print()
     print(f"training: {rows:,} train rows x {feats} features ({o['categorical']} categorical), "
-          f"validation {o['valid_rows']:,} rows; {o['trees']} trees built; LightGBM "
-          f"{ref['lightgbm']}, num_threads {threads}; {cores} cores; best of {args.repeat}")
-    header = (f"{'measurement':<34} {'seconds':>9} {'vs reference':>13} {'peak Δ MiB':>11} "
-              f"{'total peak':>11}")
+          f"validation {o['valid_rows']:,} rows; {o['trees']} trees built ({o['best_iteration']} "
+          f"kept); LightGBM {ref['lightgbm']}, num_threads {threads}; {cores} cores; "
+          f"best of {args.repeat}")
+    header = (f"{'measurement':<32} {'seconds':>8} {'cpu s':>7} {'others':>7} "
+              f"{'vs reference':>13} {'peak Δ MiB':>11} {'total peak':>11}")
     print(header)
     print("-" * len(header))
 
-    def line(name, seconds, r=None, ratio=True):
+    def line(name: str, seconds: float, r: dict | None = None) -> None:
+        cpu = f"{r['cpu']:>7.1f} {r['others_cpu']:>7.1f}" if r else f"{'':>7} {'':>7}"
+        rat = f"{seconds / ref['seconds']:>13.2f}" if r else f"{'':>13}"
         mem = (f"{r['peak_increment'] / MiB:>11.0f} {r['peak_total'] / MiB:>11.0f}"
                if r else f"{'':>11} {'':>11}")
-        rat = f"{seconds / ref['seconds']:>13.2f}" if ratio else f"{'':>13}"
-        print(f"{name:<34} {seconds:>9.2f} {rat} {mem}")
+        print(f"{name:<32} {seconds:>8.2f} {cpu} {rat} {mem}")
 
-    line("reference: Dataset.construct", ref["construct_s"], ratio=False)
-    line("reference: lgb.train", ref["train_s"], ratio=False)
+    line("reference: Dataset.construct", ref["construct_s"])
+    line("reference: lgb.train", ref["train_s"])
     line("reference (construct + train)", ref["seconds"], ref)
     line("ours: train_booster", o["seconds"], o)
     line("ours: run_train (whole step)", pipe["seconds"], pipe)
+    print("cpu s = this process's CPU time; others = CPU seconds other processes of the "
+          "machine used meanwhile (contention: LightGBM's OpenMP threads slow down sharply when "
+          "a core is taken)")
     print("peak Δ = peak RSS during the timed part minus RSS before it (run_train: includes "
           "reading Parquet); total peak = the process's ru_maxrss")
     print()
@@ -509,23 +550,38 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "MEETS" if ratio <= 2.0 else "MISSES"
         print(f"target 'within 2x of bare lightgbm.train': ours {name} {verdict} it "
               f"({ratio:.2f}x the reference)")
+    busy = [(name, r) for name, runs in (("reference", refs), ("train_booster", ours),
+                                          ("run_train", pipes)) for r in runs
+            if r["others_cpu"] > 0.1 * r["seconds"]]
+    for name, r in busy:
+        print(f"WARNING: other processes used {r['others_cpu']:.0f} CPU s during a {name} run "
+              f"of {r['seconds']:.0f} s: its time is inflated; rerun with --reuse-data on a "
+              "quiet machine (or --repeat 2+)")
     if args.profile:
         print("\ncProfile of one more run of run_train (cumulative):", flush=True)
-        print(_in_child(ctx, run_ours_pipeline, params_path, training, str(root / "model"),
+        print(_in_child(ctx, run_ours_pipeline, params_path, training, model_dir,
                         True)["profile"])
 
     problems: list[str] = []
-    if ref["trees"] != o["trees"]:
-        problems.append(f"the reference built {ref['trees']} trees, ours {o['trees']}")
-    if not ref["max_abs_diff"] <= ATOL:
-        problems.append(f"raw validation scores differ: max |reference - ours| "
-                        f"{ref['max_abs_diff']:.3g} > {ATOL:g}")
-    if pipe["best_iteration"] != o["best_iteration"] or pipe["trees"] != o["trees"]:
-        problems.append(f"run_train: best iteration {pipe['best_iteration']} / {pipe['trees']} "
-                        f"trees, train_booster: {o['best_iteration']} / {o['trees']}")
-    if pipe["lgb_params"] != lgb_params:
-        problems.append("run_train handed lgb.train other params than train_booster did: "
-                        f"{pipe['lgb_params']}")
+    expected = min(o["best_iteration"] + o["early_stopping_rounds"], o["num_boost_round"])
+    if o["trees"] != expected:
+        problems.append(f"ours ran {o['trees']} rounds, expected min(best iteration + patience, "
+                        f"num_boost_round) = {expected}")
+    if any(r["trees"] != o["trees"] or r["best_iteration"] != o["best_iteration"] for r in ours):
+        problems.append(f"train_booster runs differ: {[(r['best_iteration'], r['trees']) for r in ours]}")
+    if any(r["trees"] != o["trees"] for r in refs):
+        problems.append(f"the reference built {[r['trees'] for r in refs]} trees, ours {o['trees']}")
+    worst = max(r["max_abs_diff"] for r in refs)
+    if not worst <= ATOL:
+        problems.append(f"raw validation scores (first {o['best_iteration']} trees) differ: "
+                        f"max |reference - ours| {worst:.3g} > {ATOL:g}")
+    for r in pipes:
+        if r["best_iteration"] != o["best_iteration"] or r["trees"] != o["trees"]:
+            problems.append(f"run_train: best iteration {r['best_iteration']}, {r['trees']} "
+                            f"rounds; train_booster: {o['best_iteration']}, {o['trees']}")
+        if r["lgb_params"] != lgb_params:
+            problems.append("run_train handed lgb.train other params than train_booster did: "
+                            f"{r['lgb_params']}")
     print()
     if problems:
         print("CHECKS FAILED:")
@@ -533,8 +589,9 @@ def main(argv: list[str] | None = None) -> int:
             print("  " + p)
         return 1
     print(f"checks passed: the reference built the same {o['trees']} trees as ours (raw "
-          f"validation scores agree within {ATOL:g}: max diff {ref['max_abs_diff']:.1e}); "
-          f"run_train chose the same best iteration ({o['best_iteration']})")
+          f"validation scores of the first {o['best_iteration']} agree within {ATOL:g}: max "
+          f"diff {worst:.1e}); run_train ran the same rounds with the same params and chose the "
+          f"same best iteration")
     return 0
 
 

@@ -69,11 +69,12 @@ def run_train(params: dict[str, Any], training: str | Path, out: str | Path) -> 
         early_stopping_rounds=int(settings["early_stopping_rounds"]),
         monotone_increasing=list(settings.get("monotone_increasing", [])),
     )  # fmt: skip
+    raw_valid = predict_scores(booster, x_valid)  # once: the calibrator and the cutoffs use it
     calibrator = ProbabilityCalibrator(
         methods=tuple(calibration["methods"]), cv=int(calibration["cv_folds"]), random_state=0
-    ).fit(predict_scores(booster, x_valid), y_valid)
+    ).fit(raw_valid, y_valid)
     log.info("calibration: %s chosen (cross-validated log loss %s)", calibrator.method_, calibrator.cv_log_loss_)
-    p_valid = calibrator.predict(predict_scores(booster, x_valid))
+    p_valid = calibrator.predict(raw_valid)
     weeks = max((valid["as_of"].max() - valid["as_of"].min()).days + 1, 7) / 7
     cutoffs = choose_cutoffs(p_valid, y_valid, section(params, "cutoffs"), weeks)
     log.info("cutoffs chosen on validation: SQL %.4f, MQL %.4f", cutoffs["sql"], cutoffs["mql"])
