@@ -29,59 +29,34 @@ import argparse
 import gc
 import multiprocessing as mp
 import os
-import resource
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _process import REPO, MiB
+from _process import cores as _cores
+from _process import maxrss_bytes as _maxrss_bytes
+from _process import reset_peak as _reset_peak
+from _process import rss_bytes as _rss_bytes
+from _process import setup_path as _setup_path
+
 ENGINES = ("ours", "duckdb", "polars")
 DAY_US = 86_400_000_000
 RTOL = 1e-6
-MiB = 1024 * 1024
 
 
 # ------------------------------------------------------------------------------------------------
 # Helpers (run in the children)
 # ------------------------------------------------------------------------------------------------
-def _setup_path() -> None:
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
-def _rss_bytes() -> int:
-    """Current resident set size (Linux /proc; elsewhere the peak so far, an upper bound)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return _maxrss_bytes()
 
 
-def _maxrss_bytes() -> int:
-    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
-def _reset_peak() -> bool:
-    """Reset the RSS high-water mark (Linux >= 4.0); ru_maxrss then follows from here."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 # ------------------------------------------------------------------------------------------------
@@ -102,6 +77,8 @@ def prepare_data(n_leads: int, seed: int, data_dir: str, scenario: str = "traini
     n_raw = len(events)
     keep = events["lead_id"].isin(leads["lead_id"]) & (events["timestamp"] < crm.extracted_at)
     events = events.loc[keep, ["lead_id", "timestamp", "event_type"]].reset_index(drop=True)
+    # Plain text ids and types, as a CRM export has them (the generator writes dictionaries).
+    events = events.astype({"lead_id": "str", "event_type": "str"})
     events["timestamp"] = events["timestamp"].astype("datetime64[us]")
     if scenario == "training":  # a training-set snapshot: creation day + 30 days
         snapshots = snapshots_after_creation(leads, [30])

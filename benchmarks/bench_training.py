@@ -48,7 +48,6 @@ import inspect
 import json
 import multiprocessing as mp
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -56,47 +55,28 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-MiB = 1024 * 1024
+from _process import REPO, MiB
+from _process import cores as _cores
+from _process import cpu_seconds as _cpu_seconds
+from _process import maxrss_bytes as _maxrss_bytes
+from _process import reset_peak as _reset_peak
+from _process import rss_bytes as _rss_bytes
+from _process import setup_path as _setup_path
+
 ATOL = 1e-9  # raw-score agreement between ours and the reference (expected: identical)
 
 
 # ------------------------------------------------------------------------------------------------
 # Helpers (run in the children)
 # ------------------------------------------------------------------------------------------------
-def _setup_path() -> None:
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
-def _rss_bytes() -> int:
-    """Current resident set size (Linux /proc; elsewhere the peak so far, an upper bound)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return _maxrss_bytes()
 
 
-def _maxrss_bytes() -> int:
-    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
-def _cpu_seconds() -> float:
-    """User + system CPU time of this process (all its threads) so far."""
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 def _busy_seconds() -> float:
@@ -111,14 +91,6 @@ def _busy_seconds() -> float:
     return busy / os.sysconf("SC_CLK_TCK")
 
 
-def _reset_peak() -> bool:
-    """Reset the RSS high-water mark (Linux >= 4.0); ru_maxrss then follows from here."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def _load_matrices(params_path: str, training_dir: str):

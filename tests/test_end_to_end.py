@@ -19,13 +19,7 @@ from pipelines.cli import app
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def small_params(tmp: Path) -> Path:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["generate"].update(n_leads=3000, months=12, seed=5)
-    params["snapshots"]["offsets_days"] = [1, 7, 30]
-    params["label"]["horizon_days"] = 45
-    params["split"].update(validation_days=100, test_days=60)
-    params["train"].update(num_boost_round=200, early_stopping_rounds=20)
+def write_params(params: dict, tmp: Path) -> Path:
     path = tmp / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
@@ -38,8 +32,8 @@ def invoke(*args: str) -> str:
 
 
 @pytest.mark.slow
-def test_generate_validate_label_features_training_set(tmp_path):
-    p = str(small_params(tmp_path))
+def test_generate_validate_label_features_training_set(tmp_path, small_params):
+    p = str(write_params(small_params, tmp_path))
     crm, validated, rejects = tmp_path / "crm", tmp_path / "validated", tmp_path / "rejects"
     labels, feats, sets = tmp_path / "labels.parquet", tmp_path / "features" / "features.parquet", tmp_path / "sets"
     oracle = tmp_path / "oracle.parquet"
@@ -118,12 +112,12 @@ def test_a_missing_column_stops_validation_with_a_clear_message(tmp_path, tiny_t
 
 
 @pytest.mark.slow
-def test_dvc_repro_runs_the_pipeline_offline(tmp_path):
+def test_dvc_repro_runs_the_pipeline_offline(tmp_path, small_params):
     """The real DVC runner on the project's dvc.yaml, in a scratch git repo."""
     work = tmp_path / "project"
     work.mkdir()
     shutil.copy(ROOT / "dvc.yaml", work / "dvc.yaml")
-    shutil.copy(small_params(tmp_path), work / "params.yaml")
+    shutil.copy(write_params(small_params, tmp_path), work / "params.yaml")
     for folder in ("features", "models", "pipelines"):
         shutil.copytree(ROOT / folder, work / folder, ignore=shutil.ignore_patterns("__pycache__"))
     env = {

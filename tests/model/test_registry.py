@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -15,19 +16,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, small_params_template):
     """A small synthetic CRM taken through the pipeline up to evaluation."""
     from typer.testing import CliRunner
 
     from pipelines.cli import app
 
     tmp = tmp_path_factory.mktemp("registry")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["generate"].update(n_leads=3000, months=12, seed=8)
-    params["snapshots"]["offsets_days"] = [1, 7, 30]
-    params["label"]["horizon_days"] = 45
-    params["split"].update(validation_days=100, test_days=60)
-    params["train"].update(num_boost_round=150, early_stopping_rounds=20)
+    params = copy.deepcopy(small_params_template)
+    params["generate"]["seed"] = 8
     params["register"].update(min_test_roc_auc=0.5, max_test_ece=0.5)
     p = tmp / "params.yaml"
     p.write_text(yaml.safe_dump(params))
