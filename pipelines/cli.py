@@ -323,8 +323,9 @@ def _print_metrics(metrics: dict) -> None:
     cols = ["scorer", "ROC AUC", "PR AUC", "log loss", "Brier", "ECE", "top-decile lift"]
     for c in cols:
         table.add_column(c, justify="left" if c == "scorer" else "right")
+    shown = {"model_uncalibrated": "uncalibrated"}  # short enough for an 80-column terminal
     for name, r in metrics["test"].items():
-        table.add_row(name, *(f"{r[k]:.4f}" for k in ("roc_auc", "pr_auc", "log_loss", "brier", "ece")),
+        table.add_row(shown.get(name, name), *(f"{r[k]:.4f}" for k in ("roc_auc", "pr_auc", "log_loss", "brier", "ece")),
                       f"{r['lift_top_decile']:.2f}")
     out_console.print(table)
     if "model_roc_auc_vs_oracle" in metrics:
