@@ -459,20 +459,30 @@ def _chain(cfg: SyntheticCRMConfig, leads: pd.DataFrame, accounts: pd.DataFrame)
     return _Chain(hazards=table, start=start, buyer_prior=buyer_prior)
 
 
+def _transition(states: list[np.ndarray], hz) -> list[np.ndarray]:
+    """One day of the chain: the mass in each state (D, C, E, V, O[, W, L]) after the day.
+
+    ``states`` holds one array per state (5 open states, or all 7 to track closings too);
+    ``hz`` the 8 hazards, broadcastable against them. Without W and L, the mass that closes is
+    dropped: the lead is known to be still open.
+    """
+    cd, ce, ec, ev, ve, vo, close, win = hz
+    d, c, e, v, o = states[:OPEN_STATES]
+    out = [
+        d + c * cd,
+        c * (1 - cd - ce) + e * ec,
+        e * (1 - ec - ev) + c * ce + v * ve,
+        v * (1 - ve - vo) + e * ev,
+        o * (1 - close) + v * vo,
+    ]
+    if len(states) > OPEN_STATES:
+        out += [states[WON] + o * close * win, states[LOST] + o * close * (1 - win)]
+    return out
+
+
 def _predict_step(alpha: np.ndarray, hz: np.ndarray) -> np.ndarray:
     """One day of the chain applied to state distributions ``alpha`` [n, 5 or 7], hazards [8, n]."""
-    cd, ce, ec, ev, ve, vo, close, win = hz
-    d, c, e, v, o = (alpha[:, k] for k in range(OPEN_STATES))
-    out = np.empty_like(alpha)
-    out[:, DORMANT] = d + c * cd
-    out[:, COLD] = c * (1 - cd - ce) + e * ec
-    out[:, ENGAGED] = e * (1 - ec - ev) + c * ce + v * ve
-    out[:, EVALUATING] = v * (1 - ve - vo) + e * ev
-    out[:, OPPORTUNITY] = o * (1 - close) + v * vo
-    if alpha.shape[1] > OPEN_STATES:
-        out[:, WON] = alpha[:, WON] + o * close * win
-        out[:, LOST] = alpha[:, LOST] + o * close * (1 - win)
-    return out
+    return np.stack(_transition(list(alpha.T), hz), axis=1)
 
 
 def _day_loglik(counts: np.ndarray, in_opp: np.ndarray, lam: np.ndarray, day_factor: float) -> np.ndarray:
@@ -617,17 +627,7 @@ def _simulate(cfg, leads, chain: _Chain, days: pd.DatetimeIndex, shift_day: int,
 
 def _step_by_state(v: np.ndarray, hz: np.ndarray) -> np.ndarray:
     """One day of the chain for distributions laid out state-major: v [types, 7, m], hz [8, types, m]."""
-    cd, ce, ec, ev, ve, vo, close, win = hz
-    d, c, e, ev_state, o, won, lost = v.swapaxes(0, 1)
-    out = np.empty_like(v)
-    out[:, DORMANT] = d + c * cd
-    out[:, COLD] = c * (1 - cd - ce) + e * ec
-    out[:, ENGAGED] = e * (1 - ec - ev) + c * ce + ev_state * ve
-    out[:, EVALUATING] = ev_state * (1 - ve - vo) + e * ev
-    out[:, OPPORTUNITY] = o * (1 - close) + ev_state * vo
-    out[:, WON] = won + o * close * win
-    out[:, LOST] = lost + o * close * (1 - win)
-    return out
+    return np.stack(_transition(list(v.swapaxes(0, 1)), hz), axis=1)
 
 
 def _oracle(
