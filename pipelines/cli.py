@@ -64,6 +64,13 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=1)
 
 
+def _read_json(path: Path, producer: str) -> dict:
+    """A JSON report written by an earlier step, or a clear error naming the step to run."""
+    if not path.exists():
+        _fail(f"{path} not found: run `{producer}` (or `make demo`) first")
+    return json.loads(path.read_text())
+
+
 @app.command()
 def generate(
     params: ParamsOpt = Path("params.yaml"),
@@ -191,9 +198,7 @@ def show_manifest(
     oracle: Annotated[Path | None, typer.Option(help="Oracle file of a synthetic CRM: adds the oracle ROC AUC per split.")] = None,
 ) -> None:
     """Print a training set's manifest: rows, positive rate and dates per split, and its inputs."""
-    if not path.exists():
-        _fail(f"{path} not found: run `leadscore training-set` (or `make demo`) first")
-    result = json.loads(path.read_text())
+    result = _read_json(path, "leadscore training-set")
     ceiling = None
     if oracle is not None:
         from pipelines.oracle import oracle_auc_by_split
@@ -302,9 +307,7 @@ def show_metrics(
     registered: Annotated[Path | None, typer.Option(help="The summary written by `leadscore register --summary`.")] = None,
 ) -> None:
     """Print the test metrics of the model, the baseline and (on synthetic data) the oracle."""
-    if not path.exists():
-        _fail(f"{path} not found: run `leadscore evaluate` (or `make demo`) first")
-    _print_metrics(json.loads(path.read_text()))
+    _print_metrics(_read_json(path, "leadscore evaluate"))
     if registered is not None and registered.exists():
         r = json.loads(registered.read_text())
         if r["registered"]:
