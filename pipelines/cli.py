@@ -363,5 +363,126 @@ def catalog(
     out_console.print(table)
 
 
+@app.command()
+def score(
+    source: Annotated[str | None, typer.Argument(help="The CRM: folder of Parquet/CSV tables or an SQLAlchemy URL (default: crm.source in params.yaml).")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    model: Annotated[str | None, typer.Option(help="Model URI: models:/<name>@<alias>, models:/<name>/<version> or a `leadscore train` folder (default: score.model_uri).")] = None,
+    to: Annotated[str | None, typer.Option(help="Where scores go: SQLAlchemy URL, folder, hubspot://..., salesforce://... (default: score.to).")] = None,
+    as_of: Annotated[str | None, typer.Option(help="Score as of this instant (ISO 8601, UTC; default: score.as_of, else the CRM's extraction time, else now).")] = None,
+    lead_ids: Annotated[list[str] | None, typer.Option("--lead-id", help="Score only this lead (repeatable).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Score only the first N open leads (by lead id).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Score and show what would be written; write nothing.")] = False,
+    resume: Annotated[bool, typer.Option(help="Finish an unfinished run of the same model version into the same sink.")] = True,
+    ledger: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the run ledger (default: see score.ledger).")] = None,
+    summary: Annotated[Path | None, typer.Option(help="Write the run summary to this JSON file.")] = None,
+    show: Annotated[int, typer.Option(help="Leads to show in the preview table.")] = 10,
+) -> None:
+    """Score every open lead with a registered model and write score, stage and reasons back.
+
+    Open leads: created before the scoring instant, no opportunity closed (won or lost), younger
+    than score.max_lead_age_days. For each: calibrated probability, score 0-100, BANT gates,
+    stage (SQL / MQL / nurture / disqualified) with the cutoffs of that model version, and the
+    top reasons for and against in words. Writes are upserts of the current score plus an
+    append-only history, in all-or-nothing batches; a failed batch is recorded with its lead
+    ids, and running the command again finishes an interrupted run without duplicates.
+    The drift of features and scores (PSI) against the model's training data is checked first.
+    """
+    from features.validation import ContractError
+    from pipelines.score_job import DriftRefused, NothingToScore, run_score
+    from pipelines.writeback import BatchWriteError
+
+    p = _load(params)
+    source = source or p.get("crm", {}).get("source") or "data/crm"
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def tick(task: str, done: int, total: int) -> None:
+            if task not in tasks:
+                tasks[task] = bar.add_task({"features": "building features", "score": "scoring and explaining", "write": "writing back"}.get(task, task), total=total)
+            bar.update(tasks[task], completed=done, total=total)
+
+        try:
+            result = run_score(
+                p, source, model_uri=model, to=to, as_of=as_of, lead_ids=lead_ids, limit=limit,
+                dry_run=dry_run, resume=resume, ledger_url=ledger, progress=tick,
+            )  # fmt: skip
+        except (ContractError, NothingToScore, DriftRefused, LookupError, FileNotFoundError, ValueError, BatchWriteError) as err:
+            _fail(str(err))
+    preview = result.pop("preview", None)
+    if summary is not None:
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        summary.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    _print_score_summary(result)
+    if preview is not None:
+        table = Table(title=f"dry run: {len(preview):,} leads would be written to {result['sink']} (first {min(show, len(preview))})")
+        for c in ("lead_id", "score", "stage", "reasons_for", "reasons_against"):
+            table.add_column(c, justify="right" if c == "score" else "left", overflow="fold")
+        for r in preview.head(show).itertuples(index=False):
+            table.add_row(r.lead_id, str(r.score), r.stage, r.reasons_for, r.reasons_against)
+        out_console.print(table)
+    if result.get("status") == "partial":
+        raise typer.Exit(code=2)
+
+
+def _print_score_summary(r: dict) -> None:
+    counts = r["counts"]
+    out_console.print(
+        f"model [bold]{r['model_name']}[/] version {r['model_version']} as of {r['as_of']}: "
+        f"{counts['leads_in_crm']:,} leads, {counts['open']:,} open, {counts['scored']:,} scored "
+        f"(left out: won {counts['already_won']:,}, lost {counts['already_lost']:,}, "
+        f"too old {counts['older_than_max_age']:,}; already written {counts.get('already_written', 0):,})"
+    )
+    stages = Table(title=f"stages (SQL cutoff {r['cutoffs']['sql']:.3f}, MQL cutoff {r['cutoffs']['mql']:.3f})")
+    for c in ("stage", "leads"):
+        stages.add_column(c, justify="left" if c == "stage" else "right")
+    for stage, n in r["stages"].items():
+        stages.add_row(stage, f"{n:,}")
+    out_console.print(stages)
+    drift = r["drift"]
+    if drift["verdict"] != "not_checked":
+        psi = drift.get("score_psi")
+        out_console.print(
+            f"drift: {drift['verdict']}" + (f"; score PSI {psi:.3f}" if psi is not None else "")
+            + "; largest: " + ", ".join(f"{t['feature']} {t['psi']}" for t in drift["top"][:3])
+        )
+    if not r["dry_run"]:
+        colour = "green" if r["status"] == "succeeded" else "yellow"
+        out_console.print(
+            f"run {r['run_id']} [{colour}]{r['status']}[/]: {r['leads_written']:,} written, "
+            f"{r['leads_failed']:,} failed, to {r['sink']} in {r['seconds']:.1f} s"
+        )
+
+
+@app.command("scoring-runs")
+def scoring_runs(
+    ledger: Annotated[str, typer.Argument(help="SQLAlchemy URL of the ledger (the CRM database for SQL sinks).")] = "sqlite:///data/crm.db",
+    params: ParamsOpt = Path("params.yaml"),
+    failures: Annotated[bool, typer.Option(help="List failed batches with their lead ids too.")] = False,
+    last: Annotated[int, typer.Option(help="How many runs to show.")] = 10,
+) -> None:
+    """List scoring runs (newest first): status, model version, leads read, scored, written, failed."""
+    from pipelines.writeback import Ledger
+
+    book = Ledger(ledger, _load(params).get("score", {}).get("tables"))
+    try:
+        runs = book.runs_frame().head(last)
+        table = Table(title=f"scoring runs in {ledger}")
+        cols = ["run_id", "status", "model_version", "as_of", "leads_read", "leads_scored", "leads_written", "leads_failed"]
+        for c in cols:
+            table.add_column(c, justify="right" if c.startswith("leads") else "left")
+        for r in runs.itertuples(index=False):
+            table.add_row(*(str(getattr(r, c)) for c in cols))
+        out_console.print(table)
+        if failures:
+            for f in book.failures_frame().itertuples(index=False):
+                out_console.print(f"run {f.run_id} batch {f.batch_no}: {f.n_leads} leads failed ({f.error}); lead ids {f.lead_ids}")
+    except Exception as err:  # noqa: BLE001 - a missing ledger is a user error, said plainly
+        _fail(f"cannot read the ledger at {ledger}: {err}")
+    finally:
+        book.close()
+
+
 if __name__ == "__main__":
     app()

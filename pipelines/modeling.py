@@ -95,6 +95,11 @@ def run_train(params: dict[str, Any], training: str | Path, out: str | Path) -> 
         "cutoffs": cutoffs,
         "cutoff_policies": section(params, "cutoffs"),
         "gates": section(params, "gates"),
+        # How to rebuild the features at scoring time, whatever params.yaml says by then.
+        "feature_config": {
+            "builders": list(section(params, "features")["builders"]),
+            "behavioral": section(params, "features").get("behavioral", {}),
+        },
         "lightgbm": settings["lightgbm"],
         "training_rows": {"train": len(train), "validation": len(valid)},
         "training_data": {

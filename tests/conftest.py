@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from postgres_server import throwaway_postgres
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -98,3 +100,14 @@ def tiny_tables() -> dict[str, pd.DataFrame]:
         }
     )
     return {"leads": leads, "accounts": accounts, "events": events, "opportunities": opportunities}
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory) -> Iterator[str]:
+    """SQLAlchemy URL of a real, throwaway PostgreSQL database (tests/postgres_server.py).
+
+    Started on first use and stopped at the end of the session. Deliberately never skipped:
+    if PostgreSQL cannot be installed or started, the tests that need it error with the reason.
+    """
+    with throwaway_postgres(tmp_path_factory.mktemp("postgres")) as url:
+        yield url

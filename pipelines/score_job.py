@@ -1,0 +1,292 @@
+"""The nightly scoring job: score every open lead and write the scores back, exactly once.
+
+Order of work, so that bad input stops the job before anything is written:
+
+1. load the model (by URI) and open the sink and the ledger;
+2. read and validate the CRM as of the scoring instant (quarantined rows are counted);
+3. pick the open leads; build their features; predict, gate, stage; reasons in words;
+4. check drift (PSI of each feature and of the scores against the model's training reference):
+   warn, or refuse before writing if configured;
+5. write in batches, each all-or-nothing; a batch that fails is recorded with its lead ids.
+
+A run is a record in the ledger (``scoring_runs``). If a run of the same model version into the
+same sink did not finish (killed, or batches failed), the next run resumes it: same run id,
+same as-of instant, and only the leads without a history row for that run are written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.readers import read_crm
+from features.validation import validate_crm, write_rejects
+from pipelines.params import section
+from pipelines.scoring import (
+    load_scoring_model,
+    open_leads,
+    score_leads,
+    scoring_features,
+    select_leads,
+    specs_by_name,
+)
+from pipelines.steps import naive_utc, resolve_extracted_at
+from pipelines.writeback import open_ledger, open_sink
+from pipelines.writeback.base import SCORE_COLUMNS, BatchWriteError
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+class NothingToScore(ValueError):
+    """No open lead to score (with the counts of those left out)."""
+
+
+def _now() -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC").tz_localize(None)
+
+
+def _no_progress(task: str, done: int, total: int) -> None:
+    pass
+
+
+def resolve_as_of(params: dict[str, Any], source: str, as_of: str | None) -> pd.Timestamp:
+    """The scoring instant: the argument, else ``score.as_of``, else the CRM's extraction time."""
+    chosen = as_of or section(params, "score").get("as_of")
+    if chosen:
+        return naive_utc(chosen)
+    return resolve_extracted_at(source, section(params, "crm").get("extracted_at"))
+
+
+def score_crm(
+    params: dict[str, Any],
+    source: str,
+    model,
+    as_of: pd.Timestamp,
+    lead_ids: Sequence[str] | None = None,
+    limit: int | None = None,
+    skip: set[str] | None = None,
+    progress: Progress = _no_progress,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Validate the CRM at ``source``, score its open leads as of ``as_of``.
+
+    Returns the scores (one row per lead, reasons included), the features they were scored
+    from, and counts (leads read, left out by reason, quarantined rows, already written).
+    """
+    settings = section(params, "score")
+    extracted_at = resolve_extracted_at(source, section(params, "crm").get("extracted_at"))
+    if as_of > extracted_at:
+        log.warning("scoring as of %s, after the CRM's extraction (%s): later activity is not in the data", as_of, extracted_at)
+    validation = validate_crm(
+        read_crm(source),
+        extracted_at=max(extracted_at, as_of),
+        max_unparseable_fraction=float(section(params, "validate")["max_unparseable_fraction"]),
+    )
+    tables = validation.tables
+    quarantined = {t: int(n) for t, n in validation.counts.set_index("table")["rows_rejected"].items()}
+    if settings.get("rejects") and any(quarantined.values()):
+        write_rejects(validation, settings["rejects"])
+        log.info("quarantined rows written to %s: %s", settings["rejects"], quarantined)
+    snapshots, counts = open_leads(tables, as_of, settings.get("max_lead_age_days"))
+    counts["quarantined_rows"] = quarantined
+    snapshots = select_leads(snapshots, lead_ids, limit)
+    if skip:
+        already = snapshots["lead_id"].isin(skip).to_numpy()
+        counts["already_written"] = int(already.sum())
+        snapshots = snapshots[~already].reset_index(drop=True)
+    if snapshots.empty and not counts.get("already_written"):
+        raise NothingToScore(
+            f"no open lead to score as of {as_of} (leads in the CRM: {counts['leads_in_crm']}, "
+            f"won {counts['already_won']}, lost {counts['already_lost']}, "
+            f"older than {settings.get('max_lead_age_days')} days {counts['older_than_max_age']}, "
+            f"created later {counts['created_after_as_of']})"
+        )
+    features_settings = section(params, "features")
+    progress("features", 0, 1)
+    features = scoring_features(tables, snapshots, model, features_settings)
+    progress("features", 1, 1)
+    reasons = settings.get("reasons", {})
+    specs = specs_by_name(model, features_settings)
+    chunk = int(reasons.get("chunk_rows", 100_000))
+    parts = []
+    for start in range(0, len(features), chunk):
+        part = features.iloc[start : start + chunk]
+        parts.append(
+            score_leads(
+                part, model, specs,
+                contributions=_contributions(model),
+                top_k=int(reasons.get("top_k", 3)),
+                min_log_odds=float(reasons.get("min_log_odds", 0.01)),
+            )
+        )  # fmt: skip
+        progress("score", min(start + chunk, len(features)), len(features))
+    scored = pd.concat(parts) if parts else pd.DataFrame(columns=SCORE_COLUMNS)
+    scored = scored.assign(model_name=model.name, model_version=model.version, scored_at=as_of)
+    scored["scored_at"] = scored["scored_at"].astype("datetime64[us]")
+    counts["scored"] = len(scored)
+    return scored.reset_index(drop=True), features, counts
+
+
+def _contributions(model):
+    """The fastest exact SHAP contributions available for this model (else ``pred_contrib``)."""
+    try:
+        from models.contributions import TreeContributions
+    except ImportError:  # pragma: no cover - the fast path is optional
+        return None
+    cache = model.__dict__.setdefault("_contributions", {})
+    if "fast" not in cache:
+        cache["fast"] = TreeContributions(model.scorer.booster)
+    return cache["fast"].contributions
+
+
+def run_score(
+    params: dict[str, Any],
+    source: str,
+    model_uri: str | None = None,
+    to: str | None = None,
+    as_of: str | None = None,
+    lead_ids: Sequence[str] | None = None,
+    limit: int | None = None,
+    dry_run: bool = False,
+    resume: bool = True,
+    ledger_url: str | None = None,
+    progress: Progress = _no_progress,
+) -> dict[str, Any]:
+    """Score the open leads of the CRM at ``source`` and write them to ``to`` (see module doc).
+
+    Returns the run summary; with ``dry_run`` nothing is written and the summary holds a
+    ``preview`` frame of what would be.
+    """
+    settings = section(params, "score")
+    started = _now()
+    clock = time.perf_counter()
+    model = load_scoring_model(model_uri or settings["model_uri"])
+    destination = to or settings["to"]
+    ledger = open_ledger(destination, settings, ledger_url)
+    sink = open_sink(destination, settings, ledger)
+    try:
+        run_id, chosen_as_of, skip = None, None, set()
+        if not dry_run:
+            ledger.create()
+            sink.prepare()
+            earlier = ledger.unfinished_run(model.name, model.version, sink.describe()) if resume else None
+            if earlier and (as_of is None or naive_utc(as_of) == pd.Timestamp(earlier["as_of"])) and not lead_ids and limit is None:
+                run_id, chosen_as_of = earlier["run_id"], pd.Timestamp(earlier["as_of"])
+                skip = sink.written_lead_ids(run_id)
+                log.info("resuming run %s as of %s: %d leads already written", run_id, chosen_as_of, len(skip))
+                ledger.clear_failures(run_id)
+        as_of_ts = chosen_as_of if chosen_as_of is not None else resolve_as_of(params, source, as_of)
+        run_id = run_id or f"{as_of_ts:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        scored, features, counts = score_crm(params, source, model, as_of_ts, lead_ids, limit, skip, progress)
+        scored["run_id"] = run_id
+        drift = _check_drift(model, features, scored, settings.get("drift", {}))
+        summary: dict[str, Any] = {
+            "run_id": run_id,
+            "model_name": model.name,
+            "model_version": model.version,
+            "model_uri": model.uri,
+            "cutoffs": model.cutoffs,
+            "as_of": as_of_ts.isoformat(),
+            "sink": sink.describe(),
+            "dry_run": dry_run,
+            "counts": counts,
+            "stages": scored["stage"].value_counts().reindex(["SQL", "MQL", "nurture", "disqualified"], fill_value=0).to_dict(),
+            "drift": drift,
+        }
+        if dry_run:
+            summary["preview"] = scored[SCORE_COLUMNS]
+            summary["seconds"] = round(time.perf_counter() - clock, 2)
+            return summary
+        if drift["verdict"] == "refuse":
+            raise DriftRefused("; ".join(drift["messages"]))
+        ledger.start_run(
+            {
+                "run_id": run_id, "model_name": model.name, "model_version": model.version,
+                "model_uri": model.uri, "as_of": as_of_ts.to_pydatetime(), "sink": sink.describe(),
+                "status": "running", "started_at": started.to_pydatetime(),
+                "leads_read": counts["leads_in_crm"], "leads_scored": counts["scored"],
+                "leads_already_written": counts.get("already_written", 0),
+            }
+        )  # fmt: skip
+        written, failed = _write(sink, ledger, run_id, scored, progress)
+        sink.finish(run_id)
+        status = "succeeded" if failed == 0 else "partial"
+        ledger.update_run(
+            run_id,
+            status=status,
+            finished_at=_now().to_pydatetime(),
+            leads_written=written,
+            leads_failed=failed,
+            message=None if failed == 0 else f"{failed} leads in failed batches: see the failures table; run again to retry them",
+        )
+        summary |= {"status": status, "leads_written": written, "leads_failed": failed, "seconds": round(time.perf_counter() - clock, 2)}
+        log.info("run %s %s: %d written, %d failed, %s", run_id, status, written, failed, summary["stages"])
+        return summary
+    finally:
+        sink.close()
+        ledger.close()
+
+
+class DriftRefused(RuntimeError):
+    """The data drifted from the model's training reference beyond the configured limit."""
+
+
+def _write(sink, ledger, run_id: str, scored: pd.DataFrame, progress: Progress) -> tuple[int, int]:
+    """Write ``scored`` in the sink's batches; returns (leads written, leads in failed batches)."""
+    written = failed = 0
+    total = len(scored)
+    size = max(int(sink.batch_size), 1)
+    progress("write", 0, total)
+    try:
+        for batch_no, start in enumerate(range(0, total, size)):
+            batch = scored.iloc[start : start + size]
+            try:
+                sink.write_batch(batch)
+                written += len(batch)
+            except BatchWriteError as error:
+                written += len(batch) - len(error.lead_ids)
+                failed += len(error.lead_ids)
+                ledger.record_failure(run_id, batch_no, error.lead_ids, str(error), error.attempts)
+                log.error("batch %d (%d leads) not written: %s", batch_no, len(error.lead_ids), error)
+            ledger.update_run(run_id, leads_written=written, leads_failed=failed)
+            progress("write", min(start + size, total), total)
+    except BaseException as error:  # killed or crashed mid-way: the record says so; a re-run resumes
+        ledger.update_run(
+            run_id, status="failed", finished_at=_now().to_pydatetime(), leads_written=written,
+            leads_failed=failed, message=f"stopped: {error.__class__.__name__}: {error}"[:2000],
+        )  # fmt: skip
+        raise
+    return written, failed
+
+
+def _check_drift(model, features: pd.DataFrame, scored: pd.DataFrame, settings: dict[str, Any]) -> dict[str, Any]:
+    """PSI of each feature and of the scores against the model's reference; the verdict."""
+    reference = model.scorer.meta.get("drift_reference")
+    if reference is None or scored.empty:
+        return {"verdict": "not_checked", "messages": ["the model carries no drift reference"] if reference is None else [], "top": []}
+    from models.drift import drift_verdict, population_stability
+
+    table = population_stability(reference, features, scored["probability"].to_numpy(dtype=float))
+    verdict, messages = drift_verdict(table, float(settings.get("warn_above", 0.25)), settings.get("refuse_above"))
+    for message in messages:
+        (log.error if verdict == "refuse" else log.warning)("drift: %s", message)
+    top = table.head(int(settings.get("report_top", 10)))
+    return {
+        "verdict": verdict,
+        "messages": messages,
+        "score_psi": float(table.loc[table["feature"] == "__score__", "psi"].iloc[0]) if (table["feature"] == "__score__").any() else None,
+        "top": [{"feature": r.feature, "psi": None if np.isnan(r.psi) else round(float(r.psi), 4), "largest_shift": r.largest_shift} for r in top.itertuples()],
+    }
+
+
+def default_ledger_path(destination: str) -> Path:
+    """Where the ledger lives when the sink is not a database."""
+    return Path("data/scoring/ledger.db") if "://" in destination else Path(destination) / "scoring_ledger.db"

@@ -1,0 +1,218 @@
+"""Score open leads with a registered model: who is open, their features as of now, and the scores.
+
+The pieces a nightly scoring job is made of, each usable on its own:
+
+- :func:`load_scoring_model`: a model by URI (``models:/lead-conversion@champion``, any
+  ``models:/name/version``, or a ``leadscore train`` folder), with its name, version and the
+  cutoffs of *that* version (its registry tags win over the packaged ones, so an admin can move
+  a cutoff without retraining);
+- :func:`open_leads`: the leads to score as of an instant, and how many were left out and why
+  (already won or lost, older than the model's population, created later);
+- :func:`score_leads`: features as of the instant, calibrated probability, BANT gates, stage, and
+  the top reasons for and against in words.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.behavioral import BehavioralParams
+from features.build import build_features, feature_specs
+from models.frame import feature_matrix
+from models.packaged import LeadScorer
+from models.reasons import top_reasons
+
+log = logging.getLogger(__name__)
+
+MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+
+
+@dataclass
+class ScoringModel:
+    """A loaded model and where it came from."""
+
+    scorer: LeadScorer
+    name: str
+    version: str
+    uri: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cutoffs(self) -> dict[str, float]:
+        """The SQL and MQL cutoffs this model version scores with."""
+        return dict(self.scorer.meta["cutoffs"])
+
+    @property
+    def features(self) -> list[str]:
+        """The features the model reads, in its order."""
+        return list(self.scorer.meta["features"])
+
+    def feature_config(self, params_features: Mapping[str, Any]) -> tuple[list[str], BehavioralParams]:
+        """Builders and behavioral settings the model was trained with (else today's params)."""
+        config = self.scorer.meta.get("feature_config") or params_features
+        behavioral = dict(config.get("behavioral", {}))
+        if "windows_days" in behavioral:
+            behavioral["windows_days"] = tuple(behavioral["windows_days"])
+        return list(config["builders"]), BehavioralParams(**behavioral)
+
+
+def _folder_version(folder: Path) -> str:
+    digest = hashlib.sha256((folder / "booster.txt").read_bytes()).hexdigest()
+    return f"local-{digest[:12]}"
+
+
+def load_scoring_model(uri: str) -> ScoringModel:
+    """Load a model by MLflow URI (``models:/name@alias`` or ``models:/name/N``) or from a folder.
+
+    For a registered version, the ``sql_cutoff`` and ``mql_cutoff`` tags of that version are the
+    cutoffs used; a difference from the packaged ones is logged.
+    """
+    folder = Path(uri)
+    if "://" not in uri and ":/" not in uri:
+        if not (folder / "booster.txt").exists():
+            raise FileNotFoundError(f"model folder {folder} has no booster.txt: run `leadscore train` or pass a models:/ URI")
+        return ScoringModel(LeadScorer.from_folder(folder), "local", _folder_version(folder), str(folder))
+    match = MODEL_URI.match(uri)
+    if not match:
+        raise ValueError(f"model URI {uri!r}: expected models:/<name>@<alias>, models:/<name>/<version> or a folder")
+    import mlflow
+    from mlflow import MlflowClient
+
+    from pipelines.registry import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri())
+    client = MlflowClient()
+    name = match["name"]
+    try:
+        if match["alias"]:
+            version = client.get_model_version_by_alias(name, match["alias"])
+        else:
+            version = client.get_model_version(name, match["version"])
+    except mlflow.exceptions.MlflowException as error:
+        raise LookupError(
+            f"model {uri} not found in the registry at {tracking_uri()}: {error.message.splitlines()[0]} "
+            "(run `leadscore register`, or set MLFLOW_TRACKING_URI to the registry that holds it)"
+        ) from None
+    # Load exactly this version, even if the alias moves while we load.
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
+    scorer = pyfunc.unwrap_python_model().scorer
+    tags = dict(version.tags or {})
+    for tier in ("sql", "mql"):
+        tagged = tags.get(f"{tier}_cutoff")
+        if tagged is not None and not np.isclose(float(tagged), scorer.meta["cutoffs"][tier], rtol=0, atol=1e-6):
+            log.info("%s cutoff from the version tag: %s (packaged %.6f)", tier.upper(), tagged, scorer.meta["cutoffs"][tier])
+        if tagged is not None:
+            scorer.meta["cutoffs"][tier] = float(tagged)
+    log.info("loaded %s version %s (%s)", name, version.version, uri)
+    return ScoringModel(scorer, name, str(version.version), uri, tags)
+
+
+def open_leads(
+    tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp, max_lead_age_days: int | None = None
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The snapshots to score (``lead_id``, ``as_of``) and how many leads were left out, by reason.
+
+    Open: created before ``as_of``, with no opportunity closed (won or lost) before it, and, if
+    ``max_lead_age_days`` is set, created within that many days (older leads are outside the
+    population the model was trained on). Sorted by lead id, so batches are reproducible.
+    """
+    leads, opps = tables["leads"], tables["opportunities"]
+    closed = opps[opps["closed_at"].notna() & (opps["closed_at"] < as_of)]
+    won_ids = set(closed.loc[closed["is_won"].fillna(False).astype(bool), "lead_id"].astype(str))
+    lost_ids = set(closed["lead_id"].astype(str)) - won_ids
+    ids = leads["lead_id"].astype(str)
+    created = leads["created_at"]
+    not_yet = (created >= as_of).to_numpy()
+    won = ids.isin(won_ids).to_numpy() & ~not_yet
+    lost = ids.isin(lost_ids).to_numpy() & ~not_yet & ~won
+    too_old = np.zeros(len(leads), dtype=bool)
+    if max_lead_age_days is not None:
+        too_old = ((as_of - created) > pd.Timedelta(days=int(max_lead_age_days))).to_numpy() & ~not_yet & ~won & ~lost
+    keep = ~(not_yet | won | lost | too_old)
+    counts = {
+        "leads_in_crm": len(leads),
+        "open": int(keep.sum()),
+        "already_won": int(won.sum()),
+        "already_lost": int(lost.sum()),
+        "older_than_max_age": int(too_old.sum()),
+        "created_after_as_of": int(not_yet.sum()),
+    }
+    snapshots = pd.DataFrame({"lead_id": ids[keep].to_numpy(), "as_of": as_of})
+    snapshots["as_of"] = snapshots["as_of"].astype("datetime64[us]")
+    return snapshots.sort_values("lead_id", ignore_index=True), counts
+
+
+def select_leads(snapshots: pd.DataFrame, lead_ids: Sequence[str] | None, limit: int | None) -> pd.DataFrame:
+    """Only the given lead ids (an id that is not open is an error), then the first ``limit``."""
+    if lead_ids:
+        wanted = pd.Index([str(i) for i in lead_ids]).unique()
+        missing = wanted.difference(pd.Index(snapshots["lead_id"]))
+        if len(missing):
+            raise LookupError(
+                f"{len(missing)} requested lead id(s) are not open leads of this CRM: {list(missing[:10])}"
+            )
+        snapshots = snapshots[snapshots["lead_id"].isin(wanted)].reset_index(drop=True)
+    if limit is not None:
+        snapshots = snapshots.head(int(limit))
+    return snapshots
+
+
+def scoring_features(
+    tables: Mapping[str, pd.DataFrame], snapshots: pd.DataFrame, model: ScoringModel, params_features: Mapping[str, Any]
+) -> pd.DataFrame:
+    """The model's features for each snapshot, plus the lead's current ``unsubscribed`` flag
+    (the gates' hard disqualifier is a current fact, not a feature)."""
+    builders, behavioral = model.feature_config(params_features)
+    frame = build_features(tables, snapshots, builders, behavioral)
+    missing = [n for n in model.features if n not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"model {model.name} version {model.version} needs feature(s) the builders did not produce: "
+            f"{missing[:10]}; the model and the feature code do not match"
+        )
+    leads = tables["leads"]
+    if "unsubscribed" in leads:
+        flags = pd.Series(leads["unsubscribed"].to_numpy(), index=leads["lead_id"].astype(str))
+        frame["unsubscribed"] = flags[~flags.index.duplicated()].reindex(frame["lead_id"]).to_numpy()
+    return frame
+
+
+def score_leads(
+    features: pd.DataFrame,
+    model: ScoringModel,
+    specs: Mapping[str, Any],
+    contributions: Callable[[pd.DataFrame], np.ndarray] | None = None,
+    top_k: int = 3,
+    min_log_odds: float = 0.01,
+) -> pd.DataFrame:
+    """Per snapshot: lead_id, probability, score, stage and why, gates, reasons for and against.
+
+    ``contributions`` maps the model's feature matrix to SHAP values (n x features+1); default:
+    LightGBM's ``pred_contrib``. ``top_k=0`` skips reasons.
+    """
+    scored = model.scorer.score(features)
+    scored.insert(0, "lead_id", features["lead_id"].to_numpy())
+    if top_k > 0 and len(features):
+        x = feature_matrix(features, model.features)
+        booster = model.scorer.booster
+        contrib = contributions(x) if contributions else booster.predict(x, pred_contrib=True)
+        reasons = top_reasons(contrib, features, model.features, specs, k=top_k, min_log_odds=min_log_odds)
+        scored = scored.join(reasons)
+    else:
+        scored["reasons_for"], scored["reasons_against"] = "", ""
+    return scored
+
+
+def specs_by_name(model: ScoringModel, params_features: Mapping[str, Any]) -> dict[str, Any]:
+    """The feature specs (labels for reasons) of the model's builders, by feature name."""
+    builders, behavioral = model.feature_config(params_features)
+    return {s.name: s for s in feature_specs(builders, behavioral)}
