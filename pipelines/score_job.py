@@ -175,9 +175,8 @@ def run_score(
     try:
         run_id, chosen_as_of, skip = None, None, set()
         if not dry_run:
-            ledger.create()
-            sink.prepare()
-            earlier = ledger.unfinished_run(model.name, model.version, sink.describe()) if resume else None
+            # Nothing is created before the data has been read and scored: bad input leaves no trace.
+            earlier = ledger.unfinished_run(model.name, model.version, sink.describe()) if resume and ledger.exists() else None
             if earlier and (as_of is None or naive_utc(as_of) == pd.Timestamp(earlier["as_of"])) and not lead_ids and limit is None:
                 run_id, chosen_as_of = earlier["run_id"], pd.Timestamp(earlier["as_of"])
                 skip = sink.written_lead_ids(run_id)
@@ -207,6 +206,8 @@ def run_score(
             return summary
         if drift["verdict"] == "refuse":
             raise DriftRefused("; ".join(drift["messages"]))
+        ledger.create()
+        sink.prepare()
         ledger.start_run(
             {
                 "run_id": run_id, "model_name": model.name, "model_version": model.version,

@@ -111,3 +111,36 @@ def postgres_url(tmp_path_factory) -> Iterator[str]:
     """
     with throwaway_postgres(tmp_path_factory.mktemp("postgres")) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def trained_world(tmp_path_factory, small_params_template) -> tuple[Path, dict]:
+    """A small synthetic CRM taken through the CLI up to evaluation, once per session.
+
+    Returns the folder (crm/, v/ validated, sets/, model/, eval/, params.yaml) and the params.
+    Tests must not modify it: copy what they change.
+    """
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    tmp = tmp_path_factory.mktemp("world")
+    params = copy.deepcopy(small_params_template)
+    params["generate"]["seed"] = 8
+    params["register"].update(min_test_roc_auc=0.5, max_test_ece=0.5)
+    p = tmp / "params.yaml"
+    p.write_text(yaml.safe_dump(params))
+    steps = [
+        ["generate", "--out", str(tmp / "crm"), "--oracle", str(tmp / "oracle.parquet")],
+        ["validate", str(tmp / "crm"), "--out", str(tmp / "v"), "--rejects", str(tmp / "r")],
+        ["label", "--validated", str(tmp / "v"), "--out", str(tmp / "labels.parquet")],
+        ["features", "--validated", str(tmp / "v"), "--snapshots", str(tmp / "labels.parquet"), "--out", str(tmp / "f" / "features.parquet")],
+        ["training-set", "--features", str(tmp / "f" / "features.parquet"), "--snapshots", str(tmp / "labels.parquet"),
+         "--validated", str(tmp / "v"), "--out", str(tmp / "sets")],
+        ["train", "--training", str(tmp / "sets"), "--out", str(tmp / "model")],
+        ["evaluate", "--training", str(tmp / "sets"), "--model", str(tmp / "model"), "--out", str(tmp / "eval")],
+    ]
+    for step in steps:
+        result = CliRunner().invoke(app, ["-q", step[0], "-p", str(p), *step[1:]], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    return tmp, params

@@ -108,6 +108,10 @@ class Ledger:
         """Create the ledger tables if they do not exist."""
         self.metadata.create_all(self.engine)
 
+    def exists(self) -> bool:
+        """True once the ledger's tables were created (by an earlier run)."""
+        return sa.inspect(self.engine).has_table(self.runs.name)
+
     def start_run(self, record: Mapping[str, Any]) -> None:
         """Insert a run record (status ``running``), or mark an unfinished one as resumed."""
         with self.engine.begin() as conn:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 from pathlib import Path
@@ -10,38 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, small_params_template):
-    """A small synthetic CRM taken through the pipeline up to evaluation."""
-    from typer.testing import CliRunner
-
-    from pipelines.cli import app
-
-    tmp = tmp_path_factory.mktemp("registry")
-    params = copy.deepcopy(small_params_template)
-    params["generate"]["seed"] = 8
-    params["register"].update(min_test_roc_auc=0.5, max_test_ece=0.5)
-    p = tmp / "params.yaml"
-    p.write_text(yaml.safe_dump(params))
-    steps = [
-        ["generate", "--out", str(tmp / "crm"), "--oracle", str(tmp / "oracle.parquet")],
-        ["validate", str(tmp / "crm"), "--out", str(tmp / "v"), "--rejects", str(tmp / "r")],
-        ["label", "--validated", str(tmp / "v"), "--out", str(tmp / "labels.parquet")],
-        ["features", "--validated", str(tmp / "v"), "--snapshots", str(tmp / "labels.parquet"), "--out", str(tmp / "f" / "features.parquet")],
-        ["training-set", "--features", str(tmp / "f" / "features.parquet"), "--snapshots", str(tmp / "labels.parquet"),
-         "--validated", str(tmp / "v"), "--out", str(tmp / "sets")],
-        ["train", "--training", str(tmp / "sets"), "--out", str(tmp / "model")],
-        ["evaluate", "--training", str(tmp / "sets"), "--model", str(tmp / "model"), "--out", str(tmp / "eval")],
-    ]
-    for step in steps:
-        result = CliRunner().invoke(app, ["-q", step[0], "-p", str(p), *step[1:]], catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-    return tmp, params
+@pytest.fixture
+def trained(trained_world):
+    """The session's small synthetic CRM taken through the pipeline up to evaluation."""
+    return trained_world
 
 
 def register(tmp: Path, params: dict, monkeypatch) -> dict:

@@ -1,0 +1,254 @@
+"""The scoring job on the session's small synthetic CRM: exactly-once write-back, resumable runs,
+SQLite, PostgreSQL and Parquet sinks, dry runs, and clear stops on bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+import yaml
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+from pipelines.score_job import NothingToScore, run_score
+from pipelines.scoring import load_scoring_model, open_leads
+from pipelines.writeback.base import SCORE_COLUMNS, BatchWriteError
+from pipelines.writeback.sql import SqlSink
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def world(trained_world, tmp_path):
+    """Paths and params for one scoring test: the shared CRM and model, outputs in tmp_path."""
+    root, params = trained_world
+    params = copy.deepcopy(params)
+    params["score"].update(
+        model_uri=str(root / "model"),
+        to=f"sqlite:///{tmp_path / 'crm.db'}",
+        rejects=str(tmp_path / "rejects"),
+        batch_size={"sql": 150, "files": 150},
+        max_lead_age_days=None,
+    )
+    return root, params, tmp_path
+
+
+def read_table(url: str, table: str) -> pd.DataFrame:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return pd.read_sql_table(table, conn)
+    finally:
+        engine.dispose()
+
+
+def test_every_open_lead_is_written_once_with_its_score_stage_and_reasons(world):
+    root, params, tmp = world
+    summary = run_score(params, str(root / "crm"))
+    url = params["score"]["to"]
+    current, history = read_table(url, "lead_scores"), read_table(url, "lead_score_history")
+    runs = read_table(url, "scoring_runs")
+
+    counts = summary["counts"]
+    assert summary["status"] == "succeeded" and summary["leads_written"] == counts["scored"] == counts["open"] > 300
+    assert counts["leads_in_crm"] == counts["open"] + counts["already_won"] + counts["already_lost"] + counts["created_after_as_of"] + counts["older_than_max_age"]
+    assert len(current) == len(history) == counts["open"] and current["lead_id"].is_unique
+    assert (history["run_id"] == summary["run_id"]).all()
+    assert runs.loc[0, ["status", "leads_scored", "leads_written", "leads_failed"]].tolist() == ["succeeded", counts["open"], counts["open"], 0]
+    # The scores are the packaged model's scores of the open leads' features as of the run.
+    model = load_scoring_model(params["score"]["model_uri"])
+    assert set(current["model_version"]) == {model.version}
+    assert (current["score"] == np.rint(100 * current["probability"])).all()
+    assert current["stage"].value_counts().to_dict() == {k: v for k, v in summary["stages"].items() if v}
+    sql = current[current["stage"] == "SQL"]
+    assert (sql["probability"] >= model.cutoffs["sql"]).all() and (sql["gate_authority"] == "pass").all()
+    # Reasons: words, at most three each way, for nearly every lead.
+    assert current["reasons_for"].notna().mean() > 0.9
+    assert current["reasons_for"].dropna().str.count("; ").max() <= 2
+    # Open means not already won or lost: none of the written leads has a closed opportunity.
+    opps = pd.read_parquet(root / "crm" / "opportunities.parquet")
+    closed = opps.loc[pd.to_datetime(opps["closed_at"]) < pd.Timestamp(summary["as_of"]), "lead_id"]
+    assert not current["lead_id"].isin(closed).any()
+
+
+def test_a_run_killed_half_way_is_finished_by_the_next_without_duplicates(world, monkeypatch):
+    root, params, _ = world
+    original = SqlSink.write_batch
+    calls = {"n": 0}
+
+    def dies_on_third_batch(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # the job is killed while writing
+        return original(self, batch)
+
+    monkeypatch.setattr(SqlSink, "write_batch", dies_on_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        run_score(params, str(root / "crm"))
+    url = params["score"]["to"]
+    runs = read_table(url, "scoring_runs")
+    assert runs["status"].tolist() == ["failed"] and runs.loc[0, "leads_written"] == 300
+    assert "KeyboardInterrupt" in runs.loc[0, "message"]
+
+    monkeypatch.setattr(SqlSink, "write_batch", original)
+    resumed = run_score(params, str(root / "crm"))
+    history, runs = read_table(url, "lead_score_history"), read_table(url, "scoring_runs")
+    assert resumed["run_id"] == runs.loc[0, "run_id"] and len(runs) == 1
+    assert resumed["counts"]["already_written"] == 300 and resumed["status"] == "succeeded"
+    assert not history.duplicated(["run_id", "lead_id"]).any()
+    assert len(history) == len(read_table(url, "lead_scores")) == resumed["counts"]["open"]
+
+
+def test_a_failed_batch_is_recorded_with_its_leads_and_retried_by_the_next_run(world, monkeypatch):
+    root, params, _ = world
+    original = SqlSink.write_batch
+    lost: list[str] = []
+
+    def second_batch_fails(self, batch):
+        if not lost and batch.index[0] >= 150:
+            lost.extend(batch["lead_id"])
+            raise BatchWriteError("database said no", batch["lead_id"])
+        return original(self, batch)
+
+    monkeypatch.setattr(SqlSink, "write_batch", second_batch_fails)
+    p = world[2] / "params.yaml"
+    p.write_text(yaml.safe_dump(params))
+    result = CliRunner().invoke(app, ["-q", "score", str(root / "crm"), "-p", str(p)])
+    assert result.exit_code == 2, result.output  # partial: not an error to hide in a green job
+    url = params["score"]["to"]
+    failures, runs = read_table(url, "scoring_failures"), read_table(url, "scoring_runs")
+    assert runs.loc[0, "status"] == "partial" and runs.loc[0, "leads_failed"] == 150
+    assert json.loads(failures.loc[0, "lead_ids"]) == lost and failures.loc[0, "batch_no"] == 1
+    assert not read_table(url, "lead_scores")["lead_id"].isin(lost).any()
+
+    monkeypatch.setattr(SqlSink, "write_batch", original)
+    again = run_score(params, str(root / "crm"))
+    assert again["status"] == "succeeded" and again["leads_written"] == 150 and again["run_id"] == runs.loc[0, "run_id"]
+    assert read_table(url, "lead_scores")["lead_id"].isin(lost).sum() == 150
+    assert read_table(url, "scoring_failures").empty
+
+
+def test_postgresql_receives_the_same_scores_as_sqlite(world, postgres_url):
+    root, params, _ = world
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        for table in ("lead_scores", "lead_score_history", "scoring_runs", "scoring_failures"):
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+    engine.dispose()
+    on_sqlite = run_score(params, str(root / "crm"), as_of="2024-11-01")
+    on_postgres = run_score(params, str(root / "crm"), to=postgres_url, as_of="2024-11-01")
+    assert on_postgres["status"] == "succeeded" and on_postgres["leads_written"] == on_sqlite["leads_written"]
+    a = read_table(params["score"]["to"], "lead_scores").drop(columns="run_id").sort_values("lead_id", ignore_index=True)
+    b = read_table(postgres_url, "lead_scores").drop(columns="run_id").sort_values("lead_id", ignore_index=True)
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)
+    # Scoring the same day again adds a run to the history, never a duplicate row within a run.
+    run_score(params, str(root / "crm"), to=postgres_url, as_of="2024-11-01")
+    history = read_table(postgres_url, "lead_score_history")
+    assert len(history) == 2 * len(b) and not history.duplicated(["run_id", "lead_id"]).any()
+
+
+def test_an_older_score_never_overwrites_a_newer_one(world):
+    root, params, _ = world
+    run_score(params, str(root / "crm"), as_of="2024-11-01", lead_ids=None)
+    run_score(params, str(root / "crm"), as_of="2024-10-01")
+    current = read_table(params["score"]["to"], "lead_scores")
+    newer = current[current["scored_at"] == pd.Timestamp("2024-11-01")]
+    older = current[current["scored_at"] == pd.Timestamp("2024-10-01")]
+    open_then, _ = open_leads(
+        {"leads": pd.read_parquet(root / "v" / "leads.parquet"), "opportunities": pd.read_parquet(root / "v" / "opportunities.parquet")},
+        pd.Timestamp("2024-11-01"),
+    )
+    assert set(newer["lead_id"]) == set(open_then["lead_id"])
+    assert not older["lead_id"].isin(newer["lead_id"]).any()  # only leads not open on 1 Nov keep 1 Oct
+
+
+def test_parquet_sink_writes_current_scores_and_history_and_resumes(world, monkeypatch):
+    from pipelines.writeback.files import FileSink
+
+    root, params, tmp = world
+    folder = tmp / "scores"
+    original = FileSink.write_batch
+    calls = {"n": 0}
+
+    def dies(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("disk unplugged")
+        return original(self, batch)
+
+    monkeypatch.setattr(FileSink, "write_batch", dies)
+    with pytest.raises(RuntimeError):
+        run_score(params, str(root / "crm"), to=str(folder))
+    assert not (folder / "lead_scores.parquet").exists()
+    monkeypatch.setattr(FileSink, "write_batch", original)
+    done = run_score(params, str(root / "crm"), to=str(folder))
+    current = pd.read_parquet(folder / "lead_scores.parquet")
+    history = pd.concat(pd.read_parquet(p) for p in (folder / "history").rglob("*.parquet"))
+    assert done["counts"]["already_written"] == 150
+    assert list(current.columns) == SCORE_COLUMNS and len(current) == done["counts"]["open"] == len(history)
+    assert history["lead_id"].is_unique
+
+
+def test_dry_run_writes_nothing_and_limit_and_lead_ids_select(world):
+    root, params, tmp = world
+    preview = run_score(params, str(root / "crm"), dry_run=True, limit=5)
+    assert len(preview["preview"]) == 5 and not (tmp / "crm.db").exists()
+    some = preview["preview"]["lead_id"].tolist()[:2]
+    picked = run_score(params, str(root / "crm"), lead_ids=some)
+    assert picked["leads_written"] == 2
+    assert sorted(read_table(params["score"]["to"], "lead_scores")["lead_id"]) == sorted(some)
+    with pytest.raises(LookupError, match="NOT-A-LEAD"):
+        run_score(params, str(root / "crm"), lead_ids=["NOT-A-LEAD"])
+
+
+def test_bad_input_stops_before_anything_is_written(world):
+    root, params, tmp = world
+    broken = tmp / "broken"
+    shutil.copytree(root / "crm", broken)
+    events = pd.read_parquet(broken / "events.parquet").drop(columns="event_type")
+    events.to_parquet(broken / "events.parquet")
+    p = tmp / "params.yaml"
+    p.write_text(yaml.safe_dump(params))
+    result = CliRunner().invoke(app, ["score", str(broken), "-p", str(p)])
+    assert result.exit_code == 1 and "events" in result.output and "event_type" in result.output
+    assert not (tmp / "crm.db").exists() or "lead_scores" not in sa.inspect(sa.create_engine(params["score"]["to"])).get_table_names()
+
+    with pytest.raises(NothingToScore, match="no open lead"):
+        run_score(params, str(root / "crm"), as_of="2000-01-01")
+
+    mismatched = copy.deepcopy(params)
+    folder = tmp / "model"
+    shutil.copytree(root / "model", folder)
+    meta = json.loads((folder / "model_meta.json").read_text())
+    meta["feature_config"]["builders"] = ["demographic", "firmographic"]
+    (folder / "model_meta.json").write_text(json.dumps(meta))
+    mismatched["score"]["model_uri"] = str(folder)
+    with pytest.raises(ValueError, match="needs feature"):
+        run_score(mismatched, str(root / "crm"))
+
+
+def test_model_by_registry_uri_uses_the_cutoffs_of_that_version(world, monkeypatch):
+    import mlflow
+
+    from pipelines.registry import run_register
+
+    root, params, tmp = world
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+    monkeypatch.chdir(tmp)
+    registered = run_register(params, root / "model", root / "eval", root / "sets", params_path=root / "params.yaml")
+    client = mlflow.MlflowClient()
+    client.set_model_version_tag("lead-conversion", str(registered["version"]), "sql_cutoff", "0.5")
+    model = load_scoring_model("models:/lead-conversion@champion")
+    assert (model.name, model.version, model.cutoffs["sql"]) == ("lead-conversion", "1", 0.5)
+    params["score"]["model_uri"] = "models:/lead-conversion@champion"
+    summary = run_score(params, str(root / "crm"), dry_run=True)
+    assert summary["model_version"] == "1"
+    preview = summary["preview"]
+    assert (preview.loc[preview["stage"] == "SQL", "probability"] >= 0.5).all()
+    with pytest.raises(LookupError, match="not found in the registry"):
+        load_scoring_model("models:/lead-conversion@nobody")
