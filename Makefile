@@ -30,6 +30,7 @@ demo: install ## Run the main job end to end on the embedded default (synthetic 
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	$(BIN)/leadscore manifest data/training/manifest.json --oracle data/oracle/true_propensity.parquet
 	$(BIN)/leadscore metrics data/evaluation/metrics.json --registered data/registry/registered.json
+	$(BIN)/leadscore scoring-runs sqlite:///data/crm.db --last 3
 
 test: install ## Run lint and the whole test suite
 	$(BIN)/ruff check .
@@ -46,7 +47,7 @@ lint: install ## Lint and format-check
 
 clean: ## Remove generated data, caches and the venv
 	rm -rf $(VENV) data/crm data/oracle data/validated data/rejects data/labels data/features data/training \
-		data/model data/evaluation data/registry mlflow.db mlruns mlartifacts \
+		data/model data/evaluation data/registry data/scoring data/crm.db mlflow.db mlruns mlartifacts \
 		.pytest_cache .ruff_cache
 
 .PHONY: help install lock demo test bench lint clean

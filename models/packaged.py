@@ -49,10 +49,14 @@ class LeadScorer:
     def from_folder(cls, folder: str | Path) -> LeadScorer:
         """Load what ``leadscore train`` wrote to ``folder``."""
         folder = Path(folder)
+        meta = json.loads((folder / "model_meta.json").read_text())
+        reference = folder / "drift_reference.json"
+        if reference.exists():  # training-time distributions, for the drift check when scoring
+            meta["drift_reference"] = json.loads(reference.read_text())
         return cls(
             lgb.Booster(model_file=str(folder / "booster.txt")),
             joblib.load(folder / "calibrator.joblib"),
-            json.loads((folder / "model_meta.json").read_text()),
+            meta,
         )
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:

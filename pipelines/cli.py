@@ -233,6 +233,7 @@ def train(
     params: ParamsOpt = Path("params.yaml"),
     training: Annotated[Path, typer.Option(help="Folder written by `leadscore training-set`.")] = Path("data/training"),
     out: Annotated[Path, typer.Option(help="Folder for the booster, calibrator, baseline and metadata.")] = Path("data/model"),
+    validated: Annotated[Path | None, typer.Option(help="The validated CRM: the drift reference is then the open leads at the end of the validation period (else the validation split).")] = None,
 ) -> None:
     """Train the propensity model: LightGBM early-stopped on validation, then calibrated on it.
 
@@ -242,7 +243,7 @@ def train(
     """
     from pipelines.modeling import run_train
 
-    meta = run_train(_load(params), training, out)
+    meta = run_train(_load(params), training, out, validated)
     out_console.print(
         f"LightGBM: {meta['best_iteration']} trees, {len(meta['features'])} features; "
         f"calibration: {meta['calibration']['method']} -> {out}"

@@ -22,6 +22,7 @@ from models.baseline import logistic_baseline
 from models.boosting import predict_scores, train_booster
 from models.calibration import ProbabilityCalibrator
 from models.cutoffs import assign_stages, choose_cutoffs, tier_table
+from models.drift import drift_reference
 from models.frame import categorical_names, feature_matrix, feature_names
 from models.gates import BantGates
 from models.metrics import gains_table, reliability_table, score_report
@@ -31,6 +32,7 @@ from pipelines.params import section
 log = logging.getLogger(__name__)
 
 BOOSTER, CALIBRATOR, BASELINE, META = "booster.txt", "calibrator.joblib", "baseline.joblib", "model_meta.json"
+DRIFT_REFERENCE = "drift_reference.json"
 LABELS = {
     "model": "model (calibrated LightGBM)",
     "model_uncalibrated": "model (uncalibrated)",
@@ -53,8 +55,13 @@ def _labels(frame: pd.DataFrame, name: str) -> np.ndarray:
     return y
 
 
-def run_train(params: dict[str, Any], training: str | Path, out: str | Path) -> dict[str, Any]:
-    """Train the booster (early-stopped on validation), calibrate it on validation, fit the baseline."""
+def run_train(
+    params: dict[str, Any], training: str | Path, out: str | Path, validated: str | Path | None = None
+) -> dict[str, Any]:
+    """Train the booster (early-stopped on validation), calibrate it on validation, fit the baseline.
+
+    ``validated``: the validated CRM, to record the drift reference as a scoring run would see it.
+    """
     training, out = Path(training), Path(out)
     settings, calibration = section(params, "train"), section(params, "calibration")
     train, valid = _split(training, "train"), _split(training, "validation")
@@ -108,7 +115,35 @@ def run_train(params: dict[str, Any], training: str | Path, out: str | Path) -> 
         },
     }
     (out / META).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    reference = _drift_reference(params, booster, calibrator, meta, valid, p_valid, validated)
+    (out / DRIFT_REFERENCE).write_text(json.dumps(reference) + "\n")
     return meta
+
+
+def _drift_reference(params, booster, calibrator, meta, valid, p_valid, validated) -> dict:
+    """What scoring runs measure their drift (PSI) against.
+
+    With the validated CRM: the population a scoring run would have seen at the end of the
+    validation period (the open leads then, their features and scores), so that a nightly run
+    is compared like for like: open leads of every age, not snapshots at fixed offsets.
+    Without it: the validation split itself.
+    """
+    n_bins = int(section(params, "evaluate")["n_bins"])
+    if validated is None:
+        return drift_reference(valid[meta["features"]], p_valid, n_bins=n_bins)
+    from features.build import build_features
+    from features.readers import read_crm
+    from models.packaged import LeadScorer
+    from pipelines.params import behavioral_params
+    from pipelines.scoring import open_leads
+
+    tables = read_crm(validated)
+    as_of = pd.Timestamp(valid["as_of"].max())
+    snapshots, counts = open_leads(tables, as_of, params.get("score", {}).get("max_lead_age_days"))
+    frame = build_features(tables, snapshots, section(params, "features")["builders"], behavioral_params(params))
+    scores = LeadScorer(booster, calibrator, meta).predict_proba(frame)
+    log.info("drift reference: %d open leads as of %s (end of the validation period)", counts["open"], as_of)
+    return drift_reference(frame[meta["features"]], scores, n_bins=n_bins) | {"population": f"open leads as of {as_of.isoformat()}"}
 
 
 def load_model(folder: str | Path) -> tuple[lgb.Booster, ProbabilityCalibrator, Any, dict]:

@@ -137,7 +137,7 @@ def trained_world(tmp_path_factory, small_params_template) -> tuple[Path, dict]:
         ["features", "--validated", str(tmp / "v"), "--snapshots", str(tmp / "labels.parquet"), "--out", str(tmp / "f" / "features.parquet")],
         ["training-set", "--features", str(tmp / "f" / "features.parquet"), "--snapshots", str(tmp / "labels.parquet"),
          "--validated", str(tmp / "v"), "--out", str(tmp / "sets")],
-        ["train", "--training", str(tmp / "sets"), "--out", str(tmp / "model")],
+        ["train", "--training", str(tmp / "sets"), "--validated", str(tmp / "v"), "--out", str(tmp / "model")],
         ["evaluate", "--training", str(tmp / "sets"), "--model", str(tmp / "model"), "--out", str(tmp / "eval")],
     ]
     for step in steps:

@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.score_job import NothingToScore, run_score
+from pipelines.score_job import DriftRefused, NothingToScore, run_score
 from pipelines.scoring import load_scoring_model, open_leads
 from pipelines.writeback.base import SCORE_COLUMNS, BatchWriteError
 from pipelines.writeback.sql import SqlSink
@@ -252,3 +252,16 @@ def test_model_by_registry_uri_uses_the_cutoffs_of_that_version(world, monkeypat
     assert (preview.loc[preview["stage"] == "SQL", "probability"] >= 0.5).all()
     with pytest.raises(LookupError, match="not found in the registry"):
         load_scoring_model("models:/lead-conversion@nobody")
+
+
+def test_drift_is_measured_against_the_models_reference_and_can_refuse(world):
+    root, params, tmp = world
+    summary = run_score(params, str(root / "crm"), dry_run=True)
+    drift = summary["drift"]
+    assert drift["verdict"] in ("ok", "warn") and 0 <= drift["score_psi"] < 0.25
+    assert drift["top"][0]["psi"] >= drift["top"][-1]["psi"] >= 0
+    strict = copy.deepcopy(params)
+    strict["score"]["drift"] = {"warn_above": 0.0, "refuse_above": 0.0}
+    with pytest.raises(DriftRefused, match="PSI"):
+        run_score(strict, str(root / "crm"))
+    assert not (tmp / "crm.db").exists() or not sa.inspect(sa.create_engine(params["score"]["to"])).has_table("lead_scores")
