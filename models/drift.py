@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-#: Shares are floored at this before the PSI: a bin empty on one side would give ln(0) =
-#: -inf. With the floor, a bin going from empty to a share ``s`` adds ``(s - 1e-4) * ln(s / 1e-4)``
-#: (about 0.37 for s = 5%, 6.4 for s = 100%): large but finite, so it still ranks and sums.
+#: Shares (reference and new) are floored at this before the PSI: a bin empty on one side would
+#: give ln(0) = -inf. With the floor, a bin going from empty to a share ``s`` (or from ``s`` to
+#: empty) adds ``(s - 1e-4) * ln(s / 1e-4)``: about 0.31 for s = 5%, 9.2 for s = 100%; large
+#: but finite, so features still rank and sum. Bins that are empty on both sides add 0.
 PSI_FLOOR = 1e-4
 #: Name of the scores' row in :func:`population_stability`'s table.
 SCORE = "__score__"
@@ -322,7 +323,7 @@ def _compare(ref: dict, values: pd.Series | np.ndarray) -> tuple[float, int, str
 def drift_verdict(
     table: pd.DataFrame, warn_above: float, refuse_above: float | None
 ) -> tuple[str, list[str]]:
-    """ "ok", "warn" or "refuse" for a :func:`population_stability` table, with messages.
+    """Verdict "ok", "warn" or "refuse" on a :func:`population_stability` table, with messages.
 
     Common PSI conventions: < 0.1 stable, 0.1-0.25 a moderate shift, > 0.25 a significant
     one. A row strictly above ``refuse_above`` (if given) refuses, above ``warn_above`` warns.

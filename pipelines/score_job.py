@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,28 +58,20 @@ def _no_progress(task: str, done: int, total: int) -> None:
     pass
 
 
-def resolve_as_of(params: dict[str, Any], source: str, as_of: str | None) -> pd.Timestamp:
+def resolve_as_of(params: dict[str, Any], source: str | Path | Mapping, as_of: str | None) -> pd.Timestamp:
     """The scoring instant: the argument, else ``score.as_of``, else the CRM's extraction time."""
     chosen = as_of or section(params, "score").get("as_of")
     if chosen:
         return naive_utc(chosen)
+    if not isinstance(source, str | Path):
+        raise ValueError("scoring tables handed over in memory needs an explicit as_of")
     return resolve_extracted_at(source, section(params, "crm").get("extracted_at"))
 
 
-def score_crm(
-    params: dict[str, Any],
-    source: str,
-    model,
-    as_of: pd.Timestamp,
-    lead_ids: Sequence[str] | None = None,
-    limit: int | None = None,
-    skip: set[str] | None = None,
-    progress: Progress = _no_progress,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Validate the CRM at ``source``, score its open leads as of ``as_of``.
+def validated_tables(params: dict[str, Any], source: str | Path, as_of: pd.Timestamp) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
+    """Read and validate the CRM at ``source``; quarantined rows go to ``score.rejects``.
 
-    Returns the scores (one row per lead, reasons included), the features they were scored
-    from, and counts (leads read, left out by reason, quarantined rows, already written).
+    Returns the clean tables and the count of quarantined rows per table.
     """
     settings = section(params, "score")
     extracted_at = resolve_extracted_at(source, section(params, "crm").get("extracted_at"))
@@ -90,11 +82,33 @@ def score_crm(
         extracted_at=max(extracted_at, as_of),
         max_unparseable_fraction=float(section(params, "validate")["max_unparseable_fraction"]),
     )
-    tables = validation.tables
     quarantined = {t: int(n) for t, n in validation.counts.set_index("table")["rows_rejected"].items()}
     if settings.get("rejects") and any(quarantined.values()):
         write_rejects(validation, settings["rejects"])
         log.info("quarantined rows written to %s: %s", settings["rejects"], quarantined)
+    return validation.tables, quarantined
+
+
+def score_crm(
+    params: dict[str, Any],
+    source: str | Path | Mapping[str, pd.DataFrame],
+    model,
+    as_of: pd.Timestamp,
+    lead_ids: Sequence[str] | None = None,
+    limit: int | None = None,
+    skip: set[str] | None = None,
+    progress: Progress = _no_progress,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Validate the CRM at ``source`` (or take already validated tables), score its open leads.
+
+    Returns the scores (one row per lead, reasons included), the features they were scored
+    from, and counts (leads read, left out by reason, quarantined rows, already written).
+    """
+    settings = section(params, "score")
+    if isinstance(source, str | Path):
+        tables, quarantined = validated_tables(params, source, as_of)
+    else:  # tables validated by the caller (e.g. `leadscore validate` output, or a benchmark)
+        tables, quarantined = source, {}
     snapshots, counts = open_leads(tables, as_of, settings.get("max_lead_age_days"))
     counts["quarantined_rows"] = quarantined
     snapshots = select_leads(snapshots, lead_ids, limit)
@@ -149,7 +163,7 @@ def _contributions(model):
 
 def run_score(
     params: dict[str, Any],
-    source: str,
+    source: str | Path | Mapping[str, pd.DataFrame],
     model_uri: str | None = None,
     to: str | None = None,
     as_of: str | None = None,
