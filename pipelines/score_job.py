@@ -10,8 +10,10 @@ Order of work, so that bad input stops the job before anything is written:
 5. write in batches, each all-or-nothing; a batch that fails is recorded with its lead ids.
 
 A run is a record in the ledger (``scoring_runs``). If a run of the same model version into the
-same sink did not finish (killed, or batches failed), the next run resumes it: same run id,
-same as-of instant, and only the leads without a history row for that run are written.
+same sink and as of the same instant (the same CRM export) did not finish (killed, or batches
+failed), the next run resumes it: same run id, and only the leads without a history row for
+that run are written. An unfinished run of an earlier instant is marked ``superseded`` by the
+new run instead, so a nightly job always scores the latest export.
 """
 
 from __future__ import annotations
@@ -187,16 +189,19 @@ def run_score(
     ledger = open_ledger(destination, settings, ledger_url)
     sink = open_sink(destination, settings, ledger)
     try:
-        run_id, chosen_as_of, skip = None, None, set()
-        if not dry_run:
+        as_of_ts = resolve_as_of(params, source, as_of)
+        run_id, skip, superseded = None, set(), None
+        if not dry_run and resume and not lead_ids and limit is None and ledger.exists():
             # Nothing is created before the data has been read and scored: bad input leaves no trace.
-            earlier = ledger.unfinished_run(model.name, model.version, sink.describe()) if resume and ledger.exists() else None
-            if earlier and (as_of is None or naive_utc(as_of) == pd.Timestamp(earlier["as_of"])) and not lead_ids and limit is None:
-                run_id, chosen_as_of = earlier["run_id"], pd.Timestamp(earlier["as_of"])
-                skip = sink.written_lead_ids(run_id)
-                log.info("resuming run %s as of %s: %d leads already written", run_id, chosen_as_of, len(skip))
+            earlier = ledger.unfinished_run(model.name, model.version, sink.describe())
+            if earlier and pd.Timestamp(earlier["as_of"]) == as_of_ts:
+                # Same model, same sink, same instant: finish that run instead of starting over.
+                run_id, skip = earlier["run_id"], sink.written_lead_ids(earlier["run_id"])
+                log.info("resuming run %s as of %s: %d leads already written", run_id, as_of_ts, len(skip))
                 ledger.clear_failures(run_id)
-        as_of_ts = chosen_as_of if chosen_as_of is not None else resolve_as_of(params, source, as_of)
+            elif earlier:
+                # A newer instant: today's scores replace the unfinished run's; it is closed as such.
+                superseded = earlier["run_id"]
         run_id = run_id or f"{as_of_ts:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         scored, features, counts = score_crm(params, source, model, as_of_ts, lead_ids, limit, skip, progress)
         scored["run_id"] = run_id
@@ -231,6 +236,9 @@ def run_score(
                 "leads_already_written": counts.get("already_written", 0),
             }
         )  # fmt: skip
+        if superseded:
+            ledger.update_run(superseded, status="superseded", message=f"not finished; superseded by run {run_id} as of {as_of_ts}")
+            log.warning("run %s did not finish; run %s as of %s supersedes it", superseded, run_id, as_of_ts)
         written, failed = _write(sink, ledger, run_id, scored, progress)
         sink.finish(run_id)
         status = "succeeded" if failed == 0 else "partial"

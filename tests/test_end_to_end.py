@@ -92,7 +92,7 @@ def test_generate_validate_label_features_training_set(tmp_path, small_params):
 
 def test_every_command_explains_itself():
     for command in ("generate", "validate", "label", "features", "training-set", "manifest", "catalog",
-                    "train", "evaluate", "metrics"):
+                    "train", "evaluate", "register", "metrics", "score", "scoring-runs"):
         out = invoke(command, "--help")
         assert "Usage" in out and len(out) > 300, command
 
@@ -145,3 +145,14 @@ def test_dvc_repro_runs_the_pipeline_offline(tmp_path, small_params):
     assert (work / "data" / "evaluation" / "plots" / "roc.png").exists()
     registered = json.loads((work / "data" / "registry" / "registered.json").read_text())
     assert registered["tracking_uri"].endswith("mlflow.db") and registered["run_id"]
+    # The score stage wrote every open lead back into the demo CRM database, once.
+    scoring = json.loads((work / "data" / "scoring" / "summary.json").read_text())
+    assert scoring["status"] == "succeeded" and scoring["leads_written"] == scoring["counts"]["open"] > 0
+    assert scoring["model_version"] == "1" and scoring["drift"]["verdict"] in ("ok", "warn")
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{work / 'data' / 'crm.db'}")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM lead_scores").scalar_one() == scoring["leads_written"]
+        assert conn.exec_driver_sql("SELECT status FROM scoring_runs").scalars().all() == ["succeeded"]
+    engine.dispose()

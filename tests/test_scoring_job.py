@@ -265,3 +265,21 @@ def test_drift_is_measured_against_the_models_reference_and_can_refuse(world):
     with pytest.raises(DriftRefused, match="PSI"):
         run_score(strict, str(root / "crm"))
     assert not (tmp / "crm.db").exists() or not sa.inspect(sa.create_engine(params["score"]["to"])).has_table("lead_scores")
+
+
+def test_an_unfinished_run_of_an_earlier_export_is_superseded_not_resumed(world, monkeypatch):
+    root, params, _ = world
+    original = SqlSink.write_batch
+
+    def dies(self, batch):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SqlSink, "write_batch", dies)
+    with pytest.raises(KeyboardInterrupt):
+        run_score(params, str(root / "crm"), as_of="2024-10-01")
+    monkeypatch.setattr(SqlSink, "write_batch", original)
+    today = run_score(params, str(root / "crm"), as_of="2024-11-01")
+    runs = read_table(params["score"]["to"], "scoring_runs").set_index("run_id")
+    assert today["counts"].get("already_written", 0) == 0 and today["status"] == "succeeded"
+    assert sorted(runs["status"]) == ["succeeded", "superseded"]
+    assert today["run_id"] in runs.loc[runs["status"] == "superseded", "message"].iloc[0]

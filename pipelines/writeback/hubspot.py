@@ -76,7 +76,9 @@ def hubspot_property_values(frame: pd.DataFrame) -> pd.DataFrame:
         elif pd.api.types.is_integer_dtype(column):
             text = column.astype("Int64").astype(str)
         elif pd.api.types.is_float_dtype(column):
-            fixed = pd.Series(np.char.mod("%.6f", column.fillna(0).to_numpy(dtype=float)), index=column.index)
+            fixed = pd.Series(
+                np.char.mod("%.6f", column.fillna(0).to_numpy(dtype=float)), index=column.index
+            )
             text = fixed.str.rstrip("0").str.rstrip(".")
         else:
             text = column.astype(str)
@@ -121,13 +123,17 @@ class HubSpotSink(ScoreSink):
             self.retry["rand"] = rand
         # Retry(0): the client hands urllib3 its own retry policy, whose default (3) would retry
         # connection errors inside the call, so attempts would be counted twice.
-        client = HubSpot(access_token=access_token, host=self.host, retry=Retry(total=0, redirect=False))
+        client = HubSpot(
+            access_token=access_token, host=self.host, retry=Retry(total=0, redirect=False)
+        )
         # Each access to ``client.crm.contacts.batch_api`` builds a new ApiClient and urllib3
         # pool: take it once and keep it, so that connections are reused and closed in close().
         self._api = client.crm.contacts.batch_api
 
     @classmethod
-    def from_url(cls, url: str, ledger: Ledger, settings: Mapping[str, Any] | None = None) -> HubSpotSink:
+    def from_url(
+        cls, url: str, ledger: Ledger, settings: Mapping[str, Any] | None = None
+    ) -> HubSpotSink:
         """``hubspot://api.hubapi.com`` (``hubspot+http://127.0.0.1:8123`` for a local test server).
 
         The token is read from ``HUBSPOT_ACCESS_TOKEN``. ``settings``: params.yaml ``score.hubspot``
@@ -147,7 +153,9 @@ class HubSpotSink(ScoreSink):
             raise ValueError(f"HubSpotSink writes contacts, not {settings['object']!r}")
         token = os.environ.get(TOKEN_ENV)
         if not token:
-            raise RuntimeError(f"{TOKEN_ENV} is not set: it must hold the HubSpot private-app access token for {url}")
+            raise RuntimeError(
+                f"{TOKEN_ENV} is not set: it must hold the HubSpot private-app access token for {url}"
+            )
         http = "http" if scheme == "hubspot+http" else "https"
         return cls(
             token,
@@ -171,12 +179,23 @@ class HubSpotSink(ScoreSink):
     def payloads(self, batch: pd.DataFrame) -> list[dict[str, Any]]:
         """The request bodies for a batch: ``{"inputs": [...]}`` of at most ``batch_size`` inputs."""
         lead_ids = batch["lead_id"].astype(str).tolist()
-        values = hubspot_property_values(batch[list(self.properties)].rename(columns=self.properties))
+        columns = batch[list(self.properties)]
+        if "scored_at" in columns:  # datetime64 even if it came as text or Python datetimes
+            columns = columns.assign(scored_at=pd.to_datetime(columns["scored_at"]))
+        values = hubspot_property_values(columns.rename(columns=self.properties))
         inputs = [
-            {"idProperty": self.id_property, "id": lead_id, "objectWriteTraceId": lead_id, "properties": props}
+            {
+                "idProperty": self.id_property,
+                "id": lead_id,
+                "objectWriteTraceId": lead_id,
+                "properties": props,
+            }
             for lead_id, props in zip(lead_ids, values.to_dict(orient="records"), strict=True)
         ]
-        return [{"inputs": inputs[i : i + self.batch_size]} for i in range(0, len(inputs), self.batch_size)]
+        return [
+            {"inputs": inputs[i : i + self.batch_size]}
+            for i in range(0, len(inputs), self.batch_size)
+        ]
 
     def write_batch(self, batch: pd.DataFrame) -> None:
         """Upsert the batch (in requests of ``batch_size``), then append what HubSpot accepted to history.
@@ -185,17 +204,24 @@ class HubSpotSink(ScoreSink):
         after its retries, and those a 207 answer reported as failed (or could not be matched).
         """
         if batch["lead_id"].duplicated().any():
-            raise ValueError("a batch must hold each lead once (HubSpot rejects duplicate ids in a request)")
+            raise ValueError(
+                "a batch must hold each lead once (HubSpot rejects duplicate ids in a request)"
+            )
         failed: list[str] = []
         messages: list[str] = []
         attempts = 1
         for body in self.payloads(batch):
             ids = [item["id"] for item in body["inputs"]]
+            calls = 0
+
+            def send(body: dict[str, Any] = body) -> Any:
+                nonlocal calls
+                calls += 1
+                return self._api.upsert(body, _request_timeout=self.timeout)
+
             try:
                 response = call_with_retries(
-                    lambda body=body: self._api.upsert(body, _request_timeout=self.timeout),
-                    what=f"{self.describe()}: upsert of {len(ids)} leads",
-                    **self.retry,
+                    send, what=f"{self.describe()}: upsert of {len(ids)} leads", **self.retry
                 )
             except RetryError as error:
                 failed.extend(ids)
@@ -208,9 +234,11 @@ class HubSpotSink(ScoreSink):
             if message:
                 failed.extend(i for i in ids if i not in accepted)
                 messages.append(message)
+                attempts = max(attempts, calls)
         if failed:
             raise BatchWriteError(
-                f"{self.describe()}: {len(failed)} of {len(batch)} leads not written: " + " | ".join(messages)[:1500],
+                f"{self.describe()}: {len(failed)} of {len(batch)} leads not written: "
+                + " | ".join(messages)[:1500],
                 failed,
                 attempts,
             )
@@ -227,7 +255,13 @@ class HubSpotSink(ScoreSink):
         unattributed = 0
         for error in errors:
             context = getattr(error, "context", None) or {}
-            ids_here = {str(v) for key in ("objectWriteTraceId", "ids", "id") for v in context.get(key) or []}
+            values = [context.get(key) for key in ("objectWriteTraceId", "ids", "id")]
+            ids_here = {
+                str(v)
+                for value in values
+                if value is not None
+                for v in ([value] if isinstance(value, str) else value)
+            }
             named |= ids_here & sent
             unattributed += not ids_here
         confirmed = set()
@@ -243,7 +277,10 @@ class HubSpotSink(ScoreSink):
         else:  # cannot tell which inputs failed: none is recorded as written (a re-run redoes them)
             accepted = set()
         summary = "; ".join(sorted({str(getattr(e, "message", e))[:200] for e in errors}))
-        return accepted, f"{len(sent) - len(accepted)} inputs rejected (207, {num_errors} errors): {summary}"
+        return (
+            accepted,
+            f"{len(sent) - len(accepted)} inputs rejected (207, {num_errors} errors): {summary}",
+        )
 
     def close(self) -> None:
         """Close the client's connection pool (and thread pool, if one was started)."""

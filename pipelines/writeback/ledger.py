@@ -31,7 +31,7 @@ DEFAULT_TABLES = {
     "runs": "scoring_runs",
     "failures": "scoring_failures",
 }
-RUN_STATUSES = ("running", "succeeded", "partial", "failed", "dry_run")
+RUN_STATUSES = ("running", "succeeded", "partial", "failed", "superseded")
 
 
 def history_table(metadata: sa.MetaData, name: str) -> sa.Table:

@@ -119,9 +119,13 @@ def call_with_retries(
             status = http_status(error)
             label = f"HTTP {status}" if status is not None else type(error).__name__
             if not is_retryable(error):
-                raise RetryError(f"{what}: {label} is not retryable: {error}", attempt, status) from error
+                raise RetryError(
+                    f"{what}: {label} is not retryable: {error}", attempt, status
+                ) from error
             if attempt == max_attempts:
-                raise RetryError(f"{what}: {label} after {attempt} attempts: {error}", attempt, status) from error
+                raise RetryError(
+                    f"{what}: {label} after {attempt} attempts: {error}", attempt, status
+                ) from error
             retry_after = retry_after_seconds(error)
             if retry_after is not None:
                 wait = min(retry_after, retry_after_cap)
