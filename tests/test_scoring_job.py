@@ -283,3 +283,26 @@ def test_an_unfinished_run_of_an_earlier_export_is_superseded_not_resumed(world,
     assert today["counts"].get("already_written", 0) == 0 and today["status"] == "succeeded"
     assert sorted(runs["status"]) == ["succeeded", "superseded"]
     assert today["run_id"] in runs.loc[runs["status"] == "superseded", "message"].iloc[0]
+
+
+@pytest.mark.parametrize("crm", ["hubspot", "salesforce"])
+def test_the_job_writes_every_open_lead_to_an_http_crm_through_its_official_client(world, monkeypatch, crm):
+    from fake_crm_server import FakeCRM
+
+    root, params, tmp = world
+    params["score"]["retry"] = {"max_attempts": 4, "base_delay_s": 0.001, "max_delay_s": 0.01}
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "pat-test")
+    monkeypatch.setenv("SALESFORCE_SESSION_ID", "pat-test")
+    ledger = f"sqlite:///{tmp / 'ledger.db'}"
+    with FakeCRM("pat-test") as server:
+        server.script(429, times=1, retry_after=0)
+        server.script(503, times=1)
+        summary = run_score(params, str(root / "crm"), to=f"{crm}+http://127.0.0.1:{server.port}", ledger_url=ledger)
+        held = server.hubspot if crm == "hubspot" else server.salesforce
+        assert server.violations == []
+    assert summary["status"] == "succeeded" and summary["leads_written"] == summary["counts"]["open"] == len(held)
+    sizes = [len(r.body.get("inputs") or r.body.get("records")) for r in server.requests if r.status == 200]
+    assert max(sizes) == (100 if crm == "hubspot" else 200) and sum(sizes) == len(held)
+    history = read_table(ledger, "lead_score_history")
+    assert sorted(history["lead_id"]) == sorted(held)
+    assert read_table(ledger, "scoring_runs")["status"].tolist() == ["succeeded"]
