@@ -464,17 +464,24 @@ def scoring_runs(
     last: Annotated[int, typer.Option(help="How many runs to show.")] = 10,
 ) -> None:
     """List scoring runs (newest first): status, model version, leads read, scored, written, failed."""
+    import pandas as pd
+
     from pipelines.writeback import Ledger
 
     book = Ledger(ledger, _load(params).get("score", {}).get("tables"))
     try:
         runs = book.runs_frame().head(last)
-        table = Table(title=f"scoring runs in {ledger}")
-        cols = ["run_id", "status", "model_version", "as_of", "leads_read", "leads_scored", "leads_written", "leads_failed"]
-        for c in cols:
-            table.add_column(c, justify="right" if c.startswith("leads") else "left")
+        table = Table(title=f"scoring runs in {ledger}", box=None, pad_edge=False)
+        # The run id starts with the as-of instant: no separate column, the table fits 80 columns.
+        cols = {"run_id": "run (as of - id)", "status": "status", "model_version": "version",
+                "leads_read": "read", "leads_scored": "scored", "leads_written": "written", "leads_failed": "failed"}  # fmt: skip
+        for c, title in cols.items():
+            table.add_column(title, justify="right" if c.startswith("leads") else "left", no_wrap=True)
         for r in runs.itertuples(index=False):
-            table.add_row(*(str(getattr(r, c)) for c in cols))
+            table.add_row(
+                r.run_id, r.status, str(r.model_version),
+                *(f"{int(v):,}" if pd.notna(v) else "-" for v in (r.leads_read, r.leads_scored, r.leads_written, r.leads_failed)),
+            )
         out_console.print(table)
         if failures:
             for f in book.failures_frame().itertuples(index=False):
