@@ -41,7 +41,7 @@ from pipelines.scoring import (
 )
 from pipelines.steps import naive_utc, resolve_extracted_at
 from pipelines.writeback import open_ledger, open_sink
-from pipelines.writeback.base import SCORE_COLUMNS, BatchWriteError
+from pipelines.writeback.base import SCORE_COLUMNS, BatchWriteError, SinkConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -279,6 +279,12 @@ def _write(sink, ledger, run_id: str, scored: pd.DataFrame, progress: Progress) 
                 failed += len(error.lead_ids)
                 ledger.record_failure(run_id, batch_no, error.lead_ids, str(error), error.attempts)
                 log.error("batch %d (%d leads) not written: %s", batch_no, len(error.lead_ids), error)
+                status = error.status
+                if status in (401, 403):  # every later batch would be refused too: stop here
+                    raise SinkConfigurationError(
+                        f"{sink.describe()} refused the credentials (HTTP {status}); fix them and run "
+                        "again: the run resumes where it stopped"
+                    ) from error
             ledger.update_run(run_id, leads_written=written, leads_failed=failed)
             progress("write", min(start + size, total), total)
     except BaseException as error:  # killed or crashed mid-way: the record says so; a re-run resumes

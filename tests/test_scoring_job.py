@@ -306,3 +306,19 @@ def test_the_job_writes_every_open_lead_to_an_http_crm_through_its_official_clie
     history = read_table(ledger, "lead_score_history")
     assert sorted(history["lead_id"]) == sorted(held)
     assert read_table(ledger, "scoring_runs")["status"].tolist() == ["succeeded"]
+
+
+def test_refused_credentials_stop_the_run_at_the_first_batch(world, monkeypatch):
+    from fake_crm_server import FakeCRM
+
+    from pipelines.writeback.base import SinkConfigurationError
+
+    root, params, tmp = world
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "wrong-token")
+    ledger = f"sqlite:///{tmp / 'ledger.db'}"
+    with FakeCRM("pat-test") as server, pytest.raises(SinkConfigurationError, match="refused the credentials"):
+        run_score(params, str(root / "crm"), to=f"hubspot+http://127.0.0.1:{server.port}", ledger_url=ledger)
+    assert len(server.requests) == 1  # not one request per batch
+    runs = read_table(ledger, "scoring_runs")
+    assert runs["status"].tolist() == ["failed"] and runs.loc[0, "leads_written"] == 0
+    assert len(read_table(ledger, "scoring_failures")) == 1

@@ -29,13 +29,19 @@ SCORE_COLUMNS = [
 HISTORY_COLUMNS = ["run_id", "lead_id", "score", "probability", "stage", "model_name", "model_version", "scored_at"]
 
 
+class SinkConfigurationError(ValueError):
+    """A sink cannot be set up as asked (a missing credential, an unknown object...)."""
+
+
 class BatchWriteError(RuntimeError):
     """A batch that could not be written; carries the lead ids so that none is silently lost."""
 
-    def __init__(self, message: str, lead_ids: Iterable[str], attempts: int = 1):
+    def __init__(self, message: str, lead_ids: Iterable[str], attempts: int = 1, status: int | None = None):
         super().__init__(message)
         self.lead_ids = [str(i) for i in lead_ids]
         self.attempts = attempts
+        #: The HTTP status that failed the batch, if any (401/403 stop the run).
+        self.status = status
 
 
 class ScoreSink(ABC):

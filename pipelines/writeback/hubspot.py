@@ -26,7 +26,7 @@ import pandas as pd
 from hubspot import HubSpot
 from urllib3.util.retry import Retry
 
-from pipelines.writeback.base import BatchWriteError, ScoreSink
+from pipelines.writeback.base import BatchWriteError, ScoreSink, SinkConfigurationError
 from pipelines.writeback.ledger import Ledger
 from pipelines.writeback.retry import RetryError, call_with_retries, retry_options
 
@@ -153,7 +153,7 @@ class HubSpotSink(ScoreSink):
             raise ValueError(f"HubSpotSink writes contacts, not {settings['object']!r}")
         token = os.environ.get(TOKEN_ENV)
         if not token:
-            raise RuntimeError(
+            raise SinkConfigurationError(
                 f"{TOKEN_ENV} is not set: it must hold the HubSpot private-app access token for {url}"
             )
         http = "http" if scheme == "hubspot+http" else "https"
@@ -210,6 +210,7 @@ class HubSpotSink(ScoreSink):
         failed: list[str] = []
         messages: list[str] = []
         attempts = 1
+        status: int | None = None
         for body in self.payloads(batch):
             ids = [item["id"] for item in body["inputs"]]
             calls = 0
@@ -227,6 +228,7 @@ class HubSpotSink(ScoreSink):
                 failed.extend(ids)
                 messages.append(str(error))
                 attempts = max(attempts, error.attempts)
+                status = error.status or status
                 continue
             accepted, message = self._accepted(response, ids)
             if accepted:
@@ -241,6 +243,7 @@ class HubSpotSink(ScoreSink):
                 + " | ".join(messages)[:1500],
                 failed,
                 attempts,
+                status,
             )
 
     def _accepted(self, response: Any, ids: list[str]) -> tuple[set[str], str | None]:

@@ -26,7 +26,7 @@ import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 
-from pipelines.writeback.base import BatchWriteError, ScoreSink
+from pipelines.writeback.base import BatchWriteError, ScoreSink, SinkConfigurationError
 from pipelines.writeback.ledger import Ledger
 from pipelines.writeback.retry import HTTPStatusError, RetryError, call_with_retries, retry_options
 
@@ -159,7 +159,7 @@ class SalesforceSink(ScoreSink):
             raise ValueError(f"Salesforce URL without a host: {url!r}")
         session_id = os.environ.get(TOKEN_ENV)
         if not session_id:
-            raise RuntimeError(
+            raise SinkConfigurationError(
                 f"{TOKEN_ENV} is not set: it must hold a Salesforce session id (OAuth access token) for {url}"
             )
         http = "http" if scheme == "salesforce+http" else "https"
@@ -220,6 +220,7 @@ class SalesforceSink(ScoreSink):
         failed: list[str] = []
         messages: list[str] = []
         attempts = 1
+        status: int | None = None
         for body in self.payloads(batch):
             ids = [record[self.external_id_field] for record in body["records"]]
             calls = 0
@@ -237,6 +238,7 @@ class SalesforceSink(ScoreSink):
                 failed.extend(ids)
                 messages.append(str(error))
                 attempts = max(attempts, error.attempts)
+                status = error.status or status
                 continue
             accepted, rejected = self._outcome(results, ids)
             if accepted:
@@ -254,6 +256,7 @@ class SalesforceSink(ScoreSink):
                 + " | ".join(messages)[:1500],
                 failed,
                 attempts,
+                status,
             )
 
     def _patch(self, body: dict[str, Any]) -> Any:

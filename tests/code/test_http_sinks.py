@@ -15,7 +15,12 @@ import sqlalchemy as sa
 import urllib3.util.connection
 from fake_crm_server import HUBSPOT_UPSERT_PATH, FakeCRM
 
-from pipelines.writeback.base import HISTORY_COLUMNS, SCORE_COLUMNS, BatchWriteError
+from pipelines.writeback.base import (
+    HISTORY_COLUMNS,
+    SCORE_COLUMNS,
+    BatchWriteError,
+    SinkConfigurationError,
+)
 from pipelines.writeback.hubspot import DEFAULT_PROPERTIES, HubSpotSink
 from pipelines.writeback.ledger import Ledger
 from pipelines.writeback.retry import HTTPStatusError, RetryError, call_with_retries
@@ -456,7 +461,7 @@ def test_rewriting_the_same_batch_adds_no_history_rows(kind, fake, ledger, make_
 def test_from_url_without_the_secret_names_the_variable(kind, variable, ledger, monkeypatch):
     monkeypatch.delenv(variable, raising=False)
     cls = HubSpotSink if kind == "hubspot" else SalesforceSink
-    with pytest.raises(RuntimeError, match=f"^{variable} is not set: "):
+    with pytest.raises(SinkConfigurationError, match=f"^{variable} is not set: "):
         cls.from_url(f"{kind}://example.test", ledger, {})
 
 

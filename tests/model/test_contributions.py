@@ -49,7 +49,7 @@ def frame(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     })  # fmt: skip
     logit = (
         np.nan_to_num(num, nan=1.0) + 0.8 * np.nan_to_num(count, nan=-1.0) - signed
-        + 0.3 * integer + np.isin(cat, ["b", "d", "f"]) * 1.5 - (small == "y") * 1.0
+        + 0.3 * integer + np.isin(cat, ["a", "d", "f"]) * 1.5 - (small == "x") * 1.0
     )  # fmt: skip
     y = (logit + rng.logistic(size=n) > 0.5).astype(int)
     return x, y
@@ -220,6 +220,14 @@ def test_numpy_input_is_converted_as_lightgbm_converts_it():
                 np.nan_to_num(codes.to_numpy(np.float64), posinf=2**24 + 1, neginf=-(2**24) - 1)
                 .round().astype(np.int64)):
         assert_same(fast.contributions(arr), booster.predict(arr, pred_contrib=True))
+    # codes that pandas never makes: CategoricalDecision truncates toward zero (-0.5 is
+    # category 0), sends x <= -1, NaN and codes beyond every split's set right
+    odd = codes.to_numpy(np.float64)
+    weird = [-0.5, -0.999, -1.0, -1.5, 0.7, 1.999, 2.5, 6.0, 7.0, 50.0, 1e10, 2.0**31, np.inf,
+             -np.inf, np.nan, 1e-40, -0.0]
+    odd[: 2 * len(weird), 4] = weird * 2
+    odd[: 2 * len(weird), 5] = weird[::-1] * 2
+    assert_same(fast.contributions(odd), booster.predict(odd, pred_contrib=True))
     # float32 + int16 + category codes: LightGBM predicts on a float32 matrix
     narrow = x.astype({"num": np.float32, "count": np.float32, "signed": np.float32,
                        "integer": np.int16})
