@@ -31,19 +31,20 @@ DAY_US = 86_400 * 1_000_000
 _SOURCES = ("events.lead_id", "events.timestamp", "events.event_type")
 
 #: (how a count reads, how "days since the last one" reads), per event type
-EVENT_PHRASES: dict[str, tuple[str, str]] = {
-    "page_view": ("Visited {value} web pages", "Last visited the website {value} days ago"),
-    "pricing_page_view": ("Viewed the pricing page {value} times", "Last viewed the pricing page {value} days ago"),
-    "email_open": ("Opened {value} marketing emails", "Last opened an email {value} days ago"),
-    "email_click": ("Clicked {value} marketing emails", "Last clicked an email {value} days ago"),
-    "content_download": ("Downloaded {value} pieces of content", "Last downloaded content {value} days ago"),
-    "webinar_registration": ("Registered for {value} webinars", "Last registered for a webinar {value} days ago"),
-    "webinar_attendance": ("Attended {value} webinars", "Last attended a webinar {value} days ago"),
-    "demo_request": ("Requested a demo {value} times", "Requested a demo {value} days ago"),
-    "trial_signup": ("Signed up for a trial {value} times", "Signed up for a trial {value} days ago"),
-    "product_inquiry": ("Sent {value} product inquiries", "Last sent a product inquiry {value} days ago"),
-    "form_submit": ("Submitted {value} forms", "Last submitted a form {value} days ago"),
-    "social_interaction": ("Interacted on social media {value} times", "Last interacted on social media {value} days ago"),
+#: Per event type: how to say a count, the days since the last one, and that there was none.
+EVENT_PHRASES: dict[str, tuple[str, str, str]] = {
+    "page_view": ("Visited {value} web pages", "Last visited the website {value} days ago", "Never visited the website"),
+    "pricing_page_view": ("Viewed the pricing page {value} times", "Last viewed the pricing page {value} days ago", "Never viewed the pricing page"),
+    "email_open": ("Opened {value} marketing emails", "Last opened an email {value} days ago", "Never opened a marketing email"),
+    "email_click": ("Clicked {value} marketing emails", "Last clicked an email {value} days ago", "Never clicked a marketing email"),
+    "content_download": ("Downloaded {value} pieces of content", "Last downloaded content {value} days ago", "Never downloaded content"),
+    "webinar_registration": ("Registered for {value} webinars", "Last registered for a webinar {value} days ago", "Never registered for a webinar"),
+    "webinar_attendance": ("Attended {value} webinars", "Last attended a webinar {value} days ago", "Never attended a webinar"),
+    "demo_request": ("Requested a demo {value} times", "Requested a demo {value} days ago", "Never requested a demo"),
+    "trial_signup": ("Signed up for a trial {value} times", "Signed up for a trial {value} days ago", "Never signed up for a trial"),
+    "product_inquiry": ("Sent {value} product inquiries", "Last sent a product inquiry {value} days ago", "Never sent a product inquiry"),
+    "form_submit": ("Submitted {value} forms", "Last submitted a form {value} days ago", "Never submitted a form"),
+    "social_interaction": ("Interacted on social media {value} times", "Last interacted on social media {value} days ago", "Never interacted on social media"),
 }
 
 #: Default weights of the engagement score (points per event before decay).
@@ -86,15 +87,15 @@ def behavioral_specs(params: BehavioralParams = BehavioralParams()) -> list[Feat
     """The features :func:`build_behavioral` returns, in column order."""
     specs: list[FeatureSpec] = []
 
-    def add(name: str, label: str) -> None:
-        specs.append(FeatureSpec(name, label, _SOURCES, BUILDER))
+    def add(name: str, label: str, missing: str | None = None) -> None:
+        specs.append(FeatureSpec(name, label, _SOURCES, BUILDER, missing_label=missing))
 
     for w in params.windows_days:
         for t in EVENT_TYPES:
             add(f"n_{t}_{w}d", f"{EVENT_PHRASES[t][0]} in the last {w} days")
     for t in EVENT_TYPES:
-        add(f"days_since_last_{t}", EVENT_PHRASES[t][1])
-    add("days_since_last_event", "Last activity {value} days ago")
+        add(f"days_since_last_{t}", EVENT_PHRASES[t][1], EVENT_PHRASES[t][2])
+    add("days_since_last_event", "Last activity {value} days ago", "No activity yet")
     for w in params.windows_days:
         add(f"events_{w}d", f"{{value}} interactions in the last {w} days")
         add(f"active_days_{w}d", f"Active on {{value}} of the last {w} days")

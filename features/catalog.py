@@ -23,6 +23,8 @@ class FeatureSpec:
     sources: tuple[str, ...]  # "table.column" fields the feature reads
     builder: str
     categorical: bool = False
+    #: What a missing value means, in words ("Never requested a demo"); default: "unknown".
+    missing_label: str | None = None
 
     @property
     def knowledge(self) -> tuple[Knowledge, ...]:
@@ -35,8 +37,11 @@ class FeatureSpec:
         return all(k in FEATURE_SAFE_KNOWLEDGE for k in self.knowledge)
 
     def describe(self, value: object) -> str:
-        """The label filled with ``value`` (numbers without needless decimals, missing as 'unknown')."""
+        """The label filled with ``value`` (numbers without needless decimals); a missing value
+        is said by ``missing_label`` if the feature has one, else filled in as 'unknown'."""
         if value is None or (isinstance(value, float) and math.isnan(value)):
+            if self.missing_label is not None:
+                return self.missing_label
             shown = "unknown"
         elif isinstance(value, float):
             shown = f"{value:.0f}" if value.is_integer() else f"{value:.2g}"
