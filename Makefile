@@ -36,10 +36,12 @@ test: install ## Run lint and the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-bench: install ## Run the benchmarks (ratios against references measured in the same run; ~15 min)
+bench: install ## Run the benchmarks (ratios against references measured in the same run; ~25 min; scoring needs `make demo` first)
 	$(BIN)/python benchmarks/bench_behavioral.py
 	$(BIN)/python benchmarks/bench_behavioral.py --scenario scoring
 	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_scoring.py
+	$(BIN)/python benchmarks/bench_writeback.py
 
 lint: install ## Lint and format-check
 	$(BIN)/ruff check .

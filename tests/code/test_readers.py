@@ -99,8 +99,9 @@ def test_parquet_keeps_types_and_reads_categories_as_dictionaries(tmp_path):
     assert back["accounts"]["employee_count"].dtype == "Int64"
 
 
-def test_sqlite_round_trip(tmp_path):
-    url = f"sqlite:///{tmp_path}/crm.db"
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_database_round_trip(tmp_path, request, database):
+    url = f"sqlite:///{tmp_path}/crm.db" if database == "sqlite" else request.getfixturevalue("postgres_url")
     clean = validate_crm(tiny_crm(), EXTRACTED_AT).tables
     write_crm(clean, url)
     write_crm(clean, url)  # replaces, does not append
