@@ -16,19 +16,17 @@ that HubSpot did not confirm is never recorded as written.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
 from hubspot import HubSpot
 from urllib3.util.retry import Retry
 
-from pipelines.writeback.base import BatchWriteError, ScoreSink, SinkConfigurationError
+from pipelines.writeback.http import HttpSink
 from pipelines.writeback.ledger import Ledger
-from pipelines.writeback.retry import RetryError, call_with_retries, retry_options
+from pipelines.writeback.retry import retry_options
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +84,13 @@ def hubspot_property_values(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
-class HubSpotSink(ScoreSink):
+class HubSpotSink(HttpSink):
     """Current scores as HubSpot contact properties; history in the ledger."""
+
+    api_name = "HubSpot"
+    max_batch = MAX_BATCH
+    record_noun = "leads"
+    duplicate_rule = "HubSpot rejects duplicate ids in a request"
 
     def __init__(
         self,
@@ -107,20 +110,12 @@ class HubSpotSink(ScoreSink):
     ):
         if not access_token:
             raise ValueError("HubSpotSink needs an access token")
-        if not 1 <= int(batch_size) <= MAX_BATCH:
-            raise ValueError(f"HubSpot batch size must be within 1..{MAX_BATCH}, not {batch_size}")
+        super().__init__(ledger, batch_size=batch_size, timeout=timeout, max_attempts=max_attempts,
+                         base_delay=base_delay, max_delay=max_delay, max_retry_after=max_retry_after,
+                         sleep=sleep, rand=rand)  # fmt: skip
         self.host = host.rstrip("/")
-        self.ledger = ledger
         self.id_property = id_property
         self.properties = dict(DEFAULT_PROPERTIES if properties is None else properties)
-        self.batch_size = int(batch_size)
-        self.timeout = timeout
-        self.retry = {"max_attempts": max_attempts, "base_delay": base_delay, "max_delay": max_delay,
-                      "max_retry_after": max_retry_after}  # fmt: skip
-        if sleep is not None:
-            self.retry["sleep"] = sleep
-        if rand is not None:
-            self.retry["rand"] = rand
         # Retry(0): the client hands urllib3 its own retry policy, whose default (3) would retry
         # connection errors inside the call, so attempts would be counted twice.
         client = HubSpot(
@@ -141,26 +136,14 @@ class HubSpotSink(ScoreSink):
         with ``retry`` (``score.retry``).
         """
         settings = dict(settings or {})
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in ("hubspot", "hubspot+https", "hubspot+http"):
-            raise ValueError(f"not a HubSpot URL: {url!r} (hubspot://api.hubapi.com)")
-        if parts.username or parts.password:
-            raise ValueError(f"put the HubSpot token in {TOKEN_ENV}, not in the URL")
-        if not parts.hostname:
-            raise ValueError(f"HubSpot URL without a host: {url!r}")
+        host = cls._base_url(url, "hubspot", "hubspot://api.hubapi.com", f"token in {TOKEN_ENV}")
         if settings.get("object", "contacts") != "contacts":
             raise ValueError(f"HubSpotSink writes contacts, not {settings['object']!r}")
-        token = os.environ.get(TOKEN_ENV)
-        if not token:
-            raise SinkConfigurationError(
-                f"{TOKEN_ENV} is not set: it must hold the HubSpot private-app access token for {url}"
-            )
-        http = "http" if scheme == "hubspot+http" else "https"
+        token = cls._secret(TOKEN_ENV, "the HubSpot private-app access token", url)
         return cls(
             token,
             ledger,
-            host=f"{http}://{parts.netloc}",
+            host=host,
             id_property=settings.get("id_property", DEFAULT_ID_PROPERTY),
             properties=settings.get("properties"),
             batch_size=int(settings.get("batch_size", MAX_BATCH)),
@@ -171,10 +154,6 @@ class HubSpotSink(ScoreSink):
     def describe(self) -> str:
         """``hubspot <host> contacts by <id_property>`` (no token)."""
         return f"hubspot {self.host} contacts by {self.id_property}"
-
-    def written_lead_ids(self, run_id: str) -> set[str]:
-        """Leads of ``run_id`` with a history row in the ledger."""
-        return self.ledger.written_lead_ids(run_id)
 
     def payloads(self, batch: pd.DataFrame) -> list[dict[str, Any]]:
         """The request bodies for a batch: ``{"inputs": [...]}`` of at most ``batch_size`` inputs."""
@@ -192,59 +171,13 @@ class HubSpotSink(ScoreSink):
             }
             for lead_id, props in zip(lead_ids, values.to_dict(orient="records"), strict=True)
         ]
-        return [
-            {"inputs": inputs[i : i + self.batch_size]}
-            for i in range(0, len(inputs), self.batch_size)
-        ]
+        return [{"inputs": chunk} for chunk in self._chunks(inputs)]
 
-    def write_batch(self, batch: pd.DataFrame) -> None:
-        """Upsert the batch (in requests of ``batch_size``), then append what HubSpot accepted to history.
+    def _request_ids(self, body: dict[str, Any]) -> list[str]:
+        return [item["id"] for item in body["inputs"]]
 
-        Raises :class:`BatchWriteError` with the leads not written: those of a request that failed
-        after its retries, and those a 207 answer reported as failed (or could not be matched).
-        """
-        if batch["lead_id"].duplicated().any():
-            raise ValueError(
-                "a batch must hold each lead once (HubSpot rejects duplicate ids in a request)"
-            )
-        failed: list[str] = []
-        messages: list[str] = []
-        attempts = 1
-        status: int | None = None
-        for body in self.payloads(batch):
-            ids = [item["id"] for item in body["inputs"]]
-            calls = 0
-
-            def send(body: dict[str, Any] = body) -> Any:
-                nonlocal calls
-                calls += 1
-                return self._api.upsert(body, _request_timeout=self.timeout)
-
-            try:
-                response = call_with_retries(
-                    send, what=f"{self.describe()}: upsert of {len(ids)} leads", **self.retry
-                )
-            except RetryError as error:
-                failed.extend(ids)
-                messages.append(str(error))
-                attempts = max(attempts, error.attempts)
-                status = error.status or status
-                continue
-            accepted, message = self._accepted(response, ids)
-            if accepted:
-                self.ledger.append_history(batch[batch["lead_id"].astype(str).isin(accepted)])
-            if message:
-                failed.extend(i for i in ids if i not in accepted)
-                messages.append(message)
-                attempts = max(attempts, calls)
-        if failed:
-            raise BatchWriteError(
-                f"{self.describe()}: {len(failed)} of {len(batch)} leads not written: "
-                + " | ".join(messages)[:1500],
-                failed,
-                attempts,
-                status,
-            )
+    def _send(self, body: dict[str, Any]) -> Any:
+        return self._api.upsert(body, _request_timeout=self.timeout)
 
     def _accepted(self, response: Any, ids: list[str]) -> tuple[set[str], str | None]:
         """The lead ids of one request HubSpot confirmed, and a message if any was not."""

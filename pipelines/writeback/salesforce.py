@@ -16,7 +16,6 @@ ledger's history, and the failed ones raise :class:`BatchWriteError` naming only
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,9 +25,9 @@ import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 
-from pipelines.writeback.base import BatchWriteError, ScoreSink, SinkConfigurationError
+from pipelines.writeback.http import HttpSink
 from pipelines.writeback.ledger import Ledger
-from pipelines.writeback.retry import HTTPStatusError, RetryError, call_with_retries, retry_options
+from pipelines.writeback.retry import HTTPStatusError, retry_options
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +78,13 @@ def _api_version(version: str | float) -> str:
     return text
 
 
-class SalesforceSink(ScoreSink):
+class SalesforceSink(HttpSink):
     """Current scores as Salesforce Lead fields (upsert by external id); history in the ledger."""
+
+    api_name = "Salesforce"
+    max_batch = MAX_BATCH
+    record_noun = "records"
+    duplicate_rule = "Salesforce rejects a duplicate external id"
 
     def __init__(
         self,
@@ -102,24 +106,14 @@ class SalesforceSink(ScoreSink):
     ):
         if not session_id:
             raise ValueError("SalesforceSink needs a session id (access token)")
-        if not 1 <= int(batch_size) <= MAX_BATCH:
-            raise ValueError(
-                f"Salesforce batch size must be within 1..{MAX_BATCH}, not {batch_size}"
-            )
+        super().__init__(ledger, batch_size=batch_size, timeout=timeout, max_attempts=max_attempts,
+                         base_delay=base_delay, max_delay=max_delay, max_retry_after=max_retry_after,
+                         sleep=sleep, rand=rand)  # fmt: skip
         self.instance_url = instance_url.rstrip("/")
         self.version = _api_version(version)
-        self.ledger = ledger
         self.sobject = sobject
         self.external_id_field = external_id_field
         self.fields = dict(DEFAULT_FIELDS if fields is None else fields)
-        self.batch_size = int(batch_size)
-        self.timeout = timeout
-        self.retry = {"max_attempts": max_attempts, "base_delay": base_delay, "max_delay": max_delay,
-                      "max_retry_after": max_retry_after}  # fmt: skip
-        if sleep is not None:
-            self.retry["sleep"] = sleep
-        if rand is not None:
-            self.retry["rand"] = rand
         # Our own session (requests' default adapter does not retry: max_retries=0), so that a
         # response hook can keep the headers SalesforceError drops (Retry-After).
         self._session = requests.Session()
@@ -147,25 +141,16 @@ class SalesforceSink(ScoreSink):
         optional ``fields`` mapping, ``batch_size``, ``timeout_s``) with ``retry`` (``score.retry``).
         """
         settings = dict(settings or {})
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in ("salesforce", "salesforce+https", "salesforce+http"):
-            raise ValueError(
-                f"not a Salesforce URL: {url!r} (salesforce://<instance>.my.salesforce.com)"
-            )
-        if parts.username or parts.password:
-            raise ValueError(f"put the Salesforce session id in {TOKEN_ENV}, not in the URL")
-        if not parts.hostname:
-            raise ValueError(f"Salesforce URL without a host: {url!r}")
-        session_id = os.environ.get(TOKEN_ENV)
-        if not session_id:
-            raise SinkConfigurationError(
-                f"{TOKEN_ENV} is not set: it must hold a Salesforce session id (OAuth access token) for {url}"
-            )
-        http = "http" if scheme == "salesforce+http" else "https"
+        instance_url = cls._base_url(
+            url,
+            "salesforce",
+            "salesforce://<instance>.my.salesforce.com",
+            f"session id in {TOKEN_ENV}",
+        )
+        session_id = cls._secret(TOKEN_ENV, "a Salesforce session id (OAuth access token)", url)
         return cls(
             session_id,
-            f"{http}://{parts.netloc}",
+            instance_url,
             ledger,
             version=str(settings.get("api_version", DEFAULT_VERSION)),
             sobject=settings.get("object", DEFAULT_OBJECT),
@@ -185,10 +170,6 @@ class SalesforceSink(ScoreSink):
         """``salesforce <instance> <object> by <external id> (API vXX.X)`` (no session id)."""
         return f"salesforce {self.instance_url} {self.sobject} by {self.external_id_field} (API v{self.version})"
 
-    def written_lead_ids(self, run_id: str) -> set[str]:
-        """Leads of ``run_id`` with a history row in the ledger."""
-        return self.ledger.written_lead_ids(run_id)
-
     def payloads(self, batch: pd.DataFrame) -> list[dict[str, Any]]:
         """The request bodies for a batch: ``{"allOrNone": false, "records": [...]}``, ``batch_size`` each."""
         columns = batch[list(self.fields)]
@@ -202,64 +183,12 @@ class SalesforceSink(ScoreSink):
         records = [
             {"attributes": attributes, **record} for record in values.to_dict(orient="records")
         ]
-        return [
-            {"allOrNone": False, "records": records[i : i + self.batch_size]}
-            for i in range(0, len(records), self.batch_size)
-        ]
+        return [{"allOrNone": False, "records": chunk} for chunk in self._chunks(records)]
 
-    def write_batch(self, batch: pd.DataFrame) -> None:
-        """Upsert the batch (in requests of ``batch_size``), then append the accepted leads to history.
+    def _request_ids(self, body: dict[str, Any]) -> list[str]:
+        return [record[self.external_id_field] for record in body["records"]]
 
-        Raises :class:`BatchWriteError` with the leads not written: those of a request that failed
-        after its retries, and the records Salesforce answered ``success: false`` for.
-        """
-        if batch["lead_id"].duplicated().any():
-            raise ValueError(
-                "a batch must hold each lead once (Salesforce rejects a duplicate external id)"
-            )
-        failed: list[str] = []
-        messages: list[str] = []
-        attempts = 1
-        status: int | None = None
-        for body in self.payloads(batch):
-            ids = [record[self.external_id_field] for record in body["records"]]
-            calls = 0
-
-            def send(body: dict[str, Any] = body) -> Any:
-                nonlocal calls
-                calls += 1
-                return self._patch(body)
-
-            try:
-                results = call_with_retries(
-                    send, what=f"{self.describe()}: upsert of {len(ids)} records", **self.retry
-                )
-            except RetryError as error:
-                failed.extend(ids)
-                messages.append(str(error))
-                attempts = max(attempts, error.attempts)
-                status = error.status or status
-                continue
-            accepted, rejected = self._outcome(results, ids)
-            if accepted:
-                self.ledger.append_history(batch[batch["lead_id"].astype(str).isin(accepted)])
-            if rejected:
-                failed.extend(rejected)
-                messages.append(
-                    f"{len(rejected)} records rejected: "
-                    + "; ".join(sorted(set(rejected.values())))[:500]
-                )
-                attempts = max(attempts, calls)
-        if failed:
-            raise BatchWriteError(
-                f"{self.describe()}: {len(failed)} of {len(batch)} leads not written: "
-                + " | ".join(messages)[:1500],
-                failed,
-                attempts,
-                status,
-            )
-
-    def _patch(self, body: dict[str, Any]) -> Any:
+    def _send(self, body: dict[str, Any]) -> Any:
         try:
             return self.sf.restful(self.path, method="PATCH", json=body, timeout=self.timeout)
         except SalesforceError as error:
@@ -271,15 +200,14 @@ class SalesforceSink(ScoreSink):
     def _remember_headers(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self._last_headers = response.headers
 
-    @staticmethod
-    def _outcome(results: Any, ids: list[str]) -> tuple[set[str], dict[str, str]]:
-        """Accepted lead ids, and rejected ones with their error, from the per-record results."""
-        if not isinstance(results, list) or len(results) != len(ids):
+    def _accepted(self, response: Any, ids: list[str]) -> tuple[set[str], str | None]:
+        """Accepted lead ids from the per-record results, and the errors of the rejected ones."""
+        if not isinstance(response, list) or len(response) != len(ids):
             # Results are matched to records by position: without one per record, none is known.
-            return set(), dict.fromkeys(ids, f"unexpected answer: {str(results)[:200]}")
+            return set(), f"{len(ids)} records rejected: unexpected answer: {str(response)[:200]}"
         accepted: set[str] = set()
         rejected: dict[str, str] = {}
-        for lead_id, result in zip(ids, results, strict=True):
+        for lead_id, result in zip(ids, response, strict=True):
             if isinstance(result, Mapping) and result.get("success") is True:
                 accepted.add(lead_id)
             else:
@@ -287,7 +215,11 @@ class SalesforceSink(ScoreSink):
                 rejected[lead_id] = ", ".join(
                     f"{e.get('statusCode', '?')}: {e.get('message', '')}" for e in errors
                 )
-        return accepted, rejected
+        if not rejected:
+            return accepted, None
+        return accepted, (
+            f"{len(rejected)} records rejected: " + "; ".join(sorted(set(rejected.values())))[:500]
+        )
 
     def close(self) -> None:
         """Close the HTTP session's connections."""

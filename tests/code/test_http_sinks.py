@@ -465,15 +465,15 @@ def test_from_url_without_the_secret_names_the_variable(kind, variable, ledger, 
         cls.from_url(f"{kind}://example.test", ledger, {})
 
 
-def test_hubspot_from_url_reads_token_and_settings(fake, ledger, monkeypatch):
-    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", TOKEN)
-    settings = {"object": "contacts", "id_property": "leadscore_lead_id",
-                "retry": {"max_attempts": 4, "base_delay_s": 0.25, "max_delay_s": 8.0}}  # fmt: skip
-    sink = HubSpotSink.from_url(f"hubspot+http://127.0.0.1:{fake.port}", ledger, settings)
+#: params.yaml ``score.retry`` as the from_url tests pass it.
+RETRY_SETTINGS = {"max_attempts": 4, "base_delay_s": 0.25, "max_delay_s": 8.0}
+
+
+def write_through_from_url(cls, url: str, ledger: Ledger, settings: dict, described: str) -> None:
+    """``cls.from_url(url, ledger, settings)`` is ``described``, retries as RETRY_SETTINGS say, writes 5 leads."""
+    sink = cls.from_url(url, ledger, settings)
     try:
-        assert (
-            sink.describe() == f"hubspot http://127.0.0.1:{fake.port} contacts by leadscore_lead_id"
-        )
+        assert sink.describe() == described
         assert sink.retry == {
             "max_attempts": 4,
             "base_delay": 0.25,
@@ -483,6 +483,18 @@ def test_hubspot_from_url_reads_token_and_settings(fake, ledger, monkeypatch):
         sink.write_batch(scores(5))
     finally:
         sink.close()
+
+
+def test_hubspot_from_url_reads_token_and_settings(fake, ledger, monkeypatch):
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", TOKEN)
+    settings = {"object": "contacts", "id_property": "leadscore_lead_id", "retry": RETRY_SETTINGS}
+    write_through_from_url(
+        HubSpotSink,
+        f"hubspot+http://127.0.0.1:{fake.port}",
+        ledger,
+        settings,
+        f"hubspot http://127.0.0.1:{fake.port} contacts by leadscore_lead_id",
+    )
     assert fake.violations == []
     assert fake.requests[0].headers["Authorization"] == f"Bearer {TOKEN}"
     assert HubSpotSink.from_url("hubspot://api.hubapi.com", ledger).describe() == (
@@ -493,21 +505,14 @@ def test_hubspot_from_url_reads_token_and_settings(fake, ledger, monkeypatch):
 def test_salesforce_from_url_reads_session_id_and_settings(fake, ledger, monkeypatch):
     monkeypatch.setenv("SALESFORCE_SESSION_ID", TOKEN)
     settings = {"object": "Lead", "external_id_field": "Leadscore_Lead_Id__c", "api_version": "59.0",
-                "retry": {"max_attempts": 4, "base_delay_s": 0.25, "max_delay_s": 8.0}}  # fmt: skip
-    sink = SalesforceSink.from_url(f"salesforce+http://127.0.0.1:{fake.port}", ledger, settings)
-    try:
-        assert sink.describe() == (
-            f"salesforce http://127.0.0.1:{fake.port} Lead by Leadscore_Lead_Id__c (API v59.0)"
-        )
-        assert sink.retry == {
-            "max_attempts": 4,
-            "base_delay": 0.25,
-            "max_delay": 8.0,
-            "max_retry_after": None,
-        }
-        sink.write_batch(scores(5))
-    finally:
-        sink.close()
+                "retry": RETRY_SETTINGS}  # fmt: skip
+    write_through_from_url(
+        SalesforceSink,
+        f"salesforce+http://127.0.0.1:{fake.port}",
+        ledger,
+        settings,
+        f"salesforce http://127.0.0.1:{fake.port} Lead by Leadscore_Lead_Id__c (API v59.0)",
+    )
     assert fake.violations == []
     assert fake.requests[0].path == SF_PATH
     https = SalesforceSink.from_url("salesforce://example.my.salesforce.com", ledger)
