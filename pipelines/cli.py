@@ -372,7 +372,7 @@ def score(
     to: Annotated[str | None, typer.Option(help="Where scores go: SQLAlchemy URL, folder, hubspot://..., salesforce://... (default: score.to).")] = None,
     as_of: Annotated[str | None, typer.Option(help="Score as of this instant (ISO 8601, UTC; default: score.as_of, else the CRM's extraction time, else now).")] = None,
     lead_ids: Annotated[list[str] | None, typer.Option("--lead-id", help="Score only this lead (repeatable).")] = None,
-    limit: Annotated[int | None, typer.Option(help="Score only the first N open leads (by lead id).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Score only the first N open leads (by lead id).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Score and show what would be written; write nothing.")] = False,
     resume: Annotated[bool, typer.Option(help="Finish an unfinished run of the same model version into the same sink.")] = True,
     ledger: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the run ledger (default: see score.ledger).")] = None,
@@ -389,6 +389,9 @@ def score(
     ids, and running the command again finishes an interrupted run without duplicates.
     The drift of features and scores (PSI) against the model's training data is checked first.
     """
+    import pyarrow as pa
+    import sqlalchemy as sa
+
     from features.validation import ContractError
     from pipelines.score_job import DriftRefused, NothingToScore, run_score
     from pipelines.writeback import BatchWriteError
@@ -409,8 +412,12 @@ def score(
                 p, source, model_uri=model, to=to, as_of=as_of, lead_ids=lead_ids, limit=limit,
                 dry_run=dry_run, resume=resume, ledger_url=ledger, progress=tick,
             )  # fmt: skip
-        except (ContractError, NothingToScore, DriftRefused, LookupError, FileNotFoundError, ValueError, BatchWriteError) as err:
+        except (ContractError, NothingToScore, DriftRefused, LookupError, ValueError, BatchWriteError) as err:
             _fail(str(err))
+        except (OSError, sa.exc.SQLAlchemyError, pa.ArrowException) as err:
+            # Unreachable database, unwritable folder, unreadable file: said in one line.
+            first = str(getattr(err, "orig", None) or err).splitlines()[0]
+            _fail(f"{err.__class__.__name__}: {first} (nothing further was written; the run record says where it stopped)")
     preview = result.pop("preview", None)
     if summary is not None:
         summary.parent.mkdir(parents=True, exist_ok=True)

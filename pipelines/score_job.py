@@ -39,7 +39,7 @@ from pipelines.scoring import (
     select_leads,
     specs_by_name,
 )
-from pipelines.steps import naive_utc, resolve_extracted_at
+from pipelines.steps import _read_meta, naive_utc, resolve_extracted_at
 from pipelines.writeback import open_ledger, open_sink
 from pipelines.writeback.base import SCORE_COLUMNS, BatchWriteError, SinkConfigurationError
 
@@ -60,14 +60,18 @@ def _no_progress(task: str, done: int, total: int) -> None:
     pass
 
 
-def resolve_as_of(params: dict[str, Any], source: str | Path | Mapping, as_of: str | None) -> pd.Timestamp:
-    """The scoring instant: the argument, else ``score.as_of``, else the CRM's extraction time."""
-    chosen = as_of or section(params, "score").get("as_of")
+def resolve_as_of(params: dict[str, Any], source: str | Path | Mapping, as_of: str | None) -> tuple[pd.Timestamp, bool]:
+    """The scoring instant: the argument, else ``score.as_of``, else the CRM's extraction time
+    (``crm.extracted_at`` or the export's ``crm_meta.json``), else now; and whether it was
+    pinned (known from the data or the caller) rather than "now"."""
+    chosen = as_of or section(params, "score").get("as_of") or section(params, "crm").get("extracted_at")
     if chosen:
-        return naive_utc(chosen)
+        return naive_utc(chosen), True
     if not isinstance(source, str | Path):
         raise ValueError("scoring tables handed over in memory needs an explicit as_of")
-    return resolve_extracted_at(source, section(params, "crm").get("extracted_at"))
+    if "://" not in str(source) and "extracted_at" in _read_meta(Path(source)):
+        return naive_utc(_read_meta(Path(source))["extracted_at"]), True
+    return resolve_extracted_at(source, None), False
 
 
 def validated_tables(params: dict[str, Any], source: str | Path, as_of: pd.Timestamp) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
@@ -189,23 +193,36 @@ def run_score(
     ledger = open_ledger(destination, settings, ledger_url)
     sink = open_sink(destination, settings, ledger)
     try:
-        as_of_ts = resolve_as_of(params, source, as_of)
-        run_id, skip, superseded = None, set(), None
-        if not dry_run and resume and not lead_ids and limit is None and ledger.exists():
-            # Nothing is created before the data has been read and scored: bad input leaves no trace.
+        as_of_ts, pinned = resolve_as_of(params, source, as_of)
+        run_id, skip, superseded, previous = None, set(), None, {}
+        whole_population = not lead_ids and limit is None
+        # ledger.exists() creates nothing: bad input leaves no trace.
+        if not dry_run and resume and whole_population and ledger.exists():
             earlier = ledger.unfinished_run(model.name, model.version, sink.describe())
-            if earlier and pd.Timestamp(earlier["as_of"]) == as_of_ts:
-                # Same model, same sink, same instant: finish that run instead of starting over.
-                run_id, skip = earlier["run_id"], sink.written_lead_ids(earlier["run_id"])
+            earlier_as_of = pd.Timestamp(earlier["as_of"]) if earlier else None
+            if earlier and (earlier_as_of == as_of_ts or not pinned):
+                # Same model, sink and instant (or no instant known but "now"): finish that run,
+                # as of its own instant, instead of starting over.
+                run_id, as_of_ts, previous = earlier["run_id"], earlier_as_of, earlier
+                skip = sink.written_lead_ids(run_id)
                 log.info("resuming run %s as of %s: %d leads already written", run_id, as_of_ts, len(skip))
-                ledger.clear_failures(run_id)
-            elif earlier:
-                # A newer instant: today's scores replace the unfinished run's; it is closed as such.
+                if not pinned:
+                    log.warning("the run resumed is as of %s; run the job again to score as of now", as_of_ts)
+            elif earlier and earlier_as_of < as_of_ts:
+                # A newer export: today's scores replace the unfinished run's; it is closed as such.
                 superseded = earlier["run_id"]
+            elif earlier:
+                log.warning(
+                    "run %s as of %s did not finish; this run is as of an earlier instant (%s) and "
+                    "leaves it as it is", earlier["run_id"], earlier_as_of, as_of_ts,
+                )  # fmt: skip
         run_id = run_id or f"{as_of_ts:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         scored, features, counts = score_crm(params, source, model, as_of_ts, lead_ids, limit, skip, progress)
         scored["run_id"] = run_id
-        drift = _check_drift(model, features, scored, settings.get("drift", {}))
+        if whole_population and not skip:
+            drift = _check_drift(model, features, scored, settings.get("drift", {}))
+        else:  # a part of the population says nothing about the population's drift
+            drift = {"verdict": "not_checked", "messages": ["not the whole open population (a selection or a resumed run)"], "top": []}
         summary: dict[str, Any] = {
             "run_id": run_id,
             "model_name": model.name,
@@ -227,30 +244,39 @@ def run_score(
             raise DriftRefused("; ".join(drift["messages"]))
         ledger.create()
         sink.prepare()
-        ledger.start_run(
-            {
-                "run_id": run_id, "model_name": model.name, "model_version": model.version,
-                "model_uri": model.uri, "as_of": as_of_ts.to_pydatetime(), "sink": sink.describe(),
-                "status": "running", "started_at": started.to_pydatetime(),
-                "leads_read": counts["leads_in_crm"], "leads_scored": counts["scored"],
-                "leads_already_written": counts.get("already_written", 0),
-            }
-        )  # fmt: skip
+        already = counts.get("already_written", 0)
+        if previous:
+            ledger.clear_failures(run_id)  # their leads are in this attempt: retried now
+            ledger.update_run(run_id, status="running", finished_at=None, leads_read=counts["leads_in_crm"],
+                              leads_scored=already + counts["scored"], leads_already_written=already)  # fmt: skip
+        else:
+            ledger.start_run(
+                {
+                    "run_id": run_id, "model_name": model.name, "model_version": model.version,
+                    "model_uri": model.uri, "as_of": as_of_ts.to_pydatetime(), "sink": sink.describe(),
+                    "status": "running", "started_at": started.to_pydatetime(),
+                    "leads_read": counts["leads_in_crm"], "leads_scored": counts["scored"],
+                    "leads_already_written": 0,
+                }
+            )  # fmt: skip
         if superseded:
             ledger.update_run(superseded, status="superseded", message=f"not finished; superseded by run {run_id} as of {as_of_ts}")
             log.warning("run %s did not finish; run %s as of %s supersedes it", superseded, run_id, as_of_ts)
-        written, failed = _write(sink, ledger, run_id, scored, progress)
-        sink.finish(run_id)
+        written, failed = _write(sink, ledger, run_id, scored, progress, already)
         status = "succeeded" if failed == 0 else "partial"
         ledger.update_run(
             run_id,
             status=status,
             finished_at=_now().to_pydatetime(),
-            leads_written=written,
-            leads_failed=failed,
             message=None if failed == 0 else f"{failed} leads in failed batches: see the failures table; run again to retry them",
         )
-        summary |= {"status": status, "leads_written": written, "leads_failed": failed, "seconds": round(time.perf_counter() - clock, 2)}
+        summary |= {
+            "status": status,
+            "leads_written": written,
+            "leads_failed": failed,
+            "leads_written_in_run": already + written,
+            "seconds": round(time.perf_counter() - clock, 2),
+        }
         log.info("run %s %s: %d written, %d failed, %s", run_id, status, written, failed, summary["stages"])
         return summary
     finally:
@@ -262,8 +288,10 @@ class DriftRefused(RuntimeError):
     """The data drifted from the model's training reference beyond the configured limit."""
 
 
-def _write(sink, ledger, run_id: str, scored: pd.DataFrame, progress: Progress) -> tuple[int, int]:
-    """Write ``scored`` in the sink's batches; returns (leads written, leads in failed batches)."""
+def _write(sink, ledger, run_id: str, scored: pd.DataFrame, progress: Progress, already: int = 0) -> tuple[int, int]:
+    """Write ``scored`` in the sink's batches, then let the sink finish the run; returns (leads
+    written, leads in failed batches) by this attempt. The run record counts ``already`` written
+    by earlier attempts of the same run too."""
     written = failed = 0
     total = len(scored)
     size = max(int(sink.batch_size), 1)
@@ -285,11 +313,12 @@ def _write(sink, ledger, run_id: str, scored: pd.DataFrame, progress: Progress) 
                         f"{sink.describe()} refused the credentials (HTTP {status}); fix them and run "
                         "again: the run resumes where it stopped"
                     ) from error
-            ledger.update_run(run_id, leads_written=written, leads_failed=failed)
+            ledger.update_run(run_id, leads_written=already + written, leads_failed=failed)
             progress("write", min(start + size, total), total)
+        sink.finish(run_id)
     except BaseException as error:  # killed or crashed mid-way: the record says so; a re-run resumes
         ledger.update_run(
-            run_id, status="failed", finished_at=_now().to_pydatetime(), leads_written=written,
+            run_id, status="failed", finished_at=_now().to_pydatetime(), leads_written=already + written,
             leads_failed=failed, message=f"stopped: {error.__class__.__name__}: {error}"[:2000],
         )  # fmt: skip
         raise

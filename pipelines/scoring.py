@@ -30,6 +30,7 @@ from features.build import build_features, feature_specs
 from models.frame import feature_matrix
 from models.packaged import LeadScorer
 from models.reasons import top_reasons
+from pipelines.training_set import won_or_lost_before
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,12 @@ def load_scoring_model(uri: str) -> ScoringModel:
             log.info("%s cutoff from the version tag: %s (packaged %.6f)", tier.upper(), tagged, scorer.meta["cutoffs"][tier])
         if tagged is not None:
             scorer.meta["cutoffs"][tier] = float(tagged)
+    cut = scorer.meta["cutoffs"]
+    if not 0 <= cut["mql"] <= cut["sql"] <= 1:
+        raise ValueError(
+            f"model {name} version {version.version}: cutoffs must satisfy 0 <= MQL <= SQL <= 1, "
+            f"got MQL {cut['mql']}, SQL {cut['sql']} (check the version's sql_cutoff / mql_cutoff tags)"
+        )
     log.info("loaded %s version %s (%s)", name, version.version, uri)
     return ScoringModel(scorer, name, str(version.version), uri, tags)
 
@@ -121,19 +128,18 @@ def open_leads(
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """The snapshots to score (``lead_id``, ``as_of``) and how many leads were left out, by reason.
 
-    Open: created before ``as_of``, with no opportunity closed (won or lost) before it, and, if
+    Open: created before ``as_of``, not already won (an opportunity closed won before it) nor
+    lost (every opportunity opened before it closed lost, none open), and, if
     ``max_lead_age_days`` is set, created within that many days (older leads are outside the
     population the model was trained on). Sorted by lead id, so batches are reproducible.
     """
     leads, opps = tables["leads"], tables["opportunities"]
-    closed = opps[opps["closed_at"].notna() & (opps["closed_at"] < as_of)]
-    won_ids = set(closed.loc[closed["is_won"].fillna(False).astype(bool), "lead_id"].astype(str))
-    lost_ids = set(closed["lead_id"].astype(str)) - won_ids
     ids = leads["lead_id"].astype(str)
     created = leads["created_at"]
     not_yet = (created >= as_of).to_numpy()
-    won = ids.isin(won_ids).to_numpy() & ~not_yet
-    lost = ids.isin(lost_ids).to_numpy() & ~not_yet & ~won
+    # The rule the training labels use: a lost opportunity does not close a lead with another open.
+    won, lost = won_or_lost_before(pd.DataFrame({"lead_id": ids.to_numpy(), "as_of": as_of}), opps.assign(lead_id=opps["lead_id"].astype(str)))
+    won, lost = won & ~not_yet, lost & ~not_yet & ~won
     too_old = np.zeros(len(leads), dtype=bool)
     if max_lead_age_days is not None:
         too_old = ((as_of - created) > pd.Timedelta(days=int(max_lead_age_days))).to_numpy() & ~not_yet & ~won & ~lost

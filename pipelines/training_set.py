@@ -54,16 +54,9 @@ def label_snapshots(
     )["created_at"]
     before_lead = ~(created < snaps["as_of"]).to_numpy()
 
-    # Every (snapshot, opportunity of its lead) pair, once: closed, won and open as of as_of.
-    opps = opportunities[["lead_id", "created_at", "closed_at", "is_won"]]
-    pairs = snaps.assign(_row=np.arange(len(snaps))).merge(opps, on="lead_id", suffixes=("", "_opp"))
-    opened = pairs["created_at"] < pairs["as_of"]
-    closed_before = pairs["closed_at"].notna() & (pairs["closed_at"] < pairs["as_of"])
+    pairs = _opportunity_pairs(snaps, opportunities)
+    won_before, lost_before = _won_lost(pairs, len(snaps))
     is_won = pairs["is_won"].fillna(False).astype(bool).to_numpy()
-    won_before = _any_per_row(pairs, closed_before.to_numpy() & is_won, len(snaps))
-    n_opened = _count_per_row(pairs, opened.to_numpy(), len(snaps))
-    n_still_open = _count_per_row(pairs, (opened & ~closed_before).to_numpy(), len(snaps))
-    lost_before = (n_opened > 0) & (n_still_open == 0) & ~won_before
     already_closed = (won_before | lost_before) & ~before_lead
     censored = (snaps["as_of"] + horizon > data_end).to_numpy() & ~before_lead & ~already_closed
     keep = ~(before_lead | already_closed | censored)
@@ -168,3 +161,28 @@ def manifest(
         "input_fingerprint": input_fingerprint,
         "settings": dict(settings),
     }
+
+
+def _opportunity_pairs(snaps: pd.DataFrame, opportunities: pd.DataFrame) -> pd.DataFrame:
+    """Every (snapshot, opportunity of its lead) pair, once, with the snapshot's row number."""
+    opps = opportunities[["lead_id", "created_at", "closed_at", "is_won"]]
+    return snaps.assign(_row=np.arange(len(snaps))).merge(opps, on="lead_id", suffixes=("", "_opp"))
+
+
+def _won_lost(pairs: pd.DataFrame, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per snapshot: already won (a won opportunity closed before as_of); already lost (every
+    opportunity opened before as_of closed lost before it, none still open, none won)."""
+    opened = pairs["created_at"] < pairs["as_of"]
+    closed_before = pairs["closed_at"].notna() & (pairs["closed_at"] < pairs["as_of"])
+    is_won = pairs["is_won"].fillna(False).astype(bool).to_numpy()
+    won_before = _any_per_row(pairs, closed_before.to_numpy() & is_won, n)
+    n_opened = _count_per_row(pairs, opened.to_numpy(), n)
+    n_still_open = _count_per_row(pairs, (opened & ~closed_before).to_numpy(), n)
+    return won_before, (n_opened > 0) & (n_still_open == 0) & ~won_before
+
+
+def won_or_lost_before(snapshots: pd.DataFrame, opportunities: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per snapshot (``lead_id``, ``as_of``): already won, already lost, by the rule labels use
+    (a lost opportunity does not close a lead that has another one open or won)."""
+    snaps = snapshots[["lead_id", "as_of"]].reset_index(drop=True)
+    return _won_lost(_opportunity_pairs(snaps, opportunities), len(snaps))

@@ -40,9 +40,9 @@ def _ledger_url(destination: str, settings: dict[str, Any], ledger_url: str | No
     kind = sink_kind(destination)
     if kind == "sql":
         return destination
+    # Absolute: the same ledger whatever the working directory of the job (cron, DVC...).
     folder = Path(destination.removeprefix("file://")) if kind == "files" else Path("data/scoring")
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'scoring_ledger.db'}"
+    return f"sqlite:///{(folder / 'scoring_ledger.db').resolve()}"
 
 
 def open_ledger(destination: str, settings: dict[str, Any], ledger_url: str | None = None) -> Ledger:

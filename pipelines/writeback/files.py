@@ -62,8 +62,8 @@ class FileSink(ScoreSink):
         return self.folder / "history" / f"run_id={run_id}"
 
     def describe(self) -> str:
-        """The folder and format."""
-        return f"{self.folder} ({self.fmt})"
+        """The folder (absolute: one folder, one identity in the run records) and format."""
+        return f"{self.folder.resolve()} ({self.fmt})"
 
     def prepare(self) -> None:
         """Create the folder."""

@@ -13,18 +13,21 @@ with :meth:`HttpSink._secret`.
 
 from __future__ import annotations
 
+import logging
 import os
 from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+import numpy as np
 import pandas as pd
 
 from pipelines.writeback.base import BatchWriteError, ScoreSink, SinkConfigurationError
 from pipelines.writeback.ledger import Ledger
 from pipelines.writeback.retry import RetryError, call_with_retries
 
+log = logging.getLogger(__name__)
 
 class HttpSink(ScoreSink):
     """Current scores through a CRM's batch upsert API; history in the ledger."""
@@ -124,11 +127,21 @@ class HttpSink(ScoreSink):
         """
         if batch["lead_id"].duplicated().any():
             raise ValueError(f"a batch must hold each lead once ({self.duplicate_rule})")
+        # The CRM's upsert cannot compare times: never send a score older than one already
+        # written (a backfill after a newer run). Such rows go to history only.
+        ids = batch["lead_id"].astype(str)
+        known = self.ledger.latest_scored_at(ids).reindex(ids.to_numpy()).to_numpy(dtype="datetime64[us]")
+        scored_at = pd.to_datetime(batch["scored_at"]).to_numpy(dtype="datetime64[us]")
+        stale = ~np.isnat(known) & (known > scored_at)
+        if stale.any():
+            log.info("%d leads already have a newer score in %s: history only", int(stale.sum()), self.describe())
+            self.ledger.append_history(batch[stale])
+            batch = batch[~stale]
         failed: list[str] = []
         messages: list[str] = []
         attempts = 1
         status: int | None = None
-        for body in self.payloads(batch):
+        for body in self.payloads(batch) if len(batch) else []:
             ids = self._request_ids(body)
             calls = 0
 

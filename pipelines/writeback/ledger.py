@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -39,13 +40,13 @@ def history_table(metadata: sa.MetaData, name: str) -> sa.Table:
     return sa.Table(
         name,
         metadata,
-        sa.Column("run_id", sa.String(64), primary_key=True),
-        sa.Column("lead_id", sa.String(64), primary_key=True),
+        sa.Column("run_id", sa.String(), primary_key=True),
+        sa.Column("lead_id", sa.String(), primary_key=True),
         sa.Column("score", sa.Integer, nullable=False),
         sa.Column("probability", sa.Float, nullable=False),
         sa.Column("stage", sa.String(16), nullable=False),
-        sa.Column("model_name", sa.String(128), nullable=False),
-        sa.Column("model_version", sa.String(32), nullable=False),
+        sa.Column("model_name", sa.String(), nullable=False),
+        sa.Column("model_version", sa.String(), nullable=False),
         sa.Column("scored_at", sa.DateTime, nullable=False),
     )
 
@@ -75,12 +76,12 @@ class Ledger:
         self.runs = sa.Table(
             names["runs"],
             self.metadata,
-            sa.Column("run_id", sa.String(64), primary_key=True),
-            sa.Column("model_name", sa.String(128), nullable=False),
-            sa.Column("model_version", sa.String(32), nullable=False),
-            sa.Column("model_uri", sa.String(512), nullable=False),
+            sa.Column("run_id", sa.String(), primary_key=True),
+            sa.Column("model_name", sa.String(), nullable=False),
+            sa.Column("model_version", sa.String(), nullable=False),
+            sa.Column("model_uri", sa.String(), nullable=False),
             sa.Column("as_of", sa.DateTime, nullable=False),
-            sa.Column("sink", sa.String(512), nullable=False),
+            sa.Column("sink", sa.String(), nullable=False),
             sa.Column("status", sa.String(16), nullable=False),
             sa.Column("started_at", sa.DateTime, nullable=False),
             sa.Column("finished_at", sa.DateTime),
@@ -94,7 +95,7 @@ class Ledger:
         self.failures = sa.Table(
             names["failures"],
             self.metadata,
-            sa.Column("run_id", sa.String(64), primary_key=True),
+            sa.Column("run_id", sa.String(), primary_key=True),
             sa.Column("batch_no", sa.Integer, primary_key=True),
             sa.Column("n_leads", sa.Integer, nullable=False),
             sa.Column("lead_ids", sa.Text, nullable=False),
@@ -105,11 +106,25 @@ class Ledger:
         self.history = history_table(self.metadata, names["history"])
 
     def create(self) -> None:
-        """Create the ledger tables if they do not exist."""
+        """Create the ledger tables (and the SQLite file's folder) if they do not exist."""
+        file = self._sqlite_file()
+        if file is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
         self.metadata.create_all(self.engine)
 
+    def _sqlite_file(self) -> Path | None:
+        """The SQLite database file, if the ledger is one (None: another database or in memory)."""
+        url = self.engine.url
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return None
+        return Path(url.database)
+
     def exists(self) -> bool:
-        """True once the ledger's tables were created (by an earlier run)."""
+        """True once the ledger's tables were created (by an earlier run). Creates nothing:
+        connecting to a SQLite file that does not exist would create it."""
+        file = self._sqlite_file()
+        if file is not None and not file.exists():
+            return False
         return sa.inspect(self.engine).has_table(self.runs.name)
 
     def start_run(self, record: Mapping[str, Any]) -> None:
@@ -190,6 +205,20 @@ class Ledger:
         """Leads with a history row for ``run_id``."""
         with self.engine.connect() as conn:
             return set(conn.execute(sa.select(self.history.c.lead_id).where(self.history.c.run_id == run_id)).scalars())
+
+    def latest_scored_at(self, lead_ids: pd.Series) -> pd.Series:
+        """The newest ``scored_at`` in the history of each of these leads (those with one)."""
+        ids = list(pd.unique(lead_ids))
+        if not ids or not self.exists():
+            return pd.Series(dtype="datetime64[us]")
+        query = (
+            sa.select(self.history.c.lead_id, sa.func.max(self.history.c.scored_at).label("scored_at"))
+            .where(self.history.c.lead_id.in_(ids))
+            .group_by(self.history.c.lead_id)
+        )
+        with self.engine.connect() as conn:
+            rows = pd.read_sql(query, conn)
+        return pd.Series(pd.to_datetime(rows["scored_at"]).to_numpy(dtype="datetime64[us]"), index=rows["lead_id"].astype(str))
 
     def close(self) -> None:
         """Dispose of the engine's connections."""

@@ -20,12 +20,19 @@ import logging
 import pandas as pd
 import sqlalchemy as sa
 
-from pipelines.writeback.base import HISTORY_COLUMNS, SCORE_COLUMNS, BatchWriteError, ScoreSink
+from pipelines.writeback.base import (
+    HISTORY_COLUMNS,
+    SCORE_COLUMNS,
+    BatchWriteError,
+    ScoreSink,
+    SinkConfigurationError,
+)
 from pipelines.writeback.ledger import DEFAULT_TABLES, history_table
 
 log = logging.getLogger(__name__)
 
-_STRING = sa.String(64)
+#: Ids and names: unbounded text (the data contract sets no length; SQLite would not check one).
+_STRING = sa.String()
 
 
 def current_table(metadata: sa.MetaData, name: str) -> sa.Table:
@@ -45,8 +52,8 @@ def current_table(metadata: sa.MetaData, name: str) -> sa.Table:
         sa.Column("gate_timeline", sa.String(16)),
         sa.Column("reasons_for", sa.Text),
         sa.Column("reasons_against", sa.Text),
-        sa.Column("model_name", sa.String(128), nullable=False),
-        sa.Column("model_version", sa.String(32), nullable=False),
+        sa.Column("model_name", _STRING, nullable=False),
+        sa.Column("model_version", _STRING, nullable=False),
         sa.Column("scored_at", sa.DateTime, nullable=False),
         sa.Column("run_id", _STRING, nullable=False),
     )
@@ -64,13 +71,17 @@ class SqlSink(ScoreSink):
         self.url = url
         self.batch_size = int(batch_size)
         names = {**DEFAULT_TABLES, **(tables or {})}
+        backend = sa.make_url(url).get_backend_name()
+        if backend not in ("postgresql", "sqlite"):
+            raise SinkConfigurationError(
+                f"scores can be written to PostgreSQL or SQLite, not {backend} ({display_url(url)}): "
+                "the bulk upsert uses their ON CONFLICT clause"
+            )
         self.engine = sa.create_engine(url)
         self.metadata = sa.MetaData()
         self.current = current_table(self.metadata, names["current"])
         self.history = history_table(self.metadata, names["history"])
-        self.dialect = self.engine.dialect.name
-        if self.dialect not in ("postgresql", "sqlite"):
-            log.warning("database %s is neither PostgreSQL nor SQLite: using portable SQL (slower)", self.dialect)
+        self.dialect = backend
 
     def describe(self) -> str:
         """The database URL, password hidden."""
@@ -89,15 +100,17 @@ class SqlSink(ScoreSink):
     def write_batch(self, batch: pd.DataFrame) -> None:
         """Stage the batch, upsert current scores, append history: one transaction."""
         rows = batch[SCORE_COLUMNS]
-        # No reasons is NULL in every database (COPY reads an empty CSV field as NULL too).
-        rows = rows.assign(**{c: rows[c].mask(rows[c] == "") for c in ("reasons_for", "reasons_against")})
+        # Empty text is NULL in every database (COPY reads an empty CSV field as NULL).
+        text = [c for c in SCORE_COLUMNS if rows[c].dtype == object or pd.api.types.is_string_dtype(rows[c].dtype)]
+        rows = rows.assign(**{c: rows[c].mask(rows[c] == "") for c in text})
         try:
             with self.engine.begin() as conn:
                 self._stage(conn, rows)
                 conn.exec_driver_sql(self._upsert_sql())
                 conn.exec_driver_sql(self._history_sql())
                 conn.exec_driver_sql(f"DROP TABLE {self._staging}")
-        except sa.exc.SQLAlchemyError as error:
+        except (sa.exc.SQLAlchemyError, self.engine.dialect.loaded_dbapi.Error) as error:
+            # Raw-driver errors (COPY, executemany) are not wrapped by SQLAlchemy: both count.
             raise BatchWriteError(
                 f"{self.describe()}: batch of {len(rows)} leads rolled back: {error.__class__.__name__}: "
                 f"{str(error.orig if hasattr(error, 'orig') else error).splitlines()[0]}",
@@ -113,6 +126,9 @@ class SqlSink(ScoreSink):
     def _stage(self, conn: sa.Connection, rows: pd.DataFrame) -> None:
         columns = ", ".join(self._q(c) for c in SCORE_COLUMNS)
         current = self._q(self.current.name)
+        # SQLite does not roll back DDL (pysqlite autocommits it): a batch that failed may have
+        # left the staging table behind on this pooled connection.
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self._staging}")
         if self.dialect == "postgresql":
             conn.exec_driver_sql(
                 f"CREATE TEMP TABLE {self._staging} (LIKE {current} INCLUDING DEFAULTS) ON COMMIT DROP"
