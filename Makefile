@@ -41,6 +41,7 @@ bench: install ## Run the benchmarks (ratios against references measured in the 
 	$(BIN)/python benchmarks/bench_behavioral.py --scenario scoring
 	$(BIN)/python benchmarks/bench_training.py
 	$(BIN)/python benchmarks/bench_scoring.py
+	$(BIN)/python benchmarks/bench_reasons.py
 	$(BIN)/python benchmarks/bench_writeback.py
 
 lint: install ## Lint and format-check
