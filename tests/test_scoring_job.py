@@ -398,3 +398,17 @@ def test_an_http_crm_never_receives_a_score_older_than_one_it_has(world, monkeyp
     assert backfill["status"] == "succeeded" and overlap
     assert all(held[lead]["leadscore_scored_at"].startswith("2024-11-01") for lead in overlap)
     assert len(server.requests) > sent  # leads only the backfill scores were still sent
+
+
+def test_csv_sink_writes_the_same_scores_as_parquet(world):
+    root, params, tmp = world
+    params["score"]["file_format"] = "csv"
+    run_score(params, str(root / "crm"), to=str(tmp / "csv"), as_of="2024-11-01")
+    params["score"]["file_format"] = "parquet"
+    run_score(params, str(root / "crm"), to=str(tmp / "parquet"), as_of="2024-11-01")
+    text = pd.read_csv(tmp / "csv" / "lead_scores.csv", dtype={"lead_id": str, "model_version": str})
+    binary = pd.read_parquet(tmp / "parquet" / "lead_scores.parquet")
+    assert list(text.columns) == SCORE_COLUMNS and len(text) == len(binary) > 0
+    np.testing.assert_allclose(text["probability"], binary["probability"], rtol=1e-12)
+    assert (text["lead_id"] == binary["lead_id"]).all() and (text["stage"] == binary["stage"]).all()
+    assert (pd.to_datetime(text["scored_at"]) == binary["scored_at"]).all()
