@@ -31,6 +31,7 @@ demo: install ## Run the main job end to end on the embedded default (synthetic 
 	$(BIN)/leadscore manifest data/training/manifest.json --oracle data/oracle/true_propensity.parquet
 	$(BIN)/leadscore metrics data/evaluation/metrics.json --registered data/registry/registered.json
 	$(BIN)/leadscore scoring-runs sqlite:///data/crm.db --last 3
+	$(BIN)/leadscore scores sqlite:///data/crm.db --top 3
 
 test: install ## Run lint and the whole test suite
 	$(BIN)/ruff check .

@@ -44,7 +44,8 @@ class FeatureSpec:
                 return self.missing_label
             shown = "unknown"
         elif isinstance(value, float):
-            shown = f"{value:.0f}" if value.is_integer() else f"{value:.2g}"
+            # As a person says it: 180 days, 2.2 days, 0.77 days; never 1.8e+02.
+            shown = f"{value:,.0f}" if value.is_integer() or abs(value) >= 10 else f"{value:.2g}"
         else:
             shown = str(value).replace("_", " ")
         return self.label.format(value=shown)

@@ -21,7 +21,7 @@ def lifecycle_specs() -> list[FeatureSpec]:
     return [
         FeatureSpec("source", "Came in through {value}", ("leads.source", "leads.created_at"), BUILDER, categorical=True),
         FeatureSpec("lead_age_days", "Lead created {value} days ago", ("leads.created_at",), BUILDER),
-        FeatureSpec("opportunities_opened", "{value} sales opportunities opened", opp, BUILDER),
+        FeatureSpec("opportunities_opened", "Sales opportunities opened: {value}", opp, BUILDER),
         FeatureSpec("days_since_opportunity_opened", "Sales opportunity opened {value} days ago", opp, BUILDER,
                     missing_label="No sales opportunity opened"),
     ]

@@ -442,7 +442,8 @@ def _print_score_summary(r: dict) -> None:
         f"(left out: won {counts['already_won']:,}, lost {counts['already_lost']:,}, "
         f"too old {counts['older_than_max_age']:,}; already written {counts.get('already_written', 0):,})"
     )
-    stages = Table(title=f"stages (SQL cutoff {r['cutoffs']['sql']:.3f}, MQL cutoff {r['cutoffs']['mql']:.3f})")
+    out_console.print(f"cutoffs of this model version: SQL {r['cutoffs']['sql']:.3f}, MQL {r['cutoffs']['mql']:.3f}")
+    stages = Table(title="stages")
     for c in ("stage", "leads"):
         stages.add_column(c, justify="left" if c == "stage" else "right")
     for stage, n in r["stages"].items():
@@ -461,6 +462,41 @@ def _print_score_summary(r: dict) -> None:
             f"run {r['run_id']} [{colour}]{r['status']}[/]: {r['leads_written']:,} written, "
             f"{r['leads_failed']:,} failed, to {r['sink']} in {r['seconds']:.1f} s"
         )
+
+
+@app.command("scores")
+def show_scores(
+    where: Annotated[str, typer.Argument(help="Where scores were written: an SQLAlchemy URL or a folder of score files.")] = "sqlite:///data/crm.db",
+    params: ParamsOpt = Path("params.yaml"),
+    top: Annotated[int, typer.Option(min=1, help="How many leads to show, highest score first.")] = 5,
+    stage: Annotated[str | None, typer.Option(help="Only this stage (SQL, MQL, nurture, disqualified).")] = None,
+) -> None:
+    """Show the current scores a run wrote back: the highest first, with stage and reasons in words."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    table_name = _load(params).get("score", {}).get("tables", {}).get("current", "lead_scores")
+    try:
+        if "://" in where:
+            engine = sa.create_engine(where)
+            with engine.connect() as conn:
+                scores = pd.read_sql_table(table_name, conn)
+            engine.dispose()
+        else:
+            files = sorted(Path(where).glob("lead_scores.*"))
+            if not files:
+                _fail(f"no lead_scores.parquet or lead_scores.csv in {where}: run `leadscore score --to {where}` first")
+            scores = pd.read_parquet(files[0]) if files[0].suffix == ".parquet" else pd.read_csv(files[0], dtype={"lead_id": str})
+    except (OSError, ValueError, sa.exc.SQLAlchemyError) as err:
+        _fail(f"cannot read scores from {where}: {str(err).splitlines()[0]} (run `leadscore score` first)")
+    if stage:
+        scores = scores[scores["stage"] == stage]
+    shown = scores.sort_values(["probability", "lead_id"], ascending=[False, True]).head(top)
+    out_console.print(f"{len(scores):,} leads scored in {where}; the {len(shown)} highest:")
+    for r in shown.itertuples(index=False):
+        out_console.print(f"[bold]{r.lead_id}[/]  score {r.score}  [bold]{r.stage}[/]  ({r.stage_reason})")
+        out_console.print(f"   for: {r.reasons_for if isinstance(r.reasons_for, str) else '-'}")
+        out_console.print(f"   against: {r.reasons_against if isinstance(r.reasons_against, str) else '-'}")
 
 
 @app.command("scoring-runs")

@@ -92,7 +92,7 @@ def test_generate_validate_label_features_training_set(tmp_path, small_params):
 
 def test_every_command_explains_itself():
     for command in ("generate", "validate", "label", "features", "training-set", "manifest", "catalog",
-                    "train", "evaluate", "register", "metrics", "score", "scoring-runs"):
+                    "train", "evaluate", "register", "metrics", "score", "scores", "scoring-runs"):
         out = invoke(command, "--help")
         assert "Usage" in out and len(out) > 300, command
 

@@ -52,6 +52,11 @@ def test_describe_reads_like_a_reason():
     bant = next(s for s in feature_specs(["bant"]) if s.name == "bant_timeline")
     assert bant.describe("under_3_months") == "Purchase timeline: under 3 months"
     assert bant.describe(float("nan")) == "Purchase timeline: unknown"
+    age = FeatureSpec("lead_age_days", "Lead created {value} days ago", (), "t")
+    assert [age.describe(v) for v in (180.4, 2.25, 0.771, 12000.0)] == [
+        "Lead created 180 days ago", "Lead created 2.2 days ago", "Lead created 0.77 days ago",
+        "Lead created 12,000 days ago",
+    ]  # fmt: skip
 
 
 def test_unknown_builder_is_named(tiny_tables):
