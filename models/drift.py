@@ -289,12 +289,16 @@ def _labels(ref: dict) -> list[str]:
     return [*ref["labels"], "missing"]
 
 
-def _compare(ref: dict, values: pd.Series | np.ndarray) -> tuple[float, int, str]:
-    """(psi, number of bins, largest shift) of ``values`` against one reference entry."""
+def bin_shares(ref: dict, values: pd.Series | np.ndarray) -> pd.DataFrame:
+    """Per bin of one reference entry (a feature's, or ``reference["score"]``): its label, the
+    reference share and the share of ``values``; what a drift plot draws."""
     expected = _reference_shares(ref)
+    actual = _actual_shares(ref, values) if len(values) else np.full(len(expected), np.nan)
+    return pd.DataFrame({"bin": _labels(ref), "reference": expected, "current": actual})
+
+
+def _actual_shares(ref: dict, values: pd.Series | np.ndarray) -> np.ndarray:
     n = len(values)
-    if n == 0:
-        return np.nan, len(expected), "no rows to compare"
     if ref["kind"] == "numeric":
         x = values if isinstance(values, np.ndarray) else _as_float(values)
         counts = _numeric_counts(x, np.asarray(ref["cuts"], dtype=float))
@@ -306,7 +310,15 @@ def _compare(ref: dict, values: pd.Series | np.ndarray) -> tuple[float, int, str
         where[where < 0] = k  # unseen in the reference: "other"
         counts = np.bincount(where, weights=per_key, minlength=k + 1)
         counts = np.append(counts, n_missing)
-    actual = counts / n
+    return counts / n
+
+
+def _compare(ref: dict, values: pd.Series | np.ndarray) -> tuple[float, int, str]:
+    """(psi, number of bins, largest shift) of ``values`` against one reference entry."""
+    expected = _reference_shares(ref)
+    if len(values) == 0:
+        return np.nan, len(expected), "no rows to compare"
+    actual = _actual_shares(ref, values)
     e, a = np.maximum(expected, PSI_FLOOR), np.maximum(actual, PSI_FLOOR)
     psi = float(np.sum((a - e) * np.log(a / e)))
     moved = np.abs(actual - expected)

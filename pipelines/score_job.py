@@ -337,6 +337,18 @@ def _check_drift(model, features: pd.DataFrame, scored: pd.DataFrame, settings: 
     for message in messages:
         (log.error if verdict == "refuse" else log.warning)("drift: %s", message)
     top = table.head(int(settings.get("report_top", 10)))
+    if settings.get("plot"):
+        import matplotlib.pyplot as plt
+
+        from models.drift import bin_shares
+        from models.plots import drift_figure
+
+        path = Path(settings["plot"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure = drift_figure(table, bin_shares(reference["score"], scored["probability"].to_numpy(dtype=float)))
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        log.info("drift plot: %s", path)
     return {
         "verdict": verdict,
         "messages": messages,

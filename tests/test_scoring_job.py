@@ -35,6 +35,7 @@ def world(trained_world, tmp_path):
         batch_size={"sql": 150, "files": 150},
         max_lead_age_days=None,
     )
+    params["score"]["drift"] = {**params["score"]["drift"], "plot": str(tmp_path / "drift.png")}
     return root, params, tmp_path
 
 
@@ -256,7 +257,9 @@ def test_model_by_registry_uri_uses_the_cutoffs_of_that_version(world, monkeypat
 
 def test_drift_is_measured_against_the_models_reference_and_can_refuse(world):
     root, params, tmp = world
+    params["score"]["drift"]["plot"] = str(tmp / "drift.png")
     summary = run_score(params, str(root / "crm"), dry_run=True)
+    assert (tmp / "drift.png").stat().st_size > 20_000
     drift = summary["drift"]
     assert drift["verdict"] in ("ok", "warn") and 0 <= drift["score_psi"] < 0.25
     assert drift["top"][0]["psi"] >= drift["top"][-1]["psi"] >= 0
