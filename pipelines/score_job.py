@@ -278,6 +278,8 @@ def run_score(
             "seconds": round(time.perf_counter() - clock, 2),
         }
         log.info("run %s %s: %d written, %d failed, %s", run_id, status, written, failed, summary["stages"])
+        if model.uri.startswith("models:/") and settings.get("mlflow_experiment"):
+            summary["mlflow_run_id"] = _track_in_mlflow(settings, summary)
         return summary
     finally:
         sink.close()
@@ -360,3 +362,41 @@ def _check_drift(model, features: pd.DataFrame, scored: pd.DataFrame, settings: 
 def default_ledger_path(destination: str) -> Path:
     """Where the ledger lives when the sink is not a database."""
     return Path("data/scoring/ledger.db") if "://" in destination else Path(destination) / "scoring_ledger.db"
+
+
+def _track_in_mlflow(settings: dict[str, Any], summary: dict[str, Any]) -> str | None:
+    """Log the run's counts, stages and drift to MLflow, beside the model's training runs, so
+    that the nights can be compared in the MLflow UI. The scores are already written: a
+    tracking failure is a warning, never a failed job."""
+    import mlflow
+
+    from pipelines.registry import tracking_uri
+
+    try:
+        mlflow.set_tracking_uri(tracking_uri())
+        mlflow.set_experiment(settings["mlflow_experiment"])
+        with mlflow.start_run(run_name=f"score {summary['run_id']}") as run:
+            mlflow.set_tags(
+                {
+                    "scoring_run_id": summary["run_id"], "model_name": summary["model_name"],
+                    "model_version": summary["model_version"], "as_of": summary["as_of"],
+                    "sink": summary["sink"], "status": summary["status"], "drift": summary["drift"]["verdict"],
+                }
+            )  # fmt: skip
+            counts = summary["counts"]
+            metrics = {
+                "leads_open": counts["open"], "leads_scored": counts["scored"],
+                "leads_written": summary["leads_written"], "leads_failed": summary["leads_failed"],
+                **{f"stage_{stage}": n for stage, n in summary["stages"].items()},
+            }  # fmt: skip
+            if summary["drift"].get("score_psi") is not None:
+                metrics["psi_score"] = summary["drift"]["score_psi"]
+            metrics |= {f"psi_{t['feature']}": t["psi"] for t in summary["drift"]["top"] if t["psi"] is not None}
+            mlflow.log_metrics({k.replace("__", ""): float(v) for k, v in metrics.items()})
+            plot = settings.get("drift", {}).get("plot")
+            if plot and Path(plot).exists() and summary["drift"]["verdict"] != "not_checked":
+                mlflow.log_artifact(plot)
+        return run.info.run_id
+    except Exception as error:  # noqa: BLE001 - tracking is a report, not the job
+        log.warning("the scoring run was not logged to MLflow (%s): %s", tracking_uri(), error)
+        return None

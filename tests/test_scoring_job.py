@@ -253,6 +253,12 @@ def test_model_by_registry_uri_uses_the_cutoffs_of_that_version(world, monkeypat
     assert (preview.loc[preview["stage"] == "SQL", "probability"] >= 0.5).all()
     with pytest.raises(LookupError, match="not found in the registry"):
         load_scoring_model("models:/lead-conversion@nobody")
+    # A real run of a registered model is tracked in MLflow beside the training runs.
+    written = run_score(params, str(root / "crm"))
+    tracked = mlflow.get_run(written["mlflow_run_id"])
+    assert tracked.data.tags["scoring_run_id"] == written["run_id"] and tracked.data.tags["model_version"] == "1"
+    assert tracked.data.metrics["leads_written"] == written["leads_written"] > 0
+    assert "psi_score" in tracked.data.metrics
 
 
 def test_drift_is_measured_against_the_models_reference_and_can_refuse(world):
