@@ -142,7 +142,7 @@ def score_crm(
         parts.append(
             score_leads(
                 part, model, specs,
-                contributions=_contributions(model),
+                contributions=model.explainer.contributions,
                 top_k=int(reasons.get("top_k", 3)),
                 min_log_odds=float(reasons.get("min_log_odds", 0.01)),
             )
@@ -153,18 +153,6 @@ def score_crm(
     scored["scored_at"] = scored["scored_at"].astype("datetime64[us]")
     counts["scored"] = len(scored)
     return scored.reset_index(drop=True), features, counts
-
-
-def _contributions(model):
-    """The fastest exact SHAP contributions available for this model (else ``pred_contrib``)."""
-    try:
-        from models.contributions import TreeContributions
-    except ImportError:  # pragma: no cover - the fast path is optional
-        return None
-    cache = model.__dict__.setdefault("_contributions", {})
-    if "fast" not in cache:
-        cache["fast"] = TreeContributions(model.scorer.booster)
-    return cache["fast"].contributions
 
 
 def run_score(
@@ -358,10 +346,6 @@ def _check_drift(model, features: pd.DataFrame, scored: pd.DataFrame, settings: 
         "top": [{"feature": r.feature, "psi": None if np.isnan(r.psi) else round(float(r.psi), 4), "largest_shift": r.largest_shift} for r in top.itertuples()],
     }
 
-
-def default_ledger_path(destination: str) -> Path:
-    """Where the ledger lives when the sink is not a database."""
-    return Path("data/scoring/ledger.db") if "://" in destination else Path(destination) / "scoring_ledger.db"
 
 
 def _track_in_mlflow(settings: dict[str, Any], summary: dict[str, Any]) -> str | None:

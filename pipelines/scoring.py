@@ -19,6 +19,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import pandas as pd
 
 from features.behavioral import BehavioralParams
 from features.build import build_features, feature_specs
+from models.contributions import TreeContributions
 from models.frame import feature_matrix
 from models.packaged import LeadScorer
 from models.reasons import top_reasons
@@ -51,6 +53,11 @@ class ScoringModel:
     def cutoffs(self) -> dict[str, float]:
         """The SQL and MQL cutoffs this model version scores with."""
         return dict(self.scorer.meta["cutoffs"])
+
+    @cached_property
+    def explainer(self) -> TreeContributions:
+        """Exact SHAP contributions of the booster, fast (built once per loaded model)."""
+        return TreeContributions(self.scorer.booster)
 
     @property
     def features(self) -> list[str]:

@@ -32,6 +32,7 @@ DEFAULT_TABLES = {
     "runs": "scoring_runs",
     "failures": "scoring_failures",
 }
+#: What a run record's status can be (see docs/scoring.md).
 RUN_STATUSES = ("running", "succeeded", "partial", "failed", "superseded")
 
 
