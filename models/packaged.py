@@ -59,14 +59,19 @@ class LeadScorer:
             meta,
         )
 
-    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
-        """Calibrated probability of closed-won within the horizon, per row."""
-        x = feature_matrix(features, self.meta["features"])
+    def matrix(self, features: pd.DataFrame) -> pd.DataFrame:
+        """The booster's view of ``features``: its columns in order, text as categories."""
+        return feature_matrix(features, self.meta["features"])
+
+    def predict_proba(self, features: pd.DataFrame, x: pd.DataFrame | None = None) -> np.ndarray:
+        """Calibrated probability of closed-won within the horizon, per row (``x``: the
+        :meth:`matrix` of ``features``, if the caller has it already)."""
+        x = self.matrix(features) if x is None else x
         return self.calibrator.predict(predict_scores(self.booster, x))
 
-    def score(self, features: pd.DataFrame) -> pd.DataFrame:
+    def score(self, features: pd.DataFrame, x: pd.DataFrame | None = None) -> pd.DataFrame:
         """Probability, score 0-100, stage and why, and the gate results, per row (same index)."""
-        p = self.predict_proba(features)
+        p = self.predict_proba(features, x)
         gates = self.gates.transform(features)
         stages = assign_stages(p, gates, self.meta["cutoffs"])
         out = pd.DataFrame({"probability": p, "score": np.rint(100 * p).astype(int)}, index=features.index)

@@ -69,8 +69,9 @@ def resolve_as_of(params: dict[str, Any], source: str | Path | Mapping, as_of: s
         return naive_utc(chosen), True
     if not isinstance(source, str | Path):
         raise ValueError("scoring tables handed over in memory needs an explicit as_of")
-    if "://" not in str(source) and "extracted_at" in _read_meta(Path(source)):
-        return naive_utc(_read_meta(Path(source))["extracted_at"]), True
+    recorded = {} if "://" in str(source) else _read_meta(Path(source))
+    if "extracted_at" in recorded:
+        return naive_utc(recorded["extracted_at"]), True
     return resolve_extracted_at(source, None), False
 
 

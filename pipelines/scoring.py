@@ -29,7 +29,6 @@ import pandas as pd
 from features.behavioral import BehavioralParams
 from features.build import build_features, feature_specs
 from models.contributions import TreeContributions
-from models.frame import feature_matrix
 from models.packaged import LeadScorer
 from models.reasons import top_reasons
 from pipelines.training_set import won_or_lost_before
@@ -212,10 +211,10 @@ def score_leads(
     ``contributions`` maps the model's feature matrix to SHAP values (n x features+1); default:
     LightGBM's ``pred_contrib``. ``top_k=0`` skips reasons.
     """
-    scored = model.scorer.score(features)
+    x = model.scorer.matrix(features)  # once: the probabilities and the contributions read it
+    scored = model.scorer.score(features, x)
     scored.insert(0, "lead_id", features["lead_id"].to_numpy())
     if top_k > 0 and len(features):
-        x = feature_matrix(features, model.features)
         booster = model.scorer.booster
         contrib = contributions(x) if contributions else booster.predict(x, pred_contrib=True)
         reasons = top_reasons(contrib, features, model.features, specs, k=top_k, min_log_odds=min_log_odds)
