@@ -64,20 +64,25 @@ def build_features(
     snapshots: pd.DataFrame,
     builders: Sequence[str],
     behavioral: BehavioralParams = BehavioralParams(),
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> pd.DataFrame:
     """lead_id, as_of and every chosen builder's features, one row per snapshot (same order).
 
     Refuses any builder whose features read a field not known at the snapshot.
+    ``progress("features", done, total)`` is called after each builder, if given.
     """
     specs = feature_specs(builders, behavioral)
     check_point_in_time_safe(specs)
     snaps = snapshots[["lead_id", "as_of"]].reset_index(drop=True)
     parts = [snaps]
-    for b in _chosen(builders):
+    chosen = _chosen(builders)
+    for done, b in enumerate(chosen, start=1):
         part = b.build(tables, snaps, behavioral)
         expected = [s.name for s in b.specs(behavioral)]
         if list(part.columns) != expected or len(part) != len(snaps):
             raise AssertionError(f"builder {b.name} returned columns/rows not matching its specs")
         parts.append(part)
         log.info("built %d %s features for %d snapshots", part.shape[1], b.name, len(snaps))
+        if progress is not None:
+            progress("features", done, len(chosen))
     return pd.concat(parts, axis=1)

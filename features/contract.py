@@ -48,6 +48,16 @@ class Kind(StrEnum):
     BOOL = "bool"
 
 
+#: Plausibility bounds of every timestamp: earlier is a default or sentinel date (1900-01-01,
+#: the Unix epoch 0 written as a date), not a CRM record; no CRM predates it.
+EARLIEST_TIMESTAMP = "1970-01-02"
+#: Control characters (C0 and DEL, but tab, line feed and carriage return) never belong in an
+#: identifier or a text field: a NUL byte breaks PostgreSQL and most CRMs' APIs.
+CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+#: In an identifier, no control character at all (tab and newlines included).
+ID_CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"
+
+
 @dataclass(frozen=True)
 class Column:
     """One column of a CRM table."""
@@ -59,6 +69,8 @@ class Column:
     nullable: bool = True
     vocabulary: tuple[str, ...] | None = None
     min_value: float | None = None
+    #: Plausibility bound: a larger value is a typo or a sentinel (1e308), not data.
+    max_value: float | None = None
     #: a row is unusable without a valid value here (keys, times, label sources): an invalid
     #: value quarantines the row; in any other column it is set to missing and counted.
     essential: bool | None = None
@@ -87,6 +99,12 @@ class Table:
     def column_names(self) -> list[str]:
         """Column names in contract order."""
         return [c.name for c in self.columns]
+
+    @property
+    def kept_column_names(self) -> list[str]:
+        """The columns validation keeps, in contract order: all but personal data, which no
+        later step reads and no derived file may hold."""
+        return [c.name for c in self.columns if c.knowledge != Knowledge.PERSONAL]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,8 +315,8 @@ ACCOUNTS = Table(
     columns=(
         C("account_id", Kind.ID, K.AT_CREATION, "Unique account identifier.", nullable=False),
         C("industry", Kind.CATEGORY, K.AT_CREATION, "Industry.", vocabulary=INDUSTRIES),
-        C("employee_count", Kind.INT, K.AT_CREATION, "Number of employees.", min_value=1),
-        C("annual_revenue", Kind.FLOAT, K.AT_CREATION, "Annual revenue in USD.", min_value=0),
+        C("employee_count", Kind.INT, K.AT_CREATION, "Number of employees.", min_value=1, max_value=10_000_000),
+        C("annual_revenue", Kind.FLOAT, K.AT_CREATION, "Annual revenue in USD.", min_value=0, max_value=1e13),
         C("country", Kind.CATEGORY, K.AT_CREATION, "Headquarters country.", vocabulary=COUNTRIES),
         C("region", Kind.CATEGORY, K.AT_CREATION, "Sales region.", vocabulary=REGIONS),
         C("is_customer", Kind.BOOL, K.AT_EXTRACTION, "Existing customer today (may be *because* a lead was won: never a feature)."),
@@ -328,7 +346,7 @@ OPPORTUNITIES = Table(
         C("created_at", Kind.TIMESTAMP, K.AS_OF_SNAPSHOT, "When the opportunity was opened (UTC).", nullable=False),
         C("closed_at", Kind.TIMESTAMP, K.AFTER_OUTCOME, "When it was closed; null while open.", essential=True),
         C("is_won", Kind.BOOL, K.AFTER_OUTCOME, "Closed-won (true), closed-lost (false), null while open.", essential=True),
-        C("amount", Kind.FLOAT, K.AFTER_OUTCOME, "Deal amount in USD.", min_value=0),
+        C("amount", Kind.FLOAT, K.AFTER_OUTCOME, "Deal amount in USD.", min_value=0, max_value=1e11),
     ),
 )
 

@@ -2,21 +2,35 @@
 
 Readers do no validation: CSV is read as text (every column a string, empty -> missing) so that
 :func:`features.validation.validate_crm` sees exactly what the export holds; parquet and SQL keep
-their stored types. Extra columns are kept (validation drops them).
+their stored types, except ID columns, which always come out as text (:func:`ids_as_text`).
+Extra columns are kept (validation drops them).
+
+Every problem with the source itself (a missing, empty, corrupt, unreadable or mis-encoded
+file, a duplicate column, a database that cannot be reached) raises a one-line
+:class:`~features.validation.ContractError` naming the file (or table and database) and what
+to do; reading never writes anything.
 """
 
 from __future__ import annotations
 
+import codecs
+import errno
 import logging
 import os
+import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from features import contract as ct
 from features.contract import Kind
+from features.outputs import remove_file, write_csv, write_parquet
+from features.urls import display_url
 from features.validation import ContractError
 
 log = logging.getLogger(__name__)
@@ -24,130 +38,496 @@ log = logging.getLogger(__name__)
 #: Rows per INSERT batch when writing to a database.
 SQL_CHUNKSIZE = 50_000
 FORMATS = ("parquet", "csv")
+#: The default encoding of CSV files (a UTF-8 byte-order mark is accepted too).
+DEFAULT_ENCODING = "utf-8"
+#: Database backends a CRM source URL may name (SQLAlchemy backend names).
+SQL_BACKENDS = ("sqlite", "postgresql")
+SUPPORTED_SOURCES = (
+    "a folder of .parquet/.csv files, sqlite:///path/to/crm.db or postgresql+psycopg://user@host/db"
+)
+#: ``table`` of a ContractError about the whole source rather than one table.
+NO_TABLE = ""
+#: Every integer up to 2**53 is exactly a float64; beyond, a float id may have been rounded.
+MAX_EXACT_FLOAT_INT = 2**53
+#: Bytes decoded at a time when looking for the first byte that is not in the CSV encoding.
+DECODE_BLOCK = 1 << 20
+
+#: ``progress(task, done, total)``: called as ("read", i, n_tables) after each table is read.
+Progress = Callable[[str, int, int], None]
 
 
 def _is_url(source: str | os.PathLike) -> bool:
     return "://" in str(source)
 
 
-def _display(source: str | os.PathLike) -> str:
-    """The source as text, with any database password hidden."""
-    if _is_url(source):
-        try:
-            return sa.make_url(str(source)).render_as_string(hide_password=True)
-        except sa.exc.ArgumentError:
-            return "<unparseable database URL>"
-    return str(source)
+def _first_line(err: BaseException) -> str:
+    """The first non-empty line of an error message (driver and Arrow errors run long)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
 
 
 def _missing_table(table: str, source: str | os.PathLike, found: list[str]) -> ContractError:
     where = "database" if _is_url(source) else "folder"
     expect = "a table" if _is_url(source) else f"{table}.parquet or {table}.csv"
     return ContractError(
-        f"CRM table '{table}' not found in {where} {_display(source)} (expected {expect}); "
+        f"CRM table '{table}' not found in {where} {display_url(source)} (expected {expect}); "
         f"found: {', '.join(sorted(found)) or '(nothing)'}. Export all of "
         f"{', '.join(ct.TABLES)} there, with the contract names.",
         table=table,
     )
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+# ------------------------------------------------------------------------------------------------
+# IDs: one rule for every table and every source
+# ------------------------------------------------------------------------------------------------
+def _id_columns(table: str) -> list[str]:
+    return [c.name for c in ct.TABLES[table].columns if c.kind == Kind.ID]
+
+
+def _numeric_text(arr: pa.Array) -> pa.Array | None:
+    """Numbers as id text (integers and integral floats as digits); None if not numeric."""
+    kind = arr.type
+    if pa.types.is_integer(kind):
+        return pc.cast(arr, pa.string())
+    if pa.types.is_decimal(kind):  # exact text of any width: "12.00" -> "12", "1.50" stays
+        return pc.replace_substring_regex(pc.cast(arr, pa.string()), r"\.0+$", "")
+    if pa.types.is_floating(kind):
+        arr = pc.if_else(pc.is_nan(arr), pa.scalar(None, kind), arr)  # NaN is missing, not "nan"
+        # Integral floats (an int column that met a missing value) back to digits, but only
+        # where float64 is exact: a rounded big id must not pose as a real one.
+        exact = pc.and_(
+            pc.equal(arr, pc.trunc(arr)), pc.less_equal(pc.abs(arr), MAX_EXACT_FLOAT_INT)
+        )
+        digits = pc.cast(pc.cast(pc.if_else(exact, arr, 0), pa.int64()), pa.string())
+        return pc.if_else(exact, digits, pc.cast(arr, pa.string()))
+    return None
+
+
+def ids_as_text(values: pd.Series) -> pd.Series:
+    """An ID column as text: integers and integral floats as digits ("12", never "12.0").
+
+    Text is returned unchanged ("0012" stays "0012"); a non-integral or inexact (beyond 2**53)
+    float keeps its float text ("1.5") so validation shows it instead of matching by accident.
+    Booleans, dates and mixed objects are returned unchanged (validation judges them).
+    """
+    dtype = values.dtype
+    if isinstance(dtype, pd.StringDtype) or pd.api.types.is_bool_dtype(dtype):
+        return values
+    if not (
+        pd.api.types.is_numeric_dtype(dtype)
+        or pd.api.types.is_object_dtype(dtype)
+        or isinstance(dtype, pd.CategoricalDtype)
+    ):
+        return values
+    try:
+        arr = pa.array(values, from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError):  # mixed objects: leave them to validation
+        return values
+    if pa.types.is_dictionary(arr.type):  # a categorical: its values, not its codes
+        arr = pc.cast(arr, arr.type.value_type)
+    text = _numeric_text(arr)
+    if text is None:
+        return values
+    if (
+        pa.types.is_floating(arr.type)
+        and pc.any(pc.greater(pc.abs(arr), MAX_EXACT_FLOAT_INT)).as_py()
+    ):
+        log.warning(
+            "%s: float ids beyond 2**53 may have been rounded, kept as float text: store ids as text",
+            values.name,
+        )
+    return text.to_pandas().set_axis(values.index).rename(values.name).astype("str")
+
+
+def _ids_to_text(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    """``frame`` with :func:`ids_as_text` applied to the table's ID columns that it holds."""
+    present = [name for name in _id_columns(table) if name in frame.columns]
+    return (
+        frame.assign(**{name: ids_as_text(frame[name]) for name in present}) if present else frame
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Folder sources
+# ------------------------------------------------------------------------------------------------
+def _stat(path: Path, table: str) -> os.stat_result:
+    """``path``'s status, following links; a broken link, a loop or no access is a ContractError."""
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        if not os.path.lexists(path):
+            raise
+        raise ContractError(
+            f"{path} is a broken symbolic link (to {os.readlink(path)}): fix or remove the link",
+            table=table,
+        ) from None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise ContractError(
+                f"{path} is a symbolic link loop: point it at the real file or remove it",
+                table=table,
+            ) from None
+        raise _unreadable(path, table, err) from None
+
+
+def _unreadable(path: Path, table: str, err: OSError) -> ContractError:
+    if isinstance(err, PermissionError):
+        return ContractError(
+            f"{path} cannot be read (permission denied): check its permissions", table=table
+        )
+    reason = err.strerror or _first_line(err)
+    return ContractError(
+        f"{path} cannot be read ({reason}): check the file and re-export it", table=table
+    )
+
+
+def _check_table_file(path: Path, table: str) -> None:
+    """A table file must be a non-empty regular file (a folder is a partitioned export)."""
+    mode = _stat(path, table)
+    if stat.S_ISDIR(mode.st_mode):
+        raise ContractError(
+            f"{path} is a folder, not a file: export {table} as one {path.suffix} file", table=table
+        )
+    if not stat.S_ISREG(mode.st_mode):
+        raise ContractError(f"{path} is not a regular file: export {table} as a file", table=table)
+    if mode.st_size == 0:
+        raise ContractError(
+            f"{path} is empty (0 bytes): re-export {table} with a header row", table=table
+        )
+
+
+def _first_undecodable(path: Path, encoding: str) -> tuple[int, int, int] | None:
+    """(byte, offset, line) of the first byte not valid in ``encoding``; None if all decode.
+
+    pandas reports positions inside its read buffer, not the file: decode again in blocks.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset, line = 0, 1
+    with path.open("rb") as handle:
+        while True:
+            block = handle.read(DECODE_BLOCK)
+            pending = len(decoder.getstate()[0])  # undecoded tail of the previous block
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as err:
+                before = max(err.start - pending, 0)
+                return (
+                    err.object[err.start],
+                    offset - pending + err.start,
+                    line + block[:before].count(b"\n"),
+                )
+            if not block:
+                return None
+            line += block.count(b"\n")
+            offset += len(block)
+
+
+def _not_encoded(path: Path, table: str, encoding: str, err: UnicodeDecodeError) -> ContractError:
+    name = codecs.lookup(encoding).name
+    label = "UTF-8" if name.startswith("utf-8") else encoding
+    found = _first_undecodable(path, encoding)
+    where = (
+        f"byte 0x{found[0]:02x} at position {found[1]}, line {found[2]}"
+        if found
+        else _first_line(err)
+    )
+    return ContractError(
+        f"{path} is not {label} ({where}): re-export as {label} or set crm.encoding", table=table
+    )
+
+
+def _read_csv(path: Path, table: str, encoding: str) -> pd.DataFrame:
+    """A CSV as text (empty -> missing); a duplicate header is refused, not renamed to ``x.1``."""
+    text = {"dtype": str, "keep_default_na": False, "encoding": encoding}
+    try:
+        # The header row as data: pandas would silently rename a second "x" to "x.1".
+        header = pd.read_csv(path, header=None, nrows=1, **text).iloc[0]
+        duplicated = header[header.duplicated()].unique().tolist()
+        if duplicated:
+            raise ContractError(
+                f"{path} has duplicate column header(s) {', '.join(map(repr, duplicated))}: "
+                f"re-export {table} with one column per name",
+                table=table,
+                column=duplicated[0],
+            )
+        frame = pd.read_csv(path, **text)
+    except UnicodeDecodeError as err:
+        raise _not_encoded(path, table, encoding, err) from None
+    except pd.errors.EmptyDataError:
+        raise ContractError(
+            f"{path} has no header row: re-export {table} with its column names", table=table
+        ) from None
+    except pd.errors.ParserError as err:
+        raise ContractError(
+            f"{path} is not a readable CSV file ({_first_line(err)}): re-export it", table=table
+        ) from None
+    except OSError as err:
+        raise _unreadable(path, table, err) from None
     return frame.mask(frame == "")  # empty string -> missing, nothing else is interpreted
 
 
 def _read_parquet(path: Path, table: str) -> pd.DataFrame:
-    names = set(pq.read_schema(path).names)
-    # Category columns as dictionaries: a few distinct spellings, not one string per row.
-    dictionary = [
-        c.name for c in ct.TABLES[table].columns if c.kind == Kind.CATEGORY and c.name in names
-    ]
-    return pd.read_parquet(path, read_dictionary=dictionary or None)
+    """A Parquet file with its stored types; ID columns read exactly (see :func:`ids_as_text`)."""
+    try:
+        names = pq.read_schema(path).names
+        duplicated = pd.Index(names)[pd.Index(names).duplicated()].unique().tolist()
+        if duplicated:
+            raise ContractError(
+                f"{path} has duplicate column name(s) {', '.join(map(repr, duplicated))}: "
+                f"re-export {table} with one column per name",
+                table=table,
+                column=duplicated[0],
+            )
+        # Category columns as dictionaries: a few distinct spellings, not one string per row.
+        dictionary = [
+            c.name for c in ct.TABLES[table].columns if c.kind == Kind.CATEGORY and c.name in names
+        ]
+        arrow = pq.read_table(path, read_dictionary=dictionary or None)
+        frame = arrow.to_pandas()
+    except OSError as err:
+        if isinstance(err, PermissionError) or err.errno is not None:
+            raise _unreadable(path, table, err) from None
+        raise _not_parquet(path, table, err) from None  # Arrow's IO errors on a corrupt file
+    except pa.ArrowException as err:
+        raise _not_parquet(path, table, err) from None
+    # pandas turns an integer column with a missing value into float64, which rounds ids
+    # beyond 2**53: take integer and decimal ID columns straight from Arrow.
+    exact = {
+        name: pd.Series(pd.arrays.ArrowExtensionArray(arrow.column(name)), index=frame.index)
+        for name in _id_columns(table)
+        if name in names
+        and (
+            pa.types.is_integer(arrow.schema.field(name).type)
+            or pa.types.is_decimal(arrow.schema.field(name).type)
+        )
+    }
+    return frame.assign(**exact) if exact else frame
 
 
-def _read_folder(folder: Path) -> dict[str, pd.DataFrame]:
-    if not folder.is_dir():
-        raise FileNotFoundError(f"CRM folder {folder} does not exist")
-    found = [p.name for p in folder.iterdir() if p.suffix in (".parquet", ".csv")]
+def _not_parquet(path: Path, table: str, err: BaseException) -> ContractError:
+    return ContractError(
+        f"{path} is not a readable Parquet file ({_first_line(err)}): re-export it", table=table
+    )
+
+
+def _check_encoding(encoding: str) -> None:
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ContractError(
+            f"unknown CSV encoding {encoding!r}: set crm.encoding to a Python codec name "
+            "such as utf-8, cp1252 or latin-1",
+            table=NO_TABLE,
+        ) from None
+
+
+def _table_file(folder: Path, name: str) -> Path | None:
+    """The file to read for table ``name``: Parquet wins over CSV (even a broken one)."""
+    parquet, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
+    # lexists: a broken link or a link loop is reported, not mistaken for a missing file.
+    if os.path.lexists(parquet):
+        if os.path.lexists(csv):
+            log.warning("%s ignored: %s is read", csv, parquet)
+        return parquet
+    return csv if os.path.lexists(csv) else None
+
+
+def _read_folder(folder: Path, encoding: str, progress: Progress) -> dict[str, pd.DataFrame]:
+    _check_encoding(encoding)
+    try:
+        mode = _stat(folder, NO_TABLE)
+    except FileNotFoundError:
+        raise ContractError(
+            f"CRM folder {folder.absolute()} does not exist: check crm.source or the path given",
+            table=NO_TABLE,
+        ) from None
+    if not stat.S_ISDIR(mode.st_mode):
+        raise ContractError(
+            f"CRM source {folder.absolute()} is not a folder: give {SUPPORTED_SOURCES}",
+            table=NO_TABLE,
+        )
+    try:
+        found = [p.name for p in folder.iterdir() if p.suffix in (".parquet", ".csv")]
+    except OSError as err:
+        raise _unreadable(folder, NO_TABLE, err) from None
     tables = {}
-    for name in ct.TABLES:
-        parquet, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
-        if parquet.exists():
-            tables[name] = _read_parquet(parquet, name)
-            path = parquet
-        elif csv.exists():
-            tables[name] = _read_csv(csv)
-            path = csv
-        else:
+    for i, name in enumerate(ct.TABLES, start=1):
+        path = _table_file(folder, name)
+        if path is None:
             raise _missing_table(name, folder, found)
+        _check_table_file(path, name)
+        frame = (
+            _read_parquet(path, name)
+            if path.suffix == ".parquet"
+            else _read_csv(path, name, encoding)
+        )
+        tables[name] = _ids_to_text(frame, name)
         log.info("read %s: %d rows, %d columns from %s", name, *tables[name].shape, path)
+        progress("read", i, len(ct.TABLES))
     return tables
 
 
-def _read_sql(url: str) -> dict[str, pd.DataFrame]:
-    engine = sa.create_engine(url)
+# ------------------------------------------------------------------------------------------------
+# Database sources
+# ------------------------------------------------------------------------------------------------
+def _engine(url: str, *, must_exist: bool) -> sa.Engine:
+    """An engine for a supported database URL; a SQLite file that must exist is not created."""
+    shown = display_url(url)
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise ContractError(
+            f"{shown} is not a valid database URL: give {SUPPORTED_SOURCES}", table=NO_TABLE
+        ) from None
+    if parsed.get_backend_name() not in SQL_BACKENDS:
+        raise ContractError(
+            f"unsupported CRM source scheme '{parsed.drivername}://' in {shown}: give {SUPPORTED_SOURCES}",
+            table=NO_TABLE,
+        )
+    database = parsed.database
+    # SQLite creates a missing file on connect: check first so a typo leaves nothing behind.
+    if (
+        must_exist
+        and parsed.get_backend_name() == "sqlite"
+        and database not in (None, "", ":memory:")
+    ):
+        path = Path(database).absolute()
+        if not path.is_file():
+            problem = "is a folder, not a database file" if path.is_dir() else "does not exist"
+            raise ContractError(f"CRM database {path} {problem}: check the path", table=NO_TABLE)
+    try:
+        return sa.create_engine(url)
+    except (sa.exc.NoSuchModuleError, ImportError) as err:
+        raise ContractError(
+            f"cannot open {shown} ({_first_line(err)}): give {SUPPORTED_SOURCES} "
+            "with its driver installed",
+            table=NO_TABLE,
+        ) from None
+
+
+def _database_error(url: str, table: str, err: sa.exc.SQLAlchemyError) -> ContractError:
+    # The driver's own message, first line only (SQLAlchemy appends the SQL and a help link);
+    # masked too, in case a driver echoes the connection string.
+    cause = getattr(err, "orig", None) or err
+    where = f"table '{table}' of " if table else ""
+    return ContractError(
+        f"cannot read {where}CRM database {display_url(url)}: {display_url(_first_line(cause))}",
+        table=table,
+    )
+
+
+def _read_sql(url: str, progress: Progress) -> dict[str, pd.DataFrame]:
+    engine = _engine(url, must_exist=True)
+    name = NO_TABLE
     try:
         with engine.connect() as conn:
             found = sa.inspect(conn).get_table_names()
             tables = {}
-            for name in ct.TABLES:
+            for i, name in enumerate(ct.TABLES, start=1):
                 if name not in found:
                     raise _missing_table(name, url, found)
-                tables[name] = pd.read_sql_table(name, conn)
+                # pandas reads an integer column with NULLs as float64: the id rule undoes it.
+                tables[name] = _ids_to_text(pd.read_sql_table(name, conn), name)
                 log.info(
-                    "read %s: %d rows, %d columns from %s", name, *tables[name].shape, _display(url)
+                    "read %s: %d rows, %d columns from %s",
+                    name,
+                    *tables[name].shape,
+                    display_url(url),
                 )
+                progress("read", i, len(ct.TABLES))
+    except sa.exc.SQLAlchemyError as err:
+        raise _database_error(url, name, err) from None
     finally:
         engine.dispose()
     return tables
 
 
-def read_crm(source: str | os.PathLike) -> dict[str, pd.DataFrame]:
+def _no_progress(task: str, done: int, total: int) -> None:
+    """The default progress callback: does nothing."""
+
+
+def read_crm(
+    source: str | os.PathLike, encoding: str = DEFAULT_ENCODING, progress: Progress | None = None
+) -> dict[str, pd.DataFrame]:
     """Read the raw CRM tables, keyed by table name, from a folder or an SQLAlchemy URL.
 
-    A folder holds ``{table}.parquet`` or ``{table}.csv`` per table (parquet preferred; CSV read
-    as text with empty -> missing). A URL (anything containing ``://``) names a database with
-    one table per name. A missing table raises ``ContractError``.
+    A folder holds ``{table}.parquet`` or ``{table}.csv`` per table (parquet preferred, the CSV
+    ignored with a warning; CSV read as text in ``encoding``, a UTF-8 byte-order mark accepted,
+    empty -> missing). A URL (anything containing ``://``) names a SQLite or PostgreSQL database
+    with one table per name. ID columns come out as text (:func:`ids_as_text`). ``progress`` is
+    called as ``("read", i, n_tables)`` after each table. Any problem with the source (missing
+    table, file or database; empty, corrupt, unreadable or mis-encoded file; duplicate column;
+    connection failure) raises a one-line ``ContractError``.
     """
+    progress = progress or _no_progress
     if _is_url(source):
-        return _read_sql(str(source))
-    return _read_folder(Path(source))
+        return _read_sql(str(source), progress)
+    return _read_folder(Path(source), encoding, progress)
 
 
+# ------------------------------------------------------------------------------------------------
+# Writing
+# ------------------------------------------------------------------------------------------------
 def write_crm(
     tables: dict[str, pd.DataFrame], dest: str | os.PathLike, fmt: str = "parquet"
 ) -> None:
     """Write CRM tables to a folder (``fmt`` parquet or csv) or to an SQLAlchemy URL.
 
-    A folder is created if needed, and a table's file in the other format is removed (readers
-    prefer Parquet: a stale copy would shadow the new one); database tables are replaced, in
-    one transaction.
+    Nothing that leadscore did not create is overwritten or deleted (features/outputs.py): in a
+    folder, each file is written atomically over a file of ours only; a table's file in the other
+    format is removed if we wrote it (readers prefer Parquet: a stale copy would shadow the new
+    one), else left with a warning. In a database, tables are replaced in one transaction, only
+    those an earlier ``write_crm`` created (listed in :data:`OWNED_TABLES`).
     """
     if _is_url(dest):
-        engine = sa.create_engine(str(dest))
-        try:
-            with engine.begin() as conn:
-                for name, frame in tables.items():
-                    frame.to_sql(
-                        name, conn, if_exists="replace", index=False, chunksize=SQL_CHUNKSIZE
-                    )
-                    log.info("wrote %s: %d rows to %s", name, len(frame), _display(dest))
-        finally:
-            engine.dispose()
+        _write_database(tables, str(dest))
         return
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, not {fmt!r}")
     folder = Path(dest)
-    folder.mkdir(parents=True, exist_ok=True)
     other = FORMATS[1 - FORMATS.index(fmt)]
     for name, frame in tables.items():
         path = folder / f"{name}.{fmt}"
         stale = folder / f"{name}.{other}"
-        if stale.exists():
-            log.info("%s: removing %s, written by an earlier run in the other format", name, stale)
-            stale.unlink()
+        if os.path.lexists(stale) and not remove_file(stale):
+            shadow = f"; readers prefer it to the new {path.name}" if other == "parquet" else ""
+            log.warning(
+                "%s left in place (leadscore deletes no file it did not create)%s: "
+                "remove it if it is stale",
+                stale,
+                shadow,
+            )
         if fmt == "parquet":
-            frame.to_parquet(path, index=False)
+            write_parquet(path, frame)
         else:
-            frame.to_csv(path, index=False)
+            write_csv(path, frame)
         log.info("wrote %s: %d rows to %s", name, len(frame), path)
+
+
+#: The table in a database that lists the tables leadscore created there (and may replace).
+OWNED_TABLES = "leadscore_owned_tables"
+
+
+def _write_database(tables: dict[str, pd.DataFrame], url: str) -> None:
+    engine = _engine(url, must_exist=False)
+    try:
+        with engine.begin() as conn:
+            owned = sa.Table(OWNED_TABLES, sa.MetaData(), sa.Column("name", sa.String(), primary_key=True))
+            owned.create(conn, checkfirst=True)
+            ours = set(conn.execute(sa.select(owned.c.name)).scalars())
+            existing = set(sa.inspect(conn).get_table_names())
+            foreign = sorted((set(tables) & existing) - ours)
+            if foreign:
+                raise ContractError(
+                    f"table(s) {', '.join(foreign)} already exist in {display_url(url)} and were "
+                    "not written by leadscore: refusing to replace them; choose another database",
+                    table=foreign[0],
+                )
+            for name, frame in tables.items():
+                frame.to_sql(name, conn, if_exists="replace", index=False, chunksize=SQL_CHUNKSIZE)
+                log.info("wrote %s: %d rows to %s", name, len(frame), display_url(url))
+            new = sorted(set(tables) - ours)
+            if new:
+                conn.execute(owned.insert(), [{"name": n} for n in new])
+    finally:
+        engine.dispose()

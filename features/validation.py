@@ -22,7 +22,6 @@ Everything is vectorised: no Python loop over rows.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -39,6 +38,7 @@ import pyarrow.compute as pc
 
 from features import contract as ct
 from features.contract import Column, Kind, Knowledge, Table
+from features.outputs import remove_file, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -337,9 +337,22 @@ class _Rejects:
         return pd.concat(self.texts).sort_index()
 
 
-def _check_columns(table: Table, raw: pd.DataFrame) -> None:
+def _check_columns(table: Table, raw: pd.DataFrame) -> pd.DataFrame:
+    """Step a: every required column present; personal columns may be left out of an export
+    (no later step reads them), they are then missing in every row. Returns the frame."""
     found = [str(c) for c in raw.columns]
-    missing = [c for c in table.column_names if c not in found]
+    duplicated = sorted({c for c in found if found.count(c) > 1})
+    if duplicated:
+        raise ContractError(
+            f"{table.name}: column(s) {', '.join(duplicated)} appear more than once; keep one "
+            f"column per name in the {table.name} export.",
+            table=table.name,
+            column=duplicated[0],
+        )
+    optional = [c.name for c in table.columns if _is_personal(c) and c.name not in found]
+    if optional:
+        raw = raw.assign(**{c: pd.Series(np.nan, index=raw.index, dtype=STRING) for c in optional})
+    missing = [c for c in table.column_names if c not in found and c not in optional]
     if missing:
         raise ContractError(
             f"{table.name}: required column(s) {', '.join(missing)} missing; found columns: "
@@ -356,6 +369,7 @@ def _check_columns(table: Table, raw: pd.DataFrame) -> None:
             len(extra),
             ", ".join(extra),
         )
+    return raw
 
 
 def _wrong_type(table: Table, column: Column, raw_col: pd.Series, bad: np.ndarray, limit: float):
@@ -438,8 +452,46 @@ def _coerce(
             if below.any():
                 _repaired(table, col, f"below minimum {_fmt_number(col.min_value)}", below, raw_col, repaired)
                 typed = typed.mask(below)
+        typed = _implausible(table, col, typed, raw_col, rej, repaired)
         out[col.name] = typed
     return pd.DataFrame(out, index=frame.index)
+
+
+def _printable(values: pd.Series, pattern: str) -> pd.Series:
+    """Values with every control character shown as U+FFFD (messages never carry a NUL)."""
+    return values.astype(STRING).str.replace(pattern, "\ufffd", regex=True)
+
+
+def _implausible(
+    table: Table, col: Column, typed: pd.Series, raw_col: pd.Series, rej: _Rejects, repaired: list[dict]
+) -> pd.Series:
+    """Values no CRM record can hold: control characters in ids and text, timestamps before
+    :data:`~features.contract.EARLIEST_TIMESTAMP`, numbers above the column's ``max_value``.
+    In an essential column the row is quarantined with the reason; elsewhere the value is set
+    to missing and counted."""
+    checks: list[tuple[np.ndarray, str]] = []
+    if col.kind in (Kind.ID, Kind.TEXT):
+        pattern = ct.ID_CONTROL_CHARACTERS if col.kind == Kind.ID else ct.CONTROL_CHARACTERS
+        present = typed.notna().to_numpy()
+        if present.any():
+            hits = typed.str.contains(pattern, regex=True).fillna(False).to_numpy(dtype=bool)
+            checks.append((hits & present, "control character"))
+    elif col.kind == Kind.TIMESTAMP:
+        early = (typed < pd.Timestamp(ct.EARLIEST_TIMESTAMP)).fillna(False).to_numpy(dtype=bool)
+        checks.append((early, f"before {ct.EARLIEST_TIMESTAMP} (implausible)"))
+    if col.max_value is not None:
+        above = (typed > col.max_value).fillna(False).to_numpy(dtype=bool)
+        checks.append((above, f"above maximum {_fmt_number(col.max_value)} (implausible)"))
+    for mask, problem in checks:
+        if not mask.any():
+            continue
+        if col.is_essential:
+            shown = _printable(raw_col, ct.ID_CONTROL_CHARACTERS)
+            rej.add(mask, f"{col.name} {problem}", lambda pos, c=col, r=shown: (": " + _quoted(r.iloc[pos], c)).to_numpy())
+        else:
+            _repaired(table, col, problem, mask, _printable(raw_col, ct.ID_CONTROL_CHARACTERS), repaired)
+            typed = typed.mask(mask)
+    return typed
 
 
 def _to_category(
@@ -606,10 +658,14 @@ def _relational(
         )
 
 
-def _reject_frame(raw: pd.DataFrame, rej: _Rejects) -> pd.DataFrame:
+def _reject_frame(table: Table, raw: pd.DataFrame, rej: _Rejects) -> pd.DataFrame:
+    """The quarantined rows as found (text), with their source row and reason. Only contract
+    columns that are not personal data: a rejects file must not become a copy of the CRM's
+    names, emails and phones (extra columns may hold such data too)."""
     reasons = rej.reasons()
     pos = reasons.index.to_numpy()
-    columns = {str(c): raw[c].iloc[pos].astype(STRING).reset_index(drop=True) for c in raw.columns}
+    kept = table.kept_column_names
+    columns = {c: raw[c].iloc[pos].astype(STRING).reset_index(drop=True) for c in kept}
     columns["source_row"] = pd.Series(pos, dtype="int64")
     columns["reject_reason"] = reasons.reset_index(drop=True).astype(STRING)
     return pd.DataFrame(columns)
@@ -622,15 +678,65 @@ def _extracted_at(value: pd.Timestamp) -> pd.Timestamp:
     return ts.as_unit("us")
 
 
+def _check_not_empty(table: Table, frame: pd.DataFrame, required: Sequence[str]) -> None:
+    if len(frame) == 0 and table.name in required:
+        raise ContractError(
+            f"{table.name} has no rows (empty or header only): export the {table.name} table "
+            f"again, or remove {table.name} from validate.nonempty_tables if it may be empty.",
+            table=table.name,
+        )
+
+
+def _check_required_present(table: Table, raw: pd.DataFrame, typed: pd.DataFrame) -> None:
+    """A required column with no value in any row is a broken export, not a row problem.
+    (Values present but unreadable or unknown are said by their own checks.)"""
+    if len(typed) == 0:
+        return
+    for col in table.columns:
+        blank = typed[col.name].isna().all() if col.kind in (Kind.ID, Kind.TEXT) else False
+        if not col.nullable and (raw[col.name].isna().all() or blank):
+            raise ContractError(
+                f"{table.name}.{col.name} is empty in all {len(typed):,} rows: the export left "
+                f"out the field mapped to {col.name}; export it again with that field filled.",
+                table=table.name,
+                column=col.name,
+            )
+
+
+def _check_quarantine_share(table: Table, rej: _Rejects, limit: float | None) -> None:
+    """Stop when more than ``limit`` of a table's rows were quarantined: a broken export (ids
+    of another type, a wrong time zone, a truncated file), not a few bad rows."""
+    n_rej = int(rej.rejected.sum())
+    if limit is None or rej.n == 0 or n_rej <= limit * rej.n:
+        return
+    top = sorted(rej.kinds.items(), key=lambda kv: -kv[1])[:3]
+    first = np.flatnonzero(rej.rejected)[:N_EXAMPLES]
+    raise ContractError(
+        f"{table.name}: {n_rej:,} of {rej.n:,} rows ({n_rej / rej.n:.1%}) would be quarantined, "
+        f"more than validate.max_quarantined_fraction ({limit:.1%}): "
+        + ", ".join(f"{kind}: {n:,}" for kind, n in top)
+        + f" (rows {', '.join(map(str, first))}, ...). Nothing was written. Fix the export, or "
+        "raise the limit if these rows may be dropped.",
+        table=table.name,
+        rows=first,
+    )
+
+
 def validate_crm(
     raw: dict[str, pd.DataFrame],
     extracted_at: pd.Timestamp,
     max_unparseable_fraction: float = 0.05,
+    max_quarantined_fraction: float | None = None,
+    nonempty_tables: Sequence[str] = (),
+    progress=None,
 ) -> ValidationResult:
     """Type, check and clean the raw CRM tables; quarantine rows that break the contract.
 
     Raises ``ContractError`` for table- or column-level problems (missing table or column, a
-    column mostly of the wrong type). Every input row ends up in ``tables`` or ``rejects``.
+    column mostly of the wrong type, a required column empty in every row, a table of
+    ``nonempty_tables`` without rows, more than ``max_quarantined_fraction`` of a table's rows
+    quarantined). Every input row ends up in ``tables`` or ``rejects``. Personal columns are
+    checked but not kept. ``progress(task, done, total)`` is called after each table.
     """
     missing = [t for t in TABLE_ORDER if t not in raw]
     if missing:
@@ -652,14 +758,17 @@ def validate_crm(
             or frame.index.step != 1
         ):
             frame = frame.reset_index(drop=True)
-        _check_columns(table, frame)
+        frame = _check_columns(table, frame)
+        _check_not_empty(table, frame, nonempty_tables)
         rej = _Rejects(len(frame))
         typed = _coerce(table, frame, rej, max_unparseable_fraction, unknown, repaired)
+        _check_required_present(table, frame, typed)
         _schema_rejects(table, typed, rej)
         _relational(table, typed, rej, extracted, tables)
+        _check_quarantine_share(table, rej, max_quarantined_fraction)
         clean = typed if not rej.rejected.any() else typed[~rej.rejected]
-        tables[name] = clean.reset_index(drop=True)
-        rejects[name] = _reject_frame(frame, rej)
+        tables[name] = clean[table.kept_column_names].reset_index(drop=True)
+        rejects[name] = _reject_frame(table, frame, rej)
         n_in, n_rej, n_out = len(frame), int(rej.rejected.sum()), len(clean)
         assert n_in == n_out + n_rej == n_out + len(rejects[name]), f"{name}: rows lost"
         counts.append({"table": name, "rows_in": n_in, "rows_rejected": n_rej, "rows_out": n_out})
@@ -667,6 +776,8 @@ def validate_crm(
         log.info("%s: %d rows in, %d rejected, %d out", name, n_in, n_rej, n_out)
         for kind, n in rej.kinds.items():
             log.info("%s: rejected %d row(s): %s", name, n, kind)
+        if progress is not None:
+            progress("validate", TABLE_ORDER.index(name) + 1, len(TABLE_ORDER))
     return ValidationResult(
         tables=tables,
         rejects=rejects,
@@ -678,16 +789,19 @@ def validate_crm(
 
 
 def write_rejects(result: ValidationResult, folder: str | os.PathLike) -> list[Path]:
-    """Write ``{table}.parquet`` per table with rejects and ``summary.json``; return the paths."""
+    """Write ``{table}.parquet`` per table with rejects and ``summary.json``; return the paths.
+
+    Files are written atomically and only over files leadscore wrote (features/outputs.py); a
+    stale rejects file of an earlier run is removed only if leadscore wrote it.
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, frame in result.rejects.items():
-        (folder / f"{name}.parquet").unlink(missing_ok=True)  # no stale file from an earlier run
+        path = folder / f"{name}.parquet"
         if len(frame):
-            path = folder / f"{name}.parquet"
-            frame.to_parquet(path, index=False)
-            paths.append(path)
+            paths.append(write_parquet(path, frame))
+        else:
+            remove_file(path)  # no stale file from an earlier run (only one we wrote)
     summary = {}
     for rec in result.counts.to_dict("records"):
         t = rec["table"]
@@ -710,8 +824,6 @@ def write_rejects(result: ValidationResult, folder: str | os.PathLike) -> list[P
                 for c, p, n in zip(fixed["column"], fixed["problem"], fixed["rows"], strict=True)
             },
         }
-    path = folder / "summary.json"
-    path.write_text(json.dumps(summary, indent=2) + "\n")
-    paths.append(path)
+    paths.append(write_json(folder / "summary.json", summary))
     log.info("wrote %d reject file(s) to %s", len(paths) - 1, folder)
     return paths

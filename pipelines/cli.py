@@ -6,51 +6,71 @@ calls the library and writes its outputs. Run `leadscore COMMAND --help` for det
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from features.urls import display_url, mask_secrets
+from pipelines.reporting import ProgressReporter
 
 app = typer.Typer(
     help=(
         "Lead-conversion propensity pipeline: synthetic or real CRM data in, point-in-time "
         "features and leak-free training sets out. The DVC pipeline (dvc.yaml) chains these "
-        "commands; `make demo` runs it end to end."
+        "commands; `make demo` runs it end to end. Exit codes: 0 done, 1 stopped with an "
+        "error (one line on stderr; nothing, or nothing further, written), 2 a usage error "
+        "or, for `score`, a partial run."
     ),
     no_args_is_help=True,
     rich_markup_mode="rich",
-    pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
 out_console = Console()
+log = logging.getLogger("leadscore")
 
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="The params.yaml to read.")]
+_state = {"verbose": False}
+
+
+class Stage(StrEnum):
+    """The stages a lead can be in."""
+
+    SQL = "SQL"
+    MQL = "MQL"
+    nurture = "nurture"
+    disqualified = "disqualified"
+
+
+class FileFormat(StrEnum):
+    """Formats of a CRM folder."""
+
+    parquet = "parquet"
+    csv = "csv"
 
 
 @app.callback()
 def main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail (and the traceback of an unexpected error).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors only.")] = False,
 ) -> None:
-    """Configure logging once, for every command."""
+    """Configure logging once, for every command: rich on a terminal; one dated line per
+    message (ISO time, level, logger) and periodic "n of N" progress lines under cron."""
+    from pipelines.reporting import configure_logging
+
     # Nothing in the pipeline may phone home.
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(
-        level=level,
-        format="%(message)s",
-        datefmt="[%X]",
-        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)],
-        force=True,
-    )
+    _state["verbose"] = verbose
+    configure_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO, console)
 
 
 def _load(params: Path) -> dict:
@@ -59,9 +79,46 @@ def _load(params: Path) -> dict:
     return load_params(params)
 
 
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code=1)
+def _fail(message: str, code: int = 1) -> None:
+    """One line on stderr, secrets masked, then exit ``code``."""
+    line = " ".join(mask_secrets(str(message)).split())  # one line, whatever the message held
+    console.print(f"[bold red]error:[/] {line}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(code=code)
+
+
+def _user_errors(command):
+    """Turn every error of a command into one line and exit 1: the user never sees a traceback
+    (``--verbose`` logs it for an unexpected one)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        import pyarrow as pa
+        import sqlalchemy as sa
+
+        from features.outputs import OutputError
+        from features.validation import ContractError
+
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except (ContractError, OutputError) as err:
+            _fail(str(err))
+        except (OSError, sa.exc.SQLAlchemyError, pa.ArrowException) as err:
+            # Unreachable database, unwritable folder, unreadable file: said in one line.
+            first = (str(getattr(err, "orig", None) or err).splitlines() or [""])[0]
+            _fail(f"{err.__class__.__name__}: {first}")
+        except (ValueError, LookupError, RuntimeError) as err:
+            # The library's own errors (bad settings, nothing to score, drift refused, a lease
+            # held by another job...) say what to do in their message.
+            text = err.args[0] if isinstance(err, KeyError) and err.args else err
+            _fail(str(text))
+        except Exception as err:  # noqa: BLE001 - a bug still gets one line, not a traceback
+            log.debug("unexpected error", exc_info=True)
+            hint = "" if _state["verbose"] else " (run again with --verbose for the traceback)"
+            _fail(f"unexpected {err.__class__.__name__}: {err}{hint}")
+
+    return wrapper
 
 
 def _read_json(path: Path, producer: str) -> dict:
@@ -72,11 +129,12 @@ def _read_json(path: Path, producer: str) -> dict:
 
 
 @app.command()
+@_user_errors
 def generate(
     params: ParamsOpt = Path("params.yaml"),
     out: Annotated[str, typer.Option(help="Folder (or SQLAlchemy URL) to write the CRM tables to.")] = "data/crm",
     oracle: Annotated[Path, typer.Option(help="Where to write the true propensity per snapshot (never a feature).")] = Path("data/oracle/true_propensity.parquet"),
-    fmt: Annotated[str, typer.Option("--format", help="parquet or csv (ignored for a database URL).")] = "parquet",
+    fmt: Annotated[FileFormat, typer.Option("--format", help="parquet or csv (ignored for a database URL).")] = FileFormat.parquet,
     n_leads: Annotated[int | None, typer.Option(help="Override generate.n_leads.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override generate.seed.")] = None,
 ) -> None:
@@ -91,17 +149,9 @@ def generate(
 
     p = _load(params)
     overrides = {k: v for k, v in {"n_leads": n_leads, "seed": seed}.items() if v is not None}
-    with Progress(
-        TextColumn("simulating days"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
-    ) as bar:
-        task = bar.add_task("days", total=None)
-
-        def tick(day: int, n_days: int) -> None:
-            bar.update(task, completed=day + 1, total=n_days)
-
-        meta = run_generate(p, out, oracle, fmt=fmt, progress=tick, **overrides)
-    table = Table(title=f"synthetic CRM in {out}")
+    with ProgressReporter(console) as progress:
+        meta = run_generate(p, out, oracle, fmt=str(fmt), progress=lambda day, n: progress("days", day + 1, n), **overrides)
+    table = Table(title=f"synthetic CRM in {display_url(out)}")
     table.add_column("table")
     table.add_column("rows", justify="right")
     for name, rows in meta["rows"].items():
@@ -110,6 +160,7 @@ def generate(
 
 
 @app.command()
+@_user_errors
 def validate(
     source: Annotated[str | None, typer.Argument(help="Folder of Parquet/CSV tables or an SQLAlchemy URL (default: crm.source in params.yaml).")] = None,
     params: ParamsOpt = Path("params.yaml"),
@@ -124,16 +175,13 @@ def validate(
     reason and are counted. An unreadable value in an optional field (a firmographic, a BANT
     answer, a flag) is set to missing and counted; the row is kept. See docs/data-contract.md.
     """
-    from features.validation import ContractError
     from pipelines.steps import run_validate
 
     p = _load(params)
     source = source or p.get("crm", {}).get("source") or "data/crm"
-    try:
-        report = run_validate(p, source, out, rejects)
-    except ContractError as err:
-        _fail(str(err))
-    table = Table(title=f"validation of {source}")
+    with ProgressReporter(console) as progress:
+        report = run_validate(p, source, out, rejects, progress=progress)
+    table = Table(title=f"validation of {display_url(source)}")
     for col in ("table", "rows_in", "rows_rejected", "rows_out"):
         table.add_column(col, justify="left" if col == "table" else "right")
     for row in report["counts"]:
@@ -142,6 +190,7 @@ def validate(
 
 
 @app.command()
+@_user_errors
 def label(
     params: ParamsOpt = Path("params.yaml"),
     validated: Annotated[Path, typer.Option(help="Folder written by `leadscore validate`.")] = Path("data/validated"),
@@ -159,6 +208,7 @@ def label(
 
 
 @app.command()
+@_user_errors
 def features(
     params: ParamsOpt = Path("params.yaml"),
     validated: Annotated[Path, typer.Option(help="Folder written by `leadscore validate`.")] = Path("data/validated"),
@@ -173,11 +223,13 @@ def features(
     """
     from pipelines.steps import run_features
 
-    frame = run_features(_load(params), validated, snapshots, out)
+    with ProgressReporter(console) as progress:
+        frame = run_features(_load(params), validated, snapshots, out, progress=progress)
     out_console.print(f"{frame.shape[1] - 2} features x {len(frame):,} snapshots -> {out}")
 
 
 @app.command("training-set")
+@_user_errors
 def training_set(
     params: ParamsOpt = Path("params.yaml"),
     features_path: Annotated[Path, typer.Option("--features", help="Output of `leadscore features`.")] = Path("data/features/features.parquet"),
@@ -193,6 +245,7 @@ def training_set(
 
 
 @app.command("manifest")
+@_user_errors
 def show_manifest(
     path: Annotated[Path, typer.Argument(help="A manifest.json written by `leadscore training-set`.")] = Path("data/training/manifest.json"),
     oracle: Annotated[Path | None, typer.Option(help="Oracle file of a synthetic CRM: adds the oracle ROC AUC per split.")] = None,
@@ -229,6 +282,7 @@ def _print_manifest(result: dict, oracle_auc: dict | None = None) -> None:
 
 
 @app.command()
+@_user_errors
 def train(
     params: ParamsOpt = Path("params.yaml"),
     training: Annotated[Path, typer.Option(help="Folder written by `leadscore training-set`.")] = Path("data/training"),
@@ -251,6 +305,7 @@ def train(
 
 
 @app.command()
+@_user_errors
 def evaluate(
     params: ParamsOpt = Path("params.yaml"),
     training: Annotated[Path, typer.Option(help="Folder written by `leadscore training-set`.")] = Path("data/training"),
@@ -270,6 +325,7 @@ def evaluate(
 
 
 @app.command()
+@_user_errors
 def register(
     params: ParamsOpt = Path("params.yaml"),
     model: Annotated[Path, typer.Option(help="Folder written by `leadscore train`.")] = Path("data/model"),
@@ -288,8 +344,9 @@ def register(
 
     result = run_register(_load(params), model, evaluation, training, params_path=params)
     if summary is not None:
-        summary.parent.mkdir(parents=True, exist_ok=True)
-        summary.write_text(json.dumps(result, indent=2) + "\n")
+        from features.outputs import write_json
+
+        write_json(summary, result)
     if result["registered"]:
         cut = result["cutoffs"]
         out_console.print(
@@ -303,6 +360,7 @@ def register(
 
 
 @app.command("metrics")
+@_user_errors
 def show_metrics(
     path: Annotated[Path, typer.Argument(help="A metrics.json written by `leadscore evaluate`.")] = Path("data/evaluation/metrics.json"),
     registered: Annotated[Path | None, typer.Option(help="The summary written by `leadscore register --summary`.")] = None,
@@ -347,6 +405,7 @@ def _print_metrics(metrics: dict) -> None:
 
 
 @app.command()
+@_user_errors
 def catalog(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
@@ -365,6 +424,7 @@ def catalog(
 
 
 @app.command()
+@_user_errors
 def score(
     source: Annotated[str | None, typer.Argument(help="The CRM: folder of Parquet/CSV tables or an SQLAlchemy URL (default: crm.source in params.yaml).")] = None,
     params: ParamsOpt = Path("params.yaml"),
@@ -377,7 +437,8 @@ def score(
     resume: Annotated[bool, typer.Option(help="Finish an unfinished run of the same model version into the same sink.")] = True,
     ledger: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the run ledger (default: see score.ledger).")] = None,
     summary: Annotated[Path | None, typer.Option(help="Write the run summary to this JSON file.")] = None,
-    show: Annotated[int, typer.Option(help="Leads to show in the preview table.")] = 10,
+    show: Annotated[int, typer.Option(min=0, help="Leads to show in the preview table.")] = 10,
+    create: Annotated[bool, typer.Option("--create", help="Create the scores database or folder if it does not exist (the first run). Without it a missing sink is an error: a mistyped path must not become a new, empty CRM.")] = False,
 ) -> None:
     """Score every open lead with a registered model and write score, stage and reasons back.
 
@@ -388,43 +449,34 @@ def score(
     append-only history, in all-or-nothing batches; a failed batch is recorded with its lead
     ids, and running the command again finishes an interrupted run without duplicates.
     The drift of features and scores (PSI) against the model's training data is checked first.
-    """
-    import pyarrow as pa
-    import sqlalchemy as sa
 
-    from features.validation import ContractError
-    from pipelines.score_job import DriftRefused, NothingToScore, run_score
-    from pipelines.writeback import BatchWriteError
+    The job stops before writing anything when the export is broken: a required table empty,
+    a required column empty, or more than validate.max_quarantined_fraction of a table's rows
+    quarantined. One job at a time writes into a sink: a second one refuses to start while the
+    first holds the sink's lease (score.lease).
+
+    Exit codes: 0 succeeded (or dry run); 1 stopped with an error, said in one line (nothing
+    written, or nothing further: the run record says where it stopped, and the next run
+    resumes); 2 partial (some batches failed: see `leadscore scoring-runs --failures`; run
+    again to retry them) or a usage error (a wrong option or value).
+    """
+    from features.outputs import refuse_overlap, write_json
+    from pipelines.score_job import run_score
 
     p = _load(params)
     source = source or p.get("crm", {}).get("source") or "data/crm"
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        tasks: dict[str, int] = {}
-
-        def tick(task: str, done: int, total: int) -> None:
-            if task not in tasks:
-                tasks[task] = bar.add_task({"features": "building features", "score": "scoring and explaining", "write": "writing back"}.get(task, task), total=total)
-            bar.update(tasks[task], completed=done, total=total)
-
-        try:
-            result = run_score(
-                p, source, model_uri=model, to=to, as_of=as_of, lead_ids=lead_ids, limit=limit,
-                dry_run=dry_run, resume=resume, ledger_url=ledger, progress=tick,
-            )  # fmt: skip
-        except (ContractError, NothingToScore, DriftRefused, LookupError, ValueError, BatchWriteError) as err:
-            _fail(str(err))
-        except (OSError, sa.exc.SQLAlchemyError, pa.ArrowException) as err:
-            # Unreachable database, unwritable folder, unreadable file: said in one line.
-            first = str(getattr(err, "orig", None) or err).splitlines()[0]
-            _fail(f"{err.__class__.__name__}: {first} (nothing further was written; the run record says where it stopped)")
+    refuse_overlap({"source": source}, {"--summary": summary})
+    with ProgressReporter(console) as progress:
+        result = run_score(
+            p, source, model_uri=model, to=to, as_of=as_of, lead_ids=lead_ids, limit=limit,
+            dry_run=dry_run, resume=resume, ledger_url=ledger, progress=progress, create=create,
+        )  # fmt: skip
     preview = result.pop("preview", None)
     if summary is not None:
-        summary.parent.mkdir(parents=True, exist_ok=True)
-        summary.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        write_json(summary, result)
     _print_score_summary(result)
     if preview is not None:
-        table = Table(title=f"dry run: {len(preview):,} leads would be written to {result['sink']} (first {min(show, len(preview))})")
+        table = Table(title=f"dry run: {len(preview):,} leads would be written to {display_url(result['sink'])} (first {min(show, len(preview))})")
         for c in ("lead_id", "score", "stage", "reasons_for", "reasons_against"):
             table.add_column(c, justify="right" if c == "score" else "left", overflow="fold")
         for r in preview.head(show).itertuples(index=False):
@@ -465,17 +517,23 @@ def _print_score_summary(r: dict) -> None:
 
 
 @app.command("scores")
+@_user_errors
 def show_scores(
     where: Annotated[str, typer.Argument(help="Where scores were written: an SQLAlchemy URL or a folder of score files.")] = "sqlite:///data/crm.db",
     params: ParamsOpt = Path("params.yaml"),
     top: Annotated[int, typer.Option(min=1, help="How many leads to show, highest score first.")] = 5,
-    stage: Annotated[str | None, typer.Option(help="Only this stage (SQL, MQL, nurture, disqualified).")] = None,
+    stage: Annotated[Stage | None, typer.Option(help="Only this stage.", case_sensitive=False)] = None,
 ) -> None:
     """Show the current scores a run wrote back: the highest first, with stage and reasons in words."""
     import pandas as pd
     import sqlalchemy as sa
 
+    from features.outputs import local_path
+
     table_name = _load(params).get("score", {}).get("tables", {}).get("current", "lead_scores")
+    file = local_path(where)
+    if file is not None and not file.exists():  # reading must not create an empty database
+        _fail(f"{file} does not exist: run `leadscore score --to {display_url(where)}` first, or check the path")
     try:
         if "://" in where:
             engine = sa.create_engine(where)
@@ -488,11 +546,11 @@ def show_scores(
                 _fail(f"no lead_scores.parquet or lead_scores.csv in {where}: run `leadscore score --to {where}` first")
             scores = pd.read_parquet(files[0]) if files[0].suffix == ".parquet" else pd.read_csv(files[0], dtype={"lead_id": str})
     except (OSError, ValueError, sa.exc.SQLAlchemyError) as err:
-        _fail(f"cannot read scores from {where}: {str(err).splitlines()[0]} (run `leadscore score` first)")
+        _fail(f"cannot read scores from {display_url(where)}: {str(err).splitlines()[0]} (run `leadscore score` first)")
     if stage:
-        scores = scores[scores["stage"] == stage]
+        scores = scores[scores["stage"] == str(stage)]
     shown = scores.sort_values(["probability", "lead_id"], ascending=[False, True]).head(top)
-    out_console.print(f"{len(scores):,} leads scored in {where}; the {len(shown)} highest:")
+    out_console.print(f"{len(scores):,} leads scored in {display_url(where)}; the {len(shown)} highest:")
     for r in shown.itertuples(index=False):
         out_console.print(f"[bold]{r.lead_id}[/]  score {r.score}  [bold]{r.stage}[/]  ({r.stage_reason})")
         out_console.print(f"   for: {r.reasons_for if isinstance(r.reasons_for, str) else '-'}")
@@ -500,11 +558,12 @@ def show_scores(
 
 
 @app.command("scoring-runs")
+@_user_errors
 def scoring_runs(
     ledger: Annotated[str, typer.Argument(help="SQLAlchemy URL of the ledger (the CRM database for SQL sinks).")] = "sqlite:///data/crm.db",
     params: ParamsOpt = Path("params.yaml"),
     failures: Annotated[bool, typer.Option(help="List failed batches with their lead ids too.")] = False,
-    last: Annotated[int, typer.Option(help="How many runs to show.")] = 10,
+    last: Annotated[int, typer.Option(min=1, help="How many runs to show.")] = 10,
 ) -> None:
     """List scoring runs (newest first): status, model version, leads read, scored, written, failed."""
     import pandas as pd
@@ -513,8 +572,10 @@ def scoring_runs(
 
     book = Ledger(ledger, _load(params).get("score", {}).get("tables"))
     try:
+        if not book.exists():  # creates nothing: a mistyped path must not become a database
+            _fail(f"no scoring runs in {display_url(ledger)}: check the path, or run `leadscore score` first")
         runs = book.runs_frame().head(last)
-        table = Table(title=f"scoring runs in {ledger}", box=None, pad_edge=False)
+        table = Table(title=f"scoring runs in {display_url(ledger)}", box=None, pad_edge=False)
         # The run id starts with the as-of instant: no separate column, the table fits 80 columns.
         cols = {"run_id": "run (as of - id)", "status": "status", "model_version": "version",
                 "leads_read": "read", "leads_scored": "scored", "leads_written": "written", "leads_failed": "failed"}  # fmt: skip
@@ -529,8 +590,8 @@ def scoring_runs(
         if failures:
             for f in book.failures_frame().itertuples(index=False):
                 out_console.print(f"run {f.run_id} batch {f.batch_no}: {f.n_leads} leads failed ({f.error}); lead ids {f.lead_ids}")
-    except Exception as err:  # noqa: BLE001 - a missing ledger is a user error, said plainly
-        _fail(f"cannot read the ledger at {ledger}: {err}")
+    except (OSError, ValueError, RuntimeError, ImportError) as err:  # a user error, said plainly
+        _fail(f"cannot read the ledger at {display_url(ledger)}: {err}")
     finally:
         book.close()
 

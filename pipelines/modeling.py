@@ -18,6 +18,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from features.outputs import refuse_overlap, save_figure, write_csv, write_file, write_json
 from models.baseline import logistic_baseline
 from models.boosting import predict_scores, train_booster
 from models.calibration import ProbabilityCalibrator
@@ -62,6 +63,7 @@ def run_train(
 
     ``validated``: the validated CRM, to record the drift reference as a scoring run would see it.
     """
+    refuse_overlap({"--training": training, "--validated": validated}, {"--out": out})
     training, out = Path(training), Path(out)
     settings, calibration = section(params, "train"), section(params, "calibration")
     train, valid = _split(training, "train"), _split(training, "validation")
@@ -89,10 +91,9 @@ def run_train(
     numeric = [n for n in names if n not in categorical]
     baseline = logistic_baseline(categorical, numeric, c=float(settings["baseline_c"])).fit(x_train, y_train)
 
-    out.mkdir(parents=True, exist_ok=True)
-    booster.save_model(out / BOOSTER, num_iteration=booster.best_iteration)
-    joblib.dump(calibrator, out / CALIBRATOR)
-    joblib.dump(baseline, out / BASELINE)
+    write_file(out / BOOSTER, lambda tmp: booster.save_model(tmp, num_iteration=booster.best_iteration))
+    write_file(out / CALIBRATOR, lambda tmp: joblib.dump(calibrator, tmp))
+    write_file(out / BASELINE, lambda tmp: joblib.dump(baseline, tmp))
     manifest = json.loads((training / "manifest.json").read_text()) if (training / "manifest.json").exists() else {}
     meta = {
         "features": names,
@@ -114,9 +115,9 @@ def run_train(
             "splits": manifest.get("splits"),
         },
     }
-    (out / META).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    write_json(out / META, meta)
     reference = _drift_reference(params, booster, calibrator, meta, valid, p_valid, validated)
-    (out / DRIFT_REFERENCE).write_text(json.dumps(reference) + "\n")
+    write_file(out / DRIFT_REFERENCE, lambda tmp: tmp.write_text(json.dumps(reference) + "\n"))
     return meta
 
 
@@ -164,6 +165,7 @@ def run_evaluate(
     oracle: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score the out-of-time test split: the model next to the baseline and, if given, the oracle."""
+    refuse_overlap({"--training": training, "--model": model, "--oracle": oracle}, {"--out": out})
     from models import plots
 
     n_bins = int(section(params, "evaluate")["n_bins"])
@@ -205,15 +207,14 @@ def run_evaluate(
     calibration_curves = {LABELS[k]: scores[k] for k in ("model", "model_uncalibrated")}
 
     out = Path(out)
-    (out / "plots").mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    pd.concat(
+    write_json(out / "metrics.json", metrics)
+    write_csv(out / "gains.csv", pd.concat(
         [gains_table(y, p, n_bins).assign(scorer=name) for name, p in curves.items()], ignore_index=True
-    ).to_csv(out / "gains.csv", index=False)
-    tiers.to_csv(out / "tiers.csv", index=False)
-    pd.concat(
+    ))  # fmt: skip
+    write_csv(out / "tiers.csv", tiers)
+    write_csv(out / "reliability.csv", pd.concat(
         [reliability_table(y, p, n_bins).assign(scorer=LABELS[k]) for k, p in scores.items()], ignore_index=True
-    ).to_csv(out / "reliability.csv", index=False)
+    ))  # fmt: skip
     figures = {
         "roc.png": plots.roc_figure(y, curves),
         "precision_recall.png": plots.precision_recall_figure(y, curves),
@@ -222,6 +223,6 @@ def run_evaluate(
         "score_distribution.png": plots.score_distribution_figure(y, scores["model"]),
     }
     for name, fig in figures.items():
-        fig.savefig(out / "plots" / name, dpi=110)
+        save_figure(out / "plots" / name, fig, dpi=110)
         plots.plt.close(fig)
     return metrics

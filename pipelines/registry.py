@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
+
+from features.urls import display_url, redact_settings
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +124,10 @@ def run_register(
     splits = manifest["splits"]
     data_range = f"{splits['train']['as_of_from']}..{splits['test']['as_of_to']}"
     with mlflow.start_run(run_name="train-evaluate-register") as run:
-        mlflow.log_params({k: str(v)[:500] for k, v in _flatten("", params, {}).items()})
+        # Secrets never reach the tracking store: a URL's password in crm.source or score.to
+        # is masked in the params and in the params.yaml artifact alike.
+        safe_params = redact_settings(params)
+        mlflow.log_params({k: str(v)[:500] for k, v in _flatten("", safe_params, {}).items()})
         flat = {f"test.{name}.{k}": v for name, r in metrics["test"].items() for k, v in r.items()}
         if "model_roc_auc_vs_oracle" in metrics:
             flat["test.model_roc_auc_vs_oracle"] = metrics["model_roc_auc_vs_oracle"]
@@ -134,7 +140,9 @@ def run_register(
                 "training_data_range": data_range,
             }
         )
-        for path in (Path(params_path), training / "manifest.json", evaluation / "metrics.json", model_dir / "model_meta.json"):
+        if Path(params_path).exists():
+            mlflow.log_text(yaml.safe_dump(safe_params, sort_keys=False), Path(params_path).name)
+        for path in (training / "manifest.json", evaluation / "metrics.json", model_dir / "model_meta.json"):
             if path.exists():
                 mlflow.log_artifact(str(path))
         if (evaluation / "plots").exists():
@@ -150,7 +158,7 @@ def run_register(
             input_example=example,
         )
         summary: dict[str, Any] = {
-            "tracking_uri": uri,
+            "tracking_uri": display_url(uri),
             "run_id": run.info.run_id,
             "model_uri": info.model_uri,
             "registered": False,

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.readers import read_crm
-from features.validation import validate_crm, write_rejects
+from features.outputs import refuse_overlap, save_figure
+from features.urls import display_url
+from features.validation import ValidationResult, validate_crm, write_rejects
 from pipelines.params import section
 from pipelines.scoring import (
     load_scoring_model,
@@ -39,8 +40,14 @@ from pipelines.scoring import (
     select_leads,
     specs_by_name,
 )
-from pipelines.steps import _read_meta, naive_utc, resolve_extracted_at
-from pipelines.writeback import open_ledger, open_sink
+from pipelines.steps import (
+    _read_meta,
+    naive_utc,
+    read_source,
+    resolve_extracted_at,
+    validation_settings,
+)
+from pipelines.writeback import open_ledger, open_sink, sink_kind
 from pipelines.writeback.base import SCORE_COLUMNS, BatchWriteError, SinkConfigurationError
 
 log = logging.getLogger(__name__)
@@ -75,25 +82,36 @@ def resolve_as_of(params: dict[str, Any], source: str | Path | Mapping, as_of: s
     return resolve_extracted_at(source, None), False
 
 
-def validated_tables(params: dict[str, Any], source: str | Path, as_of: pd.Timestamp) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
-    """Read and validate the CRM at ``source``; quarantined rows go to ``score.rejects``.
+def validated_tables(
+    params: dict[str, Any], source: str | Path, as_of: pd.Timestamp, progress: Progress = _no_progress
+) -> ValidationResult:
+    """Read and validate the CRM at ``source`` as of the scoring instant.
 
-    Returns the clean tables and the count of quarantined rows per table.
+    Returns the validation result (clean tables, quarantined rows and counts). A broken export
+    (a required table or column empty, too many rows quarantined) raises ``ContractError``
+    before anything is written.
     """
-    settings = section(params, "score")
     extracted_at = resolve_extracted_at(source, section(params, "crm").get("extracted_at"))
     if as_of > extracted_at:
         log.warning("scoring as of %s, after the CRM's extraction (%s): later activity is not in the data", as_of, extracted_at)
     validation = validate_crm(
-        read_crm(source),
+        read_source(params, source, progress),
         extracted_at=max(extracted_at, as_of),
-        max_unparseable_fraction=float(section(params, "validate")["max_unparseable_fraction"]),
+        progress=progress,
+        **validation_settings(params),
     )
+    return validation
+
+
+def _write_quarantine(settings: dict[str, Any], validation) -> None:
+    """Quarantined rows to ``score.rejects`` (once the job is sure to write: a job that stops
+    writes nothing)."""
+    if validation is None:
+        return
     quarantined = {t: int(n) for t, n in validation.counts.set_index("table")["rows_rejected"].items()}
     if settings.get("rejects") and any(quarantined.values()):
         write_rejects(validation, settings["rejects"])
         log.info("quarantined rows written to %s: %s", settings["rejects"], quarantined)
-    return validation.tables, quarantined
 
 
 def score_crm(
@@ -105,15 +123,19 @@ def score_crm(
     limit: int | None = None,
     skip: set[str] | None = None,
     progress: Progress = _no_progress,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], ValidationResult | None]:
     """Validate the CRM at ``source`` (or take already validated tables), score its open leads.
 
     Returns the scores (one row per lead, reasons included), the features they were scored
-    from, and counts (leads read, left out by reason, quarantined rows, already written).
+    from, counts (leads read, left out by reason, quarantined rows, already written) and the
+    validation result (None for tables validated by the caller).
     """
     settings = section(params, "score")
+    validation = None
     if isinstance(source, str | Path):
-        tables, quarantined = validated_tables(params, source, as_of)
+        validation = validated_tables(params, source, as_of, progress)
+        tables = validation.tables
+        quarantined = {t: int(n) for t, n in validation.counts.set_index("table")["rows_rejected"].items()}
     else:  # tables validated by the caller (e.g. `leadscore validate` output, or a benchmark)
         tables, quarantined = source, {}
     snapshots, counts = open_leads(tables, as_of, settings.get("max_lead_age_days"))
@@ -153,7 +175,7 @@ def score_crm(
     scored = scored.assign(model_name=model.name, model_version=model.version, scored_at=as_of)
     scored["scored_at"] = scored["scored_at"].astype("datetime64[us]")
     counts["scored"] = len(scored)
-    return scored.reset_index(drop=True), features, counts
+    return scored.reset_index(drop=True), features, counts, validation
 
 
 def run_score(
@@ -168,26 +190,36 @@ def run_score(
     resume: bool = True,
     ledger_url: str | None = None,
     progress: Progress = _no_progress,
+    create: bool = False,
 ) -> dict[str, Any]:
     """Score the open leads of the CRM at ``source`` and write them to ``to`` (see module doc).
 
     Returns the run summary; with ``dry_run`` nothing is written and the summary holds a
-    ``preview`` frame of what would be.
+    ``preview`` frame of what would be. ``create``: make the sink (database file, folder) if
+    it does not exist; otherwise a missing sink is an error (a typo is not a new CRM).
     """
     settings = section(params, "score")
     started = _now()
     clock = time.perf_counter()
-    model = load_scoring_model(model_uri or settings["model_uri"])
     destination = to or settings["to"]
+    outputs = {"score.rejects": settings.get("rejects"), "score.drift.plot": (settings.get("drift") or {}).get("plot")}
+    if sink_kind(destination) == "files":  # a database sink may well be the CRM's own database
+        outputs["--to"] = destination
+    refuse_overlap({"source": source if isinstance(source, str | Path) else None}, outputs)
+    model = load_scoring_model(model_uri or settings["model_uri"])
     ledger = open_ledger(destination, settings, ledger_url)
-    sink = open_sink(destination, settings, ledger)
+    sink = open_sink(destination, settings, ledger, create=create)
     try:
         as_of_ts, pinned = resolve_as_of(params, source, as_of)
         run_id, skip, superseded, previous = None, set(), None, {}
         whole_population = not lead_ids and limit is None
         # ledger.exists() creates nothing: bad input leaves no trace.
         if not dry_run and resume and whole_population and ledger.exists():
-            earlier = ledger.unfinished_run(model.name, model.version, sink.describe())
+            # Runs are matched by the sink's identity (one spelling per sink); records written
+            # before identities existed hold the sink's description.
+            earlier = ledger.unfinished_run(model.name, model.version, sink.identity()) or ledger.unfinished_run(
+                model.name, model.version, sink.describe()
+            )
             earlier_as_of = pd.Timestamp(earlier["as_of"]) if earlier else None
             if earlier and (earlier_as_of == as_of_ts or not pinned):
                 # Same model, sink and instant (or no instant known but "now"): finish that run,
@@ -206,7 +238,7 @@ def run_score(
                     "leaves it as it is", earlier["run_id"], earlier_as_of, as_of_ts,
                 )  # fmt: skip
         run_id = run_id or f"{as_of_ts:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-        scored, features, counts = score_crm(params, source, model, as_of_ts, lead_ids, limit, skip, progress)
+        scored, features, counts, validation = score_crm(params, source, model, as_of_ts, lead_ids, limit, skip, progress)
         scored["run_id"] = run_id
         if whole_population and not skip:
             drift = _check_drift(model, features, scored, settings.get("drift", {}))
@@ -233,6 +265,7 @@ def run_score(
             raise DriftRefused("; ".join(drift["messages"]))
         ledger.create()
         sink.prepare()
+        _write_quarantine(settings, validation)
         already = counts.get("already_written", 0)
         if previous:
             ledger.clear_failures(run_id)  # their leads are in this attempt: retried now
@@ -242,7 +275,7 @@ def run_score(
             ledger.start_run(
                 {
                     "run_id": run_id, "model_name": model.name, "model_version": model.version,
-                    "model_uri": model.uri, "as_of": as_of_ts.to_pydatetime(), "sink": sink.describe(),
+                    "model_uri": model.uri, "as_of": as_of_ts.to_pydatetime(), "sink": sink.identity(),
                     "status": "running", "started_at": started.to_pydatetime(),
                     "leads_read": counts["leads_in_crm"], "leads_scored": counts["scored"],
                     "leads_already_written": 0,
@@ -335,9 +368,8 @@ def _check_drift(model, features: pd.DataFrame, scored: pd.DataFrame, settings: 
         from models.plots import drift_figure
 
         path = Path(settings["plot"])
-        path.parent.mkdir(parents=True, exist_ok=True)
         figure = drift_figure(table, bin_shares(reference["score"], scored["probability"].to_numpy(dtype=float)))
-        figure.savefig(path, dpi=110)
+        save_figure(path, figure, dpi=110)
         plt.close(figure)
         log.info("drift plot: %s", path)
     return {
@@ -383,5 +415,5 @@ def _track_in_mlflow(settings: dict[str, Any], summary: dict[str, Any]) -> str |
                 mlflow.log_artifact(plot)
         return run.info.run_id
     except Exception as error:  # noqa: BLE001 - tracking is a report, not the job
-        log.warning("the scoring run was not logged to MLflow (%s): %s", tracking_uri(), error)
+        log.warning("the scoring run was not logged to MLflow (%s): %s", display_url(tracking_uri()), display_url(error))
         return None

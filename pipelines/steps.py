@@ -15,8 +15,10 @@ from typing import Any
 import pandas as pd
 
 from features.build import build_features, feature_specs
+from features.outputs import refuse_overlap, write_json, write_parquet
 from features.readers import read_crm, write_crm
 from features.snapshots import snapshots_after_creation
+from features.urls import display_url
 from features.validation import validate_crm, write_rejects
 from pipelines.params import behavioral_params, section, snapshot_offsets, synthetic_config
 from pipelines.synthetic_crm import generate_crm
@@ -34,8 +36,7 @@ VALIDATION_REPORT = "validation_report.json"
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    write_json(path, payload)
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:
@@ -52,6 +53,7 @@ def run_generate(
     **overrides: Any,
 ) -> dict[str, Any]:
     """Generate the synthetic CRM into ``out`` (folder or SQLAlchemy URL) and its oracle file."""
+    refuse_overlap({}, {"--out": out, "--oracle": oracle_path})
     cfg = synthetic_config(params, **overrides)
     crm = generate_crm(cfg, progress=progress)
     write_crm(crm.tables, out, fmt=fmt)
@@ -64,9 +66,8 @@ def run_generate(
     if "://" not in str(out):
         _write_json(Path(out) / META_FILE, meta)
     oracle_path = Path(oracle_path)
-    oracle_path.parent.mkdir(parents=True, exist_ok=True)
-    crm.oracle.to_parquet(oracle_path, index=False)
-    log.info("wrote the synthetic CRM to %s and its oracle (%d snapshots) to %s", out, len(crm.oracle), oracle_path)
+    write_parquet(oracle_path, crm.oracle)
+    log.info("wrote the synthetic CRM to %s and its oracle (%d snapshots) to %s", display_url(out), len(crm.oracle), oracle_path)
     return meta
 
 
@@ -89,23 +90,44 @@ def resolve_extracted_at(source: str | Path, configured: str | None) -> pd.Times
     return now
 
 
-def run_validate(
-    params: dict[str, Any], source: str | Path, out: str | Path, rejects: str | Path
-) -> dict[str, Any]:
-    """Validate the CRM at ``source``; write clean typed tables to ``out`` and rejects to ``rejects``."""
+def validation_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of :func:`~features.validation.validate_crm` from params.yaml ``validate``."""
     settings = section(params, "validate")
+    limit = settings.get("max_quarantined_fraction", 0.05)
+    return {
+        "max_unparseable_fraction": float(settings["max_unparseable_fraction"]),
+        "max_quarantined_fraction": None if limit is None else float(limit),
+        "nonempty_tables": tuple(settings.get("nonempty_tables", ("leads",))),
+    }
+
+
+def read_source(params: dict[str, Any], source: str | Path, progress: Callable[[str, int, int], None] | None = None) -> dict[str, pd.DataFrame]:
+    """The raw CRM tables at ``source``, read with the export's encoding (``crm.encoding``)."""
+    encoding = section(params, "crm").get("encoding") or "utf-8"
+    return read_crm(source, encoding=encoding, progress=progress)
+
+
+def run_validate(
+    params: dict[str, Any],
+    source: str | Path,
+    out: str | Path,
+    rejects: str | Path,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Validate the CRM at ``source``; write clean typed tables to ``out`` and rejects to ``rejects``.
+
+    Nothing is written when the input breaks the contract (``ContractError``) or when an output
+    would overlap the input or the other output (``OutputError``).
+    """
+    refuse_overlap({"source": source}, {"--out": out, "--rejects": rejects})
     extracted_at = resolve_extracted_at(source, section(params, "crm").get("extracted_at"))
-    result = validate_crm(
-        read_crm(source),
-        extracted_at=extracted_at,
-        max_unparseable_fraction=float(settings["max_unparseable_fraction"]),
-    )
+    result = validate_crm(read_source(params, source, progress), extracted_at=extracted_at, progress=progress, **validation_settings(params))
     out = Path(out)
     write_crm(result.tables, out, fmt="parquet")
     write_rejects(result, rejects)
     report = {
         "extracted_at": extracted_at.isoformat(),
-        "source": str(source),
+        "source": display_url(source),
         "counts": result.counts.to_dict(orient="records"),
         "input_fingerprint": fingerprint(result.tables),
     }
@@ -126,6 +148,7 @@ def _read_validated(folder: str | Path) -> tuple[dict[str, pd.DataFrame], pd.Tim
 
 def run_label(params: dict[str, Any], validated: str | Path, out: str | Path) -> dict[str, Any]:
     """Snapshots by the policy in params, labelled, censored; written to ``out`` (Parquet)."""
+    refuse_overlap({"--validated": validated}, {"--out": out})
     tables, extracted_at = _read_validated(validated)
     snapshots = snapshots_after_creation(tables["leads"], snapshot_offsets(params))
     labelled = label_snapshots(
@@ -136,25 +159,28 @@ def run_label(params: dict[str, Any], validated: str | Path, out: str | Path) ->
         data_end=extracted_at,
     )
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    labelled.frame.to_parquet(out, index=False)
+    write_parquet(out, labelled.frame)
     summary = {"snapshots": len(snapshots), "labelled": len(labelled.frame), "excluded": labelled.excluded}
     _write_json(out.with_suffix(".json"), summary)
     return summary
 
 
 def run_features(
-    params: dict[str, Any], validated: str | Path, snapshots_path: str | Path, out: str | Path
+    params: dict[str, Any],
+    validated: str | Path,
+    snapshots_path: str | Path,
+    out: str | Path,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> pd.DataFrame:
     """Features of every labelled snapshot (one row each, same order), written to ``out``."""
+    refuse_overlap({"--validated": validated, "--snapshots": snapshots_path}, {"--out": out})
     tables, _ = _read_validated(validated)
     snapshots = pd.read_parquet(snapshots_path, columns=["lead_id", "as_of"])
     builders = section(params, "features")["builders"]
     behavioral = behavioral_params(params)
-    frame = build_features(tables, snapshots, builders, behavioral)
+    frame = build_features(tables, snapshots, builders, behavioral, progress=progress)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(out, index=False)
+    write_parquet(out, frame)
     catalog = [
         {
             "name": s.name,
@@ -179,6 +205,7 @@ def run_training_set(
     out: str | Path,
 ) -> dict[str, Any]:
     """Join labels to features, split by time, write one Parquet file per split and a manifest."""
+    refuse_overlap({"--features": features_path, "--snapshots": snapshots_path, "--validated": validated}, {"--out": out})
     features = pd.read_parquet(features_path)
     labelled = pd.read_parquet(snapshots_path)
     same_rows = len(features) == len(labelled) and (
@@ -202,9 +229,8 @@ def run_training_set(
         label=labelled["label"].to_numpy()[~purged], split=split[~purged].to_numpy()
     ).reset_index(drop=True)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     for name, part in training.groupby("split", sort=False):
-        part.drop(columns="split").to_parquet(out / f"{name}.parquet", index=False)
+        write_parquet(out / f"{name}.parquet", part.drop(columns="split"))
     report = json.loads((Path(validated) / VALIDATION_REPORT).read_text())
     label_summary = json.loads(Path(snapshots_path).with_suffix(".json").read_text())
     feature_names = [c for c in features.columns if c not in ("lead_id", "as_of")]

@@ -129,7 +129,8 @@ def test_dvc_repro_runs_the_pipeline_offline(tmp_path, small_params):
     dvc = [sys.executable, "-m", "dvc"]
 
     def run(*cmd: str) -> str:
-        done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=600)
+        # No wall-clock limit: a busy CI machine may take long; a hung step shows in the CI log.
+        done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
         assert done.returncode == 0, f"{cmd}\n{done.stdout}\n{done.stderr}"
         return done.stdout
 

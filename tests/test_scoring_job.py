@@ -15,12 +15,18 @@ import yaml
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.score_job import DriftRefused, NothingToScore, run_score
+from pipelines import score_job
+from pipelines.score_job import DriftRefused, NothingToScore
 from pipelines.scoring import load_scoring_model, open_leads
 from pipelines.writeback.base import SCORE_COLUMNS, BatchWriteError
 from pipelines.writeback.sql import SqlSink
 
 pytestmark = pytest.mark.slow
+
+
+def run_score(*args, **kwargs):
+    """The scoring job, allowed to create the test's fresh sink database (``--create``)."""
+    return score_job.run_score(*args, **{"create": True, **kwargs})
 
 
 @pytest.fixture
@@ -119,7 +125,7 @@ def test_a_failed_batch_is_recorded_with_its_leads_and_retried_by_the_next_run(w
     monkeypatch.setattr(SqlSink, "write_batch", second_batch_fails)
     p = world[2] / "params.yaml"
     p.write_text(yaml.safe_dump(params))
-    result = CliRunner().invoke(app, ["-q", "score", str(root / "crm"), "-p", str(p)])
+    result = CliRunner().invoke(app, ["-q", "score", str(root / "crm"), "-p", str(p), "--create"])
     assert result.exit_code == 2, result.output  # partial: not an error to hide in a green job
     url = params["score"]["to"]
     failures, runs = read_table(url, "scoring_failures"), read_table(url, "scoring_runs")
@@ -215,7 +221,7 @@ def test_bad_input_stops_before_anything_is_written(world):
     events.to_parquet(broken / "events.parquet")
     p = tmp / "params.yaml"
     p.write_text(yaml.safe_dump(params))
-    result = CliRunner().invoke(app, ["score", str(broken), "-p", str(p)])
+    result = CliRunner().invoke(app, ["score", str(broken), "-p", str(p), "--create"])
     assert result.exit_code == 1 and "events" in result.output and "event_type" in result.output
     assert not (tmp / "crm.db").exists()  # not even an empty database file
 

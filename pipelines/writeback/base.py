@@ -26,7 +26,16 @@ SCORE_COLUMNS = [
     "reasons_for", "reasons_against", "model_name", "model_version", "scored_at", "run_id",
 ]  # fmt: skip
 #: One row of the append-only score history, in order.
-HISTORY_COLUMNS = ["run_id", "lead_id", "score", "probability", "stage", "model_name", "model_version", "scored_at"]
+HISTORY_COLUMNS = [
+    "run_id",
+    "lead_id",
+    "score",
+    "probability",
+    "stage",
+    "model_name",
+    "model_version",
+    "scored_at",
+]
 
 
 class SinkConfigurationError(ValueError):
@@ -36,7 +45,9 @@ class SinkConfigurationError(ValueError):
 class BatchWriteError(RuntimeError):
     """A batch that could not be written; carries the lead ids so that none is silently lost."""
 
-    def __init__(self, message: str, lead_ids: Iterable[str], attempts: int = 1, status: int | None = None):
+    def __init__(
+        self, message: str, lead_ids: Iterable[str], attempts: int = 1, status: int | None = None
+    ):
         super().__init__(message)
         self.lead_ids = [str(i) for i in lead_ids]
         self.attempts = attempts
@@ -52,7 +63,15 @@ class ScoreSink(ABC):
 
     @abstractmethod
     def describe(self) -> str:
-        """Where this sink writes, for logs and the run record (no secrets)."""
+        """Where this sink writes, for people: logs, messages, reports (secrets masked)."""
+
+    @abstractmethod
+    def identity(self) -> str:
+        """Which destination this sink writes to, canonical: equal for every spelling of one
+        destination, different for different ones. Run records match "the same sink" by it.
+
+        Every sink computes it with :func:`pipelines.writeback.identity.sink_identity`.
+        """
 
     def prepare(self) -> None:
         """Create what the sink needs (tables, folders) before the first batch. Idempotent."""

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.writeback.base import SCORE_COLUMNS, BatchWriteError, ScoreSink
+from pipelines.writeback.identity import sink_identity
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,9 @@ FORMATS = ("parquet", "csv")
 def _read(path: Path, fmt: str, columns: list[str] | None = None) -> pd.DataFrame:
     if fmt == "parquet":
         return pd.read_parquet(path, columns=columns)
-    frame = pd.read_csv(path, usecols=columns, dtype={"lead_id": str, "run_id": str, "model_version": str})
+    frame = pd.read_csv(
+        path, usecols=columns, dtype={"lead_id": str, "run_id": str, "model_version": str}
+    )
     if "scored_at" in frame:
         frame["scored_at"] = pd.to_datetime(frame["scored_at"])
     return frame
@@ -65,6 +68,10 @@ class FileSink(ScoreSink):
         """The folder (absolute: one folder, one identity in the run records) and format."""
         return f"{self.folder.resolve()} ({self.fmt})"
 
+    def identity(self) -> str:
+        """``files <absolute resolved folder> <format>`` (see :func:`sink_identity`)."""
+        return sink_identity(str(self.folder), {"file_format": self.fmt})
+
     def prepare(self) -> None:
         """Create the folder."""
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -85,7 +92,9 @@ class FileSink(ScoreSink):
         run_ids = rows["run_id"].unique()
         if len(run_ids) != 1:
             raise ValueError(f"a batch belongs to one run, got {list(run_ids)[:3]}")
-        key = hashlib.sha1(f"{rows['lead_id'].iloc[0]}|{rows['lead_id'].iloc[-1]}|{len(rows)}".encode()).hexdigest()[:16]
+        key = hashlib.sha1(
+            f"{rows['lead_id'].iloc[0]}|{rows['lead_id'].iloc[-1]}|{len(rows)}".encode()
+        ).hexdigest()[:16]
         path = self.run_folder(str(run_ids[0])) / f"part-{key}.{self.fmt}"
         try:
             _write_atomically(rows.reset_index(drop=True), path, self.fmt)

@@ -23,11 +23,13 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 
+from features.urls import display_url
 from pipelines.writeback.base import BatchWriteError, ScoreSink, SinkConfigurationError
 from pipelines.writeback.ledger import Ledger
 from pipelines.writeback.retry import RetryError, call_with_retries
 
 log = logging.getLogger(__name__)
+
 
 class HttpSink(ScoreSink):
     """Current scores through a CRM's batch upsert API; history in the ledger."""
@@ -84,6 +86,12 @@ class HttpSink(ScoreSink):
             raise ValueError(f"put the {cls.api_name} {secret}, not in the URL")
         if not parts.hostname:
             raise ValueError(f"{cls.api_name} URL without a host: {url!r}")
+        if parts.path.strip("/"):
+            # The clients speak to the host's root (simple-salesforce keeps only host:port): a
+            # path would be silently dropped, and the scores go elsewhere than the URL says.
+            raise SinkConfigurationError(
+                f"a {cls.api_name} URL names a host, not a path: {display_url(url)} ({example})"
+            )
         http = "http" if given == f"{scheme}+http" else "https"
         return f"{http}://{parts.netloc}"
 
@@ -130,11 +138,19 @@ class HttpSink(ScoreSink):
         # The CRM's upsert cannot compare times: never send a score older than one already
         # written (a backfill after a newer run). Such rows go to history only.
         ids = batch["lead_id"].astype(str)
-        known = self.ledger.latest_scored_at(ids).reindex(ids.to_numpy()).to_numpy(dtype="datetime64[us]")
+        known = (
+            self.ledger.latest_scored_at(ids)
+            .reindex(ids.to_numpy())
+            .to_numpy(dtype="datetime64[us]")
+        )
         scored_at = pd.to_datetime(batch["scored_at"]).to_numpy(dtype="datetime64[us]")
         stale = ~np.isnat(known) & (known > scored_at)
         if stale.any():
-            log.info("%d leads already have a newer score in %s: history only", int(stale.sum()), self.describe())
+            log.info(
+                "%d leads already have a newer score in %s: history only",
+                int(stale.sum()),
+                self.describe(),
+            )
             self.ledger.append_history(batch[stale])
             batch = batch[~stale]
         failed: list[str] = []

@@ -18,13 +18,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
 from hubspot import HubSpot
 from urllib3.util.retry import Retry
 
+from features.urls import display_url
 from pipelines.writeback.http import HttpSink
+from pipelines.writeback.identity import sink_identity
 from pipelines.writeback.ledger import Ledger
 from pipelines.writeback.retry import retry_options
 
@@ -35,6 +38,8 @@ DEFAULT_HOST = "https://api.hubapi.com"
 #: The batch endpoints' maximum number of inputs per request.
 MAX_BATCH = 100
 DEFAULT_ID_PROPERTY = "leadscore_lead_id"
+#: The only HubSpot object written (params.yaml ``score.hubspot.object``).
+DEFAULT_OBJECT = "contacts"
 #: Score column -> HubSpot contact property (internal name).
 DEFAULT_PROPERTIES = {
     "score": "leadscore_score",
@@ -137,7 +142,7 @@ class HubSpotSink(HttpSink):
         """
         settings = dict(settings or {})
         host = cls._base_url(url, "hubspot", "hubspot://api.hubapi.com", f"token in {TOKEN_ENV}")
-        if settings.get("object", "contacts") != "contacts":
+        if settings.get("object", DEFAULT_OBJECT) != DEFAULT_OBJECT:
             raise ValueError(f"HubSpotSink writes contacts, not {settings['object']!r}")
         token = cls._secret(TOKEN_ENV, "the HubSpot private-app access token", url)
         return cls(
@@ -153,7 +158,15 @@ class HubSpotSink(HttpSink):
 
     def describe(self) -> str:
         """``hubspot <host> contacts by <id_property>`` (no token)."""
-        return f"hubspot {self.host} contacts by {self.id_property}"
+        return f"hubspot {display_url(self.host)} {DEFAULT_OBJECT} by {self.id_property}"
+
+    def identity(self) -> str:
+        """``hubspot https://<host>:<port> contacts by <id_property>`` (see :func:`sink_identity`)."""
+        parts = urlsplit(self.host)
+        return sink_identity(
+            f"hubspot+{parts.scheme}://{parts.netloc}{parts.path}",
+            {"hubspot": {"object": DEFAULT_OBJECT, "id_property": self.id_property}},
+        )
 
     def payloads(self, batch: pd.DataFrame) -> list[dict[str, Any]]:
         """The request bodies for a batch: ``{"inputs": [...]}`` of at most ``batch_size`` inputs."""

@@ -25,7 +25,9 @@ import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 
+from features.urls import display_url
 from pipelines.writeback.http import HttpSink
+from pipelines.writeback.identity import sink_identity
 from pipelines.writeback.ledger import Ledger
 from pipelines.writeback.retry import HTTPStatusError, retry_options
 
@@ -168,7 +170,16 @@ class SalesforceSink(HttpSink):
 
     def describe(self) -> str:
         """``salesforce <instance> <object> by <external id> (API vXX.X)`` (no session id)."""
-        return f"salesforce {self.instance_url} {self.sobject} by {self.external_id_field} (API v{self.version})"
+        return f"salesforce {display_url(self.instance_url)} {self.sobject} by {self.external_id_field} (API v{self.version})"
+
+    def identity(self) -> str:
+        """``salesforce https://<instance>:<port> <object> by <external id>``, API version left
+        out: every version writes the same records (see :func:`sink_identity`)."""
+        parts = urlsplit(self.instance_url)
+        return sink_identity(
+            f"salesforce+{parts.scheme}://{parts.netloc}{parts.path}",
+            {"salesforce": {"object": self.sobject, "external_id_field": self.external_id_field}},
+        )
 
     def payloads(self, batch: pd.DataFrame) -> list[dict[str, Any]]:
         """The request bodies for a batch: ``{"allOrNone": false, "records": [...]}``, ``batch_size`` each."""

@@ -10,16 +10,25 @@ upserts the current scores (a row is only replaced by a score at least as recent
 old run never overwrites a newer score) and one appends the history, skipping rows the same run
 already wrote. On PostgreSQL the staging table is filled with ``COPY`` (psycopg 3), the bulk path;
 on SQLite with one ``executemany``.
+
+One bad row must not keep a whole batch out forever: when the database refuses a batch for its
+*values* (a data exception such as a NUL byte in a text field, a constraint violation, a value
+the driver cannot send), the batch is split in halves, recursively, each part its own
+transaction, until only the rows at fault are left out; every other lead is written and the
+:class:`BatchWriteError` names only those rows. A connection or server error is not about rows:
+the batch fails whole, as before, and is not split.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Sequence
 
 import pandas as pd
 import sqlalchemy as sa
 
+from features.urls import display_url as _mask
 from pipelines.writeback.base import (
     HISTORY_COLUMNS,
     SCORE_COLUMNS,
@@ -27,12 +36,23 @@ from pipelines.writeback.base import (
     ScoreSink,
     SinkConfigurationError,
 )
+from pipelines.writeback.identity import lower_scheme, sink_identity
 from pipelines.writeback.ledger import DEFAULT_TABLES, history_table
 
 log = logging.getLogger(__name__)
 
 #: Ids and names: unbounded text (the data contract sets no length; SQLite would not check one).
 _STRING = sa.String()
+#: Transactions at most spent isolating the bad rows of one batch. Each bad row costs about
+#: 2 x log2(batch size) of them (~34 in a batch of 100,000): this finds ~30 bad rows there.
+#: Past it, a part still refused is reported whole instead of being split further.
+MAX_ISOLATION_WRITES = 1_000
+#: Lead ids, and distinct errors, quoted in the message of a batch with isolated rows.
+QUOTED_IDS = 5
+QUOTED_REASONS = 3
+#: Python errors a value raises before it reaches the database (a lone surrogate cannot be
+#: encoded; SQLite holds no integer beyond 64 bits): a row's fault too.
+_CLIENT_VALUE_ERRORS = (UnicodeEncodeError, OverflowError)
 
 
 def current_table(metadata: sa.MetaData, name: str) -> sa.Table:
@@ -60,24 +80,44 @@ def current_table(metadata: sa.MetaData, name: str) -> sa.Table:
 
 
 def display_url(url: str) -> str:
-    """The URL with any password hidden."""
-    return sa.make_url(url).render_as_string(hide_password=True)
+    """The URL with any password hidden (:func:`features.urls.display_url`)."""
+    return _mask(url)
+
+
+def _first_line(error: BaseException) -> str:
+    """``Class: first line`` of a database error, the driver's own when SQLAlchemy wrapped it."""
+    cause = getattr(error, "orig", None) or error
+    return f"{cause.__class__.__name__}: {(str(cause).splitlines() or [''])[0]}"
+
+
+def _printable(text: str) -> str:
+    """``text`` fit for a log line and a ledger column: NUL bytes and lone surrogates escaped
+    (PostgreSQL stores neither in text)."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class SqlSink(ScoreSink):
     """Upsert current scores and append history in an SQL database, one transaction per batch."""
 
-    def __init__(self, url: str, tables: dict[str, str] | None = None, batch_size: int = 100_000):
+    def __init__(
+        self,
+        url: str,
+        tables: dict[str, str] | None = None,
+        batch_size: int = 100_000,
+        max_isolation_writes: int = MAX_ISOLATION_WRITES,
+    ):
         self.url = url
         self.batch_size = int(batch_size)
+        #: Transactions at most spent isolating the bad rows of one batch.
+        self.max_isolation_writes = int(max_isolation_writes)
         names = {**DEFAULT_TABLES, **(tables or {})}
-        backend = sa.make_url(url).get_backend_name()
+        backend = sa.make_url(lower_scheme(url)).get_backend_name()
         if backend not in ("postgresql", "sqlite"):
             raise SinkConfigurationError(
                 f"scores can be written to PostgreSQL or SQLite, not {backend} ({display_url(url)}): "
                 "the bulk upsert uses their ON CONFLICT clause"
             )
-        self.engine = sa.create_engine(url)
+        self.engine = sa.create_engine(lower_scheme(url))
         self.metadata = sa.MetaData()
         self.current = current_table(self.metadata, names["current"])
         self.history = history_table(self.metadata, names["history"])
@@ -86,6 +126,11 @@ class SqlSink(ScoreSink):
     def describe(self) -> str:
         """The database URL, password hidden."""
         return display_url(self.url)
+
+    def identity(self) -> str:
+        """``sqlite <file> <table>`` or ``postgresql <user>@<host>:<port>/<db> <table>``
+        (see :func:`sink_identity`): no driver, no password."""
+        return sink_identity(self.url, {"tables": {"current": self.current.name}})
 
     def prepare(self) -> None:
         """Create the current-score and history tables if missing."""
@@ -98,24 +143,137 @@ class SqlSink(ScoreSink):
             return set(conn.execute(query).scalars())
 
     def write_batch(self, batch: pd.DataFrame) -> None:
-        """Stage the batch, upsert current scores, append history: one transaction."""
+        """Stage the batch, upsert current scores, append history: one transaction.
+
+        If the database refuses the batch for some rows' values, the rows at fault are isolated
+        (module doc): the others are written, and :class:`BatchWriteError` names only those.
+        """
         rows = batch[SCORE_COLUMNS]
         # Empty text is NULL in every database (COPY reads an empty CSV field as NULL).
-        text = [c for c in SCORE_COLUMNS if rows[c].dtype == object or pd.api.types.is_string_dtype(rows[c].dtype)]
+        text = [
+            c
+            for c in SCORE_COLUMNS
+            if rows[c].dtype == object or pd.api.types.is_string_dtype(rows[c].dtype)
+        ]
         rows = rows.assign(**{c: rows[c].mask(rows[c] == "") for c in text})
         try:
-            with self.engine.begin() as conn:
-                self._stage(conn, rows)
-                conn.exec_driver_sql(self._upsert_sql())
-                conn.exec_driver_sql(self._history_sql())
-                conn.exec_driver_sql(f"DROP TABLE {self._staging}")
-        except (sa.exc.SQLAlchemyError, self.engine.dialect.loaded_dbapi.Error) as error:
-            # Raw-driver errors (COPY, executemany) are not wrapped by SQLAlchemy: both count.
-            raise BatchWriteError(
-                f"{self.describe()}: batch of {len(rows)} leads rolled back: {error.__class__.__name__}: "
-                f"{str(error.orig if hasattr(error, 'orig') else error).splitlines()[0]}",
-                rows["lead_id"],
-            ) from error
+            self._write_rows(rows)
+        except self._errors() as error:
+            if not self._row_level(error):
+                raise BatchWriteError(
+                    _printable(
+                        f"{self.describe()}: batch of {len(rows)} leads rolled back: {_first_line(error)}"
+                    ),
+                    rows["lead_id"],
+                ) from error
+            self._isolate(rows, error)
+
+    def _errors(self) -> tuple[type[BaseException], ...]:
+        """What a failed write raises: SQLAlchemy's errors, the driver's own (COPY and
+        executemany go to the raw driver, unwrapped), and a value the driver cannot send."""
+        return (
+            sa.exc.SQLAlchemyError,
+            self.engine.dialect.loaded_dbapi.Error,
+            *_CLIENT_VALUE_ERRORS,
+        )
+
+    def _row_level(self, error: BaseException) -> bool:
+        """True if ``error`` is about the values of some rows, not the connection or our SQL."""
+        dbapi = self.engine.dialect.loaded_dbapi
+        cause = getattr(error, "orig", None) or error
+        # DataError: SQLSTATE class 22 (psycopg's CharacterNotInRepertoire, UntranslatableCharacter,
+        # NumericValueOutOfRange... subclass it; so does its client-side NUL check). IntegrityError:
+        # class 23 (NOT NULL, unique, check).
+        return isinstance(cause, (dbapi.DataError, dbapi.IntegrityError, *_CLIENT_VALUE_ERRORS))
+
+    def _write_rows(self, rows: pd.DataFrame) -> None:
+        """Write ``rows`` (prepared by :meth:`write_batch`) in one transaction."""
+        with self.engine.begin() as conn:
+            self._stage(conn, rows)
+            conn.exec_driver_sql(self._upsert_sql())
+            conn.exec_driver_sql(self._history_sql())
+            conn.exec_driver_sql(f"DROP TABLE {self._staging}")
+
+    def _isolate(self, rows: pd.DataFrame, error: BaseException) -> None:
+        """Write ``rows``, refused whole for ``error``, in halves (recursively, each its own
+        transaction) until only the rows at fault are left; raise :class:`BatchWriteError` naming
+        them, plus any part left unwritten by the isolation limit or a connection error."""
+        total, first = len(rows), error
+        log.warning(
+            "%s",
+            _printable(
+                f"{self.describe()}: batch of {total} leads refused ({_first_line(error)}): isolating the rows at fault"
+            ),
+        )
+        bad: list[int] = []  # positions of rows refused alone
+        reasons: list[str] = []
+        given_up: list[tuple[int, int]] = []  # parts still refused when the limit was reached
+        # Depth first, left part first: positions [start, stop) of rows, each part contiguous.
+        pending = [(0, total)]
+        refused: tuple[int, int] | None = (0, total)  # the part known to fail, not written again
+        writes = 0
+        stopped_by: BaseException | None = None
+        while pending:
+            start, stop = pending.pop()
+            if (start, stop) != refused:
+                writes += 1
+                try:
+                    self._write_rows(rows.iloc[start:stop])
+                    continue
+                except self._errors() as part_error:
+                    if not self._row_level(part_error):
+                        # The connection (or the server) went: nothing more is tried.
+                        stopped_by = part_error
+                        given_up.extend([(start, stop), *pending])
+                        break
+                    error = part_error
+            refused = None
+            if stop - start == 1:
+                bad.append(start)
+                reasons.append(_first_line(error))
+            elif writes >= self.max_isolation_writes:
+                given_up.append((start, stop))
+            else:
+                middle = (start + stop) // 2
+                pending.extend([(middle, stop), (start, middle)])
+        raise self._isolated_error(rows, bad, reasons, given_up, writes, stopped_by) from (
+            stopped_by or first
+        )
+
+    def _isolated_error(
+        self,
+        rows: pd.DataFrame,
+        bad: Sequence[int],
+        reasons: Sequence[str],
+        given_up: Sequence[tuple[int, int]],
+        writes: int,
+        stopped_by: BaseException | None,
+    ) -> BatchWriteError:
+        """The :class:`BatchWriteError` of an isolation: the rows not written, in batch order."""
+        left = sorted({*bad, *(i for start, stop in given_up for i in range(start, stop))})
+        ids = rows["lead_id"].iloc[left]
+        quoted = ", ".join(repr(str(i)) for i in rows["lead_id"].iloc[list(bad[:QUOTED_IDS])])
+        more = ", ..." if len(bad) > QUOTED_IDS else ""
+        parts = [
+            f"{self.describe()}: {len(bad)} of {len(rows)} leads refused by the database and isolated"
+        ]
+        if bad:
+            distinct = list(dict.fromkeys(reasons))
+            others = (
+                f" (and {len(distinct) - QUOTED_REASONS} other errors)"
+                if len(distinct) > QUOTED_REASONS
+                else ""
+            )
+            parts[0] += f" ({quoted}{more}): {' | '.join(distinct[:QUOTED_REASONS])}{others}"
+        unisolated = len(left) - len(bad)
+        if stopped_by is not None:
+            parts.append(f"then {_first_line(stopped_by)}: {unisolated} leads not attempted")
+        elif unisolated:
+            parts.append(
+                f"{unisolated} leads in parts still refused after {writes} writes were not isolated"
+            )
+        parts.append(f"the other {len(rows) - len(left)} leads were written")
+        return BatchWriteError(_printable("; ".join(parts)), ids)
 
     # -- SQL text ---------------------------------------------------------------------------
     _staging = "leadscore_staging"
@@ -135,16 +293,27 @@ class SqlSink(ScoreSink):
             )
             text = rows.to_csv(index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f")
             raw = conn.connection.driver_connection
-            with raw.cursor() as cursor, cursor.copy(f"COPY {self._staging} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
+            with (
+                raw.cursor() as cursor,
+                cursor.copy(
+                    f"COPY {self._staging} ({columns}) FROM STDIN WITH (FORMAT csv)"
+                ) as copy,
+            ):
                 # Written in slices so that a big batch is not held twice as bytes.
                 buffer = io.StringIO(text)
                 while chunk := buffer.read(1 << 22):
                     copy.write(chunk)
             return
-        conn.exec_driver_sql(f"CREATE TEMP TABLE {self._staging} AS SELECT * FROM {current} WHERE 0")
+        conn.exec_driver_sql(
+            f"CREATE TEMP TABLE {self._staging} AS SELECT * FROM {current} WHERE 0"
+        )
         values = rows.astype(object).where(rows.notna(), None)
         values["scored_at"] = pd.to_datetime(rows["scored_at"]).dt.strftime("%Y-%m-%d %H:%M:%S.%f")
-        marks = ", ".join("?" for _ in SCORE_COLUMNS) if self.dialect == "sqlite" else ", ".join(f"%({c})s" for c in SCORE_COLUMNS)
+        marks = (
+            ", ".join("?" for _ in SCORE_COLUMNS)
+            if self.dialect == "sqlite"
+            else ", ".join(f"%({c})s" for c in SCORE_COLUMNS)
+        )
         raw = conn.connection.driver_connection
         cursor = raw.cursor()
         try:
@@ -158,7 +327,9 @@ class SqlSink(ScoreSink):
     def _upsert_sql(self) -> str:
         current = self._q(self.current.name)
         columns = ", ".join(self._q(c) for c in SCORE_COLUMNS)
-        updates = ", ".join(f"{self._q(c)} = excluded.{self._q(c)}" for c in SCORE_COLUMNS if c != "lead_id")
+        updates = ", ".join(
+            f"{self._q(c)} = excluded.{self._q(c)}" for c in SCORE_COLUMNS if c != "lead_id"
+        )
         # Never replace a newer score by an older one (a resumed run of an earlier day).
         return (
             f"INSERT INTO {current} ({columns}) SELECT {columns} FROM {self._staging} WHERE true "

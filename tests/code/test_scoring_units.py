@@ -90,16 +90,16 @@ def read(sink: SqlSink, table: str) -> pd.DataFrame:
         return pd.read_sql_table(table, conn).sort_values("lead_id", ignore_index=True)
 
 
-def test_a_failed_batch_rolls_back_alone_and_the_next_batch_is_written(sink):
+def test_a_bad_row_fails_alone_and_the_rest_of_its_batch_and_the_next_are_written(sink):
     sink.write_batch(scores(["L1", "L2"]))
     bad = scores(["L3", "L4"])
-    bad["score"] = pd.array([7, None], dtype="Int64")  # NOT NULL: the database refuses the batch
+    bad["score"] = pd.array([7, None], dtype="Int64")  # NOT NULL: the database refuses L4's row
     with pytest.raises(BatchWriteError) as caught:
         sink.write_batch(bad)
-    assert caught.value.lead_ids == ["L3", "L4"]
+    assert caught.value.lead_ids == ["L4"]  # bisected: L3 is written
     sink.write_batch(scores(["L5"]))  # the connection is clean again (SQLite keeps no staging table)
-    assert read(sink, "lead_scores")["lead_id"].tolist() == ["L1", "L2", "L5"]
-    assert read(sink, "lead_score_history")["lead_id"].tolist() == ["L1", "L2", "L5"]
+    assert read(sink, "lead_scores")["lead_id"].tolist() == ["L1", "L2", "L3", "L5"]
+    assert read(sink, "lead_score_history")["lead_id"].tolist() == ["L1", "L2", "L3", "L5"]
 
 
 def test_text_round_trips_and_empty_text_is_null_in_both_databases(sink):
