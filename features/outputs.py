@@ -133,6 +133,14 @@ def _check_writable(path: Path) -> None:
             )
 
 
+def check_writable(*paths: str | os.PathLike) -> None:
+    """Raise :class:`OutputError` now if any of ``paths`` could not be written later (a file not
+    ours, or a folder in its place): a command checks all its outputs before writing the first,
+    so that a refusal leaves nothing half written."""
+    for path in paths:
+        _check_writable(Path(path))
+
+
 def write_file(path: str | os.PathLike, writer: Callable[[Path], Any]) -> Path:
     """Write ``path`` atomically with ``writer(tmp_path)``; refuse to replace a file not ours.
 

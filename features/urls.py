@@ -20,7 +20,7 @@ from typing import Any
 MASK = "***"
 
 # scheme://user:password@host -> the password; a user without a password is kept.
-_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*):(?P<secret>[^@\s/]*)@")
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*):(?P<secret>[^@/\r\n]*)@")
 # Query parameters that carry credentials (password=, token=, access_token=, key=, secret=...).
 _QUERY_SECRET = re.compile(
     r"(?P<head>[?&;](?:[A-Za-z0-9_\-]*?)(?:password|passwd|pwd|token|secret|api[_-]?key|key|session(?:_?id)?|sig(?:nature)?)=)(?P<secret>[^&\s#]+)",

@@ -590,6 +590,8 @@ def scoring_runs(
         if failures:
             for f in book.failures_frame().itertuples(index=False):
                 out_console.print(f"run {f.run_id} batch {f.batch_no}: {f.n_leads} leads failed ({f.error}); lead ids {f.lead_ids}")
+    except typer.Exit:
+        raise
     except (OSError, ValueError, RuntimeError, ImportError) as err:  # a user error, said plainly
         _fail(f"cannot read the ledger at {display_url(ledger)}: {err}")
     finally:

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from features.build import build_features, feature_specs
-from features.outputs import refuse_overlap, write_json, write_parquet
+from features.outputs import check_writable, refuse_overlap, write_json, write_parquet
 from features.readers import read_crm, write_crm
 from features.snapshots import snapshots_after_creation
 from features.urls import display_url
@@ -123,6 +123,11 @@ def run_validate(
     extracted_at = resolve_extracted_at(source, section(params, "crm").get("extracted_at"))
     result = validate_crm(read_source(params, source, progress), extracted_at=extracted_at, progress=progress, **validation_settings(params))
     out = Path(out)
+    check_writable(
+        *(out / f"{name}.parquet" for name in result.tables),
+        *(Path(rejects) / f"{name}.parquet" for name in result.rejects),
+        out / META_FILE, out / VALIDATION_REPORT, Path(rejects) / "summary.json",
+    )  # fmt: skip
     write_crm(result.tables, out, fmt="parquet")
     write_rejects(result, rejects)
     report = {

@@ -1,0 +1,249 @@
+"""The nightly job cannot be hurt by a wrong flag, a bad export or a leaked secret.
+
+Each test reproduces a way the commands once destroyed data, leaked a password or wrote wrong
+scores with exit code 0, through the real command line, and checks it can no longer happen.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+import yaml
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+
+pytestmark = pytest.mark.slow
+
+
+def digest(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` with the sha256 of its bytes."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def invoke(*args: str):
+    """The command line, quiet (warnings and errors only), as a user would run it."""
+    return CliRunner().invoke(app, ["-q", *(str(a) for a in args)])
+
+
+def one_line_error(result) -> str:
+    """The error line of a stopped command (exit 1), after checking it is one line, no traceback."""
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.fixture
+def export(trained_world, tmp_path):
+    """A copy of the session's small synthetic export, its params file, and a scratch folder."""
+    root, params = trained_world
+    crm = tmp_path / "crm"
+    shutil.copytree(root / "crm", crm)
+    params = copy.deepcopy(params)
+    params["score"].update(
+        model_uri=str(root / "model"), to=f"sqlite:///{tmp_path / 'scores.db'}", rejects=str(tmp_path / "score-rejects"),
+        max_lead_age_days=None,
+    )  # fmt: skip
+    params["score"]["drift"] = {**params["score"]["drift"], "plot": str(tmp_path / "drift.png")}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return crm, path, params, tmp_path
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. An output flag never destroys an input
+# ------------------------------------------------------------------------------------------------
+def test_rejects_pointed_at_the_export_is_refused_and_the_export_is_untouched(export):
+    crm, params, _, tmp = export
+    before = digest(crm)
+    line = one_line_error(invoke("validate", crm, "-p", params, "--out", tmp / "v", "--rejects", crm))
+    assert "--rejects" in line and str(crm) in line
+    assert digest(crm) == before and not (tmp / "v").exists()
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "contains"])
+def test_out_and_rejects_in_one_place_are_refused(export, where):
+    crm, params, _, tmp = export
+    out, rejects = {"same": ("v", "v"), "inside": ("v", "v/rejects"), "contains": ("v/clean", "v")}[where]
+    line = one_line_error(invoke("validate", crm, "-p", params, "--out", tmp / out, "--rejects", tmp / rejects))
+    assert "overlap" in line and not (tmp / "v").exists()
+
+
+def test_score_rejects_inside_the_export_is_refused_before_anything_runs(export):
+    crm, _, params, tmp = export
+    params["score"]["rejects"] = str(crm / "rejects")
+    path = tmp / "params-bad.yaml"
+    path.write_text(yaml.safe_dump(params))
+    before = digest(crm)
+    line = one_line_error(invoke("score", crm, "-p", path, "--create"))
+    assert "score.rejects" in line
+    assert digest(crm) == before and not (tmp / "scores.db").exists()
+
+
+def test_validate_twice_into_the_same_folders_replaces_only_its_own_files(export):
+    crm, params, _, tmp = export
+    assert invoke("validate", crm, "-p", params, "--out", tmp / "v", "--rejects", tmp / "r").exit_code == 0
+    (tmp / "v" / "notes.txt").write_text("mine")
+    assert invoke("validate", crm, "-p", params, "--out", tmp / "v", "--rejects", tmp / "r").exit_code == 0
+    assert (tmp / "v" / "notes.txt").read_text() == "mine"
+    # A file of the same name the user put there is never overwritten.
+    (tmp / "r" / "summary.json").unlink()
+    (tmp / "r" / "summary.json").write_text("the user's own summary")
+    marker = json.loads((tmp / "r" / ".leadscore-outputs.json").read_text())
+    marker["files"].remove("summary.json")
+    (tmp / "r" / ".leadscore-outputs.json").write_text(json.dumps(marker))
+    line = one_line_error(invoke("validate", crm, "-p", params, "--out", tmp / "v", "--rejects", tmp / "r"))
+    assert "summary.json" in line and "not written by leadscore" in line
+    assert (tmp / "r" / "summary.json").read_text() == "the user's own summary"
+    assert not (tmp / "v" / ".leadscore-outputs.json.tmp").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. A password in a URL is never printed nor stored
+# ------------------------------------------------------------------------------------------------
+def test_an_unreachable_database_url_is_one_line_without_its_password(export):
+    _, params, _, tmp = export
+    result = invoke("validate", "postgresql+psycopg://scorer:S3CRET@127.0.0.1:1/crm", "-p", params, "--out", tmp / "v", "--rejects", tmp / "r")
+    line = one_line_error(result)
+    assert "S3CRET" not in result.output and "127.0.0.1" in line
+    assert not (tmp / "v").exists()
+
+
+def test_a_crm_database_with_a_password_leaves_it_out_of_reports_logs_and_mlflow(export, postgres_url, monkeypatch):
+    """A real PostgreSQL source given with a password (the throwaway server trusts any)."""
+    from features.readers import read_crm, write_crm
+
+    crm, _, params, tmp = export
+    url = sa.make_url(postgres_url)
+    with_password = url.set(password="S3CRET").render_as_string(hide_password=False)
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        for table in ("leads", "accounts", "events", "opportunities", "leadscore_owned_tables"):
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+    engine.dispose()
+    write_crm(read_crm(crm), with_password)
+    params["crm"].update(source=with_password, extracted_at=json.loads((crm / "crm_meta.json").read_text())["extracted_at"])
+    path = tmp / "params-pg.yaml"
+    path.write_text(yaml.safe_dump(params))
+    result = CliRunner().invoke(app, ["validate", "-p", str(path), "--out", str(tmp / "v"), "--rejects", str(tmp / "r")])
+    assert result.exit_code == 0, result.output
+    assert "S3CRET" not in result.output
+    for file in [*(tmp / "v").rglob("*"), *(tmp / "r").rglob("*")]:
+        if file.is_file():
+            assert b"S3CRET" not in file.read_bytes(), file
+
+    # register copies params into MLflow: masked in the params and in the params.yaml artifact.
+    from pipelines.registry import run_register
+
+    root = Path(params["score"]["model_uri"]).parent
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+    monkeypatch.chdir(tmp)
+    run_register(params, root / "model", root / "eval", root / "sets", params_path=path)
+    for file in tmp.rglob("*"):
+        if file.is_file() and "mlflow" in str(file) or "mlruns" in str(file):
+            if file.is_file():
+                assert b"S3CRET" not in file.read_bytes(), file
+    assert b"S3CRET" not in (tmp / "mlflow.db").read_bytes()
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. A broken export stops the job: no wrong scores with exit code 0
+# ------------------------------------------------------------------------------------------------
+def test_ids_of_another_type_in_one_table_still_match(export):
+    crm, _, params, tmp = export
+    leads = pd.read_parquet(crm / "leads.parquet").drop_duplicates("lead_id")
+    numbers = {lead: i + 1 for i, lead in enumerate(leads["lead_id"])}
+    leads["lead_id"] = leads["lead_id"].map(numbers).astype("Int64")  # integers, one missing below
+    leads.loc[leads.index[-1], "lead_id"] = pd.NA  # an int column with a gap is float in pandas
+    leads.to_parquet(crm / "leads.parquet", index=False)
+    for table in ("events", "opportunities"):
+        frame = pd.read_parquet(crm / f"{table}.parquet")
+        frame["lead_id"] = frame["lead_id"].map(numbers).astype("Int64").astype(str)  # text ids
+        frame.to_parquet(crm / f"{table}.parquet", index=False)
+    params_path = tmp / "params-ids.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    result = invoke("validate", crm, "-p", params_path, "--out", tmp / "v", "--rejects", tmp / "r")
+    assert result.exit_code == 0, result.output
+    counts = {c["table"]: c for c in json.loads((tmp / "v" / "validation_report.json").read_text())["counts"]}
+    assert counts["events"]["rows_rejected"] < 0.01 * counts["events"]["rows_in"]
+
+
+def test_all_events_of_unknown_leads_stop_validate_and_score_with_nothing_written(export):
+    crm, params, _, tmp = export
+    events = pd.read_parquet(crm / "events.parquet")
+    events["lead_id"] = "X" + events["lead_id"].astype(str)
+    events.to_parquet(crm / "events.parquet", index=False)
+    line = one_line_error(invoke("validate", crm, "-p", params, "--out", tmp / "v", "--rejects", tmp / "r"))
+    assert "events" in line and "unknown lead_id" in line and "max_quarantined_fraction" in line
+    assert not (tmp / "v").exists() and not (tmp / "r").exists()
+    line = one_line_error(invoke("score", crm, "-p", params, "--create"))
+    assert "events" in line and not (tmp / "scores.db").exists() and not (tmp / "score-rejects").exists()
+
+
+@pytest.mark.parametrize("table", ["leads", "events", "opportunities"])
+def test_a_header_only_table_stops_the_job(export, table):
+    crm, params, _, tmp = export
+    frame = pd.read_parquet(crm / f"{table}.parquet")
+    frame.iloc[:0].to_parquet(crm / f"{table}.parquet", index=False)
+    line = one_line_error(invoke("score", crm, "-p", params, "--create"))
+    assert f"{table} has no rows" in line and not (tmp / "scores.db").exists()
+
+
+def test_a_required_column_empty_in_every_row_stops_the_job(export):
+    crm, params, _, tmp = export
+    events = pd.read_parquet(crm / "events.parquet")
+    events["timestamp"] = pd.NaT
+    events.to_parquet(crm / "events.parquet", index=False)
+    line = one_line_error(invoke("score", crm, "-p", params, "--create"))
+    assert "events.timestamp is empty" in line and not (tmp / "scores.db").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# 9. A mistyped sink or source is not a new one
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("typo", ["sqlite:////nonexistent/dir/crm.db", "sqlite:///{tmp}/crn.db"])
+def test_a_mistyped_sink_database_is_refused_and_nothing_is_created(export, typo):
+    crm, params, _, tmp = export
+    line = one_line_error(invoke("score", crm, "-p", params, "--to", typo.format(tmp=tmp)))
+    assert "does not exist" in line and "--create" in line
+    assert not Path("/nonexistent").exists() and not (tmp / "crn.db").exists()
+
+
+@pytest.mark.parametrize("url", ["hubspt://api.hubapi.com", "mysql://u@localhost/crm", "foo://bar"])
+def test_an_unknown_sink_scheme_is_one_line_listing_the_supported_ones(export, url):
+    crm, params, _, _ = export
+    line = one_line_error(invoke("score", crm, "-p", params, "--to", url))
+    assert url.split("://")[0] in line and "sqlite" in line and "hubspot" in line and "salesforce" in line
+
+
+def test_a_missing_sqlite_source_is_refused_and_not_created(export):
+    _, params, _, tmp = export
+    line = one_line_error(invoke("validate", f"sqlite:///{tmp / 'crm.db'}", "-p", params, "--out", tmp / "v", "--rejects", tmp / "r"))
+    assert "does not exist" in line and not (tmp / "crm.db").exists()
+
+
+def test_reading_scores_or_runs_of_a_missing_database_creates_nothing(export):
+    _, params, _, tmp = export
+    one_line_error(invoke("scores", f"sqlite:///{tmp / 'nothere.db'}", "-p", params))
+    one_line_error(invoke("scoring-runs", f"sqlite:///{tmp / 'nothere.db'}", "-p", params))
+    assert not (tmp / "nothere.db").exists()
+
+
+def test_option_values_are_checked(export):
+    _, params, _, tmp = export
+    result = invoke("scores", f"sqlite:///{tmp / 'x.db'}", "-p", params, "--stage", "sqll")
+    assert result.exit_code == 2 and "sqll" in result.output
