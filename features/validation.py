@@ -227,6 +227,12 @@ def _to_timestamp(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
         dtype = values.dtype
     if pd.api.types.is_datetime64_dtype(dtype):
         return values.dt.as_unit("us"), None  # already typed: nothing to parse
+    if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+        # Numbers are not ISO 8601: epoch seconds or milliseconds are ambiguous, so unparseable
+        # (pandas would otherwise guess, and will read them as epochs in a future version).
+        parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
+        bad = values.notna().to_numpy()
+        return parsed, (bad if bad.any() else None)
     parsed = pd.to_datetime(values, format="ISO8601", errors="coerce", utc=True)
     parsed = parsed.dt.tz_localize(None).dt.as_unit("us")
     bad = (parsed.isna() & values.notna()).to_numpy()

@@ -49,6 +49,7 @@ from pipelines.steps import (
 )
 from pipelines.writeback import open_ledger, open_sink, sink_kind
 from pipelines.writeback.base import SCORE_COLUMNS, BatchWriteError, SinkConfigurationError
+from pipelines.writeback.lease import Lease, LeaseLost
 
 log = logging.getLogger(__name__)
 
@@ -209,9 +210,10 @@ def run_score(
     model = load_scoring_model(model_uri or settings["model_uri"])
     ledger = open_ledger(destination, settings, ledger_url)
     sink = open_sink(destination, settings, ledger, create=create)
+    lease: Lease | None = None
     try:
         as_of_ts, pinned = resolve_as_of(params, source, as_of)
-        run_id, skip, superseded, previous = None, set(), None, {}
+        run_id, skip, superseded, previous, earlier = None, set(), None, {}, None
         whole_population = not lead_ids and limit is None
         # ledger.exists() creates nothing: bad input leaves no trace.
         if not dry_run and resume and whole_population and ledger.exists():
@@ -263,7 +265,16 @@ def run_score(
             return summary
         if drift["verdict"] == "refuse":
             raise DriftRefused("; ".join(drift["messages"]))
-        ledger.create()
+        # One job at a time into a sink. The lease is taken only now, so that bad input, a
+        # dry run or refused drift leave no trace; what was decided before it (resume or start
+        # afresh) is checked again under it.
+        lease_settings = settings.get("lease") or {}
+        lease = Lease(ledger, sink.identity(), float(lease_settings.get("ttl_s", 300)), lease_settings.get("heartbeat_s"))
+        lease.acquire()
+        _recheck_under_lease(
+            ledger, sink, model, started, as_of_ts, earlier["run_id"] if earlier else None,
+            run_id if previous else None, skip, check_unfinished=bool(resume and whole_population),
+        )  # fmt: skip
         sink.prepare()
         _write_quarantine(settings, validation)
         already = counts.get("already_written", 0)
@@ -281,10 +292,11 @@ def run_score(
                     "leads_already_written": 0,
                 }
             )  # fmt: skip
+        lease.set_run(run_id)
         if superseded:
             ledger.update_run(superseded, status="superseded", message=f"not finished; superseded by run {run_id} as of {as_of_ts}")
             log.warning("run %s did not finish; run %s as of %s supersedes it", superseded, run_id, as_of_ts)
-        written, failed = _write(sink, ledger, run_id, scored, progress, already)
+        written, failed = _write(sink, ledger, run_id, scored, progress, already, lease)
         status = "succeeded" if failed == 0 else "partial"
         ledger.update_run(
             run_id,
@@ -304,6 +316,8 @@ def run_score(
             summary["mlflow_run_id"] = _track_in_mlflow(settings, summary)
         return summary
     finally:
+        if lease is not None:
+            lease.release()
         sink.close()
         ledger.close()
 
@@ -312,7 +326,46 @@ class DriftRefused(RuntimeError):
     """The data drifted from the model's training reference beyond the configured limit."""
 
 
-def _write(sink, ledger, run_id: str, scored: pd.DataFrame, progress: Progress, already: int = 0) -> tuple[int, int]:
+class RunsChanged(RuntimeError):
+    """Another job changed the sink's runs while this one was scoring (before it held the lease)."""
+
+
+def _recheck_under_lease(
+    ledger, sink, model, started: pd.Timestamp, as_of: pd.Timestamp, seen: str | None,
+    resumed: str | None, skip: set[str], check_unfinished: bool,
+) -> None:  # fmt: skip
+    """Raise :class:`RunsChanged` if what this job decided without the lease no longer holds:
+    the unfinished run it resumes (or did not see) changed, leads of the resumed run were
+    written meanwhile, or a run of the same model version, sink and instant succeeded since this
+    job started (two jobs started together: the second has nothing to do)."""
+    where = sink.describe()
+    if check_unfinished:
+        now = ledger.unfinished_run(model.name, model.version, sink.identity()) or ledger.unfinished_run(
+            model.name, model.version, where
+        )
+        if (now["run_id"] if now else None) != seen:
+            raise RunsChanged(
+                f"another scoring job changed the runs of {where} while this one was scoring "
+                "(it has finished now): run the job again, it resumes or starts as needed"
+            )
+    if resumed is not None and sink.written_lead_ids(resumed) - skip:
+        raise RunsChanged(f"another scoring job wrote leads of run {resumed} into {where} meanwhile: run the job again")
+    runs = ledger.runs_frame()
+    same = runs[
+        (runs["model_name"] == model.name) & (runs["model_version"].astype(str) == str(model.version))
+        & runs["sink"].isin([sink.identity(), where]) & (runs["status"] == "succeeded")
+        & (pd.to_datetime(runs["as_of"]) == as_of) & (pd.to_datetime(runs["finished_at"]) >= started)
+    ]  # fmt: skip
+    if len(same):
+        raise RunsChanged(
+            f"run {same['run_id'].iloc[0]} of {model.name} version {model.version} into {where} as of "
+            f"{as_of} succeeded while this job was scoring (two jobs were started): nothing left to do"
+        )
+
+
+def _write(
+    sink, ledger, run_id: str, scored: pd.DataFrame, progress: Progress, already: int = 0, lease: Lease | None = None
+) -> tuple[int, int]:
     """Write ``scored`` in the sink's batches, then let the sink finish the run; returns (leads
     written, leads in failed batches) by this attempt. The run record counts ``already`` written
     by earlier attempts of the same run too."""
@@ -323,6 +376,8 @@ def _write(sink, ledger, run_id: str, scored: pd.DataFrame, progress: Progress, 
     try:
         for batch_no, start in enumerate(range(0, total, size)):
             batch = scored.iloc[start : start + size]
+            if lease is not None:
+                lease.ensure_held()  # a job whose lease was taken over stops before the next batch
             try:
                 sink.write_batch(batch)
                 written += len(batch)
@@ -340,6 +395,8 @@ def _write(sink, ledger, run_id: str, scored: pd.DataFrame, progress: Progress, 
             ledger.update_run(run_id, leads_written=already + written, leads_failed=failed)
             progress("write", min(start + size, total), total)
         sink.finish(run_id)
+    except LeaseLost:
+        raise  # the run record may be the new holder's now: leave it alone
     except BaseException as error:  # killed or crashed mid-way: the record says so; a re-run resumes
         ledger.update_run(
             run_id, status="failed", finished_at=_now().to_pydatetime(), leads_written=already + written,

@@ -19,7 +19,7 @@ from features.outputs import check_writable, refuse_overlap, write_json, write_p
 from features.readers import read_crm, write_crm
 from features.snapshots import snapshots_after_creation
 from features.urls import display_url
-from features.validation import validate_crm, write_rejects
+from features.validation import ContractError, validate_crm, write_rejects
 from pipelines.params import behavioral_params, section, snapshot_offsets, synthetic_config
 from pipelines.synthetic_crm import generate_crm
 from pipelines.training_set import (
@@ -40,8 +40,21 @@ def _write_json(path: Path, payload: dict) -> None:
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:
+    """``crm_meta.json`` beside the tables (empty when there is none); a clear error if unreadable."""
     meta = folder / META_FILE
-    return json.loads(meta.read_text()) if meta.exists() else {}
+    if not meta.is_file():
+        return {}
+    try:
+        found = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ContractError(
+            f"{meta} is not readable JSON ({str(error).splitlines()[0]}): fix it, remove it, or set "
+            "crm.extracted_at in params.yaml",
+            table="",
+        ) from None
+    if not isinstance(found, dict):
+        raise ContractError(f"{meta} must hold a JSON object such as {{\"extracted_at\": \"2024-06-01T00:00:00Z\"}}", table="")
+    return found
 
 
 def run_generate(

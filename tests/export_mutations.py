@@ -87,6 +87,9 @@ class Case:
     to: str | None = None  # score --to (default: a fresh SQLite file, with --create)
     absent: Callable[[Path], list[Path]] | None = None  # paths that must not exist afterwards
     needs_non_root: bool = False  # meaningless as root (permissions)
+    flags: tuple[str, ...] = ()  # global options before the command (e.g. --verbose)
+    sink_exists: bool = False  # score into an existing (empty) SQLite file, without --create
+    doc: str = ""  # what the case breaks (default: the mutation's docstring)
 
     def __str__(self) -> str:
         return self.name
@@ -99,7 +102,8 @@ def case(name: str, expect: int | None, names: Iterable[str] = (), **kwargs: Any
     """Register the decorated mutation as a case."""
 
     def register(mutate: Callable[[Export], None]) -> Callable[[Export], None]:
-        CASES.append(Case(name, mutate, expect, tuple(names), **kwargs))
+        doc = kwargs.pop("doc", None) or (mutate.__doc__ or "").strip()
+        CASES.append(Case(name, mutate, expect, tuple(names), doc=doc, **kwargs))
         return mutate
 
     return register
@@ -220,7 +224,7 @@ class Outcome:
     case: str
     command: str
     exit_code: int | None
-    line: str  # the error line (or the last line of output)
+    line: str  # the error line, or the uncaught exception ("" when none)
     problems: list[str] = field(default_factory=list)
     kinds: set[str] = field(default_factory=set)
     seconds: float = 0.0
@@ -416,9 +420,9 @@ def missing_table(x: Export) -> None:
 
 @case("directory_named_events_parquet", 1, ["events.parquet"])
 def directory_as_file(x: Export) -> None:
-    """A folder events.parquet where the file should be."""
+    """An empty folder events.parquet where the file should be."""
     x.remove("events")
-    (x.path("events") / "part-0").mkdir(parents=True)
+    x.path("events").mkdir()
 
 
 @case("truncated_parquet", 1, ["events.parquet"])
@@ -484,7 +488,11 @@ def meta_garbage(x: Export) -> None:
     (x.folder / "crm_meta.json").write_bytes(b"\x00{not json")
 
 
-@case("csv_beside_parquet", 0, verify=same_counts())
+def _warned_about_csv(run: Run) -> list[str]:
+    return [] if "leads.csv" in run.output else ["no warning names the ignored leads.csv"]
+
+
+@case("csv_beside_parquet", 0, verify=all_of(same_counts(), _warned_about_csv))
 def csv_beside_parquet(x: Export) -> None:
     """A stale leads.csv beside leads.parquet: the Parquet file is read, with a warning."""
     x.write("leads", x.frame("leads").head(5), "csv", keep_other=True)
@@ -601,10 +609,12 @@ def _scored_verbatim(run: Run) -> list[str]:
 case(
     "sql_injection_strings", 0, verify=all_of(same_counts(), _kept_verbatim),
     score=0, score_verify=_scored_verbatim,
+    doc=f"A lead id {SQL_INJECTION!r} in every table, a job title Robert'); DROP TABLE...: kept verbatim.",
 )(_lead_renamed(SQL_INJECTION, "Robert'); DROP TABLE students;--"))  # fmt: skip
-case("ids_unicode", 0, verify=all_of(same_counts(), _kept_verbatim))(
-    _lead_renamed("L-ünïcødé-🚀-ل")
-)
+case(
+    "ids_unicode", 0, verify=all_of(same_counts(), _kept_verbatim),
+    doc="A lead id with accents, an emoji and Arabic in every table: kept verbatim.",
+)(_lead_renamed("L-ünïcødé-🚀-ل"))  # fmt: skip
 
 
 def _quarantined_lead(reason_word: str) -> Callable[[Run], list[str]]:
@@ -753,13 +763,18 @@ def _bad_created_at(values: list[str | None]) -> Callable[[Export], None]:
     return mutate
 
 
-case("timestamps_epoch_numbers", 0, verify=more_rejected("leads", 3))(
-    _bad_created_at(["1704067200", "1704067200000", "1.7e9"])
-)
-case("timestamps_day_first", 0, verify=more_rejected("leads", 3))(
-    _bad_created_at(["31/12/2024", "01/03/2024", "3.1.2024"])
-)
-case("timestamps_empty", 0, verify=more_rejected("leads", 3))(_bad_created_at(["", " ", None]))
+case(
+    "timestamps_epoch_numbers", 0, verify=more_rejected("leads", 3),
+    doc="Three created_at as epoch numbers (s, ms, 1.7e9) among ISO text: those leads quarantined.",
+)(_bad_created_at(["1704067200", "1704067200000", "1.7e9"]))  # fmt: skip
+case(
+    "timestamps_day_first", 0, verify=more_rejected("leads", 3),
+    doc="Three created_at as 31/12/2024, 01/03/2024, 3.1.2024 (ambiguous): quarantined, not guessed.",
+)(_bad_created_at(["31/12/2024", "01/03/2024", "3.1.2024"]))  # fmt: skip
+case(
+    "timestamps_empty", 0, verify=more_rejected("leads", 3),
+    doc="Three created_at empty or blank: those leads quarantined.",
+)(_bad_created_at(["", " ", None]))  # fmt: skip
 
 
 def _after_1970(run: Run) -> list[str]:
@@ -838,7 +853,10 @@ for _name, _value in (
         opps.loc[[1, 2], "amount"] = value
         x.write("opportunities", opps)
 
-    case(_name, 0, verify=all_of(same_counts(), _amounts_plausible))(_amount)
+    case(
+        _name, 0, verify=all_of(same_counts(), _amounts_plausible),
+        doc=f"Two opportunity amounts of {_value}: set to missing, rows kept.",
+    )(_amount)  # fmt: skip
 
 
 def _employees_plausible(run: Run) -> list[str]:
@@ -854,7 +872,10 @@ for _name, _value in (("employee_count_huge", 10**15), ("employee_count_negative
         accounts.loc[[0, 1], "employee_count"] = value
         x.write("accounts", accounts)
 
-    case(_name, 0, verify=all_of(same_counts(), _employees_plausible))(_employees)
+    case(
+        _name, 0, verify=all_of(same_counts(), _employees_plausible),
+        doc=f"Two employee_count of {_value}: set to missing, rows kept.",
+    )(_employees)  # fmt: skip
 
 
 def _booleans_read(run: Run) -> list[str]:
@@ -998,39 +1019,61 @@ def _unchanged(x: Export) -> None:
     """The valid export, as it is."""
 
 
-case("rejects_folder_is_the_input", 1, ["--rejects"], outputs=lambda crm, work: (work / "v", crm))(
-    _unchanged
-)
+# fmt: off
+
 case(
-    "out_and_rejects_the_same_folder",
-    1,
-    ["--out", "--rejects"],
-    outputs=lambda crm, work: (work / "v", work / "v"),
+    "rejects_folder_is_the_input", 1, ["--rejects"], outputs=lambda crm, work: (work / "v", crm),
+    doc="validate X --out V --rejects X: refused, X untouched.",
 )(_unchanged)
-case("out_folder_is_the_input", 1, ["--out"], outputs=lambda crm, work: (crm, work / "r"))(
-    _unchanged
-)
 case(
-    "out_folder_inside_the_input",
-    1,
-    ["--out"],
+    "out_and_rejects_the_same_folder", 1, ["--out", "--rejects"],
+    outputs=lambda crm, work: (work / "v", work / "v"),
+    doc="validate X --out V --rejects V: refused, nothing written.",
+)(_unchanged)
+case(
+    "out_folder_is_the_input", 1, ["--out"], outputs=lambda crm, work: (crm, work / "r"),
+    doc="validate X --out X: refused, X untouched.",
+)(_unchanged)
+case(
+    "out_folder_inside_the_input", 1, ["--out"],
     outputs=lambda crm, work: (crm / "validated", work / "r"),
+    doc="validate X --out X/validated: refused, X untouched.",
 )(_unchanged)
 case(
     "missing_sqlite_source", 1, ["missing.db"], score=1,
     source=lambda work: f"sqlite:///{work / 'missing.db'}", absent=lambda work: [work / "missing.db"],
-)(_unchanged)  # fmt: skip
-case("secret_in_source_url", 1, ["127.0.0.1"], score=1, source=lambda work: SECRET_URL)(_unchanged)
+    doc="sqlite:///<tmp>/missing.db as the source: refused, no missing.db left behind.",
+)(_unchanged)
+case(
+    "secret_in_source_url", 1, ["127.0.0.1"], score=1, source=lambda work: SECRET_URL,
+    doc=f"{SECRET_URL} (nothing listens): one line, the password nowhere.",
+)(_unchanged)
+case(
+    "secret_in_source_url_verbose", 1, ["127.0.0.1"], score=1, source=lambda work: SECRET_URL,
+    flags=("--verbose",), doc="The same with --verbose (debug logs): the password nowhere.",
+)(_unchanged)
 case(
     "sink_in_missing_folder", None, score=1, score_names=("/nonexistent/dir/crm.db",),
     to="sqlite:////nonexistent/dir/crm.db", absent=lambda work: [Path("/nonexistent")],
-)(_unchanged)  # fmt: skip
-case("sink_scheme_typo", None, score=1, score_names=("hubspt", *SCHEMES), to="hubspt://x")(
-    _unchanged
-)
-case("sink_unsupported_mysql", None, score=1, score_names=("mysql", *SCHEMES), to="mysql://u@h/db")(
-    _unchanged
-)
+    doc="score --to sqlite:////nonexistent/dir/crm.db (a typo): refused, nothing created.",
+)(_unchanged)
+case(
+    "sink_scheme_typo", None, score=1, score_names=("hubspt", *SCHEMES), to="hubspt://x",
+    doc="score --to hubspt://x: one line listing the schemes a sink speaks.",
+)(_unchanged)
+case(
+    "sink_unsupported_mysql", None, score=1, score_names=("mysql", *SCHEMES), to="mysql://u@h/db",
+    doc="score --to mysql://u@h/db: one line listing the schemes a sink speaks.",
+)(_unchanged)
+case(
+    "secret_in_sink_url", None, score=1, score_names=("127.0.0.1",), to=SECRET_URL,
+    doc="score --to a PostgreSQL URL with a password (nothing listens): the password nowhere.",
+)(_unchanged)
+case(
+    "broken_export_into_existing_sink", None, score=1, score_names=("events",), sink_exists=True,
+    doc="Every event of an unknown lead, scored into an existing SQLite file: file unchanged.",
+)(all_events_unknown)
+# fmt: on
 
 VALIDATE_CASES = [c for c in CASES if c.expect is not None]
 SCORE_CASES = [c for c in CASES if c.score is not None]
@@ -1069,6 +1112,47 @@ def mutate_cells(
             frame.iat[row % len(frame), frame.columns.get_loc(column)] = value
     for table, frame in frames.items():
         x.write(table, frame, fmt)
+
+
+#: Values the random edits draw from, beside random text and numbers.
+SPECIAL_VALUES = (
+    "", " ", "nan", "NULL", "None", "-1", "0", "1e308", "inf", "-inf", "1970-01-01",
+    "1900-01-01T00:00:00Z", "2999-12-31", "31/12/2024", "2024-02-30", "true", "yes",
+    "garbage", SQL_INJECTION, "\x00", "L00000001", "A0000001", "page_view",
+)  # fmt: skip
+#: Random-cell cases the script's report runs (the hypothesis test draws its own).
+RANDOM_CASES = 25
+
+
+def random_value(rng: np.random.Generator, huge: bool = True) -> str | None:
+    """Random text (control characters included), a special value, a number, None or 100 kB."""
+    kind = rng.integers(6 if huge else 5)
+    if kind == 0:
+        return "".join(chr(c) for c in rng.integers(0, 0x800, rng.integers(0, 13)))
+    if kind == 1:
+        return str(rng.choice(SPECIAL_VALUES))
+    if kind == 2:
+        return None
+    if kind == 3:
+        return str(int(rng.integers(-(2**62), 2**62)) * int(rng.choice([1, 1000, 10**6])))
+    if kind == 4:
+        return repr(float(rng.standard_normal() * 10.0 ** rng.integers(-5, 300)))
+    return "x" * 100_000
+
+
+def random_case(seed: int) -> Case:
+    """A case of 1-4 random edits (a cell, or one time in four a whole column), as the
+    hypothesis test draws them; reproducible from ``seed`` (for the script's report)."""
+    rng = np.random.default_rng(seed)
+    edits = []
+    for _ in range(rng.integers(1, 5)):
+        table = str(rng.choice(sorted(COLUMNS)))
+        column = str(rng.choice(COLUMNS[table]))
+        whole = rng.integers(4) == 0
+        row = None if whole else int(rng.integers(0, 100_000))
+        edits.append((table, column, row, random_value(rng, huge=not whole)))
+    fmt = str(rng.choice(["csv", "parquet"]))
+    return Case(f"random_cells_{seed}", lambda x: mutate_cells(x, edits, fmt), expect=None)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1221,7 +1305,7 @@ class Suite:
         fresh = [q for q in (out, rejects) if not os.path.lexists(q)]
         return self._judge(
             "validate", case_.name, case_.expect, case_.names, export, work,
-            ["validate", source, "-p", str(p), "--out", str(out), "--rejects", str(rejects)],
+            [*case_.flags, "validate", source, "-p", str(p), "--out", str(out), "--rejects", str(rejects)],
             written=fresh, absent=case_.absent(work) if case_.absent else [],
             check_ok=lambda run, o: self._validate_ok(case_, run, o), out=out, rejects=rejects,
         )  # fmt: skip
@@ -1311,16 +1395,19 @@ class Suite:
         p = work / "params.yaml"
         p.write_text(yaml.safe_dump(merge(merge(self.score_params, settings), case_.params)))
         source = case_.source(work) if case_.source else str(export.folder)
-        argv = ["score", source, "-p", str(p), "--summary", str(summary)]
+        argv = [*case_.flags, "score", source, "-p", str(p), "--summary", str(summary)]
         if case_.to:
             argv += ["--to", case_.to]
+        elif case_.sink_exists:
+            db.touch()  # an empty SQLite database: a broken export must leave it as it is
         elif has_option(self.app, "score", "--create"):
             argv.append("--create")
         absent = case_.absent(work) if case_.absent else []
         return self._judge(
             "score", case_.name, case_.score, case_.score_names if case_.score_names is not None else case_.names,
-            export, work, argv, written=[db, rejects, plot, summary], absent=absent,
+            export, work, argv, written=[rejects, plot, summary] + ([] if case_.sink_exists else [db]), absent=absent,
             check_ok=lambda run, o: self._score_ok(case_, run, o), sink=f"sqlite:///{db}", rejects=rejects,
+            unchanged=[db] if case_.sink_exists else [],
         )  # fmt: skip
 
     def _score_ok(self, case_: Case, run: Run, o: Outcome) -> None:
@@ -1392,23 +1479,25 @@ class Suite:
     def _judge(
         self, command: str, name: str, expect: int, names: Iterable[str], export: Export, work: Path,
         argv: list[str], written: list[Path], absent: list[Path], check_ok, out: Path | None = None,
-        rejects: Path | None = None, sink: str | None = None,
+        rejects: Path | None = None, sink: str | None = None, unchanged: Iterable[Path] = (),
     ) -> Outcome:  # fmt: skip
         before = snapshot(export.folder)
+        kept = {path: snapshot(path.parent).get(path.name) for path in unchanged}
         absent = [a for a in absent if not os.path.lexists(a)]
         started = time.perf_counter()
         result = invoke(self.app, argv)
         o = Outcome(name, command, result.exit_code, "", seconds=time.perf_counter() - started)
         output, stderr = result.output, _stderr(result)
         lines = [line for line in stderr.splitlines() if line.strip()]
-        o.line = next(
-            (line for line in lines if line.startswith("error:")), lines[-1] if lines else ""
-        )
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            o.flag(
-                "traceback",
-                f"uncaught {result.exception.__class__.__name__}: {str(result.exception)[:300]}",
+        error = result.exception
+        uncaught = error is not None and not isinstance(error, SystemExit)
+        o.line = next((line for line in lines if line.startswith("error:")), "")
+        if not o.line and uncaught:
+            o.line = (
+                f"(uncaught) {error.__class__.__name__}: {(str(error).splitlines() or [''])[0]}"
             )
+        if uncaught:
+            o.flag("traceback", f"uncaught {error.__class__.__name__}: {str(error)[:300]}")
         if "Traceback" in output:
             o.flag("traceback", "'Traceback' in the output")
         if SECRET in output:
@@ -1417,6 +1506,9 @@ class Suite:
             o.flag("secret", f"the password is written in {hits[:3]}")
         if changed := _changes(before, snapshot(export.folder)):
             o.flag("wrote", f"the input export changed: {changed[:5]}")
+        for path, state in kept.items():
+            if result.exit_code != 0 and snapshot(path.parent).get(path.name) != state:
+                o.flag("wrote", f"{path} changed by a run that stopped")
         for path in absent:  # none existed before the run
             if os.path.lexists(path):
                 o.flag("wrote", f"{path} was created")
@@ -1566,20 +1658,29 @@ def report(repo: Path, model: Path | None = None, keep: bool = False) -> list[Ou
         say(f"valid export and model ready in {time.perf_counter() - started:.0f} s")
         outcomes: list[Outcome] = []
         root = hasattr(os, "geteuid") and os.geteuid() == 0
-        for command, cases, run in (
+        plan = (
             ("validate", VALIDATE_CASES, suite.run_validate),
             ("score", SCORE_CASES, suite.run_score),
-        ):
+            ("random", [random_case(seed) for seed in range(RANDOM_CASES)], suite.run_validate),
+        )
+        for command, cases, run in plan:
             for c in cases:
                 if c.needs_non_root and root:
                     say(f"skipped {command} {c.name}: running as root (permissions do not apply)")
                     continue
                 try:
-                    outcomes.append(run(c, work / command / c.name))
+                    o = run(c, work / command / c.name)
                 except Exception as err:  # noqa: BLE001 - the harness itself failed on this case
                     o = Outcome(c.name, command, None, "")
                     o.flag("traceback", f"harness: {err.__class__.__name__}: {err}")
-                    outcomes.append(o)
+                if (
+                    command == "random"
+                    and o.exit_code == 1
+                    and not any(t in o.line for t in TABLES)
+                ):
+                    o.flag("unclear error", "the error names no table")
+                o.command = command
+                outcomes.append(o)
         print_table(outcomes)
         return outcomes
     finally:
@@ -1598,7 +1699,7 @@ def print_table(outcomes: list[Outcome]) -> None:
     """The report: per command, cases tried and how many fell in each column; then failures."""
     header = ["command", "cases", *COLUMNS_OF_REPORT, "all good"]
     rows = []
-    for command in ("validate", "score", "total"):
+    for command in ("validate", "score", "random", "total"):
         mine = [o for o in outcomes if command in (o.command, "total")]
         clear = sum(
             1 for o in mine if o.exit_code == 1 and not ({"unclear error", "traceback"} & o.kinds)
@@ -1640,9 +1741,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list or not args.report:
         for c in CASES:
-            say(
-                f"{c.name:40} validate={c.expect} score={c.score}  {(c.mutate.__doc__ or '').strip()}"
-            )
+            say(f"{c.name:36} validate={c.expect} score={c.score}  {c.doc}")
         return 0
     outcomes = report(Path(args.report), args.model, args.keep)
     return 1 if any(o.problems for o in outcomes) else 0

@@ -8,6 +8,8 @@ local SQLite file. Tables (names from params.yaml ``score.tables``):
 - ``scoring_failures``: each batch that could not be written, with its lead ids;
 - ``lead_score_history``: append-only, one row per (run, lead). SQL sinks write it in the same
   transaction as the current scores; HTTP sinks append here once the CRM accepted a batch.
+- ``scoring_leases``: one row per sink a job is writing to right now (owner, run id, heartbeat),
+  so that two jobs never write into one sink at once (see :mod:`pipelines.writeback.lease`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ DEFAULT_TABLES = {
     "history": "lead_score_history",
     "runs": "scoring_runs",
     "failures": "scoring_failures",
+    "leases": "scoring_leases",
 }
 #: What a run record's status can be (see docs/scoring.md).
 RUN_STATUSES = ("running", "succeeded", "partial", "failed", "superseded")
@@ -49,6 +52,19 @@ def history_table(metadata: sa.MetaData, name: str) -> sa.Table:
         sa.Column("model_name", sa.String(), nullable=False),
         sa.Column("model_version", sa.String(), nullable=False),
         sa.Column("scored_at", sa.DateTime, nullable=False),
+    )
+
+
+def lease_table(metadata: sa.MetaData, name: str) -> sa.Table:
+    """The scoring leases: one row per sink being written to, held by one job (see lease.py)."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("sink", sa.String(), primary_key=True),
+        sa.Column("owner", sa.String(), nullable=False),
+        sa.Column("run_id", sa.String()),
+        sa.Column("acquired_at", sa.DateTime, nullable=False),
+        sa.Column("heartbeat_at", sa.DateTime, nullable=False),
     )
 
 
@@ -105,6 +121,7 @@ class Ledger:
             sa.Column("failed_at", sa.DateTime, nullable=False),
         )
         self.history = history_table(self.metadata, names["history"])
+        self.leases = lease_table(self.metadata, names["leases"])
 
     def create(self) -> None:
         """Create the ledger tables (and the SQLite file's folder) if they do not exist."""
