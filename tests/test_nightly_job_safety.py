@@ -319,3 +319,45 @@ def test_a_job_refuses_a_sink_whose_lease_is_alive_and_takes_over_a_dead_one(exp
         assert conn.exec_driver_sql("SELECT count(*) FROM scoring_leases").scalar_one() == 0
         assert conn.exec_driver_sql("SELECT status FROM scoring_runs").scalars().all() == ["succeeded"]
     engine.dispose()
+
+
+# ------------------------------------------------------------------------------------------------
+# 8. Personal data stays out of every derived file
+# ------------------------------------------------------------------------------------------------
+def test_no_personal_column_or_value_in_validated_tables_or_rejects(export):
+    crm, params, _, tmp = export
+    leads = pd.read_parquet(crm / "leads.parquet")
+    emails = set(leads["email"].dropna())
+    assert emails  # the synthetic export carries invented emails, like a real one
+    assert invoke("validate", crm, "-p", params, "--out", tmp / "v", "--rejects", tmp / "r").exit_code == 0
+    files = [p for p in [*(tmp / "v").rglob("*.parquet"), *(tmp / "r").rglob("*.parquet")]]
+    assert any("leads" in p.name for p in files if "r" == p.parent.name)  # duplicate leads were quarantined
+    for file in files:
+        frame = pd.read_parquet(file)
+        assert not {"first_name", "last_name", "email", "phone"} & set(frame.columns), file
+        text = frame.select_dtypes(exclude="number").astype(str)
+        assert not text.isin(emails).any().any(), file
+
+
+# ------------------------------------------------------------------------------------------------
+# 10. Logs an on-call engineer can read: one dated line per message, progress, exit codes
+# ------------------------------------------------------------------------------------------------
+def test_without_a_terminal_every_log_line_is_dated_levelled_and_named_with_progress(export):
+    import re
+
+    crm, params, _, tmp = export
+    result = CliRunner().invoke(app, ["validate", str(crm), "-p", str(params), "--out", str(tmp / "v"), "--rejects", str(tmp / "r")])
+    assert result.exit_code == 0
+    logged = [line for line in result.output.splitlines() if re.match(r"\d{4}-\d\d-\d\dT", line)]
+    pattern = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} (DEBUG|INFO|WARNING|ERROR) [\w.]+: \S")
+    assert len(logged) > 10 and all(pattern.match(line) for line in logged), logged[:3]
+    assert any("reading tables: 4 of 4 (100%)" in line for line in logged)
+    assert any("validating tables: 4 of 4 (100%)" in line for line in logged)
+    # The multi-line validation summary is one line too.
+    assert any("validation:" in line and " | " in line for line in logged)
+
+
+def test_score_help_states_the_exit_codes():
+    result = CliRunner().invoke(app, ["score", "--help"], terminal_width=200)
+    text = " ".join(result.output.split())
+    assert "Exit codes: 0 succeeded" in text and "1 stopped with an error" in text and "2 partial" in text

@@ -360,6 +360,27 @@ def _won_without_close(raw):
     _set(raw, "opportunities", 1, is_won="false")
 
 
+def _nul_in_lead_id(raw):
+    # PostgreSQL refuses NUL: one such id must not poison a write-back batch.
+    _append(raw, "leads", lead_id="L\x004", created_at="2024-01-05T00:00:00")
+
+
+def _event_before_1970(raw):
+    _set(raw, "events", 1, timestamp="1969-12-31T00:00:00")
+
+
+def _control_character_in_title(raw):
+    _set(raw, "leads", 0, job_title="VP\x1b[31m Sales")
+
+
+def _amount_1e308(raw):
+    _set(raw, "opportunities", 0, amount="1e308")
+
+
+def _huge_employee_count(raw):
+    _set(raw, "accounts", 0, employee_count="1000000000000000")
+
+
 @pytest.mark.parametrize(
     ("mutate", "table", "row", "reason"),
     [
@@ -385,6 +406,8 @@ def _won_without_close(raw):
         (_closed_before_created, "opportunities", 0, "closed_at before created_at"),
         (_closed_in_future, "opportunities", 0, "closed_at in the future"),
         (_won_without_close, "opportunities", 1, "is_won set but closed_at missing"),
+        (_nul_in_lead_id, "leads", 3, "lead_id control character: 'L\ufffd4'"),
+        (_event_before_1970, "events", 1, "timestamp before 1970-01-02 (implausible): '1969-12-31T00:00:00'"),
     ],
 )
 def test_reject_rule(mutate, table, row, reason):
@@ -526,6 +549,9 @@ def test_write_rejects(tmp_path):
         (_unparseable_int, "accounts", "employee_count", "unparseable"),
         (_below_minimum, "accounts", "employee_count", "below minimum 1"),
         (_negative_amount, "opportunities", "amount", "below minimum 0"),
+        (_control_character_in_title, "leads", "job_title", "control character"),
+        (_amount_1e308, "opportunities", "amount", "above maximum 1e+11 (implausible)"),
+        (_huge_employee_count, "accounts", "employee_count", "above maximum 1e+07 (implausible)"),
     ],
 )
 def test_unusable_value_of_an_optional_column_is_set_to_missing_row_kept(mutate, table, column, problem):
