@@ -51,14 +51,6 @@ RTOL = 1e-6
 # ------------------------------------------------------------------------------------------------
 
 
-
-
-
-
-
-
-
-
 # ------------------------------------------------------------------------------------------------
 # Data
 # ------------------------------------------------------------------------------------------------
@@ -89,8 +81,9 @@ def prepare_data(n_leads: int, seed: int, data_dir: str, scenario: str = "traini
     out.mkdir(parents=True, exist_ok=True)
     events.to_parquet(out / "events.parquet", index=False)
     snapshots.to_parquet(out / "snapshots.parquet", index=False)
-    n_before = int((events["timestamp"] < events["lead_id"].map(
-        snapshots.set_index("lead_id")["as_of"])).sum())
+    n_before = int(
+        (events["timestamp"] < events["lead_id"].map(snapshots.set_index("lead_id")["as_of"])).sum()
+    )
     return {
         "generate_s": gen_s,
         "n_leads": len(leads),
@@ -173,9 +166,7 @@ def duckdb_query() -> str:
     recent_us = p.trend_recent_days * DAY_US
     base_us = (p.trend_recent_days + p.trend_baseline_days) * DAY_US
     aggs.append(f"count_if(age_us <= {recent_us}) AS trend_recent")
-    aggs.append(
-        f"count_if(age_us > {recent_us} AND age_us <= {base_us}) AS trend_baseline"
-    )
+    aggs.append(f"count_if(age_us > {recent_us} AND age_us <= {base_us}) AS trend_baseline")
     final.append(
         "log2(CAST(coalesce(a.trend_recent, 0) + 1 AS DOUBLE) / "
         f"(coalesce(a.trend_baseline, 0) * {p.trend_recent_days} / {p.trend_baseline_days} + 1))"
@@ -417,17 +408,32 @@ def _available(engine: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n-leads", type=int, default=100_000, help="leads to generate (default 100000)")
+    ap.add_argument(
+        "--n-leads", type=int, default=100_000, help="leads to generate (default 100000)"
+    )
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per engine; best is reported")
-    ap.add_argument("--engines", default=",".join(ENGINES), help="comma-separated subset of "
-                    + ",".join(ENGINES) + " (ours always runs: it is the reference)")
+    ap.add_argument(
+        "--engines",
+        default=",".join(ENGINES),
+        help="comma-separated subset of "
+        + ",".join(ENGINES)
+        + " (ours always runs: it is the reference)",
+    )
     ap.add_argument("--out-dir", default=str(REPO / "benchmarks" / "out"))
-    ap.add_argument("--reuse-data", action="store_true", help="reuse Parquet files from a previous run")
-    ap.add_argument("--profile", action="store_true", help="also print a cProfile of one run of ours")
-    ap.add_argument("--scenario", choices=["training", "scoring"], default="training",
-                    help="training: one snapshot per lead at creation + 30 days (most events are "
-                    "after as_of); scoring: every lead as of the extraction (all events visible)")
+    ap.add_argument(
+        "--reuse-data", action="store_true", help="reuse Parquet files from a previous run"
+    )
+    ap.add_argument(
+        "--profile", action="store_true", help="also print a cProfile of one run of ours"
+    )
+    ap.add_argument(
+        "--scenario",
+        choices=["training", "scoring"],
+        default="training",
+        help="training: one snapshot per lead at creation + 30 days (most events are "
+        "after as_of); scoring: every lead as of the extraction (all events visible)",
+    )
     args = ap.parse_args(argv)
 
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
@@ -441,8 +447,10 @@ def main(argv: list[str] | None = None) -> int:
     ctx = mp.get_context("spawn")
     cores = _cores()
     data_dir = Path(args.out_dir) / f"behavioral_{args.scenario}_n{args.n_leads}_seed{args.seed}"
-    print(f"machine: {cores} cores available (os.cpu_count() = {os.cpu_count()}), "
-          f"Python {sys.version.split()[0]}")
+    print(
+        f"machine: {cores} cores available (os.cpu_count() = {os.cpu_count()}), "
+        f"Python {sys.version.split()[0]}"
+    )
     meta_path = data_dir / "sizes.txt"
     if args.reuse_data and meta_path.exists():
         print(f"data: reusing {data_dir}")
@@ -469,9 +477,12 @@ def main(argv: list[str] | None = None) -> int:
     for engine in engines:
         print(f"running {engine} ({args.repeat} timed runs, fresh process) ...", flush=True)
         r = _in_child(ctx, run_engine, engine, str(data_dir), args.repeat, args.profile)
-        print(f"  threads: {r['threads']}; load {r['load_s']:.2f} s; runs: "
-              + ", ".join(f"{t:.3f}" for t in r["times"]) + " s"
-              + ("" if r["peak_reset"] else "; (could not reset the RSS peak after loading)"))
+        print(
+            f"  threads: {r['threads']}; load {r['load_s']:.2f} s; runs: "
+            + ", ".join(f"{t:.3f}" for t in r["times"])
+            + " s"
+            + ("" if r["peak_reset"] else "; (could not reset the RSS peak after loading)")
+        )
         results.append(r)
     if skipped:
         print(f"skipped (not importable): {', '.join(skipped)}")
@@ -480,8 +491,10 @@ def main(argv: list[str] | None = None) -> int:
     best_ours = min(ours["times"])
     print()
     print(f"behavioral features, {n_events:,} events, best of {args.repeat}, {cores} cores")
-    header = (f"{'engine':<8} {'seconds':>9} {'events/s':>12} {'peak Δ MiB':>11} "
-              f"{'total peak':>11} {'time/ours':>10} {'mem/ours':>9}  threads")
+    header = (
+        f"{'engine':<8} {'seconds':>9} {'events/s':>12} {'peak Δ MiB':>11} "
+        f"{'total peak':>11} {'time/ours':>10} {'mem/ours':>9}  threads"
+    )
     print(header)
     print("-" * len(header))
     for r in results:
@@ -492,12 +505,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['peak_total'] / MiB:>11.0f} {best / best_ours:>10.2f} "
             f"{inc / max(ours['peak_increment'] / MiB, 1e-9):>9.2f}  {r['threads']}"
         )
-    print("peak Δ = peak RSS during the timed runs minus RSS after loading the input; "
-          "total peak = the process's ru_maxrss")
+    print(
+        "peak Δ = peak RSS during the timed runs minus RSS after loading the input; "
+        "total peak = the process's ru_maxrss"
+    )
     for r in results[1:]:
         verdict = "no slower" if best_ours <= min(r["times"]) else "SLOWER"
-        print(f"target 'ours no slower than {r['engine']}': ours is {verdict} "
-              f"({r['engine']} / ours time = {min(r['times']) / best_ours:.2f})")
+        print(
+            f"target 'ours no slower than {r['engine']}': ours is {verdict} "
+            f"({r['engine']} / ours time = {min(r['times']) / best_ours:.2f})"
+        )
     if "profile" in ours:
         print("\ncProfile of one run of ours (cumulative):")
         print(ours["profile"])
@@ -512,8 +529,10 @@ def main(argv: list[str] | None = None) -> int:
             print("  " + p)
         return 1
     checked = ", ".join(r["engine"] for r in results[1:]) or "nothing (only ours ran)"
-    print(f"results match: {checked} equal ours on all {len(_feature_names())} features "
-          f"(integers exactly, floats rtol {RTOL:g})")
+    print(
+        f"results match: {checked} equal ours on all {len(_feature_names())} features "
+        f"(integers exactly, floats rtol {RTOL:g})"
+    )
     return 0
 
 

@@ -102,15 +102,23 @@ def main(argv: list[str] | None = None) -> int:
     training = Path(args.training) if Path(args.training).is_absolute() else REPO / args.training
     booster = lgb.Booster(model_file=str(model))
     meta_path = model.with_name("model_meta.json")
-    names = json.loads(meta_path.read_text())["features"] if meta_path.exists() else booster.feature_name()
-    print(f"machine: {_cores()} cores available, Python {sys.version.split()[0]}, LightGBM "
-          f"{lgb.__version__}, numpy {np.__version__}; load average {_load()}")
+    names = (
+        json.loads(meta_path.read_text())["features"]
+        if meta_path.exists()
+        else booster.feature_name()
+    )
+    print(
+        f"machine: {_cores()} cores available, Python {sys.version.split()[0]}, LightGBM "
+        f"{lgb.__version__}, numpy {np.__version__}; load average {_load()}"
+    )
 
     t = time.perf_counter()
     x, pool, files = build_rows(training, names, args.rows, args.seed)
-    print(f"data: {len(x):,} rows resampled from {pool:,} rows of "
-          f"{', '.join(f.name for f in files)} ({time.perf_counter() - t:.1f} s); "
-          f"{x.shape[1]} features, {sum(str(d) == 'category' for d in x.dtypes)} categorical")
+    print(
+        f"data: {len(x):,} rows resampled from {pool:,} rows of "
+        f"{', '.join(f.name for f in files)} ({time.perf_counter() - t:.1f} s); "
+        f"{x.shape[1]} features, {sum(str(d) == 'category' for d in x.dtypes)} categorical"
+    )
 
     t = time.perf_counter()
     fast = TreeContributions(booster)
@@ -118,11 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     plan = fast._plan(*fast._iterations(0, None))  # built on first use otherwise: time it here
     build_s, plan_s = plan_start - t, time.perf_counter() - plan_start
     nodes = max((len(tr.nodes) for tr in fast._trees), default=0)
-    print(f"model: {booster.num_trees()} trees (at most {nodes} internal nodes), best iteration "
-          f"{booster.best_iteration}, num_threads {booster.params.get('num_threads', 'default')}; "
-          f"ours: {fast.tabled_trees} trees tabled in {len(plan.groups)} groups "
-          f"({sum(len(g.outputs) for g in plan.groups)} lookups per row), "
-          f"{len(plan.fallback)} LightGBM run(s); built in {build_s:.2f} s + plan {plan_s:.2f} s")
+    print(
+        f"model: {booster.num_trees()} trees (at most {nodes} internal nodes), best iteration "
+        f"{booster.best_iteration}, num_threads {booster.params.get('num_threads', 'default')}; "
+        f"ours: {fast.tabled_trees} trees tabled in {len(plan.groups)} groups "
+        f"({sum(len(g.outputs) for g in plan.groups)} lookups per row), "
+        f"{len(plan.fallback)} LightGBM run(s); built in {build_s:.2f} s + plan {plan_s:.2f} s"
+    )
 
     rng = np.random.default_rng(args.seed + 1)
     sample = np.sort(rng.choice(len(x), size=min(args.sample, len(x)), replace=False))
@@ -147,18 +157,24 @@ def main(argv: list[str] | None = None) -> int:
     best = {k: min(v, key=lambda r: r["seconds"]) for k, v in runs.items()}
     rows = len(x)
     print()
-    print(f"{rows:,} rows x {x.shape[1]} features, {booster.num_trees()} trees; best of "
-          f"{args.repeat}; LightGBM num_threads {booster.params.get('num_threads', 'default')}, "
-          "ours 1 thread")
+    print(
+        f"{rows:,} rows x {x.shape[1]} features, {booster.num_trees()} trees; best of "
+        f"{args.repeat}; LightGBM num_threads {booster.params.get('num_threads', 'default')}, "
+        "ours 1 thread"
+    )
     header = f"{'measurement':<14} {'seconds':>8} {'cpu s':>7} {'rows/s':>11} {'peak Δ MiB':>11}"
     print(header)
     print("-" * len(header))
     for name, r in best.items():
-        print(f"{name:<14} {r['seconds']:>8.2f} {r['cpu']:>7.1f} {rows / r['seconds']:>11,.0f} "
-              f"{r['peak'] / MiB:>11.0f}")
+        print(
+            f"{name:<14} {r['seconds']:>8.2f} {r['cpu']:>7.1f} {rows / r['seconds']:>11,.0f} "
+            f"{r['peak'] / MiB:>11.0f}"
+        )
     ours_s = best["ours"]["seconds"]
-    print(f"ours vs pred_contrib: {best['pred_contrib']['seconds'] / ours_s:.1f}x faster; "
-          f"ours vs predict: {best['predict']['seconds'] / ours_s:.2f}x the speed of predict")
+    print(
+        f"ours vs pred_contrib: {best['pred_contrib']['seconds'] / ours_s:.1f}x faster; "
+        f"ours vs predict: {best['predict']['seconds'] / ours_s:.2f}x the speed of predict"
+    )
     print(f"process peak RSS {_maxrss_bytes() / MiB:.0f} MiB")
 
     diff = float(np.max(np.abs(ours_sample - ref_sample)))
@@ -167,10 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     for sign in (1, -1):
         top_o, real_o = _ranked(ours_sample[:, :n_feat], 3, sign, 0.01)
         top_r, real_r = _ranked(ref_sample[:, :n_feat], 3, sign, 0.01)
-        differ += int(np.any((np.where(real_o, top_o, -1) != np.where(real_r, top_r, -1)), axis=1).sum())
+        differ += int(
+            np.any((np.where(real_o, top_o, -1) != np.where(real_r, top_r, -1)), axis=1).sum()
+        )
     ev = float(np.max(np.abs(ours_sample[:, -1] - ref_sample[:, -1])))
-    print(f"check on {len(sample):,} rows: max |ours - pred_contrib| {diff:.3g} (expected value "
-          f"column {ev:.3g}); rows whose top-3 reasons for/against differ: {differ}")
+    print(
+        f"check on {len(sample):,} rows: max |ours - pred_contrib| {diff:.3g} (expected value "
+        f"column {ev:.3g}); rows whose top-3 reasons for/against differ: {differ}"
+    )
     if not diff <= ATOL or differ:
         print("CHECK FAILED")
         return 1

@@ -48,7 +48,9 @@ from pipelines.score_job import run_score  # noqa: E402
 from pipelines.scoring import load_scoring_model, open_leads  # noqa: E402
 
 
-def replicate_open_leads(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, target: int, max_age: int | None):
+def replicate_open_leads(
+    tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, target: int, max_age: int | None
+):
     """Tables whose open leads (as of ``as_of``) are the demo's open leads copied to ``target``."""
     snapshots, _ = open_leads(tables, as_of, max_age)
     ids = pd.Index(snapshots["lead_id"])
@@ -74,7 +76,12 @@ def replicate_open_leads(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, t
     opps, opp_codes = repeat_rows(tables["opportunities"])
     opps["lead_id"] = new_ids.to_numpy()[opp_codes]
     opps["opportunity_id"] = [f"O{i}" for i in range(len(opps))]
-    big = {"leads": big_leads.head(target * 1), "accounts": tables["accounts"], "events": events, "opportunities": opps}
+    big = {
+        "leads": big_leads.head(target * 1),
+        "accounts": tables["accounts"],
+        "events": events,
+        "opportunities": opps,
+    }
     keep_ids = set(big["leads"]["lead_id"])
     big["events"] = events[events["lead_id"].isin(keep_ids)].reset_index(drop=True)
     big["opportunities"] = opps[opps["lead_id"].isin(keep_ids)].reset_index(drop=True)
@@ -88,21 +95,33 @@ def timed(label: str, fn, results: dict[str, dict]):
     value = fn()
     seconds = time.perf_counter() - start
     results[label] = {"seconds": seconds, "peak_increment_mib": (maxrss_bytes() - before) / MiB}
-    print(f"  {label:<44}{seconds:>8.1f} s   peak +{results[label]['peak_increment_mib']:,.0f} MiB", flush=True)
+    print(
+        f"  {label:<44}{seconds:>8.1f} s   peak +{results[label]['peak_increment_mib']:,.0f} MiB",
+        flush=True,
+    )
     return value
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--leads", type=int, default=1_000_000)
     parser.add_argument("--data", type=Path, default=REPO / "data")
     parser.add_argument("--params", type=Path, default=REPO / "params.yaml")
-    parser.add_argument("--reasons", action=argparse.BooleanOptionalAction, default=True, help="Also time a run with reasons in words.")
+    parser.add_argument(
+        "--reasons",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Also time a run with reasons in words.",
+    )
     args = parser.parse_args()
 
     params = yaml.safe_load(args.params.read_text())
     tables = read_crm(args.data / "validated")
-    as_of = pd.Timestamp(json.loads((args.data / "validated" / "crm_meta.json").read_text())["extracted_at"])
+    as_of = pd.Timestamp(
+        json.loads((args.data / "validated" / "crm_meta.json").read_text())["extracted_at"]
+    )
     max_age = params["score"].get("max_lead_age_days")
     big = replicate_open_leads(tables, as_of, args.leads, max_age)
     model = load_scoring_model(str(args.data / "model"))
@@ -114,7 +133,9 @@ def main() -> int:
     )
     results: dict[str, dict] = {}
     print("necessary work:")
-    features = timed("build_features", lambda: build_features(big, snapshots, builders, behavioral), results)
+    features = timed(
+        "build_features", lambda: build_features(big, snapshots, builders, behavioral), results
+    )
     x = feature_matrix(features, model.features)
     timed("bare Booster.predict", functools.partial(model.scorer.booster.predict, x), results)
     del features, x  # free them before our run
@@ -125,12 +146,22 @@ def main() -> int:
     quiet["score"].update(model_uri=str(args.data / "model"), rejects=None)
     quiet["score"]["reasons"] = {**quiet["score"].get("reasons", {}), "top_k": 0}
     with tempfile.TemporaryDirectory(prefix="leadscore-bench-") as tmp:
-        summary = timed("run_score -> Parquet (no reasons)", lambda: run_score(quiet, big, to=str(Path(tmp) / "a"), as_of=str(as_of)), results)
-        written = pd.read_parquet(Path(tmp) / "a" / "lead_scores.parquet", columns=["lead_id", "probability"])
+        summary = timed(
+            "run_score -> Parquet (no reasons)",
+            lambda: run_score(quiet, big, to=str(Path(tmp) / "a"), as_of=str(as_of)),
+            results,
+        )
+        written = pd.read_parquet(
+            Path(tmp) / "a" / "lead_scores.parquet", columns=["lead_id", "probability"]
+        )
         if args.reasons:
             explained = copy.deepcopy(quiet)
             explained["score"]["reasons"]["top_k"] = 3
-            timed("run_score -> Parquet (with reasons)", lambda: run_score(explained, big, to=str(Path(tmp) / "b"), as_of=str(as_of)), results)
+            timed(
+                "run_score -> Parquet (with reasons)",
+                lambda: run_score(explained, big, to=str(Path(tmp) / "b"), as_of=str(as_of)),
+                results,
+            )
     ours = results["run_score -> Parquet (no reasons)"]["seconds"]
     ok = summary["leads_written"] == counts["open"] == len(written)
     print(
@@ -139,7 +170,9 @@ def main() -> int:
     )
     if args.reasons:
         with_reasons = results["run_score -> Parquet (with reasons)"]["seconds"]
-        print(f"with reasons in words: {with_reasons:.1f} s = {with_reasons / necessary:.2f}x necessary")
+        print(
+            f"with reasons in words: {with_reasons:.1f} s = {with_reasons / necessary:.2f}x necessary"
+        )
     print(f"peak resident memory of this process: {maxrss_bytes() / MiB:,.0f} MiB")
     return 0 if ok else 1
 

@@ -71,14 +71,6 @@ ATOL = 1e-9  # raw-score agreement between ours and the reference (expected: ide
 # ------------------------------------------------------------------------------------------------
 
 
-
-
-
-
-
-
-
-
 def _busy_seconds() -> float:
     """CPU time all processes of the machine spent busy so far (Linux /proc/stat; else 0)."""
     try:
@@ -89,8 +81,6 @@ def _busy_seconds() -> float:
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     busy = sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal
     return busy / os.sysconf("SC_CLK_TCK")
-
-
 
 
 def _load_matrices(params_path: str, training_dir: str):
@@ -123,8 +113,11 @@ def _record_lgb_train(calls: list[dict]):
 
     @functools.wraps(original)
     def recording(params, train_set, num_boost_round=100, *args, **kwargs):
-        call = {"params": copy.deepcopy(dict(params)), "num_boost_round": num_boost_round,
-                "rounds": 0}
+        call = {
+            "params": copy.deepcopy(dict(params)),
+            "num_boost_round": num_boost_round,
+            "rounds": 0,
+        }
         calls.append(call)
 
         def count(env) -> None:
@@ -194,8 +187,14 @@ def run_ours_booster(params_path: str, training_dir: str, work_dir: str) -> dict
     }
 
 
-def run_reference(params_path: str, training_dir: str, lgb_params: dict, rounds: int,
-                  best_iteration: int, ours_scores_path: str) -> dict:
+def run_reference(
+    params_path: str,
+    training_dir: str,
+    lgb_params: dict,
+    rounds: int,
+    best_iteration: int,
+    ours_scores_path: str,
+) -> dict:
     """Bare ``lgb.train`` with ours' params for ``rounds`` trees; compares raw validation scores."""
     _setup_path()
     import lightgbm as lgb
@@ -264,7 +263,9 @@ def _instrument_run_train(phases: dict[str, float]) -> None:
 
         def fit(*fargs, **fkwargs):
             pipe.__dict__.pop("fit", None)  # the saved baseline must not carry the wrapper
-            return timed("baseline: logistic regression fit", type(pipe).fit)(pipe, *fargs, **fkwargs)
+            return timed("baseline: logistic regression fit", type(pipe).fit)(
+                pipe, *fargs, **fkwargs
+            )
 
         pipe.fit = fit
         return pipe
@@ -274,7 +275,9 @@ def _instrument_run_train(phases: dict[str, float]) -> None:
     m.feature_matrix = timed("feature_matrix (text -> category)", m.feature_matrix)
     m.train_booster = train_booster
     m.predict_scores = timed("predict validation scores (2x)", m.predict_scores)
-    ProbabilityCalibrator.fit = timed("calibrator fit (CV choice + refit)", ProbabilityCalibrator.fit)
+    ProbabilityCalibrator.fit = timed(
+        "calibrator fit (CV choice + refit)", ProbabilityCalibrator.fit
+    )
     m.choose_cutoffs = timed("choose cutoffs", m.choose_cutoffs)
     m.logistic_baseline = logistic_baseline
     m.joblib = types.SimpleNamespace(dump=timed("save artifacts", joblib.dump))
@@ -352,16 +355,50 @@ def build_data(root: Path, n_leads: int, seed: int) -> dict:
     p = ["-p", str(rel / "params.yaml")]
     labels = str(rel / "labels" / "labelled_snapshots.parquet")
     steps = {
-        "generate": ["generate", *p, "--n-leads", str(n_leads), "--seed", str(seed),
-                     "--out", str(rel / "crm"), "--oracle", str(rel / "oracle.parquet")],
-        "validate": ["validate", str(rel / "crm"), *p, "--out", str(rel / "validated"),
-                     "--rejects", str(rel / "rejects")],
+        "generate": [
+            "generate",
+            *p,
+            "--n-leads",
+            str(n_leads),
+            "--seed",
+            str(seed),
+            "--out",
+            str(rel / "crm"),
+            "--oracle",
+            str(rel / "oracle.parquet"),
+        ],
+        "validate": [
+            "validate",
+            str(rel / "crm"),
+            *p,
+            "--out",
+            str(rel / "validated"),
+            "--rejects",
+            str(rel / "rejects"),
+        ],
         "label": ["label", *p, "--validated", str(rel / "validated"), "--out", labels],
-        "features": ["features", *p, "--validated", str(rel / "validated"),
-                     "--snapshots", labels, "--out", str(rel / "features" / "features.parquet")],
-        "training-set": ["training-set", *p, "--features",
-                         str(rel / "features" / "features.parquet"), "--snapshots", labels,
-                         "--validated", str(rel / "validated"), "--out", str(rel / "training")],
+        "features": [
+            "features",
+            *p,
+            "--validated",
+            str(rel / "validated"),
+            "--snapshots",
+            labels,
+            "--out",
+            str(rel / "features" / "features.parquet"),
+        ],
+        "training-set": [
+            "training-set",
+            *p,
+            "--features",
+            str(rel / "features" / "features.parquet"),
+            "--snapshots",
+            labels,
+            "--validated",
+            str(rel / "validated"),
+            "--out",
+            str(rel / "training"),
+        ],
     }
     exe = str(Path(sys.executable).with_name("leadscore"))
     times = {}
@@ -407,39 +444,63 @@ def _best(runs: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n-leads", type=int, default=460_000,
-                    help="leads to generate (default 460000: ~1M train snapshots)")
+    ap.add_argument(
+        "--n-leads",
+        type=int,
+        default=460_000,
+        help="leads to generate (default 460000: ~1M train snapshots)",
+    )
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="timed runs of each measurement (fresh process each); best is reported")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="timed runs of each measurement (fresh process each); best is reported",
+    )
     ap.add_argument("--out-dir", default=str(REPO / "benchmarks" / "out" / "train_bench"))
-    ap.add_argument("--reuse-data", action="store_true",
-                    help="reuse the training set of a previous run with the same --n-leads/--seed")
-    ap.add_argument("--profile", action="store_true",
-                    help="also print a cProfile of one more run of run_train")
+    ap.add_argument(
+        "--reuse-data",
+        action="store_true",
+        help="reuse the training set of a previous run with the same --n-leads/--seed",
+    )
+    ap.add_argument(
+        "--profile", action="store_true", help="also print a cProfile of one more run of run_train"
+    )
     args = ap.parse_args(argv)
 
     ctx = mp.get_context("spawn")
     cores = _cores()
     root = Path(args.out_dir).resolve()
-    print(f"machine: {cores} cores available (os.cpu_count() = {os.cpu_count()}), "
-          f"Python {sys.version.split()[0]}; load average {_load()}")
+    print(
+        f"machine: {cores} cores available (os.cpu_count() = {os.cpu_count()}), "
+        f"Python {sys.version.split()[0]}; load average {_load()}"
+    )
     info_path = root / "data.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else None
-    if (args.reuse_data and info and info["n_leads"] == args.n_leads and info["seed"] == args.seed
-            and (root / "training" / "train.parquet").exists()):
+    if (
+        args.reuse_data
+        and info
+        and info["n_leads"] == args.n_leads
+        and info["seed"] == args.seed
+        and (root / "training" / "train.parquet").exists()
+    ):
         print(f"data: reusing {root} (its params.yaml refreshed from the project's)")
         write_params(root, args.n_leads, args.seed)
     else:
-        print(f"data: building {args.n_leads:,} leads (seed {args.seed}) with the project's "
-              f"pipeline into {root} ...", flush=True)
+        print(
+            f"data: building {args.n_leads:,} leads (seed {args.seed}) with the project's "
+            f"pipeline into {root} ...",
+            flush=True,
+        )
         info = build_data(root, args.n_leads, args.seed)
         print(f"  pipeline total {sum(info['step_seconds'].values()):.0f} s")
     s = info["splits"]
-    print(f"  splits: train {s['train']:,} rows (positive rate {info['positive_rate']['train']:.4f}),"
-          f" validation {s['validation']:,}, test {s['test']:,}; {info['n_features']} features; "
-          f"split.validation_days {info['split_days']['validation_days']}, "
-          f"test_days {info['split_days']['test_days']}")
+    print(
+        f"  splits: train {s['train']:,} rows (positive rate {info['positive_rate']['train']:.4f}),"
+        f" validation {s['validation']:,}, test {s['test']:,}; {info['n_features']} features; "
+        f"split.validation_days {info['split_days']['validation_days']}, "
+        f"test_days {info['split_days']['test_days']}"
+    )
 
     params_path, training = str(root / "params.yaml"), str(root / "training")
     model_dir = str(root / "model")
@@ -450,30 +511,46 @@ def main(argv: list[str] | None = None) -> int:
         run = f"run {i + 1}/{args.repeat}"
         print(f"ours: train_booster, {run} (fresh process) ...", flush=True)
         r = _in_child(ctx, run_ours_booster, params_path, training, str(root))
-        print(f"  {r['seconds']:.2f} s (cpu {r['cpu']:.1f} s, other processes {r['others_cpu']:.1f}"
-              f" s); {r['trees']} rounds run = best "
-              f"iteration {r['best_iteration']} + {r['early_stopping_rounds']} patience (capped "
-              f"at {r['num_boost_round']}); load {r['load_s']:.1f} s; load average {_load()}",
-              flush=True)
+        print(
+            f"  {r['seconds']:.2f} s (cpu {r['cpu']:.1f} s, other processes {r['others_cpu']:.1f}"
+            f" s); {r['trees']} rounds run = best "
+            f"iteration {r['best_iteration']} + {r['early_stopping_rounds']} patience (capped "
+            f"at {r['num_boost_round']}); load {r['load_s']:.1f} s; load average {_load()}",
+            flush=True,
+        )
         ours.append(r)
         o = ours[0]
         if i == 0:
             print(f"  params handed to lgb.train: {json.dumps(o['lgb_params'], sort_keys=True)}")
-        print(f"reference: bare lgb.train, {o['trees']} rounds, {run} (fresh process) ...",
-              flush=True)
-        r = _in_child(ctx, run_reference, params_path, training, o["lgb_params"], o["trees"],
-                      o["best_iteration"], o["scores_path"])
-        print(f"  {r['seconds']:.2f} s (cpu {r['cpu']:.1f} s, other processes "
-              f"{r['others_cpu']:.1f} s; Dataset.construct "
-              f"{r['construct_s']:.2f} s + train {r['train_s']:.2f} s); max |raw score - ours| "
-              f"{r['max_abs_diff']:.2e}; load average {_load()}", flush=True)
+        print(
+            f"reference: bare lgb.train, {o['trees']} rounds, {run} (fresh process) ...", flush=True
+        )
+        r = _in_child(
+            ctx,
+            run_reference,
+            params_path,
+            training,
+            o["lgb_params"],
+            o["trees"],
+            o["best_iteration"],
+            o["scores_path"],
+        )
+        print(
+            f"  {r['seconds']:.2f} s (cpu {r['cpu']:.1f} s, other processes "
+            f"{r['others_cpu']:.1f} s; Dataset.construct "
+            f"{r['construct_s']:.2f} s + train {r['train_s']:.2f} s); max |raw score - ours| "
+            f"{r['max_abs_diff']:.2e}; load average {_load()}",
+            flush=True,
+        )
         refs.append(r)
         print(f"ours: run_train, {run} (fresh process) ...", flush=True)
         r = _in_child(ctx, run_ours_pipeline, params_path, training, model_dir, False)
-        print(f"  {r['seconds']:.2f} s (cpu {r['cpu']:.1f} s, other processes "
-              f"{r['others_cpu']:.1f} s); best iteration "
-              f"{r['best_iteration']}, calibration {r['calibration']}; load average {_load()}",
-              flush=True)
+        print(
+            f"  {r['seconds']:.2f} s (cpu {r['cpu']:.1f} s, other processes "
+            f"{r['others_cpu']:.1f} s); best iteration "
+            f"{r['best_iteration']}, calibration {r['calibration']}; load average {_load()}",
+            flush=True,
+        )
         pipes.append(r)
     o, ref, pipe = _best(ours), _best(refs), _best(pipes)
 
@@ -482,20 +559,27 @@ def main(argv: list[str] | None = None) -> int:
     rows, feats = o["rows"], o["features"]
     threads = lgb_params.get("num_threads", "default")
     print()
-    print(f"training: {rows:,} train rows x {feats} features ({o['categorical']} categorical), "
-          f"validation {o['valid_rows']:,} rows; {o['trees']} trees built ({o['best_iteration']} "
-          f"kept); LightGBM {ref['lightgbm']}, num_threads {threads}; {cores} cores; "
-          f"best of {args.repeat}")
-    header = (f"{'measurement':<32} {'seconds':>8} {'cpu s':>7} {'others':>7} "
-              f"{'vs reference':>13} {'peak Δ MiB':>11} {'total peak':>11}")
+    print(
+        f"training: {rows:,} train rows x {feats} features ({o['categorical']} categorical), "
+        f"validation {o['valid_rows']:,} rows; {o['trees']} trees built ({o['best_iteration']} "
+        f"kept); LightGBM {ref['lightgbm']}, num_threads {threads}; {cores} cores; "
+        f"best of {args.repeat}"
+    )
+    header = (
+        f"{'measurement':<32} {'seconds':>8} {'cpu s':>7} {'others':>7} "
+        f"{'vs reference':>13} {'peak Δ MiB':>11} {'total peak':>11}"
+    )
     print(header)
     print("-" * len(header))
 
     def line(name: str, seconds: float, r: dict | None = None) -> None:
         cpu = f"{r['cpu']:>7.1f} {r['others_cpu']:>7.1f}" if r else f"{'':>7} {'':>7}"
         rat = f"{seconds / ref['seconds']:>13.2f}" if r else f"{'':>13}"
-        mem = (f"{r['peak_increment'] / MiB:>11.0f} {r['peak_total'] / MiB:>11.0f}"
-               if r else f"{'':>11} {'':>11}")
+        mem = (
+            f"{r['peak_increment'] / MiB:>11.0f} {r['peak_total'] / MiB:>11.0f}"
+            if r
+            else f"{'':>11} {'':>11}"
+        )
         print(f"{name:<32} {seconds:>8.2f} {cpu} {rat} {mem}")
 
     line("reference: Dataset.construct", ref["construct_s"])
@@ -503,11 +587,15 @@ def main(argv: list[str] | None = None) -> int:
     line("reference (construct + train)", ref["seconds"], ref)
     line("ours: train_booster", o["seconds"], o)
     line("ours: run_train (whole step)", pipe["seconds"], pipe)
-    print("cpu s = this process's CPU time; others = CPU seconds other processes of the "
-          "machine used meanwhile (contention: LightGBM's OpenMP threads slow down sharply when "
-          "a core is taken)")
-    print("peak Δ = peak RSS during the timed part minus RSS before it (run_train: includes "
-          "reading Parquet); total peak = the process's ru_maxrss")
+    print(
+        "cpu s = this process's CPU time; others = CPU seconds other processes of the "
+        "machine used meanwhile (contention: LightGBM's OpenMP threads slow down sharply when "
+        "a core is taken)"
+    )
+    print(
+        "peak Δ = peak RSS during the timed part minus RSS before it (run_train: includes "
+        "reading Parquet); total peak = the process's ru_maxrss"
+    )
     print()
     print("run_train phases:")
     accounted = 0.0
@@ -520,50 +608,69 @@ def main(argv: list[str] | None = None) -> int:
     for name, sec in (("train_booster", o["seconds"]), ("run_train", pipe["seconds"])):
         ratio = sec / ref["seconds"]
         verdict = "MEETS" if ratio <= 2.0 else "MISSES"
-        print(f"target 'within 2x of bare lightgbm.train': ours {name} {verdict} it "
-              f"({ratio:.2f}x the reference)")
-    busy = [(name, r) for name, runs in (("reference", refs), ("train_booster", ours),
-                                          ("run_train", pipes)) for r in runs
-            if r["others_cpu"] > 0.1 * r["seconds"]]
+        print(
+            f"target 'within 2x of bare lightgbm.train': ours {name} {verdict} it "
+            f"({ratio:.2f}x the reference)"
+        )
+    busy = [
+        (name, r)
+        for name, runs in (("reference", refs), ("train_booster", ours), ("run_train", pipes))
+        for r in runs
+        if r["others_cpu"] > 0.1 * r["seconds"]
+    ]
     for name, r in busy:
-        print(f"WARNING: other processes used {r['others_cpu']:.0f} CPU s during a {name} run "
-              f"of {r['seconds']:.0f} s: its time is inflated; rerun with --reuse-data on a "
-              "quiet machine (or --repeat 2+)")
+        print(
+            f"WARNING: other processes used {r['others_cpu']:.0f} CPU s during a {name} run "
+            f"of {r['seconds']:.0f} s: its time is inflated; rerun with --reuse-data on a "
+            "quiet machine (or --repeat 2+)"
+        )
     if args.profile:
         print("\ncProfile of one more run of run_train (cumulative):", flush=True)
-        print(_in_child(ctx, run_ours_pipeline, params_path, training, model_dir,
-                        True)["profile"])
+        print(_in_child(ctx, run_ours_pipeline, params_path, training, model_dir, True)["profile"])
 
     problems: list[str] = []
     expected = min(o["best_iteration"] + o["early_stopping_rounds"], o["num_boost_round"])
     if o["trees"] != expected:
-        problems.append(f"ours ran {o['trees']} rounds, expected min(best iteration + patience, "
-                        f"num_boost_round) = {expected}")
+        problems.append(
+            f"ours ran {o['trees']} rounds, expected min(best iteration + patience, "
+            f"num_boost_round) = {expected}"
+        )
     if any(r["trees"] != o["trees"] or r["best_iteration"] != o["best_iteration"] for r in ours):
-        problems.append(f"train_booster runs differ: {[(r['best_iteration'], r['trees']) for r in ours]}")
+        problems.append(
+            f"train_booster runs differ: {[(r['best_iteration'], r['trees']) for r in ours]}"
+        )
     if any(r["trees"] != o["trees"] for r in refs):
-        problems.append(f"the reference built {[r['trees'] for r in refs]} trees, ours {o['trees']}")
+        problems.append(
+            f"the reference built {[r['trees'] for r in refs]} trees, ours {o['trees']}"
+        )
     worst = max(r["max_abs_diff"] for r in refs)
     if not worst <= ATOL:
-        problems.append(f"raw validation scores (first {o['best_iteration']} trees) differ: "
-                        f"max |reference - ours| {worst:.3g} > {ATOL:g}")
+        problems.append(
+            f"raw validation scores (first {o['best_iteration']} trees) differ: "
+            f"max |reference - ours| {worst:.3g} > {ATOL:g}"
+        )
     for r in pipes:
         if r["best_iteration"] != o["best_iteration"] or r["trees"] != o["trees"]:
-            problems.append(f"run_train: best iteration {r['best_iteration']}, {r['trees']} "
-                            f"rounds; train_booster: {o['best_iteration']}, {o['trees']}")
+            problems.append(
+                f"run_train: best iteration {r['best_iteration']}, {r['trees']} "
+                f"rounds; train_booster: {o['best_iteration']}, {o['trees']}"
+            )
         if r["lgb_params"] != lgb_params:
-            problems.append("run_train handed lgb.train other params than train_booster did: "
-                            f"{r['lgb_params']}")
+            problems.append(
+                f"run_train handed lgb.train other params than train_booster did: {r['lgb_params']}"
+            )
     print()
     if problems:
         print("CHECKS FAILED:")
         for p in problems:
             print("  " + p)
         return 1
-    print(f"checks passed: the reference built the same {o['trees']} trees as ours (raw "
-          f"validation scores of the first {o['best_iteration']} agree within {ATOL:g}: max "
-          f"diff {worst:.1e}); run_train ran the same rounds with the same params and chose the "
-          f"same best iteration")
+    print(
+        f"checks passed: the reference built the same {o['trees']} trees as ours (raw "
+        f"validation scores of the first {o['best_iteration']} agree within {ATOL:g}: max "
+        f"diff {worst:.1e}); run_train ran the same rounds with the same params and chose the "
+        f"same best iteration"
+    )
     return 0
 
 

@@ -59,7 +59,9 @@ def score_frame(rows: int, run_id: str, seed: int = 0) -> pd.DataFrame:
     joined = [words[pick[:, i]] for i in range(6)]
     frame = pd.DataFrame(
         {
-            "lead_id": pd.Series(np.char.add("L", np.char.zfill(np.arange(rows).astype(str), 8)), dtype=str),
+            "lead_id": pd.Series(
+                np.char.add("L", np.char.zfill(np.arange(rows).astype(str), 8)), dtype=str
+            ),
             "score": np.rint(100 * p).astype(int),
             "probability": p,
             "stage": stage,
@@ -98,7 +100,10 @@ def bare_copy(url: str, frame: pd.DataFrame) -> float:
         with engine.begin() as conn:
             text = frame.to_csv(index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f")
             raw = conn.connection.driver_connection
-            with raw.cursor() as cur, cur.copy("COPY bare_copy FROM STDIN WITH (FORMAT csv)") as copy:
+            with (
+                raw.cursor() as cur,
+                cur.copy("COPY bare_copy FROM STDIN WITH (FORMAT csv)") as copy,
+            ):
                 buffer = io.StringIO(text)
                 while chunk := buffer.read(1 << 22):
                     copy.write(chunk)
@@ -137,29 +142,50 @@ def count(url: str, table: str) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--batch-size", type=int, default=100_000, help="SqlSink batch (params.yaml score.batch_size.sql)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=100_000,
+        help="SqlSink batch (params.yaml score.batch_size.sql)",
+    )
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
 
-    print(f"write-back benchmark: {args.rows:,} scores, batches of {args.batch_size:,}, {cores()} cores")
+    print(
+        f"write-back benchmark: {args.rows:,} scores, batches of {args.batch_size:,}, {cores()} cores"
+    )
     first, second = score_frame(args.rows, "run-1"), score_frame(args.rows, "run-2", seed=1)
     second["scored_at"] = second["scored_at"] + pd.Timedelta(days=1)
     print(f"frame: {first.memory_usage(deep=True).sum() / MiB:,.0f} MiB in memory")
     times: dict[str, float] = {}
     failures = []
-    with tempfile.TemporaryDirectory(prefix="leadscore-bench-") as tmp, throwaway_postgres(Path(tmp) / "pg") as pg:
+    with (
+        tempfile.TemporaryDirectory(prefix="leadscore-bench-") as tmp,
+        throwaway_postgres(Path(tmp) / "pg") as pg,
+    ):
         sqlite_url = f"sqlite:///{Path(tmp) / 'crm.db'}"
         for _ in range(args.repeat):
-            times["reference: bare COPY"] = min(times.get("reference: bare COPY", np.inf), bare_copy(pg, first))
+            times["reference: bare COPY"] = min(
+                times.get("reference: bare COPY", np.inf), bare_copy(pg, first)
+            )
             for name, url in (("PostgreSQL", pg), ("SQLite", sqlite_url)):
                 drop_tables(url)
                 empty = sink_write(url, first, args.batch_size)
                 existing = sink_write(url, second, args.batch_size)
-                times[f"ours: {name}, empty tables"] = min(times.get(f"ours: {name}, empty tables", np.inf), empty)
-                times[f"ours: {name}, existing rows"] = min(times.get(f"ours: {name}, existing rows", np.inf), existing)
-                if count(url, "lead_scores") != args.rows or count(url, "lead_score_history") != 2 * args.rows:
+                times[f"ours: {name}, empty tables"] = min(
+                    times.get(f"ours: {name}, empty tables", np.inf), empty
+                )
+                times[f"ours: {name}, existing rows"] = min(
+                    times.get(f"ours: {name}, existing rows", np.inf), existing
+                )
+                if (
+                    count(url, "lead_scores") != args.rows
+                    or count(url, "lead_score_history") != 2 * args.rows
+                ):
                     failures.append(f"{name}: row counts wrong")
     ref = times["reference: bare COPY"]
     print(f"\n{'measurement':<36}{'seconds':>9}{'rows/s':>12}{'vs bare COPY':>14}")
@@ -178,7 +204,9 @@ def main() -> int:
     )
     start = time.perf_counter()
     first.to_csv(index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f")
-    print(f"of which frame.to_csv alone (in both PostgreSQL paths): {time.perf_counter() - start:.2f} s")
+    print(
+        f"of which frame.to_csv alone (in both PostgreSQL paths): {time.perf_counter() - start:.2f} s"
+    )
     print(f"peak resident memory of this process: {maxrss_bytes() / MiB:,.0f} MiB")
     for failure in failures:
         print("FAILED:", failure)

@@ -24,7 +24,9 @@ _ANSWERS = {
 def bant_specs() -> list[FeatureSpec]:
     """The features :func:`build_bant` returns, in column order."""
     specs = [
-        FeatureSpec(f"bant_{c}", label, (f"leads.{c}", "leads.created_at"), BUILDER, categorical=True)
+        FeatureSpec(
+            f"bant_{c}", label, (f"leads.{c}", "leads.created_at"), BUILDER, categorical=True
+        )
         for c, label in _ANSWERS.items()
     ]
     specs.append(

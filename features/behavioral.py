@@ -33,18 +33,66 @@ _SOURCES = ("events.lead_id", "events.timestamp", "events.event_type")
 #: (how a count reads, how "days since the last one" reads), per event type
 #: Per event type: how to say a count, the days since the last one, and that there was none.
 EVENT_PHRASES: dict[str, tuple[str, str, str]] = {
-    "page_view": ("Visited {value} web pages", "Last visited the website {value} days ago", "Never visited the website"),
-    "pricing_page_view": ("Viewed the pricing page {value} times", "Last viewed the pricing page {value} days ago", "Never viewed the pricing page"),
-    "email_open": ("Opened {value} marketing emails", "Last opened an email {value} days ago", "Never opened a marketing email"),
-    "email_click": ("Clicked {value} marketing emails", "Last clicked an email {value} days ago", "Never clicked a marketing email"),
-    "content_download": ("Downloaded {value} pieces of content", "Last downloaded content {value} days ago", "Never downloaded content"),
-    "webinar_registration": ("Registered for {value} webinars", "Last registered for a webinar {value} days ago", "Never registered for a webinar"),
-    "webinar_attendance": ("Attended {value} webinars", "Last attended a webinar {value} days ago", "Never attended a webinar"),
-    "demo_request": ("Requested a demo {value} times", "Requested a demo {value} days ago", "Never requested a demo"),
-    "trial_signup": ("Signed up for a trial {value} times", "Signed up for a trial {value} days ago", "Never signed up for a trial"),
-    "product_inquiry": ("Sent {value} product inquiries", "Last sent a product inquiry {value} days ago", "Never sent a product inquiry"),
-    "form_submit": ("Submitted {value} forms", "Last submitted a form {value} days ago", "Never submitted a form"),
-    "social_interaction": ("Interacted on social media {value} times", "Last interacted on social media {value} days ago", "Never interacted on social media"),
+    "page_view": (
+        "Visited {value} web pages",
+        "Last visited the website {value} days ago",
+        "Never visited the website",
+    ),
+    "pricing_page_view": (
+        "Viewed the pricing page {value} times",
+        "Last viewed the pricing page {value} days ago",
+        "Never viewed the pricing page",
+    ),
+    "email_open": (
+        "Opened {value} marketing emails",
+        "Last opened an email {value} days ago",
+        "Never opened a marketing email",
+    ),
+    "email_click": (
+        "Clicked {value} marketing emails",
+        "Last clicked an email {value} days ago",
+        "Never clicked a marketing email",
+    ),
+    "content_download": (
+        "Downloaded {value} pieces of content",
+        "Last downloaded content {value} days ago",
+        "Never downloaded content",
+    ),
+    "webinar_registration": (
+        "Registered for {value} webinars",
+        "Last registered for a webinar {value} days ago",
+        "Never registered for a webinar",
+    ),
+    "webinar_attendance": (
+        "Attended {value} webinars",
+        "Last attended a webinar {value} days ago",
+        "Never attended a webinar",
+    ),
+    "demo_request": (
+        "Requested a demo {value} times",
+        "Requested a demo {value} days ago",
+        "Never requested a demo",
+    ),
+    "trial_signup": (
+        "Signed up for a trial {value} times",
+        "Signed up for a trial {value} days ago",
+        "Never signed up for a trial",
+    ),
+    "product_inquiry": (
+        "Sent {value} product inquiries",
+        "Last sent a product inquiry {value} days ago",
+        "Never sent a product inquiry",
+    ),
+    "form_submit": (
+        "Submitted {value} forms",
+        "Last submitted a form {value} days ago",
+        "Never submitted a form",
+    ),
+    "social_interaction": (
+        "Interacted on social media {value} times",
+        "Last interacted on social media {value} days ago",
+        "Never interacted on social media",
+    ),
 }
 
 #: Default weights of the engagement score (points per event before decay).
@@ -122,7 +170,9 @@ class _SortedRuns:
         # Run boundaries in O(n): positions where the key changes.
         change = np.flatnonzero(self.keys[1:] != self.keys[:-1]) + 1
         self.run_starts = np.concatenate([[0], change]) if len(keys) else np.empty(0, np.int64)
-        self.run_ends = np.concatenate([change, [len(keys)]]) if len(keys) else np.empty(0, np.int64)
+        self.run_ends = (
+            np.concatenate([change, [len(keys)]]) if len(keys) else np.empty(0, np.int64)
+        )
 
     def bounds(self, query_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """[start, end) of each query key's run (empty when the key has no events)."""
@@ -176,9 +226,15 @@ def _codes(values: pd.Series, universe: Sequence[str] | pd.Index) -> np.ndarray:
     if isinstance(values.dtype, pd.CategoricalDtype):
         per_category = _codes(pd.Series(values.cat.categories.astype("str")), universe)
         codes = values.cat.codes.to_numpy()
-        return np.where(codes >= 0, per_category[np.maximum(codes, 0)], -1) if len(per_category) else np.full(len(codes), -1)
+        return (
+            np.where(codes >= 0, per_category[np.maximum(codes, 0)], -1)
+            if len(per_category)
+            else np.full(len(codes), -1)
+        )
     arr = _as_large_string(values)
-    value_set = _as_large_string(pd.Series(universe) if not isinstance(universe, pd.Series) else universe)
+    value_set = _as_large_string(
+        pd.Series(universe) if not isinstance(universe, pd.Series) else universe
+    )
     found = pc.index_in(arr, value_set=value_set).fill_null(-1)
     return found.to_numpy(zero_copy_only=False).astype(np.int64)
 
@@ -223,7 +279,11 @@ def build_behavioral(
     types = type_code[runs.order]
     start, end = runs.bounds(snap_code)
     boundaries = {0: runs.before(start, end, as_of)}  # days back -> first position >= as_of - days
-    windows = {*params.windows_days, params.trend_recent_days, params.trend_recent_days + params.trend_baseline_days}
+    windows = {
+        *params.windows_days,
+        params.trend_recent_days,
+        params.trend_recent_days + params.trend_baseline_days,
+    }
     for days in sorted(windows):
         boundaries[days] = runs.before(start, end, as_of - days * DAY_US)
     hi = boundaries[0]
@@ -240,7 +300,9 @@ def build_behavioral(
         where_t = by_type[type_starts[t_idx] : type_starts[t_idx + 1]]  # ascending positions
         below_hi = np.searchsorted(where_t, hi)
         for w in params.windows_days:
-            cols[f"n_{t}_{w}d"] = (below_hi - np.searchsorted(where_t, boundaries[w])).astype(np.int32)
+            cols[f"n_{t}_{w}d"] = (below_hi - np.searchsorted(where_t, boundaries[w])).astype(
+                np.int32
+            )
         last_pos = where_t[np.maximum(below_hi - 1, 0)] if len(where_t) else np.full(len(hi), -1)
         has = (below_hi > 0) & (last_pos >= start) & seen
         last_seen[t] = np.where(has, (as_of - runs.ts[np.maximum(last_pos, 0)]) / DAY_US, np.nan)
@@ -272,8 +334,10 @@ def _no_activity(names: list[str], index: pd.Index) -> pd.DataFrame:
     """The features of snapshots whose leads have no events at all."""
     n = len(index)
     cols = {
-        name: np.full(n, np.nan) if name.startswith("days_since")
-        else np.zeros(n, dtype=np.int32) if name.startswith(("n_", "events_", "active_days_"))
+        name: np.full(n, np.nan)
+        if name.startswith("days_since")
+        else np.zeros(n, dtype=np.int32)
+        if name.startswith(("n_", "events_", "active_days_"))
         else np.zeros(n)
         for name in names
     }

@@ -30,11 +30,19 @@ class Builder:
 
 
 BUILDERS: dict[str, Builder] = {
-    "demographic": Builder("demographic", lambda t, s, p: build_demographic(t, s), lambda p: demographic_specs()),
-    "firmographic": Builder("firmographic", lambda t, s, p: build_firmographic(t, s), lambda p: firmographic_specs()),
+    "demographic": Builder(
+        "demographic", lambda t, s, p: build_demographic(t, s), lambda p: demographic_specs()
+    ),
+    "firmographic": Builder(
+        "firmographic", lambda t, s, p: build_firmographic(t, s), lambda p: firmographic_specs()
+    ),
     "bant": Builder("bant", lambda t, s, p: build_bant(t, s), lambda p: bant_specs()),
-    "lifecycle": Builder("lifecycle", lambda t, s, p: build_lifecycle(t, s), lambda p: lifecycle_specs()),
-    "behavioral": Builder("behavioral", lambda t, s, p: build_behavioral(t["events"], s, p), behavioral_specs),
+    "lifecycle": Builder(
+        "lifecycle", lambda t, s, p: build_lifecycle(t, s), lambda p: lifecycle_specs()
+    ),
+    "behavioral": Builder(
+        "behavioral", lambda t, s, p: build_behavioral(t["events"], s, p), behavioral_specs
+    ),
 }
 
 

@@ -30,5 +30,6 @@ def build_demographic(tables: Mapping[str, pd.DataFrame], snapshots: pd.DataFram
     """Demographic features of each snapshot's lead, one row per snapshot (same order)."""
     rows = lead_rows(tables["leads"], snapshots, list(_FEATURES))
     return pd.DataFrame(
-        {c: as_category(rows[c], vocabulary_of("leads", c)) for c in _FEATURES}, index=snapshots.index
+        {c: as_category(rows[c], vocabulary_of("leads", c)) for c in _FEATURES},
+        index=snapshots.index,
     )

@@ -20,11 +20,22 @@ _NUMERIC = {
 def firmographic_specs() -> list[FeatureSpec]:
     """The features :func:`build_firmographic` returns, in column order."""
     specs = [
-        FeatureSpec(f"account_{c}", label, ("leads.account_id", "leads.created_at", f"accounts.{c}"), BUILDER, categorical=True)
+        FeatureSpec(
+            f"account_{c}",
+            label,
+            ("leads.account_id", "leads.created_at", f"accounts.{c}"),
+            BUILDER,
+            categorical=True,
+        )
         for c, label in _CATEGORICAL.items()
     ]
     specs += [
-        FeatureSpec(f"account_{c}", label, ("leads.account_id", "leads.created_at", f"accounts.{c}"), BUILDER)
+        FeatureSpec(
+            f"account_{c}",
+            label,
+            ("leads.account_id", "leads.created_at", f"accounts.{c}"),
+            BUILDER,
+        )
         for c, label in _NUMERIC.items()
     ]
     return specs

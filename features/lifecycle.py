@@ -19,11 +19,24 @@ def lifecycle_specs() -> list[FeatureSpec]:
     """The features :func:`build_lifecycle` returns, in column order."""
     opp = ("opportunities.lead_id", "opportunities.created_at")
     return [
-        FeatureSpec("source", "Came in through {value}", ("leads.source", "leads.created_at"), BUILDER, categorical=True),
-        FeatureSpec("lead_age_days", "Lead created {value} days ago", ("leads.created_at",), BUILDER),
+        FeatureSpec(
+            "source",
+            "Came in through {value}",
+            ("leads.source", "leads.created_at"),
+            BUILDER,
+            categorical=True,
+        ),
+        FeatureSpec(
+            "lead_age_days", "Lead created {value} days ago", ("leads.created_at",), BUILDER
+        ),
         FeatureSpec("opportunities_opened", "Sales opportunities opened: {value}", opp, BUILDER),
-        FeatureSpec("days_since_opportunity_opened", "Sales opportunity opened {value} days ago", opp, BUILDER,
-                    missing_label="No sales opportunity opened"),
+        FeatureSpec(
+            "days_since_opportunity_opened",
+            "Sales opportunity opened {value} days ago",
+            opp,
+            BUILDER,
+            missing_label="No sales opportunity opened",
+        ),
     ]
 
 
@@ -36,7 +49,11 @@ def build_lifecycle(tables: Mapping[str, pd.DataFrame], snapshots: pd.DataFrame)
     rows = lead_rows(tables["leads"], snapshots, ["source", "created_at"])
     as_of_us = to_microseconds(snapshots["as_of"])
     created = rows["created_at"]
-    age = np.where(created.notna(), (as_of_us - to_microseconds(created.fillna(pd.Timestamp(0)))) / DAY_US, np.nan)
+    age = np.where(
+        created.notna(),
+        (as_of_us - to_microseconds(created.fillna(pd.Timestamp(0)))) / DAY_US,
+        np.nan,
+    )
     opps = tables["opportunities"][["lead_id", "created_at"]]
     positions = snapshots[["lead_id", "as_of"]].assign(_row=np.arange(len(snapshots)))
     pairs = positions.merge(opps, on="lead_id")
@@ -44,7 +61,11 @@ def build_lifecycle(tables: Mapping[str, pd.DataFrame], snapshots: pd.DataFrame)
     grouped = pairs.groupby("_row")["created_at"]
     opened = grouped.size().reindex(range(len(snapshots)), fill_value=0).to_numpy()
     latest = grouped.max().reindex(range(len(snapshots)))
-    since = np.where(latest.notna(), (as_of_us - to_microseconds(latest.fillna(pd.Timestamp(0)))) / DAY_US, np.nan)
+    since = np.where(
+        latest.notna(),
+        (as_of_us - to_microseconds(latest.fillna(pd.Timestamp(0)))) / DAY_US,
+        np.nan,
+    )
     return pd.DataFrame(
         {
             "source": as_category(rows["source"], vocabulary_of("leads", "source")),

@@ -29,7 +29,9 @@ def account_rows(
 ) -> pd.DataFrame:
     """``columns`` of each snapshot's account (through its lead), one row per snapshot."""
     via = lead_rows(leads, snapshots, ["account_id"])
-    rows = via.merge(accounts[["account_id", *columns]], on="account_id", how="left", validate="many_to_one")
+    rows = via.merge(
+        accounts[["account_id", *columns]], on="account_id", how="left", validate="many_to_one"
+    )
     rows.index = snapshots.index
     return rows[columns]
 

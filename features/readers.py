@@ -512,7 +512,9 @@ def _write_database(tables: dict[str, pd.DataFrame], url: str) -> None:
     engine = _engine(url, must_exist=False)
     try:
         with engine.begin() as conn:
-            owned = sa.Table(OWNED_TABLES, sa.MetaData(), sa.Column("name", sa.String(), primary_key=True))
+            owned = sa.Table(
+                OWNED_TABLES, sa.MetaData(), sa.Column("name", sa.String(), primary_key=True)
+            )
             owned.create(conn, checkfirst=True)
             ours = set(conn.execute(sa.select(owned.c.name)).scalars())
             existing = set(sa.inspect(conn).get_table_names())

@@ -396,7 +396,12 @@ def _wrong_type(table: Table, column: Column, raw_col: pd.Series, bad: np.ndarra
 
 
 def _repaired(
-    table: Table, col: Column, problem: str, mask: np.ndarray, raw_col: pd.Series, repaired: list[dict]
+    table: Table,
+    col: Column,
+    problem: str,
+    mask: np.ndarray,
+    raw_col: pd.Series,
+    repaired: list[dict],
 ) -> None:
     """Record values of a non-essential column set to missing (the row itself is kept)."""
     rows = np.flatnonzero(mask)
@@ -456,7 +461,14 @@ def _coerce(
         if col.min_value is not None and not col.is_essential:
             below = (typed < col.min_value).fillna(False).to_numpy(dtype=bool)
             if below.any():
-                _repaired(table, col, f"below minimum {_fmt_number(col.min_value)}", below, raw_col, repaired)
+                _repaired(
+                    table,
+                    col,
+                    f"below minimum {_fmt_number(col.min_value)}",
+                    below,
+                    raw_col,
+                    repaired,
+                )
                 typed = typed.mask(below)
         typed = _implausible(table, col, typed, raw_col, rej, repaired)
         out[col.name] = typed
@@ -469,7 +481,12 @@ def _printable(values: pd.Series, pattern: str) -> pd.Series:
 
 
 def _implausible(
-    table: Table, col: Column, typed: pd.Series, raw_col: pd.Series, rej: _Rejects, repaired: list[dict]
+    table: Table,
+    col: Column,
+    typed: pd.Series,
+    raw_col: pd.Series,
+    rej: _Rejects,
+    repaired: list[dict],
 ) -> pd.Series:
     """Values no CRM record can hold: control characters in ids and text, timestamps before
     :data:`~features.contract.EARLIEST_TIMESTAMP`, numbers above the column's ``max_value``.
@@ -493,9 +510,15 @@ def _implausible(
             continue
         if col.is_essential:
             shown = _printable(raw_col, ct.ID_CONTROL_CHARACTERS)
-            rej.add(mask, f"{col.name} {problem}", lambda pos, c=col, r=shown: (": " + _quoted(r.iloc[pos], c)).to_numpy())
+            rej.add(
+                mask,
+                f"{col.name} {problem}",
+                lambda pos, c=col, r=shown: (": " + _quoted(r.iloc[pos], c)).to_numpy(),
+            )
         else:
-            _repaired(table, col, problem, mask, _printable(raw_col, ct.ID_CONTROL_CHARACTERS), repaired)
+            _repaired(
+                table, col, problem, mask, _printable(raw_col, ct.ID_CONTROL_CHARACTERS), repaired
+            )
             typed = typed.mask(mask)
     return typed
 

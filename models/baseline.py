@@ -23,7 +23,9 @@ def _as_text(x):
     return frame.astype(object).where(frame.notna(), "missing").astype(str).to_numpy()
 
 
-def logistic_baseline(categorical: list[str], numeric: list[str], c: float = 1.0, seed: int = 0) -> Pipeline:
+def logistic_baseline(
+    categorical: list[str], numeric: list[str], c: float = 1.0, seed: int = 0
+) -> Pipeline:
     """Logistic regression on one-hot categories and log-scaled, imputed numbers (with missing flags)."""
     numeric_steps = make_pipeline(
         SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),

@@ -81,10 +81,14 @@ class ProbabilityCalibrator(BaseEstimator):
         """Choose the method by cross-validated log loss, then fit it on all of ``scores``."""
         scores, y = np.asarray(scores, dtype=float), np.asarray(y, dtype=int)
         if len(np.unique(y)) < 2:
-            raise ValueError("calibration needs both outcomes in the data; the validation split has one")
+            raise ValueError(
+                "calibration needs both outcomes in the data; the validation split has one"
+            )
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
-            raise ValueError(f"calibration methods must be a non-empty subset of {METHODS}, got {self.methods}")
+            raise ValueError(
+                f"calibration methods must be a non-empty subset of {METHODS}, got {self.methods}"
+            )
         folds = StratifiedKFold(n_splits=self.cv, shuffle=True, random_state=self.random_state)
         losses = {}
         for method in self.methods:

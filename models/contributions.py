@@ -113,7 +113,7 @@ def _model_thresholds(model: str) -> list[list[float]]:
     out = []
     for block in model.split("\nTree=")[1:]:
         line = next((ln for ln in block.splitlines() if ln.startswith("threshold=")), "threshold=")
-        out.append([float(v) for v in line[len("threshold="):].split()])
+        out.append([float(v) for v in line[len("threshold=") :].split()])
     return out
 
 
@@ -243,7 +243,9 @@ def _numeric_op(node: _Node) -> str:
 @dataclass
 class _Group:
     cls: int
-    components: list[tuple] = field(default_factory=list)  # ("bit", f, op, t) / ("cell", f) / ("catbit", f, cats)
+    components: list[tuple] = field(
+        default_factory=list
+    )  # ("bit", f, op, t) / ("cell", f) / ("catbit", f, cats)
     radices: list[int] = field(default_factory=list)
     outputs: list[int] = field(default_factory=list)  # feature indices (within the class block)
     trees: list[_Tree] = field(default_factory=list)
@@ -264,7 +266,9 @@ def _component_cost(component: tuple) -> int:
 def _tree_components(tree: _Tree, radix: dict[int, int], max_table: int) -> list[tuple] | None:
     """The tree's index components: numerical splits as bits, categorical features as cells
     (switched to one bit per split, largest radix first, while the table would be too large)."""
-    bits = {("bit", n.feature, _numeric_op(n), n.threshold) for n in tree.nodes if not n.categorical}
+    bits = {
+        ("bit", n.feature, _numeric_op(n), n.threshold) for n in tree.nodes if not n.categorical
+    }
     cat_nodes: dict[int, list[_Node]] = {}
     for n in tree.nodes:
         if n.categorical:
@@ -288,15 +292,20 @@ def _radix(component: tuple, radix: dict[int, int]) -> int:
     return radix[component[1]] if component[0] == "cell" else 2
 
 
-def _plan_groups(trees: Sequence[_Tree], n_classes: int, radix: dict[int, int],
-                 max_table: int) -> list[_Group]:
+def _plan_groups(
+    trees: Sequence[_Tree], n_classes: int, radix: dict[int, int], max_table: int
+) -> list[_Group]:
     """Greedy merge: each tree joins the group (same class) where it adds the least work, if that
     is less than the work of a group of its own and the group's table stays within max_table."""
     groups: list[_Group] = []
     by_feature: dict[tuple[int, int], list[_Group]] = {}
     for tree in trees:
         cls = tree.index % n_classes
-        own = _COST_GROUP + sum(map(_component_cost, tree.components)) + _COST_OUTPUT * len(tree.features)
+        own = (
+            _COST_GROUP
+            + sum(map(_component_cost, tree.components))
+            + _COST_OUTPUT * len(tree.features)
+        )
         best, best_gain = None, 0.0
         seen: set[int] = set()
         for f in tree.features:
@@ -354,7 +363,9 @@ def _finish(group: _Group, n_features: int, radix: dict[int, int]) -> None:
         for j, node in enumerate(tree.nodes):
             if not node.categorical:
                 op = _numeric_op(node)
-                goes_left = digit[("bit", node.feature, op, node.threshold)] == int(_BIT_MEANS_LEFT[op])
+                goes_left = digit[("bit", node.feature, op, node.threshold)] == int(
+                    _BIT_MEANS_LEFT[op]
+                )
             elif ("cell", node.feature) in tree.components:
                 lut = np.array([i in node.categories for i in range(radix[node.feature])])
                 goes_left = lut[digit[("cell", node.feature)]]
@@ -389,10 +400,17 @@ class TreeContributions:
     processed at a time (bounds the working memory: about 30 bytes x (features + 1) x rows).
     """
 
-    def __init__(self, booster: lgb.Booster, max_nodes: int = 8, max_table: int = 4096,
-                 chunk_rows: int = 65536) -> None:
+    def __init__(
+        self,
+        booster: lgb.Booster,
+        max_nodes: int = 8,
+        max_table: int = 4096,
+        chunk_rows: int = 65536,
+    ) -> None:
         if max_table < (1 << max_nodes):
-            raise ValueError(f"max_table ({max_table}) must be at least 2**max_nodes ({1 << max_nodes})")
+            raise ValueError(
+                f"max_table ({max_table}) must be at least 2**max_nodes ({1 << max_nodes})"
+            )
         self.booster = booster
         self.max_nodes, self.max_table, self.chunk_rows = max_nodes, max_table, chunk_rows
         # index arithmetic type: every index (and stride) of a group is below max_table
@@ -478,8 +496,10 @@ class TreeContributions:
             fallback=fallback,
             expected=expected,
             features=sorted({c[1] for g in groups for c, _, _ in g.bits if c[0] == "bit"}),
-            cat_features=sorted({f for g in groups for f, _ in g.cells}
-                                | {c[1] for g in groups for c, _, _ in g.bits if c[0] == "catbit"}),
+            cat_features=sorted(
+                {f for g in groups for f, _ in g.cells}
+                | {c[1] for g in groups for c, _, _ in g.bits if c[0] == "catbit"}
+            ),
         )
         self._plans[key] = plan
         return plan
@@ -487,8 +507,12 @@ class TreeContributions:
     def _matrix(self, x: pd.DataFrame | np.ndarray) -> np.ndarray:
         """The matrix LightGBM predicts on: same conversion, same dtype."""
         if isinstance(x, pd.DataFrame):
-            mat = _data_from_pandas(x, feature_name="auto", categorical_feature="auto",
-                                    pandas_categorical=self.booster.pandas_categorical)[0]
+            mat = _data_from_pandas(
+                x,
+                feature_name="auto",
+                categorical_feature="auto",
+                pandas_categorical=self.booster.pandas_categorical,
+            )[0]
         elif isinstance(x, np.ndarray):
             if x.ndim != 2:
                 raise ValueError("Input numpy.ndarray must be 2 dimensional")
@@ -503,8 +527,12 @@ class TreeContributions:
             )
         return mat
 
-    def contributions(self, x: pd.DataFrame | np.ndarray, num_iteration: int | None = None,
-                      start_iteration: int = 0) -> np.ndarray:
+    def contributions(
+        self,
+        x: pd.DataFrame | np.ndarray,
+        num_iteration: int | None = None,
+        start_iteration: int = 0,
+    ) -> np.ndarray:
         """SHAP values as ``booster.predict(x, pred_contrib=True, ...)``: n_rows x
         n_classes * (n_features + 1), each class block ending with its expected value.
 
@@ -517,8 +545,9 @@ class TreeContributions:
         if len(x) == 0:
             return np.zeros((0, width))
         if not plan.groups and plan.fallback == [(start, stop - start)]:  # nothing tabled
-            return self.booster.predict(x, start_iteration=start, num_iteration=stop - start,
-                                        pred_contrib=True)
+            return self.booster.predict(
+                x, start_iteration=start, num_iteration=stop - start, pred_contrib=True
+            )
         out = np.empty((len(x), width))
         for lo in range(0, len(x), self.chunk_rows):
             hi = min(lo + self.chunk_rows, len(x))
@@ -556,8 +585,9 @@ class TreeContributions:
                 # mode="raise" (the default) would buffer the output
                 np.add(acc[row], gathered, out=acc[row])
         for s, count in plan.fallback:
-            acc += self.booster.predict(mat, start_iteration=s, num_iteration=count,
-                                        pred_contrib=True).T
+            acc += self.booster.predict(
+                mat, start_iteration=s, num_iteration=count, pred_contrib=True
+            ).T
         return acc
 
 
@@ -572,8 +602,9 @@ class _Workspace:
         self.bit, self.bit2 = np.empty(n, dtype=bool), np.empty(n, dtype=bool)
 
 
-def _index(g: _Group, cols: dict[int, np.ndarray], cells: dict[int, np.ndarray],
-           w: _Workspace) -> np.ndarray:
+def _index(
+    g: _Group, cols: dict[int, np.ndarray], cells: dict[int, np.ndarray], w: _Workspace
+) -> np.ndarray:
     """The group's table index of every row of the chunk (in ``w.idx``).
 
     Built in the narrowest integer types (uint8 bits, uint16 / uint32 cells: a few microseconds

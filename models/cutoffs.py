@@ -49,7 +49,9 @@ def choose_cutoff(
         return float(values[np.flatnonzero(ok)[-1]])
     if policy == "recall":
         if y.sum() == 0:
-            raise ValueError("the recall policy needs at least one conversion in the validation data")
+            raise ValueError(
+                "the recall policy needs at least one conversion in the validation data"
+            )
         ok = hits / y.sum() >= target
         return float(values[np.flatnonzero(ok)[0]])
     if policy == "capacity":
@@ -57,7 +59,11 @@ def choose_cutoff(
             raise ValueError("the capacity policy needs the number of weeks the data covers")
         allowed = target * weeks
         ok = taken <= allowed
-        return float(values[np.flatnonzero(ok)[-1]]) if ok.any() else float(np.nextafter(values[0], np.inf))
+        return (
+            float(values[np.flatnonzero(ok)[-1]])
+            if ok.any()
+            else float(np.nextafter(values[0], np.inf))
+        )
     raise ValueError(f"unknown cutoff policy {policy!r}; choose from {POLICIES}")
 
 
@@ -94,7 +100,10 @@ def assign_stages(p: np.ndarray, gates: pd.DataFrame, cutoffs: Mapping[str, floa
         [
             "disqualified: " + gates["disqualified_reason"].astype(str),
             "score " + score + f" >= SQL cutoff {sql_cut:.3f} and required gates pass",
-            "score " + score + f" >= SQL cutoff {sql_cut:.3f} but " + gates["gates_blocking"].astype(str),
+            "score "
+            + score
+            + f" >= SQL cutoff {sql_cut:.3f} but "
+            + gates["gates_blocking"].astype(str),
             "score " + score + f" >= MQL cutoff {mql_cut:.3f}",
         ],
         "score " + score + f" < MQL cutoff {mql_cut:.3f}",

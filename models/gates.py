@@ -26,7 +26,12 @@ PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
 CRITERIA = ("budget", "authority", "need", "timeline")
 #: Ordered vocabularies for "at least" (budget) and "at most" (timeline) rules.
 ORDERED = {"budget": ct.BUDGET_BANDS, "timeline": ct.TIMELINES[:-1]}  # no_timeline never "within"
-VOCABULARY = {"budget": ct.BUDGET_BANDS, "authority": ct.AUTHORITIES, "need": ct.NEEDS, "timeline": ct.TIMELINES}
+VOCABULARY = {
+    "budget": ct.BUDGET_BANDS,
+    "authority": ct.AUTHORITIES,
+    "need": ct.NEEDS,
+    "timeline": ct.TIMELINES,
+}
 #: Answers that say nothing: treated as unanswered.
 NON_ANSWERS = {"authority": {"unknown"}}
 RULES = ("at_least", "at_most", "in", "stated")
@@ -56,13 +61,22 @@ class BantGates(BaseEstimator):
             values = spec.get("values", [spec["value"]] if "value" in spec else [])
             vocab = ORDERED[name] if rule in ("at_least", "at_most") else VOCABULARY[name]
             if rule in ("at_least", "at_most") and name not in ORDERED:
-                raise ValueError(f"gates.{name}: '{rule}' needs an ordered answer (budget or timeline)")
+                raise ValueError(
+                    f"gates.{name}: '{rule}' needs an ordered answer (budget or timeline)"
+                )
             bad = [v for v in values if v not in vocab]
             if bad or (rule != "stated" and not values):
                 raise ValueError(f"gates.{name}: values {bad or values} not in {list(vocab)}")
-            rules[name] = {"rule": rule, "values": list(values), "required": bool(spec.get("required", False))}
+            rules[name] = {
+                "rule": rule,
+                "values": list(values),
+                "required": bool(spec.get("required", False)),
+            }
         d = dict(self.disqualify or {})
-        for key, vocab in (("email_domain_kinds", ct.EMAIL_DOMAIN_KINDS), ("seniorities", ct.SENIORITIES)):
+        for key, vocab in (
+            ("email_domain_kinds", ct.EMAIL_DOMAIN_KINDS),
+            ("seniorities", ct.SENIORITIES),
+        ):
             bad = [v for v in d.get(key, []) if v not in vocab]
             if bad:
                 raise ValueError(f"gates.disqualify.{key}: {bad} not in {list(vocab)}")
@@ -107,8 +121,12 @@ class BantGates(BaseEstimator):
             out[f"gate_{name}"] = result
             if self.rules_[name]["required"]:
                 blocked = result != PASS
-                label = np.where(result == UNKNOWN, f"{WORDS[name]} unknown", f"{WORDS[name]} not met")
-                blocking = blocking.where(~blocked, blocking + np.where(blocking == "", "", "; ") + label)
+                label = np.where(
+                    result == UNKNOWN, f"{WORDS[name]} unknown", f"{WORDS[name]} not met"
+                )
+                blocking = blocking.where(
+                    ~blocked, blocking + np.where(blocking == "", "", "; ") + label
+                )
         out["bant_score"] = sum((out[f"gate_{n}"] == PASS).astype(int) for n in CRITERIA)
         out["required_gates_pass"] = blocking == ""
         out["gates_blocking"] = blocking.replace("", None)
@@ -123,7 +141,9 @@ class BantGates(BaseEstimator):
             checks.append((frame["unsubscribed"].fillna(False).astype(bool), "unsubscribed"))
         if d["email_domain_kinds"] and "email_domain_kind" in frame:
             hit = frame["email_domain_kind"].astype(object).isin(d["email_domain_kinds"])
-            checks.append((hit, "email domain: " + frame["email_domain_kind"].astype(object).astype(str)))
+            checks.append(
+                (hit, "email domain: " + frame["email_domain_kind"].astype(object).astype(str))
+            )
         if d["seniorities"] and "seniority" in frame:
             hit = frame["seniority"].astype(object).isin(d["seniorities"])
             checks.append((hit, "seniority: " + frame["seniority"].astype(object).astype(str)))

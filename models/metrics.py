@@ -30,7 +30,9 @@ def reliability_table(y, p, n_bins: int = 10) -> pd.DataFrame:
     """Per equal-count score bin: rows, mean predicted probability, observed rate (for plots)."""
     y, p = _arrays(y, p)
     frame = pd.DataFrame({"bin": _bins(p, n_bins), "y": y, "p": p})
-    table = frame.groupby("bin").agg(rows=("y", "size"), predicted=("p", "mean"), observed=("y", "mean"))
+    table = frame.groupby("bin").agg(
+        rows=("y", "size"), predicted=("p", "mean"), observed=("y", "mean")
+    )
     return table.sort_values("predicted").reset_index(drop=True)
 
 
@@ -45,13 +47,19 @@ def gains_table(y, p, n_bins: int = 10) -> pd.DataFrame:
     """Deciles (by default) from the highest scores down: rows, positives, rate, lift, cumulative gains."""
     y, p = _arrays(y, p)
     frame = pd.DataFrame({"bin": _bins(p, n_bins), "y": y, "p": p})
-    table = frame.groupby("bin").agg(rows=("y", "size"), positives=("y", "sum"), mean_score=("p", "mean"))
+    table = frame.groupby("bin").agg(
+        rows=("y", "size"), positives=("y", "sum"), mean_score=("p", "mean")
+    )
     base_rate = y.mean() if len(y) else np.nan
     table["conversion_rate"] = table["positives"] / table["rows"]
     table["lift"] = table["conversion_rate"] / base_rate
     table["cumulative_share_of_rows"] = table["rows"].cumsum() / table["rows"].sum()
     table["cumulative_gains"] = table["positives"].cumsum() / max(table["positives"].sum(), 1)
-    return table.reset_index().rename(columns={"bin": "decile"}).assign(decile=lambda t: t["decile"] + 1)
+    return (
+        table.reset_index()
+        .rename(columns={"bin": "decile"})
+        .assign(decile=lambda t: t["decile"] + 1)
+    )
 
 
 def score_report(y, p, n_bins: int = 10) -> dict[str, float]:

@@ -74,8 +74,12 @@ class LeadScorer:
         p = self.predict_proba(features, x)
         gates = self.gates.transform(features)
         stages = assign_stages(p, gates, self.meta["cutoffs"])
-        out = pd.DataFrame({"probability": p, "score": np.rint(100 * p).astype(int)}, index=features.index)
-        out = out.join(stages).join(gates[["bant_score", "gate_budget", "gate_authority", "gate_need", "gate_timeline"]])
+        out = pd.DataFrame(
+            {"probability": p, "score": np.rint(100 * p).astype(int)}, index=features.index
+        )
+        out = out.join(stages).join(
+            gates[["bant_score", "gate_budget", "gate_authority", "gate_need", "gate_timeline"]]
+        )
         return out[OUTPUT_COLUMNS]
 
 
@@ -86,6 +90,8 @@ class LeadPropensityModel(PythonModel):
         """Load the booster, calibrator and metadata from the logged artifacts."""
         self.scorer = LeadScorer.from_folder(context.artifacts["model_dir"])
 
-    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(
+        self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         """Score a frame of features (text columns are fine: they become categories)."""
         return self.scorer.score(model_input)

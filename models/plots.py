@@ -64,7 +64,12 @@ def gains_figure(y, curves: dict[str, np.ndarray], n_bins: int = 10) -> Figure:
     fig, ax = _figure("Cumulative gains (test split)")
     for name, p in curves.items():
         table = gains_table(y, p, n_bins)
-        ax.plot([0, *table["cumulative_share_of_rows"]], [0, *table["cumulative_gains"]], marker="o", label=name)
+        ax.plot(
+            [0, *table["cumulative_share_of_rows"]],
+            [0, *table["cumulative_gains"]],
+            marker="o",
+            label=name,
+        )
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="random")
     ax.set(xlabel="share of leads, highest scores first", ylabel="share of conversions")
     ax.legend(loc="lower right")
@@ -86,17 +91,26 @@ def score_distribution_figure(y, p) -> Figure:
 def drift_figure(table, score_bins, top: int = 12) -> Figure:
     """Drift at a glance: the scores' distribution now against the model's reference, and the
     features whose distribution moved most (PSI, with the 0.1 and 0.25 rules of thumb)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1, 1.2]})
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1, 1.2]}
+    )
     x = np.arange(len(score_bins))
-    left.bar(x - 0.2, score_bins["reference"], width=0.4, label="reference (model's validation period)")
+    left.bar(
+        x - 0.2, score_bins["reference"], width=0.4, label="reference (model's validation period)"
+    )
     left.bar(x + 0.2, score_bins["current"], width=0.4, label="this run")
     left.set_xticks(x, score_bins["bin"], rotation=60, ha="right", fontsize=7)
     left.set_ylabel("share of leads")
     score_psi = table.loc[table["feature"] == "__score__", "psi"]
-    left.set_title("scores (calibrated probability)" + (f": PSI {score_psi.iloc[0]:.3f}" if len(score_psi) else ""))
+    left.set_title(
+        "scores (calibrated probability)"
+        + (f": PSI {score_psi.iloc[0]:.3f}" if len(score_psi) else "")
+    )
     left.legend(fontsize=8)
     rows = table[table["feature"] != "__score__"].dropna(subset=["psi"]).head(top).iloc[::-1]
-    colours = ["tab:red" if p > 0.25 else "tab:orange" if p > 0.1 else "tab:green" for p in rows["psi"]]
+    colours = [
+        "tab:red" if p > 0.25 else "tab:orange" if p > 0.1 else "tab:green" for p in rows["psi"]
+    ]
     right.barh(rows["feature"], rows["psi"], color=colours)
     for limit, style in ((0.1, ":"), (0.25, "--")):
         right.axvline(limit, color="grey", linestyle=style, linewidth=1)

@@ -22,10 +22,14 @@ SEPARATOR = "; "
 
 
 def _fallback_spec(name: str) -> FeatureSpec:
-    return FeatureSpec(name=name, label=name.replace("_", " ") + ": {value}", sources=(), builder="?")
+    return FeatureSpec(
+        name=name, label=name.replace("_", " ") + ": {value}", sources=(), builder="?"
+    )
 
 
-def _ranked(contributions: np.ndarray, k: int, sign: int, min_log_odds: float) -> tuple[np.ndarray, np.ndarray]:
+def _ranked(
+    contributions: np.ndarray, k: int, sign: int, min_log_odds: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Column indices of each row's k largest contributions in direction ``sign``, and a mask of
     which of them are real reasons (the right sign and at least ``min_log_odds``)."""
     signed = sign * contributions
@@ -37,7 +41,13 @@ def _ranked(contributions: np.ndarray, k: int, sign: int, min_log_odds: float) -
     return top, values >= max(min_log_odds, np.finfo(float).tiny)
 
 
-def _words(features: pd.DataFrame, names: Sequence[str], specs: Mapping[str, FeatureSpec], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+def _words(
+    features: pd.DataFrame,
+    names: Sequence[str],
+    specs: Mapping[str, FeatureSpec],
+    rows: np.ndarray,
+    cols: np.ndarray,
+) -> np.ndarray:
     """The described value of feature ``cols[i]`` for row ``rows[i]``, for every i."""
     out = np.empty(len(rows), dtype=object)
     for col in np.unique(cols):
@@ -67,7 +77,9 @@ def top_reasons(
     """
     contributions = np.asarray(contributions, dtype=float)[:, : len(names)]
     if len(contributions) != len(features):
-        raise ValueError(f"{len(contributions)} rows of contributions for {len(features)} rows of features")
+        raise ValueError(
+            f"{len(contributions)} rows of contributions for {len(features)} rows of features"
+        )
     result = {}
     n = len(features)
     for column, sign in (("reasons_for", 1), ("reasons_against", -1)):

@@ -59,8 +59,15 @@ class FileFormat(StrEnum):
 
 @app.callback()
 def main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail (and the traceback of an unexpected error).")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors only.")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Log debug detail (and the traceback of an unexpected error)."
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Log warnings and errors only.")
+    ] = False,
 ) -> None:
     """Configure logging once, for every command: rich on a terminal; one dated line per
     message (ISO time, level, logger) and periodic "n of N" progress lines under cron."""
@@ -70,7 +77,9 @@ def main(
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     _state["verbose"] = verbose
-    configure_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO, console)
+    configure_logging(
+        logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO, console
+    )
 
 
 def _load(params: Path) -> dict:
@@ -132,9 +141,16 @@ def _read_json(path: Path, producer: str) -> dict:
 @_user_errors
 def generate(
     params: ParamsOpt = Path("params.yaml"),
-    out: Annotated[str, typer.Option(help="Folder (or SQLAlchemy URL) to write the CRM tables to.")] = "data/crm",
-    oracle: Annotated[Path, typer.Option(help="Where to write the true propensity per snapshot (never a feature).")] = Path("data/oracle/true_propensity.parquet"),
-    fmt: Annotated[FileFormat, typer.Option("--format", help="parquet or csv (ignored for a database URL).")] = FileFormat.parquet,
+    out: Annotated[
+        str, typer.Option(help="Folder (or SQLAlchemy URL) to write the CRM tables to.")
+    ] = "data/crm",
+    oracle: Annotated[
+        Path,
+        typer.Option(help="Where to write the true propensity per snapshot (never a feature)."),
+    ] = Path("data/oracle/true_propensity.parquet"),
+    fmt: Annotated[
+        FileFormat, typer.Option("--format", help="parquet or csv (ignored for a database URL).")
+    ] = FileFormat.parquet,
     n_leads: Annotated[int | None, typer.Option(help="Override generate.n_leads.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override generate.seed.")] = None,
 ) -> None:
@@ -150,7 +166,14 @@ def generate(
     p = _load(params)
     overrides = {k: v for k, v in {"n_leads": n_leads, "seed": seed}.items() if v is not None}
     with ProgressReporter(console) as progress:
-        meta = run_generate(p, out, oracle, fmt=str(fmt), progress=lambda day, n: progress("days", day + 1, n), **overrides)
+        meta = run_generate(
+            p,
+            out,
+            oracle,
+            fmt=str(fmt),
+            progress=lambda day, n: progress("days", day + 1, n),
+            **overrides,
+        )
     table = Table(title=f"synthetic CRM in {display_url(out)}")
     table.add_column("table")
     table.add_column("rows", justify="right")
@@ -162,10 +185,19 @@ def generate(
 @app.command()
 @_user_errors
 def validate(
-    source: Annotated[str | None, typer.Argument(help="Folder of Parquet/CSV tables or an SQLAlchemy URL (default: crm.source in params.yaml).")] = None,
+    source: Annotated[
+        str | None,
+        typer.Argument(
+            help="Folder of Parquet/CSV tables or an SQLAlchemy URL (default: crm.source in params.yaml)."
+        ),
+    ] = None,
     params: ParamsOpt = Path("params.yaml"),
-    out: Annotated[Path, typer.Option(help="Folder for the clean, typed tables.")] = Path("data/validated"),
-    rejects: Annotated[Path, typer.Option(help="Folder for quarantined rows (with a reason column).")] = Path("data/rejects"),
+    out: Annotated[Path, typer.Option(help="Folder for the clean, typed tables.")] = Path(
+        "data/validated"
+    ),
+    rejects: Annotated[
+        Path, typer.Option(help="Folder for quarantined rows (with a reason column).")
+    ] = Path("data/rejects"),
 ) -> None:
     """Check the CRM against the data contract; quarantine unusable rows with a reason.
 
@@ -185,7 +217,12 @@ def validate(
     for col in ("table", "rows_in", "rows_rejected", "rows_out"):
         table.add_column(col, justify="left" if col == "table" else "right")
     for row in report["counts"]:
-        table.add_row(*(f"{row[c]:,}" if isinstance(row[c], int) else str(row[c]) for c in ("table", "rows_in", "rows_rejected", "rows_out")))
+        table.add_row(
+            *(
+                f"{row[c]:,}" if isinstance(row[c], int) else str(row[c])
+                for c in ("table", "rows_in", "rows_rejected", "rows_out")
+            )
+        )
     out_console.print(table)
 
 
@@ -193,8 +230,12 @@ def validate(
 @_user_errors
 def label(
     params: ParamsOpt = Path("params.yaml"),
-    validated: Annotated[Path, typer.Option(help="Folder written by `leadscore validate`.")] = Path("data/validated"),
-    out: Annotated[Path, typer.Option(help="Parquet file of labelled snapshots.")] = Path("data/labels/labelled_snapshots.parquet"),
+    validated: Annotated[Path, typer.Option(help="Folder written by `leadscore validate`.")] = Path(
+        "data/validated"
+    ),
+    out: Annotated[Path, typer.Option(help="Parquet file of labelled snapshots.")] = Path(
+        "data/labels/labelled_snapshots.parquet"
+    ),
 ) -> None:
     """Take snapshots by the policy in params.yaml and label them (closed-won within the horizon).
 
@@ -211,9 +252,15 @@ def label(
 @_user_errors
 def features(
     params: ParamsOpt = Path("params.yaml"),
-    validated: Annotated[Path, typer.Option(help="Folder written by `leadscore validate`.")] = Path("data/validated"),
-    snapshots: Annotated[Path, typer.Option(help="Parquet file of (lead_id, as_of) snapshots.")] = Path("data/labels/labelled_snapshots.parquet"),
-    out: Annotated[Path, typer.Option(help="Parquet file of features, one row per snapshot.")] = Path("data/features/features.parquet"),
+    validated: Annotated[Path, typer.Option(help="Folder written by `leadscore validate`.")] = Path(
+        "data/validated"
+    ),
+    snapshots: Annotated[
+        Path, typer.Option(help="Parquet file of (lead_id, as_of) snapshots.")
+    ] = Path("data/labels/labelled_snapshots.parquet"),
+    out: Annotated[
+        Path, typer.Option(help="Parquet file of features, one row per snapshot.")
+    ] = Path("data/features/features.parquet"),
 ) -> None:
     """Build point-in-time features for each snapshot with the builders chosen in params.yaml.
 
@@ -232,10 +279,18 @@ def features(
 @_user_errors
 def training_set(
     params: ParamsOpt = Path("params.yaml"),
-    features_path: Annotated[Path, typer.Option("--features", help="Output of `leadscore features`.")] = Path("data/features/features.parquet"),
-    snapshots: Annotated[Path, typer.Option(help="Output of `leadscore label`.")] = Path("data/labels/labelled_snapshots.parquet"),
-    validated: Annotated[Path, typer.Option(help="Folder written by `leadscore validate`.")] = Path("data/validated"),
-    out: Annotated[Path, typer.Option(help="Folder for train/validation/test Parquet and manifest.json.")] = Path("data/training"),
+    features_path: Annotated[
+        Path, typer.Option("--features", help="Output of `leadscore features`.")
+    ] = Path("data/features/features.parquet"),
+    snapshots: Annotated[Path, typer.Option(help="Output of `leadscore label`.")] = Path(
+        "data/labels/labelled_snapshots.parquet"
+    ),
+    validated: Annotated[Path, typer.Option(help="Folder written by `leadscore validate`.")] = Path(
+        "data/validated"
+    ),
+    out: Annotated[
+        Path, typer.Option(help="Folder for train/validation/test Parquet and manifest.json.")
+    ] = Path("data/training"),
 ) -> None:
     """Join labels and features, split by as_of into train / validation / test, write a manifest."""
     from pipelines.steps import run_training_set
@@ -247,8 +302,13 @@ def training_set(
 @app.command("manifest")
 @_user_errors
 def show_manifest(
-    path: Annotated[Path, typer.Argument(help="A manifest.json written by `leadscore training-set`.")] = Path("data/training/manifest.json"),
-    oracle: Annotated[Path | None, typer.Option(help="Oracle file of a synthetic CRM: adds the oracle ROC AUC per split.")] = None,
+    path: Annotated[
+        Path, typer.Argument(help="A manifest.json written by `leadscore training-set`.")
+    ] = Path("data/training/manifest.json"),
+    oracle: Annotated[
+        Path | None,
+        typer.Option(help="Oracle file of a synthetic CRM: adds the oracle ROC AUC per split."),
+    ] = None,
 ) -> None:
     """Print a training set's manifest: rows, positive rate and dates per split, and its inputs."""
     result = _read_json(path, "leadscore training-set")
@@ -261,17 +321,25 @@ def show_manifest(
 
 
 def _print_manifest(result: dict, oracle_auc: dict | None = None) -> None:
-    table = Table(title=f"training set: {result['rows']:,} snapshots, {result['n_features']} features, "
-                        f"{100 * result['positive_rate']:.2f}% positive")
+    table = Table(
+        title=f"training set: {result['rows']:,} snapshots, {result['n_features']} features, "
+        f"{100 * result['positive_rate']:.2f}% positive"
+    )
     cols = ["split", "rows", "leads", "positives", "positive rate", "as_of from", "as_of to"]
     if oracle_auc:
         cols.append("oracle ROC AUC")
     for c in cols:
         table.add_column(c, justify="left" if c == "split" else "right")
     for name, s in result["splits"].items():
-        row = [name, f"{s['rows']:,}", f"{s['leads']:,}", f"{s['positives']:,}",
-               f"{100 * s['positive_rate']:.2f}%" if s["positive_rate"] is not None else "-",
-               s["as_of_from"] or "-", s["as_of_to"] or "-"]
+        row = [
+            name,
+            f"{s['rows']:,}",
+            f"{s['leads']:,}",
+            f"{s['positives']:,}",
+            f"{100 * s['positive_rate']:.2f}%" if s["positive_rate"] is not None else "-",
+            s["as_of_from"] or "-",
+            s["as_of_to"] or "-",
+        ]
         if oracle_auc:
             auc = oracle_auc.get(name)
             row.append(f"{auc:.3f}" if auc is not None else "-")
@@ -285,9 +353,18 @@ def _print_manifest(result: dict, oracle_auc: dict | None = None) -> None:
 @_user_errors
 def train(
     params: ParamsOpt = Path("params.yaml"),
-    training: Annotated[Path, typer.Option(help="Folder written by `leadscore training-set`.")] = Path("data/training"),
-    out: Annotated[Path, typer.Option(help="Folder for the booster, calibrator, baseline and metadata.")] = Path("data/model"),
-    validated: Annotated[Path | None, typer.Option(help="The validated CRM: the drift reference is then the open leads at the end of the validation period (else the validation split).")] = None,
+    training: Annotated[
+        Path, typer.Option(help="Folder written by `leadscore training-set`.")
+    ] = Path("data/training"),
+    out: Annotated[
+        Path, typer.Option(help="Folder for the booster, calibrator, baseline and metadata.")
+    ] = Path("data/model"),
+    validated: Annotated[
+        Path | None,
+        typer.Option(
+            help="The validated CRM: the drift reference is then the open leads at the end of the validation period (else the validation split)."
+        ),
+    ] = None,
 ) -> None:
     """Train the propensity model: LightGBM early-stopped on validation, then calibrated on it.
 
@@ -308,10 +385,18 @@ def train(
 @_user_errors
 def evaluate(
     params: ParamsOpt = Path("params.yaml"),
-    training: Annotated[Path, typer.Option(help="Folder written by `leadscore training-set`.")] = Path("data/training"),
-    model: Annotated[Path, typer.Option(help="Folder written by `leadscore train`.")] = Path("data/model"),
-    out: Annotated[Path, typer.Option(help="Folder for metrics.json, plot data and PNG plots.")] = Path("data/evaluation"),
-    oracle: Annotated[Path | None, typer.Option(help="Oracle file of a synthetic CRM: adds the ceiling.")] = None,
+    training: Annotated[
+        Path, typer.Option(help="Folder written by `leadscore training-set`.")
+    ] = Path("data/training"),
+    model: Annotated[Path, typer.Option(help="Folder written by `leadscore train`.")] = Path(
+        "data/model"
+    ),
+    out: Annotated[
+        Path, typer.Option(help="Folder for metrics.json, plot data and PNG plots.")
+    ] = Path("data/evaluation"),
+    oracle: Annotated[
+        Path | None, typer.Option(help="Oracle file of a synthetic CRM: adds the ceiling.")
+    ] = None,
 ) -> None:
     """Evaluate on the out-of-time test split: model vs baseline (and the oracle on synthetic data).
 
@@ -328,10 +413,18 @@ def evaluate(
 @_user_errors
 def register(
     params: ParamsOpt = Path("params.yaml"),
-    model: Annotated[Path, typer.Option(help="Folder written by `leadscore train`.")] = Path("data/model"),
-    evaluation: Annotated[Path, typer.Option(help="Folder written by `leadscore evaluate`.")] = Path("data/evaluation"),
-    training: Annotated[Path, typer.Option(help="Folder written by `leadscore training-set`.")] = Path("data/training"),
-    summary: Annotated[Path | None, typer.Option(help="Write what was registered to this JSON file.")] = None,
+    model: Annotated[Path, typer.Option(help="Folder written by `leadscore train`.")] = Path(
+        "data/model"
+    ),
+    evaluation: Annotated[
+        Path, typer.Option(help="Folder written by `leadscore evaluate`.")
+    ] = Path("data/evaluation"),
+    training: Annotated[
+        Path, typer.Option(help="Folder written by `leadscore training-set`.")
+    ] = Path("data/training"),
+    summary: Annotated[
+        Path | None, typer.Option(help="Write what was registered to this JSON file.")
+    ] = None,
 ) -> None:
     """Track the run in MLflow and register the model version with its cutoffs.
 
@@ -356,14 +449,20 @@ def register(
         )
         out_console.print("open the MLflow UI: mlflow ui --backend-store-uri sqlite:///mlflow.db")
     else:
-        out_console.print(f"[yellow]not registered[/]: {'; '.join(result['refused'])} (run {result['run_id']})")
+        out_console.print(
+            f"[yellow]not registered[/]: {'; '.join(result['refused'])} (run {result['run_id']})"
+        )
 
 
 @app.command("metrics")
 @_user_errors
 def show_metrics(
-    path: Annotated[Path, typer.Argument(help="A metrics.json written by `leadscore evaluate`.")] = Path("data/evaluation/metrics.json"),
-    registered: Annotated[Path | None, typer.Option(help="The summary written by `leadscore register --summary`.")] = None,
+    path: Annotated[
+        Path, typer.Argument(help="A metrics.json written by `leadscore evaluate`.")
+    ] = Path("data/evaluation/metrics.json"),
+    registered: Annotated[
+        Path | None, typer.Option(help="The summary written by `leadscore register --summary`.")
+    ] = None,
 ) -> None:
     """Print the test metrics of the model, the baseline and (on synthetic data) the oracle."""
     _print_metrics(_read_json(path, "leadscore evaluate"))
@@ -387,20 +486,31 @@ def _print_metrics(metrics: dict) -> None:
         table.add_column(c, justify="left" if c == "scorer" else "right")
     shown = {"model_uncalibrated": "uncalibrated"}  # short enough for an 80-column terminal
     for name, r in metrics["test"].items():
-        table.add_row(shown.get(name, name), *(f"{r[k]:.4f}" for k in ("roc_auc", "pr_auc", "log_loss", "brier", "ece")),
-                      f"{r['lift_top_decile']:.2f}")
+        table.add_row(
+            shown.get(name, name),
+            *(f"{r[k]:.4f}" for k in ("roc_auc", "pr_auc", "log_loss", "brier", "ece")),
+            f"{r['lift_top_decile']:.2f}",
+        )
     out_console.print(table)
     if "model_roc_auc_vs_oracle" in metrics:
-        out_console.print(f"model ROC AUC / oracle ROC AUC = {metrics['model_roc_auc_vs_oracle']:.3f}")
-    out_console.print(f"calibration: {metrics['calibration_method']}; trees: {metrics['best_iteration']}")
+        out_console.print(
+            f"model ROC AUC / oracle ROC AUC = {metrics['model_roc_auc_vs_oracle']:.3f}"
+        )
+    out_console.print(
+        f"calibration: {metrics['calibration_method']}; trees: {metrics['best_iteration']}"
+    )
     if "tiers" in metrics:
         cut = metrics["cutoffs"]
-        tiers = Table(title=f"stages on the test split (SQL cutoff {cut['sql']:.3f}, MQL cutoff {cut['mql']:.3f})")
+        tiers = Table(
+            title=f"stages on the test split (SQL cutoff {cut['sql']:.3f}, MQL cutoff {cut['mql']:.3f})"
+        )
         for c in ("stage", "leads", "conversion rate", "share of conversions"):
             tiers.add_column(c, justify="left" if c == "stage" else "right")
         for stage, t in metrics["tiers"].items():
             rate = "-" if t["conversion_rate"] is None else f"{100 * t['conversion_rate']:.1f}%"
-            tiers.add_row(stage, f"{int(t['leads']):,}", rate, f"{100 * t['share_of_conversions']:.1f}%")
+            tiers.add_row(
+                stage, f"{int(t['leads']):,}", rate, f"{100 * t['share_of_conversions']:.1f}%"
+            )
         out_console.print(tiers)
 
 
@@ -418,7 +528,9 @@ def catalog(
     for c in ("name", "builder", "label", "sources (knowledge)"):
         table.add_column(c)
     for s in feature_specs(section(p, "features")["builders"], behavioral_params(p)):
-        known = ", ".join(f"{src} ({k.value})" for src, k in zip(s.sources, s.knowledge, strict=True))
+        known = ", ".join(
+            f"{src} ({k.value})" for src, k in zip(s.sources, s.knowledge, strict=True)
+        )
         table.add_row(s.name, s.builder, s.label, known)
     out_console.print(table)
 
@@ -426,19 +538,59 @@ def catalog(
 @app.command()
 @_user_errors
 def score(
-    source: Annotated[str | None, typer.Argument(help="The CRM: folder of Parquet/CSV tables or an SQLAlchemy URL (default: crm.source in params.yaml).")] = None,
+    source: Annotated[
+        str | None,
+        typer.Argument(
+            help="The CRM: folder of Parquet/CSV tables or an SQLAlchemy URL (default: crm.source in params.yaml)."
+        ),
+    ] = None,
     params: ParamsOpt = Path("params.yaml"),
-    model: Annotated[str | None, typer.Option(help="Model URI: models:/<name>@<alias>, models:/<name>/<version> or a `leadscore train` folder (default: score.model_uri).")] = None,
-    to: Annotated[str | None, typer.Option(help="Where scores go: SQLAlchemy URL, folder, hubspot://..., salesforce://... (default: score.to).")] = None,
-    as_of: Annotated[str | None, typer.Option(help="Score as of this instant (ISO 8601, UTC; default: score.as_of, else the CRM's extraction time, else now).")] = None,
-    lead_ids: Annotated[list[str] | None, typer.Option("--lead-id", help="Score only this lead (repeatable).")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Score only the first N open leads (by lead id).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Score and show what would be written; write nothing.")] = False,
-    resume: Annotated[bool, typer.Option(help="Finish an unfinished run of the same model version into the same sink.")] = True,
-    ledger: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the run ledger (default: see score.ledger).")] = None,
-    summary: Annotated[Path | None, typer.Option(help="Write the run summary to this JSON file.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model URI: models:/<name>@<alias>, models:/<name>/<version> or a `leadscore train` folder (default: score.model_uri)."
+        ),
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            help="Where scores go: SQLAlchemy URL, folder, hubspot://..., salesforce://... (default: score.to)."
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            help="Score as of this instant (ISO 8601, UTC; default: score.as_of, else the CRM's extraction time, else now)."
+        ),
+    ] = None,
+    lead_ids: Annotated[
+        list[str] | None, typer.Option("--lead-id", help="Score only this lead (repeatable).")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Score only the first N open leads (by lead id).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Score and show what would be written; write nothing.")
+    ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(help="Finish an unfinished run of the same model version into the same sink."),
+    ] = True,
+    ledger: Annotated[
+        str | None,
+        typer.Option(help="SQLAlchemy URL of the run ledger (default: see score.ledger)."),
+    ] = None,
+    summary: Annotated[
+        Path | None, typer.Option(help="Write the run summary to this JSON file.")
+    ] = None,
     show: Annotated[int, typer.Option(min=0, help="Leads to show in the preview table.")] = 10,
-    create: Annotated[bool, typer.Option("--create", help="Create the scores database or folder if it does not exist (the first run). Without it a missing sink is an error: a mistyped path must not become a new, empty CRM.")] = False,
+    create: Annotated[
+        bool,
+        typer.Option(
+            "--create",
+            help="Create the scores database or folder if it does not exist (the first run). Without it a missing sink is an error: a mistyped path must not become a new, empty CRM.",
+        ),
+    ] = False,
 ) -> None:
     """Score every open lead with a registered model and write score, stage and reasons back.
 
@@ -476,7 +628,9 @@ def score(
         write_json(summary, result)
     _print_score_summary(result)
     if preview is not None:
-        table = Table(title=f"dry run: {len(preview):,} leads would be written to {display_url(result['sink'])} (first {min(show, len(preview))})")
+        table = Table(
+            title=f"dry run: {len(preview):,} leads would be written to {display_url(result['sink'])} (first {min(show, len(preview))})"
+        )
         for c in ("lead_id", "score", "stage", "reasons_for", "reasons_against"):
             table.add_column(c, justify="right" if c == "score" else "left", overflow="fold")
         for r in preview.head(show).itertuples(index=False):
@@ -494,7 +648,9 @@ def _print_score_summary(r: dict) -> None:
         f"(left out: won {counts['already_won']:,}, lost {counts['already_lost']:,}, "
         f"too old {counts['older_than_max_age']:,}; already written {counts.get('already_written', 0):,})"
     )
-    out_console.print(f"cutoffs of this model version: SQL {r['cutoffs']['sql']:.3f}, MQL {r['cutoffs']['mql']:.3f}")
+    out_console.print(
+        f"cutoffs of this model version: SQL {r['cutoffs']['sql']:.3f}, MQL {r['cutoffs']['mql']:.3f}"
+    )
     stages = Table(title="stages")
     for c in ("stage", "leads"):
         stages.add_column(c, justify="left" if c == "stage" else "right")
@@ -505,8 +661,10 @@ def _print_score_summary(r: dict) -> None:
     if drift["verdict"] != "not_checked":
         psi = drift.get("score_psi")
         out_console.print(
-            f"drift: {drift['verdict']}" + (f"; score PSI {psi:.3f}" if psi is not None else "")
-            + "; largest: " + ", ".join(f"{t['feature']} {t['psi']}" for t in drift["top"][:3])
+            f"drift: {drift['verdict']}"
+            + (f"; score PSI {psi:.3f}" if psi is not None else "")
+            + "; largest: "
+            + ", ".join(f"{t['feature']} {t['psi']}" for t in drift["top"][:3])
         )
     if not r["dry_run"]:
         colour = "green" if r["status"] == "succeeded" else "yellow"
@@ -519,10 +677,19 @@ def _print_score_summary(r: dict) -> None:
 @app.command("scores")
 @_user_errors
 def show_scores(
-    where: Annotated[str, typer.Argument(help="Where scores were written: an SQLAlchemy URL or a folder of score files.")] = "sqlite:///data/crm.db",
+    where: Annotated[
+        str,
+        typer.Argument(
+            help="Where scores were written: an SQLAlchemy URL or a folder of score files."
+        ),
+    ] = "sqlite:///data/crm.db",
     params: ParamsOpt = Path("params.yaml"),
-    top: Annotated[int, typer.Option(min=1, help="How many leads to show, highest score first.")] = 5,
-    stage: Annotated[Stage | None, typer.Option(help="Only this stage.", case_sensitive=False)] = None,
+    top: Annotated[
+        int, typer.Option(min=1, help="How many leads to show, highest score first.")
+    ] = 5,
+    stage: Annotated[
+        Stage | None, typer.Option(help="Only this stage.", case_sensitive=False)
+    ] = None,
 ) -> None:
     """Show the current scores a run wrote back: the highest first, with stage and reasons in words."""
     import pandas as pd
@@ -533,7 +700,9 @@ def show_scores(
     table_name = _load(params).get("score", {}).get("tables", {}).get("current", "lead_scores")
     file = local_path(where)
     if file is not None and not file.exists():  # reading must not create an empty database
-        _fail(f"{file} does not exist: run `leadscore score --to {display_url(where)}` first, or check the path")
+        _fail(
+            f"{file} does not exist: run `leadscore score --to {display_url(where)}` first, or check the path"
+        )
     try:
         if "://" in where:
             engine = sa.create_engine(where)
@@ -543,26 +712,44 @@ def show_scores(
         else:
             files = sorted(Path(where).glob("lead_scores.*"))
             if not files:
-                _fail(f"no lead_scores.parquet or lead_scores.csv in {where}: run `leadscore score --to {where}` first")
-            scores = pd.read_parquet(files[0]) if files[0].suffix == ".parquet" else pd.read_csv(files[0], dtype={"lead_id": str})
+                _fail(
+                    f"no lead_scores.parquet or lead_scores.csv in {where}: run `leadscore score --to {where}` first"
+                )
+            scores = (
+                pd.read_parquet(files[0])
+                if files[0].suffix == ".parquet"
+                else pd.read_csv(files[0], dtype={"lead_id": str})
+            )
     except (OSError, ValueError, sa.exc.SQLAlchemyError) as err:
-        _fail(f"cannot read scores from {display_url(where)}: {str(err).splitlines()[0]} (run `leadscore score` first)")
+        _fail(
+            f"cannot read scores from {display_url(where)}: {str(err).splitlines()[0]} (run `leadscore score` first)"
+        )
     if stage:
         scores = scores[scores["stage"] == str(stage)]
     shown = scores.sort_values(["probability", "lead_id"], ascending=[False, True]).head(top)
-    out_console.print(f"{len(scores):,} leads scored in {display_url(where)}; the {len(shown)} highest:")
+    out_console.print(
+        f"{len(scores):,} leads scored in {display_url(where)}; the {len(shown)} highest:"
+    )
     for r in shown.itertuples(index=False):
-        out_console.print(f"[bold]{r.lead_id}[/]  score {r.score}  [bold]{r.stage}[/]  ({r.stage_reason})")
+        out_console.print(
+            f"[bold]{r.lead_id}[/]  score {r.score}  [bold]{r.stage}[/]  ({r.stage_reason})"
+        )
         out_console.print(f"   for: {r.reasons_for if isinstance(r.reasons_for, str) else '-'}")
-        out_console.print(f"   against: {r.reasons_against if isinstance(r.reasons_against, str) else '-'}")
+        out_console.print(
+            f"   against: {r.reasons_against if isinstance(r.reasons_against, str) else '-'}"
+        )
 
 
 @app.command("scoring-runs")
 @_user_errors
 def scoring_runs(
-    ledger: Annotated[str, typer.Argument(help="SQLAlchemy URL of the ledger (the CRM database for SQL sinks).")] = "sqlite:///data/crm.db",
+    ledger: Annotated[
+        str, typer.Argument(help="SQLAlchemy URL of the ledger (the CRM database for SQL sinks).")
+    ] = "sqlite:///data/crm.db",
     params: ParamsOpt = Path("params.yaml"),
-    failures: Annotated[bool, typer.Option(help="List failed batches with their lead ids too.")] = False,
+    failures: Annotated[
+        bool, typer.Option(help="List failed batches with their lead ids too.")
+    ] = False,
     last: Annotated[int, typer.Option(min=1, help="How many runs to show.")] = 10,
 ) -> None:
     """List scoring runs (newest first): status, model version, leads read, scored, written, failed."""
@@ -573,23 +760,34 @@ def scoring_runs(
     book = Ledger(ledger, _load(params).get("score", {}).get("tables"))
     try:
         if not book.exists():  # creates nothing: a mistyped path must not become a database
-            _fail(f"no scoring runs in {display_url(ledger)}: check the path, or run `leadscore score` first")
+            _fail(
+                f"no scoring runs in {display_url(ledger)}: check the path, or run `leadscore score` first"
+            )
         runs = book.runs_frame().head(last)
         table = Table(title=f"scoring runs in {display_url(ledger)}", box=None, pad_edge=False)
         # The run id starts with the as-of instant: no separate column, the table fits 80 columns.
         cols = {"run_id": "run (as of - id)", "status": "status", "model_version": "version",
                 "leads_read": "read", "leads_scored": "scored", "leads_written": "written", "leads_failed": "failed"}  # fmt: skip
         for c, title in cols.items():
-            table.add_column(title, justify="right" if c.startswith("leads") else "left", no_wrap=True)
+            table.add_column(
+                title, justify="right" if c.startswith("leads") else "left", no_wrap=True
+            )
         for r in runs.itertuples(index=False):
             table.add_row(
-                r.run_id, r.status, str(r.model_version),
-                *(f"{int(v):,}" if pd.notna(v) else "-" for v in (r.leads_read, r.leads_scored, r.leads_written, r.leads_failed)),
+                r.run_id,
+                r.status,
+                str(r.model_version),
+                *(
+                    f"{int(v):,}" if pd.notna(v) else "-"
+                    for v in (r.leads_read, r.leads_scored, r.leads_written, r.leads_failed)
+                ),
             )
         out_console.print(table)
         if failures:
             for f in book.failures_frame().itertuples(index=False):
-                out_console.print(f"run {f.run_id} batch {f.batch_no}: {f.n_leads} leads failed ({f.error}); lead ids {f.lead_ids}")
+                out_console.print(
+                    f"run {f.run_id} batch {f.batch_no}: {f.n_leads} leads failed ({f.error}); lead ids {f.lead_ids}"
+                )
     except typer.Exit:
         raise
     except (OSError, ValueError, RuntimeError, ImportError) as err:  # a user error, said plainly

@@ -32,7 +32,12 @@ from pipelines.params import section
 
 log = logging.getLogger(__name__)
 
-BOOSTER, CALIBRATOR, BASELINE, META = "booster.txt", "calibrator.joblib", "baseline.joblib", "model_meta.json"
+BOOSTER, CALIBRATOR, BASELINE, META = (
+    "booster.txt",
+    "calibrator.joblib",
+    "baseline.joblib",
+    "model_meta.json",
+)
 DRIFT_REFERENCE = "drift_reference.json"
 LABELS = {
     "model": "model (calibrated LightGBM)",
@@ -52,12 +57,17 @@ def _split(folder: Path, name: str) -> pd.DataFrame:
 def _labels(frame: pd.DataFrame, name: str) -> np.ndarray:
     y = frame["label"].to_numpy(dtype=int)
     if len(np.unique(y)) < 2:
-        raise ValueError(f"the {name} split has only one outcome ({len(y)} rows): cannot train or evaluate")
+        raise ValueError(
+            f"the {name} split has only one outcome ({len(y)} rows): cannot train or evaluate"
+        )
     return y
 
 
 def run_train(
-    params: dict[str, Any], training: str | Path, out: str | Path, validated: str | Path | None = None
+    params: dict[str, Any],
+    training: str | Path,
+    out: str | Path,
+    validated: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train the booster (early-stopped on validation), calibrate it on validation, fit the baseline.
 
@@ -82,19 +92,31 @@ def run_train(
     calibrator = ProbabilityCalibrator(
         methods=tuple(calibration["methods"]), cv=int(calibration["cv_folds"]), random_state=0
     ).fit(raw_valid, y_valid)
-    log.info("calibration: %s chosen (cross-validated log loss %s)", calibrator.method_, calibrator.cv_log_loss_)
+    log.info(
+        "calibration: %s chosen (cross-validated log loss %s)",
+        calibrator.method_,
+        calibrator.cv_log_loss_,
+    )
     p_valid = calibrator.predict(raw_valid)
     weeks = max((valid["as_of"].max() - valid["as_of"].min()).days + 1, 7) / 7
     cutoffs = choose_cutoffs(p_valid, y_valid, section(params, "cutoffs"), weeks)
     log.info("cutoffs chosen on validation: SQL %.4f, MQL %.4f", cutoffs["sql"], cutoffs["mql"])
     categorical = categorical_names(x_train)
     numeric = [n for n in names if n not in categorical]
-    baseline = logistic_baseline(categorical, numeric, c=float(settings["baseline_c"])).fit(x_train, y_train)
+    baseline = logistic_baseline(categorical, numeric, c=float(settings["baseline_c"])).fit(
+        x_train, y_train
+    )
 
-    write_file(out / BOOSTER, lambda tmp: booster.save_model(tmp, num_iteration=booster.best_iteration))
+    write_file(
+        out / BOOSTER, lambda tmp: booster.save_model(tmp, num_iteration=booster.best_iteration)
+    )
     write_file(out / CALIBRATOR, lambda tmp: joblib.dump(calibrator, tmp))
     write_file(out / BASELINE, lambda tmp: joblib.dump(baseline, tmp))
-    manifest = json.loads((training / "manifest.json").read_text()) if (training / "manifest.json").exists() else {}
+    manifest = (
+        json.loads((training / "manifest.json").read_text())
+        if (training / "manifest.json").exists()
+        else {}
+    )
     meta = {
         "features": names,
         "categorical_features": categorical,
@@ -141,10 +163,18 @@ def _drift_reference(params, booster, calibrator, meta, valid, p_valid, validate
     tables = read_crm(validated)
     as_of = pd.Timestamp(valid["as_of"].max())
     snapshots, counts = open_leads(tables, as_of, params.get("score", {}).get("max_lead_age_days"))
-    frame = build_features(tables, snapshots, section(params, "features")["builders"], behavioral_params(params))
+    frame = build_features(
+        tables, snapshots, section(params, "features")["builders"], behavioral_params(params)
+    )
     scores = LeadScorer(booster, calibrator, meta).predict_proba(frame)
-    log.info("drift reference: %d open leads as of %s (end of the validation period)", counts["open"], as_of)
-    return drift_reference(frame[meta["features"]], scores, n_bins=n_bins) | {"population": f"open leads as of {as_of.isoformat()}"}
+    log.info(
+        "drift reference: %d open leads as of %s (end of the validation period)",
+        counts["open"],
+        as_of,
+    )
+    return drift_reference(frame[meta["features"]], scores, n_bins=n_bins) | {
+        "population": f"open leads as of {as_of.isoformat()}"
+    }
 
 
 def load_model(folder: str | Path) -> tuple[lgb.Booster, ProbabilityCalibrator, Any, dict]:
@@ -185,14 +215,18 @@ def run_evaluate(
         if p_true.notna().all():
             scores["oracle"] = p_true.to_numpy()
         else:
-            oracle_note = f"oracle missing for {int(p_true.isna().sum())} test snapshots: not reported"
+            oracle_note = (
+                f"oracle missing for {int(p_true.isna().sum())} test snapshots: not reported"
+            )
     metrics: dict[str, Any] = {
         "test": {name: score_report(y, p, n_bins) for name, p in scores.items()},
         "calibration_method": meta["calibration"]["method"],
         "best_iteration": meta["best_iteration"],
     }
     if "oracle" in scores:
-        metrics["model_roc_auc_vs_oracle"] = metrics["test"]["model"]["roc_auc"] / metrics["test"]["oracle"]["roc_auc"]
+        metrics["model_roc_auc_vs_oracle"] = (
+            metrics["test"]["model"]["roc_auc"] / metrics["test"]["oracle"]["roc_auc"]
+        )
     if oracle_note:
         metrics["oracle_note"] = oracle_note
     gates = BantGates(**meta["gates"]).fit().transform(test)
@@ -200,7 +234,9 @@ def run_evaluate(
     tiers = tier_table(y, stages["stage"])
     metrics["cutoffs"] = meta["cutoffs"]
     metrics["tiers"] = {
-        row["stage"]: {k: (None if pd.isna(v) else float(v)) for k, v in row.items() if k != "stage"}
+        row["stage"]: {
+            k: (None if pd.isna(v) else float(v)) for k, v in row.items() if k != "stage"
+        }
         for row in tiers.to_dict("records")
     }
     curves = {LABELS[k]: v for k, v in scores.items() if k != "model_uncalibrated"}

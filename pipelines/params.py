@@ -18,7 +18,9 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     """The parsed params.yaml; a clear error if it is missing or not a mapping."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"params file {path} not found (run from the project root or pass --params)")
+        raise FileNotFoundError(
+            f"params file {path} not found (run from the project root or pass --params)"
+        )
     params = yaml.safe_load(path.read_text()) or {}
     if not isinstance(params, dict):
         raise ValueError(f"{path} must hold a mapping of sections, got {type(params).__name__}")

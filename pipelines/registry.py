@@ -37,7 +37,9 @@ def tracking_uri() -> str:
 
 def _git_commit() -> str | None:
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() or None if done.returncode == 0 else None
@@ -86,7 +88,9 @@ def _signature_and_example(model_dir: Path, training: Path):
     plain = plain_features(features)
     with warnings.catch_warnings():
         # The output's score and bant_score are whole numbers by design and never missing.
-        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column", category=UserWarning)
+        warnings.filterwarnings(
+            "ignore", message="Hint: Inferred schema contains integer column", category=UserWarning
+        )
         return infer_signature(plain, output), plain.head(5)
 
 
@@ -142,7 +146,11 @@ def run_register(
         )
         if Path(params_path).exists():
             mlflow.log_text(yaml.safe_dump(safe_params, sort_keys=False), Path(params_path).name)
-        for path in (training / "manifest.json", evaluation / "metrics.json", model_dir / "model_meta.json"):
+        for path in (
+            training / "manifest.json",
+            evaluation / "metrics.json",
+            model_dir / "model_meta.json",
+        ):
             if path.exists():
                 mlflow.log_artifact(str(path))
         if (evaluation / "plots").exists():
@@ -152,7 +160,10 @@ def run_register(
             name="model",
             python_model=LeadPropensityModel(),
             artifacts={"model_dir": str(model_dir)},
-            code_paths=[str(Path(models_package.__file__).parent), str(Path(features_package.__file__).parent)],
+            code_paths=[
+                str(Path(models_package.__file__).parent),
+                str(Path(features_package.__file__).parent),
+            ],
             pip_requirements=_pip_requirements(),
             signature=signature,
             input_example=example,
@@ -198,5 +209,10 @@ def run_register(
         "champion": not has_champion or None,
         "cutoffs": meta["cutoffs"],
     }
-    log.info("registered %s version %s%s", name, version.version, " as champion" if not has_champion else "")
+    log.info(
+        "registered %s version %s%s",
+        name,
+        version.version,
+        " as champion" if not has_champion else "",
+    )
     return summary

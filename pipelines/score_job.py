@@ -68,11 +68,15 @@ def _no_progress(task: str, done: int, total: int) -> None:
     pass
 
 
-def resolve_as_of(params: dict[str, Any], source: str | Path | Mapping, as_of: str | None) -> tuple[pd.Timestamp, bool]:
+def resolve_as_of(
+    params: dict[str, Any], source: str | Path | Mapping, as_of: str | None
+) -> tuple[pd.Timestamp, bool]:
     """The scoring instant: the argument, else ``score.as_of``, else the CRM's extraction time
     (``crm.extracted_at`` or the export's ``crm_meta.json``), else now; and whether it was
     pinned (known from the data or the caller) rather than "now"."""
-    chosen = as_of or section(params, "score").get("as_of") or section(params, "crm").get("extracted_at")
+    chosen = (
+        as_of or section(params, "score").get("as_of") or section(params, "crm").get("extracted_at")
+    )
     if chosen:
         return naive_utc(chosen), True
     if not isinstance(source, str | Path):
@@ -84,7 +88,10 @@ def resolve_as_of(params: dict[str, Any], source: str | Path | Mapping, as_of: s
 
 
 def validated_tables(
-    params: dict[str, Any], source: str | Path, as_of: pd.Timestamp, progress: Progress = _no_progress
+    params: dict[str, Any],
+    source: str | Path,
+    as_of: pd.Timestamp,
+    progress: Progress = _no_progress,
 ) -> ValidationResult:
     """Read and validate the CRM at ``source`` as of the scoring instant.
 
@@ -94,7 +101,11 @@ def validated_tables(
     """
     extracted_at = resolve_extracted_at(source, section(params, "crm").get("extracted_at"))
     if as_of > extracted_at:
-        log.warning("scoring as of %s, after the CRM's extraction (%s): later activity is not in the data", as_of, extracted_at)
+        log.warning(
+            "scoring as of %s, after the CRM's extraction (%s): later activity is not in the data",
+            as_of,
+            extracted_at,
+        )
     validation = validate_crm(
         read_source(params, source, progress),
         extracted_at=max(extracted_at, as_of),
@@ -109,7 +120,9 @@ def _write_quarantine(settings: dict[str, Any], validation) -> None:
     writes nothing)."""
     if validation is None:
         return
-    quarantined = {t: int(n) for t, n in validation.counts.set_index("table")["rows_rejected"].items()}
+    quarantined = {
+        t: int(n) for t, n in validation.counts.set_index("table")["rows_rejected"].items()
+    }
     if settings.get("rejects") and any(quarantined.values()):
         write_rejects(validation, settings["rejects"])
         log.info("quarantined rows written to %s: %s", settings["rejects"], quarantined)
@@ -136,7 +149,9 @@ def score_crm(
     if isinstance(source, str | Path):
         validation = validated_tables(params, source, as_of, progress)
         tables = validation.tables
-        quarantined = {t: int(n) for t, n in validation.counts.set_index("table")["rows_rejected"].items()}
+        quarantined = {
+            t: int(n) for t, n in validation.counts.set_index("table")["rows_rejected"].items()
+        }
     else:  # tables validated by the caller (e.g. `leadscore validate` output, or a benchmark)
         tables, quarantined = source, {}
     snapshots, counts = open_leads(tables, as_of, settings.get("max_lead_age_days"))
@@ -203,7 +218,10 @@ def run_score(
     started = _now()
     clock = time.perf_counter()
     destination = to or settings["to"]
-    outputs = {"score.rejects": settings.get("rejects"), "score.drift.plot": (settings.get("drift") or {}).get("plot")}
+    outputs = {
+        "score.rejects": settings.get("rejects"),
+        "score.drift.plot": (settings.get("drift") or {}).get("plot"),
+    }
     if sink_kind(destination) == "files":  # a database sink may well be the CRM's own database
         outputs["--to"] = destination
     refuse_overlap({"source": source if isinstance(source, str | Path) else None}, outputs)
@@ -219,18 +237,26 @@ def run_score(
         if not dry_run and resume and whole_population and ledger.exists():
             # Runs are matched by the sink's identity (one spelling per sink); records written
             # before identities existed hold the sink's description.
-            earlier = ledger.unfinished_run(model.name, model.version, sink.identity()) or ledger.unfinished_run(
-                model.name, model.version, sink.describe()
-            )
+            earlier = ledger.unfinished_run(
+                model.name, model.version, sink.identity()
+            ) or ledger.unfinished_run(model.name, model.version, sink.describe())
             earlier_as_of = pd.Timestamp(earlier["as_of"]) if earlier else None
             if earlier and (earlier_as_of == as_of_ts or not pinned):
                 # Same model, sink and instant (or no instant known but "now"): finish that run,
                 # as of its own instant, instead of starting over.
                 run_id, as_of_ts, previous = earlier["run_id"], earlier_as_of, earlier
                 skip = sink.written_lead_ids(run_id)
-                log.info("resuming run %s as of %s: %d leads already written", run_id, as_of_ts, len(skip))
+                log.info(
+                    "resuming run %s as of %s: %d leads already written",
+                    run_id,
+                    as_of_ts,
+                    len(skip),
+                )
                 if not pinned:
-                    log.warning("the run resumed is as of %s; run the job again to score as of now", as_of_ts)
+                    log.warning(
+                        "the run resumed is as of %s; run the job again to score as of now",
+                        as_of_ts,
+                    )
             elif earlier and earlier_as_of < as_of_ts:
                 # A newer export: today's scores replace the unfinished run's; it is closed as such.
                 superseded = earlier["run_id"]
@@ -240,12 +266,18 @@ def run_score(
                     "leaves it as it is", earlier["run_id"], earlier_as_of, as_of_ts,
                 )  # fmt: skip
         run_id = run_id or f"{as_of_ts:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-        scored, features, counts, validation = score_crm(params, source, model, as_of_ts, lead_ids, limit, skip, progress)
+        scored, features, counts, validation = score_crm(
+            params, source, model, as_of_ts, lead_ids, limit, skip, progress
+        )
         scored["run_id"] = run_id
         if whole_population and not skip:
             drift = _check_drift(model, features, scored, settings.get("drift", {}))
         else:  # a part of the population says nothing about the population's drift
-            drift = {"verdict": "not_checked", "messages": ["not the whole open population (a selection or a resumed run)"], "top": []}
+            drift = {
+                "verdict": "not_checked",
+                "messages": ["not the whole open population (a selection or a resumed run)"],
+                "top": [],
+            }
         summary: dict[str, Any] = {
             "run_id": run_id,
             "model_name": model.name,
@@ -256,7 +288,10 @@ def run_score(
             "sink": sink.describe(),
             "dry_run": dry_run,
             "counts": counts,
-            "stages": scored["stage"].value_counts().reindex(["SQL", "MQL", "nurture", "disqualified"], fill_value=0).to_dict(),
+            "stages": scored["stage"]
+            .value_counts()
+            .reindex(["SQL", "MQL", "nurture", "disqualified"], fill_value=0)
+            .to_dict(),
             "drift": drift,
         }
         if dry_run:
@@ -269,7 +304,12 @@ def run_score(
         # dry run or refused drift leave no trace; what was decided before it (resume or start
         # afresh) is checked again under it.
         lease_settings = settings.get("lease") or {}
-        lease = Lease(ledger, sink.identity(), float(lease_settings.get("ttl_s", 300)), lease_settings.get("heartbeat_s"))
+        lease = Lease(
+            ledger,
+            sink.identity(),
+            float(lease_settings.get("ttl_s", 300)),
+            lease_settings.get("heartbeat_s"),
+        )
         lease.acquire()
         _recheck_under_lease(
             ledger, sink, model, started, as_of_ts, earlier["run_id"] if earlier else None,
@@ -294,15 +334,23 @@ def run_score(
             )  # fmt: skip
         lease.set_run(run_id)
         if superseded:
-            ledger.update_run(superseded, status="superseded", message=f"not finished; superseded by run {run_id} as of {as_of_ts}")
-            log.warning("run %s did not finish; run %s as of %s supersedes it", superseded, run_id, as_of_ts)
+            ledger.update_run(
+                superseded,
+                status="superseded",
+                message=f"not finished; superseded by run {run_id} as of {as_of_ts}",
+            )
+            log.warning(
+                "run %s did not finish; run %s as of %s supersedes it", superseded, run_id, as_of_ts
+            )
         written, failed = _write(sink, ledger, run_id, scored, progress, already, lease)
         status = "succeeded" if failed == 0 else "partial"
         ledger.update_run(
             run_id,
             status=status,
             finished_at=_now().to_pydatetime(),
-            message=None if failed == 0 else f"{failed} leads in failed batches: see the failures table; run again to retry them",
+            message=None
+            if failed == 0
+            else f"{failed} leads in failed batches: see the failures table; run again to retry them",
         )
         summary |= {
             "status": status,
@@ -311,7 +359,14 @@ def run_score(
             "leads_written_in_run": already + written,
             "seconds": round(time.perf_counter() - clock, 2),
         }
-        log.info("run %s %s: %d written, %d failed, %s", run_id, status, written, failed, summary["stages"])
+        log.info(
+            "run %s %s: %d written, %d failed, %s",
+            run_id,
+            status,
+            written,
+            failed,
+            summary["stages"],
+        )
         if model.uri.startswith("models:/") and settings.get("mlflow_experiment"):
             summary["mlflow_run_id"] = _track_in_mlflow(settings, summary)
         return summary
@@ -340,16 +395,18 @@ def _recheck_under_lease(
     job started (two jobs started together: the second has nothing to do)."""
     where = sink.describe()
     if check_unfinished:
-        now = ledger.unfinished_run(model.name, model.version, sink.identity()) or ledger.unfinished_run(
-            model.name, model.version, where
-        )
+        now = ledger.unfinished_run(
+            model.name, model.version, sink.identity()
+        ) or ledger.unfinished_run(model.name, model.version, where)
         if (now["run_id"] if now else None) != seen:
             raise RunsChanged(
                 f"another scoring job changed the runs of {where} while this one was scoring "
                 "(it has finished now): run the job again, it resumes or starts as needed"
             )
     if resumed is not None and sink.written_lead_ids(resumed) - skip:
-        raise RunsChanged(f"another scoring job wrote leads of run {resumed} into {where} meanwhile: run the job again")
+        raise RunsChanged(
+            f"another scoring job wrote leads of run {resumed} into {where} meanwhile: run the job again"
+        )
     runs = ledger.runs_frame()
     same = runs[
         (runs["model_name"] == model.name) & (runs["model_version"].astype(str) == str(model.version))
@@ -364,7 +421,13 @@ def _recheck_under_lease(
 
 
 def _write(
-    sink, ledger, run_id: str, scored: pd.DataFrame, progress: Progress, already: int = 0, lease: Lease | None = None
+    sink,
+    ledger,
+    run_id: str,
+    scored: pd.DataFrame,
+    progress: Progress,
+    already: int = 0,
+    lease: Lease | None = None,
 ) -> tuple[int, int]:
     """Write ``scored`` in the sink's batches, then let the sink finish the run; returns (leads
     written, leads in failed batches) by this attempt. The run record counts ``already`` written
@@ -385,7 +448,9 @@ def _write(
                 written += len(batch) - len(error.lead_ids)
                 failed += len(error.lead_ids)
                 ledger.record_failure(run_id, batch_no, error.lead_ids, str(error), error.attempts)
-                log.error("batch %d (%d leads) not written: %s", batch_no, len(error.lead_ids), error)
+                log.error(
+                    "batch %d (%d leads) not written: %s", batch_no, len(error.lead_ids), error
+                )
                 status = error.status
                 if status in (401, 403):  # every later batch would be refused too: stop here
                     raise SinkConfigurationError(
@@ -397,7 +462,9 @@ def _write(
         sink.finish(run_id)
     except LeaseLost:
         raise  # the run record may be the new holder's now: leave it alone
-    except BaseException as error:  # killed or crashed mid-way: the record says so; a re-run resumes
+    except (
+        BaseException
+    ) as error:  # killed or crashed mid-way: the record says so; a re-run resumes
         ledger.update_run(
             run_id, status="failed", finished_at=_now().to_pydatetime(), leads_written=already + written,
             leads_failed=failed, message=f"stopped: {error.__class__.__name__}: {error}"[:2000],
@@ -406,15 +473,23 @@ def _write(
     return written, failed
 
 
-def _check_drift(model, features: pd.DataFrame, scored: pd.DataFrame, settings: dict[str, Any]) -> dict[str, Any]:
+def _check_drift(
+    model, features: pd.DataFrame, scored: pd.DataFrame, settings: dict[str, Any]
+) -> dict[str, Any]:
     """PSI of each feature and of the scores against the model's reference; the verdict."""
     reference = model.scorer.meta.get("drift_reference")
     if reference is None or scored.empty:
-        return {"verdict": "not_checked", "messages": ["the model carries no drift reference"] if reference is None else [], "top": []}
+        return {
+            "verdict": "not_checked",
+            "messages": ["the model carries no drift reference"] if reference is None else [],
+            "top": [],
+        }
     from models.drift import drift_verdict, population_stability
 
     table = population_stability(reference, features, scored["probability"].to_numpy(dtype=float))
-    verdict, messages = drift_verdict(table, float(settings.get("warn_above", 0.25)), settings.get("refuse_above"))
+    verdict, messages = drift_verdict(
+        table, float(settings.get("warn_above", 0.25)), settings.get("refuse_above")
+    )
     for message in messages:
         (log.error if verdict == "refuse" else log.warning)("drift: %s", message)
     top = table.head(int(settings.get("report_top", 10)))
@@ -425,17 +500,27 @@ def _check_drift(model, features: pd.DataFrame, scored: pd.DataFrame, settings: 
         from models.plots import drift_figure
 
         path = Path(settings["plot"])
-        figure = drift_figure(table, bin_shares(reference["score"], scored["probability"].to_numpy(dtype=float)))
+        figure = drift_figure(
+            table, bin_shares(reference["score"], scored["probability"].to_numpy(dtype=float))
+        )
         save_figure(path, figure, dpi=110)
         plt.close(figure)
         log.info("drift plot: %s", path)
     return {
         "verdict": verdict,
         "messages": messages,
-        "score_psi": float(table.loc[table["feature"] == "__score__", "psi"].iloc[0]) if (table["feature"] == "__score__").any() else None,
-        "top": [{"feature": r.feature, "psi": None if np.isnan(r.psi) else round(float(r.psi), 4), "largest_shift": r.largest_shift} for r in top.itertuples()],
+        "score_psi": float(table.loc[table["feature"] == "__score__", "psi"].iloc[0])
+        if (table["feature"] == "__score__").any()
+        else None,
+        "top": [
+            {
+                "feature": r.feature,
+                "psi": None if np.isnan(r.psi) else round(float(r.psi), 4),
+                "largest_shift": r.largest_shift,
+            }
+            for r in top.itertuples()
+        ],
     }
-
 
 
 def _track_in_mlflow(settings: dict[str, Any], summary: dict[str, Any]) -> str | None:
@@ -465,12 +550,20 @@ def _track_in_mlflow(settings: dict[str, Any], summary: dict[str, Any]) -> str |
             }  # fmt: skip
             if summary["drift"].get("score_psi") is not None:
                 metrics["psi_score"] = summary["drift"]["score_psi"]
-            metrics |= {f"psi_{t['feature']}": t["psi"] for t in summary["drift"]["top"] if t["psi"] is not None}
+            metrics |= {
+                f"psi_{t['feature']}": t["psi"]
+                for t in summary["drift"]["top"]
+                if t["psi"] is not None
+            }
             mlflow.log_metrics({k.replace("__", ""): float(v) for k, v in metrics.items()})
             plot = settings.get("drift", {}).get("plot")
             if plot and Path(plot).exists() and summary["drift"]["verdict"] != "not_checked":
                 mlflow.log_artifact(plot)
         return run.info.run_id
     except Exception as error:  # noqa: BLE001 - tracking is a report, not the job
-        log.warning("the scoring run was not logged to MLflow (%s): %s", display_url(tracking_uri()), display_url(error))
+        log.warning(
+            "the scoring run was not logged to MLflow (%s): %s",
+            display_url(tracking_uri()),
+            display_url(error),
+        )
         return None

@@ -63,7 +63,9 @@ class ScoringModel:
         """The features the model reads, in its order."""
         return list(self.scorer.meta["features"])
 
-    def feature_config(self, params_features: Mapping[str, Any]) -> tuple[list[str], BehavioralParams]:
+    def feature_config(
+        self, params_features: Mapping[str, Any]
+    ) -> tuple[list[str], BehavioralParams]:
         """Builders and behavioral settings the model was trained with (else today's params)."""
         config = self.scorer.meta.get("feature_config") or params_features
         behavioral = dict(config.get("behavioral", {}))
@@ -86,11 +88,17 @@ def load_scoring_model(uri: str) -> ScoringModel:
     folder = Path(uri)
     if "://" not in uri and ":/" not in uri:
         if not (folder / "booster.txt").exists():
-            raise FileNotFoundError(f"model folder {folder} has no booster.txt: run `leadscore train` or pass a models:/ URI")
-        return ScoringModel(LeadScorer.from_folder(folder), "local", _folder_version(folder), str(folder))
+            raise FileNotFoundError(
+                f"model folder {folder} has no booster.txt: run `leadscore train` or pass a models:/ URI"
+            )
+        return ScoringModel(
+            LeadScorer.from_folder(folder), "local", _folder_version(folder), str(folder)
+        )
     match = MODEL_URI.match(uri)
     if not match:
-        raise ValueError(f"model URI {uri!r}: expected models:/<name>@<alias>, models:/<name>/<version> or a folder")
+        raise ValueError(
+            f"model URI {uri!r}: expected models:/<name>@<alias>, models:/<name>/<version> or a folder"
+        )
     import mlflow
     from mlflow import MlflowClient
 
@@ -115,8 +123,15 @@ def load_scoring_model(uri: str) -> ScoringModel:
     tags = dict(version.tags or {})
     for tier in ("sql", "mql"):
         tagged = tags.get(f"{tier}_cutoff")
-        if tagged is not None and not np.isclose(float(tagged), scorer.meta["cutoffs"][tier], rtol=0, atol=1e-6):
-            log.info("%s cutoff from the version tag: %s (packaged %.6f)", tier.upper(), tagged, scorer.meta["cutoffs"][tier])
+        if tagged is not None and not np.isclose(
+            float(tagged), scorer.meta["cutoffs"][tier], rtol=0, atol=1e-6
+        ):
+            log.info(
+                "%s cutoff from the version tag: %s (packaged %.6f)",
+                tier.upper(),
+                tagged,
+                scorer.meta["cutoffs"][tier],
+            )
         if tagged is not None:
             scorer.meta["cutoffs"][tier] = float(tagged)
     cut = scorer.meta["cutoffs"]
@@ -144,11 +159,19 @@ def open_leads(
     created = leads["created_at"]
     not_yet = (created >= as_of).to_numpy()
     # The rule the training labels use: a lost opportunity does not close a lead with another open.
-    won, lost = won_or_lost_before(pd.DataFrame({"lead_id": ids.to_numpy(), "as_of": as_of}), opps.assign(lead_id=opps["lead_id"].astype(str)))
+    won, lost = won_or_lost_before(
+        pd.DataFrame({"lead_id": ids.to_numpy(), "as_of": as_of}),
+        opps.assign(lead_id=opps["lead_id"].astype(str)),
+    )
     won, lost = won & ~not_yet, lost & ~not_yet & ~won
     too_old = np.zeros(len(leads), dtype=bool)
     if max_lead_age_days is not None:
-        too_old = ((as_of - created) > pd.Timedelta(days=int(max_lead_age_days))).to_numpy() & ~not_yet & ~won & ~lost
+        too_old = (
+            ((as_of - created) > pd.Timedelta(days=int(max_lead_age_days))).to_numpy()
+            & ~not_yet
+            & ~won
+            & ~lost
+        )
     keep = ~(not_yet | won | lost | too_old)
     counts = {
         "leads_in_crm": len(leads),
@@ -163,7 +186,9 @@ def open_leads(
     return snapshots.sort_values("lead_id", ignore_index=True), counts
 
 
-def select_leads(snapshots: pd.DataFrame, lead_ids: Sequence[str] | None, limit: int | None) -> pd.DataFrame:
+def select_leads(
+    snapshots: pd.DataFrame, lead_ids: Sequence[str] | None, limit: int | None
+) -> pd.DataFrame:
     """Only the given lead ids (an id that is not open is an error), then the first ``limit``."""
     if lead_ids:
         wanted = pd.Index([str(i) for i in lead_ids]).unique()
@@ -179,7 +204,10 @@ def select_leads(snapshots: pd.DataFrame, lead_ids: Sequence[str] | None, limit:
 
 
 def scoring_features(
-    tables: Mapping[str, pd.DataFrame], snapshots: pd.DataFrame, model: ScoringModel, params_features: Mapping[str, Any]
+    tables: Mapping[str, pd.DataFrame],
+    snapshots: pd.DataFrame,
+    model: ScoringModel,
+    params_features: Mapping[str, Any],
 ) -> pd.DataFrame:
     """The model's features for each snapshot, plus the lead's current ``unsubscribed`` flag
     (the gates' hard disqualifier is a current fact, not a feature)."""
@@ -194,7 +222,9 @@ def scoring_features(
     leads = tables["leads"]
     if "unsubscribed" in leads:
         flags = pd.Series(leads["unsubscribed"].to_numpy(), index=leads["lead_id"].astype(str))
-        frame["unsubscribed"] = flags[~flags.index.duplicated()].reindex(frame["lead_id"]).to_numpy()
+        frame["unsubscribed"] = (
+            flags[~flags.index.duplicated()].reindex(frame["lead_id"]).to_numpy()
+        )
     return frame
 
 
@@ -217,7 +247,9 @@ def score_leads(
     if top_k > 0 and len(features):
         booster = model.scorer.booster
         contrib = contributions(x) if contributions else booster.predict(x, pred_contrib=True)
-        reasons = top_reasons(contrib, features, model.features, specs, k=top_k, min_log_odds=min_log_odds)
+        reasons = top_reasons(
+            contrib, features, model.features, specs, k=top_k, min_log_odds=min_log_odds
+        )
         scored = scored.join(reasons)
     else:
         scored["reasons_for"], scored["reasons_against"] = "", ""

@@ -53,7 +53,10 @@ def _read_meta(folder: Path) -> dict[str, Any]:
             table="",
         ) from None
     if not isinstance(found, dict):
-        raise ContractError(f"{meta} must hold a JSON object such as {{\"extracted_at\": \"2024-06-01T00:00:00Z\"}}", table="")
+        raise ContractError(
+            f'{meta} must hold a JSON object such as {{"extracted_at": "2024-06-01T00:00:00Z"}}',
+            table="",
+        )
     return found
 
 
@@ -80,7 +83,12 @@ def run_generate(
         _write_json(Path(out) / META_FILE, meta)
     oracle_path = Path(oracle_path)
     write_parquet(oracle_path, crm.oracle)
-    log.info("wrote the synthetic CRM to %s and its oracle (%d snapshots) to %s", display_url(out), len(crm.oracle), oracle_path)
+    log.info(
+        "wrote the synthetic CRM to %s and its oracle (%d snapshots) to %s",
+        display_url(out),
+        len(crm.oracle),
+        oracle_path,
+    )
     return meta
 
 
@@ -114,7 +122,11 @@ def validation_settings(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def read_source(params: dict[str, Any], source: str | Path, progress: Callable[[str, int, int], None] | None = None) -> dict[str, pd.DataFrame]:
+def read_source(
+    params: dict[str, Any],
+    source: str | Path,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, pd.DataFrame]:
     """The raw CRM tables at ``source``, read with the export's encoding (``crm.encoding``)."""
     encoding = section(params, "crm").get("encoding") or "utf-8"
     return read_crm(source, encoding=encoding, progress=progress)
@@ -134,7 +146,12 @@ def run_validate(
     """
     refuse_overlap({"source": source}, {"--out": out, "--rejects": rejects})
     extracted_at = resolve_extracted_at(source, section(params, "crm").get("extracted_at"))
-    result = validate_crm(read_source(params, source, progress), extracted_at=extracted_at, progress=progress, **validation_settings(params))
+    result = validate_crm(
+        read_source(params, source, progress),
+        extracted_at=extracted_at,
+        progress=progress,
+        **validation_settings(params),
+    )
     out = Path(out)
     check_writable(
         *(out / f"{name}.parquet" for name in result.tables),
@@ -178,7 +195,11 @@ def run_label(params: dict[str, Any], validated: str | Path, out: str | Path) ->
     )
     out = Path(out)
     write_parquet(out, labelled.frame)
-    summary = {"snapshots": len(snapshots), "labelled": len(labelled.frame), "excluded": labelled.excluded}
+    summary = {
+        "snapshots": len(snapshots),
+        "labelled": len(labelled.frame),
+        "excluded": labelled.excluded,
+    }
     _write_json(out.with_suffix(".json"), summary)
     return summary
 
@@ -223,11 +244,16 @@ def run_training_set(
     out: str | Path,
 ) -> dict[str, Any]:
     """Join labels to features, split by time, write one Parquet file per split and a manifest."""
-    refuse_overlap({"--features": features_path, "--snapshots": snapshots_path, "--validated": validated}, {"--out": out})
+    refuse_overlap(
+        {"--features": features_path, "--snapshots": snapshots_path, "--validated": validated},
+        {"--out": out},
+    )
     features = pd.read_parquet(features_path)
     labelled = pd.read_parquet(snapshots_path)
     same_rows = len(features) == len(labelled) and (
-        features[["lead_id", "as_of"]].reset_index(drop=True).equals(labelled[["lead_id", "as_of"]].reset_index(drop=True))
+        features[["lead_id", "as_of"]]
+        .reset_index(drop=True)
+        .equals(labelled[["lead_id", "as_of"]].reset_index(drop=True))
     )
     if not same_rows:
         raise ValueError(
@@ -243,9 +269,11 @@ def run_training_set(
         purge_days=horizon if split_settings.get("purge", True) else 0,
     )
     purged = (split == "purged").to_numpy()
-    training = features[~purged].assign(
-        label=labelled["label"].to_numpy()[~purged], split=split[~purged].to_numpy()
-    ).reset_index(drop=True)
+    training = (
+        features[~purged]
+        .assign(label=labelled["label"].to_numpy()[~purged], split=split[~purged].to_numpy())
+        .reset_index(drop=True)
+    )
     out = Path(out)
     for name, part in training.groupby("split", sort=False):
         write_parquet(out / f"{name}.parquet", part.drop(columns="split"))
@@ -259,7 +287,10 @@ def run_training_set(
         "features": {"builders": section(params, "features")["builders"]},
         "extracted_at": report["extracted_at"],
     }
-    excluded = {**label_summary["excluded"], "purged_label_window_crosses_next_split": int(purged.sum())}
+    excluded = {
+        **label_summary["excluded"],
+        "purged_label_window_crosses_next_split": int(purged.sum()),
+    }
     result = manifest(training, excluded, report["input_fingerprint"], feature_names, settings)
     _write_json(out / "manifest.json", result)
     return result

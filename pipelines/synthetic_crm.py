@@ -319,7 +319,9 @@ def _make_leads(
     authority = np.where(
         np.isin(seniority, ["c_level", "vp"]),
         _choice(rng, ("decision_maker", "economic_buyer", "influencer"), (0.5, 0.35, 0.15), n),
-        _choice(rng, ("influencer", "user", "unknown", "decision_maker"), (0.45, 0.35, 0.12, 0.08), n),
+        _choice(
+            rng, ("influencer", "user", "unknown", "decision_maker"), (0.45, 0.35, 0.12, 0.08), n
+        ),
     )
     need = _choice(rng, ct.NEEDS, (0.2, 0.2, 0.12, 0.2, 0.1, 0.18), n)
     timeline = _choice(rng, ct.TIMELINES, (0.15, 0.22, 0.25, 0.18, 0.2), n)
@@ -342,8 +344,11 @@ def _make_leads(
         "mail.example",
         pd.Series(account_ids).str.lower().to_numpy() + ".example",
     )
-    dept_label = pd.Series(department).str.replace("_", " ").str.title().replace(
-        {"It": "IT", "Hr": "HR", "Executive": "Executive"}
+    dept_label = (
+        pd.Series(department)
+        .str.replace("_", " ")
+        .str.title()
+        .replace({"It": "IT", "Hr": "HR", "Executive": "Executive"})
     )
     title = pd.Series(seniority).map(_TITLE_WORDS)
     job_title = [t.format(d=d) for t, d in zip(title, dept_label, strict=True)]
@@ -366,7 +371,11 @@ def _make_leads(
             "consent": rng.random(n) < 0.93,
             "first_name": first,
             "last_name": last,
-            "email": pd.Series(first).str.lower() + "." + pd.Series(last).str.lower() + "@" + domain,
+            "email": pd.Series(first).str.lower()
+            + "."
+            + pd.Series(last).str.lower()
+            + "@"
+            + domain,
             "phone": pd.Series(rng.integers(10**9, 10**10, n)).map("+1{:010d}".format),
             "_account_row": acc_idx,
             "_created_day": created_day,
@@ -447,12 +456,16 @@ def _chain(cfg: SyntheticCRMConfig, leads: pd.DataFrame, accounts: pd.DataFrame)
             h[EC] = hazard(b["engaged_to_cold"], -0.3 * fit)
             h[EV] = hazard(b["engaged_to_evaluating"], 0.5 * fit + intent)
             h[VE] = hazard(b["evaluating_to_engaged"], -0.3 * intent)
-            h[VO] = hazard(b["evaluating_to_opportunity"], 0.6 * fit + 0.8 * intent + 0.5 * shift + vo_type)
+            h[VO] = hazard(
+                b["evaluating_to_opportunity"], 0.6 * fit + 0.8 * intent + 0.5 * shift + vo_type
+            )
             h[CLOSE] = hazard(b["opportunity_close"], 0.0)
             logit = b["win_log_odds"] + win + 0.3 * intent + shift + win_type
             h[WIN] = 1 / (1 + np.exp(-logit))
     start = np.zeros((n, OPEN_STATES))
-    mix = np.array([START_MIX.get(v, START_MIX["default"]) for v in ct.SOURCES] + [START_MIX["default"]])
+    mix = np.array(
+        [START_MIX.get(v, START_MIX["default"]) for v in ct.SOURCES] + [START_MIX["default"]]
+    )
     src_idx = leads["source"].map({v: i for i, v in enumerate(ct.SOURCES)}).fillna(len(ct.SOURCES))
     start[:, COLD : EVALUATING + 1] = mix[src_idx.to_numpy(dtype=int)]
     buyer_prior = 1 / (1 + np.exp(-(b["buyer_log_odds"] + 0.5 * fit + 0.5 * intent)))
@@ -485,7 +498,9 @@ def _predict_step(alpha: np.ndarray, hz: np.ndarray) -> np.ndarray:
     return np.stack(_transition(list(alpha.T), hz), axis=1)
 
 
-def _day_loglik(counts: np.ndarray, in_opp: np.ndarray, lam: np.ndarray, day_factor: float) -> np.ndarray:
+def _day_loglik(
+    counts: np.ndarray, in_opp: np.ndarray, lam: np.ndarray, day_factor: float
+) -> np.ndarray:
     """log P(one day's observations | state) up to a constant, per lead [m, OPEN_STATES].
 
     ``counts`` [m, event types] are the day's events per type; each type is Poisson with rate
@@ -500,7 +515,9 @@ def _day_loglik(counts: np.ndarray, in_opp: np.ndarray, lam: np.ndarray, day_fac
     return loglik
 
 
-def _filter_day(alpha: np.ndarray, hz: list[np.ndarray], loglik: np.ndarray, fresh: np.ndarray) -> np.ndarray:
+def _filter_day(
+    alpha: np.ndarray, hz: list[np.ndarray], loglik: np.ndarray, fresh: np.ndarray
+) -> np.ndarray:
     """One day of the forward filter over (type, state): predict, weigh, normalise.
 
     ``alpha`` [m, 2 types, OPEN_STATES] is yesterday's filtered distribution (or the prior for
@@ -689,8 +706,15 @@ def _respell(values: pd.Series, column: str, rate: float, rng) -> pd.Series:
     return out
 
 
-def _inject_event_defects(lead: np.ndarray, ts: np.ndarray, kind: np.ndarray, created_at: np.ndarray,
-                          d: DefectRates, extracted_at: pd.Timestamp, rng):
+def _inject_event_defects(
+    lead: np.ndarray,
+    ts: np.ndarray,
+    kind: np.ndarray,
+    created_at: np.ndarray,
+    d: DefectRates,
+    extracted_at: pd.Timestamp,
+    rng,
+):
     """Append defect rows (copies of random events) to the event arrays.
 
     Events for unknown leads get lead codes past the last real lead (their ids are returned);
@@ -740,13 +764,19 @@ def generate_crm(
     leads = _make_leads(cfg, accounts, days, rng)
     dr = cfg.defects
     # Missing values first, so the chain's odds depend on exactly what the data shows.
-    accounts = _blank_out(accounts, ["industry", "employee_count", "annual_revenue"], dr.missing_value, rng)
-    leads = _blank_out(leads, ["source", "seniority", "department", "country", "job_title"], dr.missing_value, rng)
+    accounts = _blank_out(
+        accounts, ["industry", "employee_count", "annual_revenue"], dr.missing_value, rng
+    )
+    leads = _blank_out(
+        leads, ["source", "seniority", "department", "country", "job_title"], dr.missing_value, rng
+    )
     chain = _chain(cfg, leads, accounts)
     events_raw, snaps, opp_open_day, close_day, won = _simulate(
         cfg, leads, chain, days, shift_day, rng, progress
     )
-    log.info("simulated %d leads, %d events over %d days", len(leads), len(events_raw["lead"]), len(days))
+    log.info(
+        "simulated %d leads, %d events over %d days", len(leads), len(events_raw["lead"]), len(days)
+    )
 
     day0 = days.to_numpy()
     lead_ids = leads["lead_id"].to_numpy()
@@ -757,7 +787,9 @@ def generate_crm(
     del events_raw, order
 
     has_opp = np.flatnonzero(opp_open_day >= 0)
-    opp_created = day0[opp_open_day[has_opp]] + rng.integers(8 * 3600, 19 * 3600, len(has_opp)).astype("timedelta64[s]")
+    opp_created = day0[opp_open_day[has_opp]] + rng.integers(
+        8 * 3600, 19 * 3600, len(has_opp)
+    ).astype("timedelta64[s]")
     closed = close_day[has_opp] >= 0
     closed_at = np.where(
         closed,
@@ -765,8 +797,12 @@ def generate_crm(
         + rng.integers(8 * 3600, 19 * 3600, len(has_opp)).astype("timedelta64[s]"),
         np.datetime64("NaT"),
     )
-    size = accounts["employee_count"].to_numpy(dtype=float)[leads["_account_row"].to_numpy()[has_opp]]
-    amount = np.round(rng.lognormal(np.log(8_000) + 0.45 * np.log10(np.nan_to_num(size, nan=60.0)), 0.6), -2)
+    size = accounts["employee_count"].to_numpy(dtype=float)[
+        leads["_account_row"].to_numpy()[has_opp]
+    ]
+    amount = np.round(
+        rng.lognormal(np.log(8_000) + 0.45 * np.log10(np.nan_to_num(size, nan=60.0)), 0.6), -2
+    )
     opportunities = pd.DataFrame(
         {
             "opportunity_id": pd.Series([f"O{i:08d}" for i in range(len(has_opp))], dtype="str"),
@@ -818,7 +854,12 @@ def generate_crm(
             if frame[col].dtype == object:
                 frame[col] = frame[col].astype("str")
     return SyntheticCRM(
-        tables={"leads": leads, "accounts": accounts, "events": events, "opportunities": opportunities},
+        tables={
+            "leads": leads,
+            "accounts": accounts,
+            "events": events,
+            "opportunities": opportunities,
+        },
         oracle=oracle,
         extracted_at=extracted_at,
     )

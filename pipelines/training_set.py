@@ -62,7 +62,9 @@ def label_snapshots(
     keep = ~(before_lead | already_closed | censored)
 
     # Won within the horizon: any won opportunity closing in [as_of, as_of + horizon).
-    in_window = (pairs["closed_at"] >= pairs["as_of"]) & (pairs["closed_at"] < pairs["as_of"] + horizon)
+    in_window = (pairs["closed_at"] >= pairs["as_of"]) & (
+        pairs["closed_at"] < pairs["as_of"] + horizon
+    )
     label = _any_per_row(pairs, in_window.to_numpy() & is_won, len(snaps)).astype(np.int8)
     kept = snaps[keep].assign(label=label[keep]).reset_index(drop=True)
     excluded = {
@@ -72,7 +74,10 @@ def label_snapshots(
     }
     log.info(
         "labelled %d of %d snapshots (%.2f%% positive); left out: %s",
-        len(kept), len(snaps), 100 * kept["label"].mean() if len(kept) else 0.0, excluded,
+        len(kept),
+        len(snaps),
+        100 * kept["label"].mean() if len(kept) else 0.0,
+        excluded,
     )
     return LabelledSnapshots(kept.sort_values(["as_of", "lead_id"], ignore_index=True), excluded)
 
@@ -100,7 +105,9 @@ def temporal_split(
     last = as_of.max()
     test_start = last.normalize() - pd.Timedelta(days=test_days - 1)
     validation_start = test_start - pd.Timedelta(days=validation_days)
-    split = np.where(as_of >= test_start, "test", np.where(as_of >= validation_start, "validation", "train"))
+    split = np.where(
+        as_of >= test_start, "test", np.where(as_of >= validation_start, "validation", "train")
+    )
     if purge_days:
         label_end = as_of + pd.Timedelta(days=purge_days)
         crosses = ((split == "train") & (label_end > validation_start).to_numpy()) | (
@@ -181,7 +188,9 @@ def _won_lost(pairs: pd.DataFrame, n: int) -> tuple[np.ndarray, np.ndarray]:
     return won_before, (n_opened > 0) & (n_still_open == 0) & ~won_before
 
 
-def won_or_lost_before(snapshots: pd.DataFrame, opportunities: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def won_or_lost_before(
+    snapshots: pd.DataFrame, opportunities: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
     """Per snapshot (``lead_id``, ``as_of``): already won, already lost, by the rule labels use
     (a lost opportunity does not close a lead that has another one open or won)."""
     snaps = snapshots[["lead_id", "as_of"]].reset_index(drop=True)

@@ -84,9 +84,21 @@ def tiny_tables() -> dict[str, pd.DataFrame]:
         {
             "lead_id": ["L1", "L1", "L1", "L1", "L2"],
             "timestamp": pd.to_datetime(
-                ["2024-03-01 10:00", "2024-03-03 08:00", "2024-03-03 09:00", "2024-03-09 12:00", "2024-03-06 00:00"]
+                [
+                    "2024-03-01 10:00",
+                    "2024-03-03 08:00",
+                    "2024-03-03 09:00",
+                    "2024-03-09 12:00",
+                    "2024-03-06 00:00",
+                ]
             ),
-            "event_type": ["page_view", "pricing_page_view", "pricing_page_view", "demo_request", "email_open"],
+            "event_type": [
+                "page_view",
+                "pricing_page_view",
+                "pricing_page_view",
+                "demo_request",
+                "email_open",
+            ],
         }
     )
     opportunities = pd.DataFrame(
@@ -134,13 +146,48 @@ def trained_world(tmp_path_factory, small_params_template) -> tuple[Path, dict]:
         ["generate", "--out", str(tmp / "crm"), "--oracle", str(tmp / "oracle.parquet")],
         ["validate", str(tmp / "crm"), "--out", str(tmp / "v"), "--rejects", str(tmp / "r")],
         ["label", "--validated", str(tmp / "v"), "--out", str(tmp / "labels.parquet")],
-        ["features", "--validated", str(tmp / "v"), "--snapshots", str(tmp / "labels.parquet"), "--out", str(tmp / "f" / "features.parquet")],
-        ["training-set", "--features", str(tmp / "f" / "features.parquet"), "--snapshots", str(tmp / "labels.parquet"),
-         "--validated", str(tmp / "v"), "--out", str(tmp / "sets")],
-        ["train", "--training", str(tmp / "sets"), "--validated", str(tmp / "v"), "--out", str(tmp / "model")],
-        ["evaluate", "--training", str(tmp / "sets"), "--model", str(tmp / "model"), "--out", str(tmp / "eval")],
+        [
+            "features",
+            "--validated",
+            str(tmp / "v"),
+            "--snapshots",
+            str(tmp / "labels.parquet"),
+            "--out",
+            str(tmp / "f" / "features.parquet"),
+        ],
+        [
+            "training-set",
+            "--features",
+            str(tmp / "f" / "features.parquet"),
+            "--snapshots",
+            str(tmp / "labels.parquet"),
+            "--validated",
+            str(tmp / "v"),
+            "--out",
+            str(tmp / "sets"),
+        ],
+        [
+            "train",
+            "--training",
+            str(tmp / "sets"),
+            "--validated",
+            str(tmp / "v"),
+            "--out",
+            str(tmp / "model"),
+        ],
+        [
+            "evaluate",
+            "--training",
+            str(tmp / "sets"),
+            "--model",
+            str(tmp / "model"),
+            "--out",
+            str(tmp / "eval"),
+        ],
     ]
     for step in steps:
-        result = CliRunner().invoke(app, ["-q", step[0], "-p", str(p), *step[1:]], catch_exceptions=False)
+        result = CliRunner().invoke(
+            app, ["-q", step[0], "-p", str(p), *step[1:]], catch_exceptions=False
+        )
         assert result.exit_code == 0, result.output
     return tmp, params

@@ -35,14 +35,41 @@ def invoke(*args: str) -> str:
 def test_generate_validate_label_features_training_set(tmp_path, small_params):
     p = str(write_params(small_params, tmp_path))
     crm, validated, rejects = tmp_path / "crm", tmp_path / "validated", tmp_path / "rejects"
-    labels, feats, sets = tmp_path / "labels.parquet", tmp_path / "features" / "features.parquet", tmp_path / "sets"
+    labels, feats, sets = (
+        tmp_path / "labels.parquet",
+        tmp_path / "features" / "features.parquet",
+        tmp_path / "sets",
+    )
     oracle = tmp_path / "oracle.parquet"
     invoke("-q", "generate", "-p", p, "--out", str(crm), "--oracle", str(oracle))
     invoke("-q", "validate", str(crm), "-p", p, "--out", str(validated), "--rejects", str(rejects))
     invoke("-q", "label", "-p", p, "--validated", str(validated), "--out", str(labels))
-    invoke("-q", "features", "-p", p, "--validated", str(validated), "--snapshots", str(labels), "--out", str(feats))
-    invoke("-q", "training-set", "-p", p, "--features", str(feats), "--snapshots", str(labels),
-           "--validated", str(validated), "--out", str(sets))
+    invoke(
+        "-q",
+        "features",
+        "-p",
+        p,
+        "--validated",
+        str(validated),
+        "--snapshots",
+        str(labels),
+        "--out",
+        str(feats),
+    )
+    invoke(
+        "-q",
+        "training-set",
+        "-p",
+        p,
+        "--features",
+        str(feats),
+        "--snapshots",
+        str(labels),
+        "--validated",
+        str(validated),
+        "--out",
+        str(sets),
+    )
 
     # Nothing lost: every input row is either validated or quarantined with a reason.
     summary = json.loads((rejects / "summary.json").read_text())
@@ -50,7 +77,10 @@ def test_generate_validate_label_features_training_set(tmp_path, small_params):
         assert counts["rows_in"] == counts["rows_out"] + counts["rows_rejected"], table
     assert summary["leads"]["reasons"]["duplicate lead_id"] > 0
     event_rejects = pd.read_parquet(rejects / "events.parquet")
-    assert event_rejects["reject_reason"].notna().all() and len(event_rejects) == summary["events"]["rows_rejected"]
+    assert (
+        event_rejects["reject_reason"].notna().all()
+        and len(event_rejects) == summary["events"]["rows_rejected"]
+    )
 
     manifest = json.loads((sets / "manifest.json").read_text())
     catalog = json.loads((feats.parent / "feature_catalog.json").read_text())["features"]
@@ -76,8 +106,20 @@ def test_generate_validate_label_features_training_set(tmp_path, small_params):
 
     model, evaluation = tmp_path / "model", tmp_path / "evaluation"
     invoke("-q", "train", "-p", p, "--training", str(sets), "--out", str(model))
-    invoke("-q", "evaluate", "-p", p, "--training", str(sets), "--model", str(model),
-           "--out", str(evaluation), "--oracle", str(oracle))
+    invoke(
+        "-q",
+        "evaluate",
+        "-p",
+        p,
+        "--training",
+        str(sets),
+        "--model",
+        str(model),
+        "--out",
+        str(evaluation),
+        "--oracle",
+        str(oracle),
+    )
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert set(metrics["test"]) == {"model", "model_uncalibrated", "baseline", "oracle"}
     for report in metrics["test"].values():
@@ -91,8 +133,22 @@ def test_generate_validate_label_features_training_set(tmp_path, small_params):
 
 
 def test_every_command_explains_itself():
-    for command in ("generate", "validate", "label", "features", "training-set", "manifest", "catalog",
-                    "train", "evaluate", "register", "metrics", "score", "scores", "scoring-runs"):
+    for command in (
+        "generate",
+        "validate",
+        "label",
+        "features",
+        "training-set",
+        "manifest",
+        "catalog",
+        "train",
+        "evaluate",
+        "register",
+        "metrics",
+        "score",
+        "scores",
+        "scoring-runs",
+    ):
         out = invoke(command, "--help")
         assert "Usage" in out and len(out) > 300, command
 
@@ -104,8 +160,19 @@ def test_a_missing_column_stops_validation_with_a_clear_message(tmp_path, tiny_t
     tables["events"] = tables["events"].drop(columns=["event_type"])
     for name, frame in tables.items():
         frame.to_csv(crm / f"{name}.csv", index=False)
-    result = CliRunner().invoke(app, ["validate", str(crm), "-p", str(ROOT / "params.yaml"),
-                                      "--out", str(tmp_path / "v"), "--rejects", str(tmp_path / "r")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "validate",
+            str(crm),
+            "-p",
+            str(ROOT / "params.yaml"),
+            "--out",
+            str(tmp_path / "v"),
+            "--rejects",
+            str(tmp_path / "r"),
+        ],
+    )
     assert result.exit_code == 1
     assert "events" in result.output and "event_type" in result.output
     assert not (tmp_path / "v" / "events.parquet").exists()
@@ -148,12 +215,20 @@ def test_dvc_repro_runs_the_pipeline_offline(tmp_path, small_params):
     assert registered["tracking_uri"].endswith("mlflow.db") and registered["run_id"]
     # The score stage wrote every open lead back into the demo CRM database, once.
     scoring = json.loads((work / "data" / "scoring" / "summary.json").read_text())
-    assert scoring["status"] == "succeeded" and scoring["leads_written"] == scoring["counts"]["open"] > 0
+    assert (
+        scoring["status"] == "succeeded"
+        and scoring["leads_written"] == scoring["counts"]["open"] > 0
+    )
     assert scoring["model_version"] == "1" and scoring["drift"]["verdict"] in ("ok", "warn")
     import sqlalchemy as sa
 
     engine = sa.create_engine(f"sqlite:///{work / 'data' / 'crm.db'}")
     with engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT count(*) FROM lead_scores").scalar_one() == scoring["leads_written"]
-        assert conn.exec_driver_sql("SELECT status FROM scoring_runs").scalars().all() == ["succeeded"]
+        assert (
+            conn.exec_driver_sql("SELECT count(*) FROM lead_scores").scalar_one()
+            == scoring["leads_written"]
+        )
+        assert conn.exec_driver_sql("SELECT status FROM scoring_runs").scalars().all() == [
+            "succeeded"
+        ]
     engine.dispose()

@@ -40,7 +40,9 @@ def invoke(*args: str):
 def one_line_error(result) -> str:
     """The error line of a stopped command (exit 1), after checking it is one line, no traceback."""
     assert result.exit_code == 1, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
     lines = [line for line in result.output.splitlines() if line.strip()]
     # Warnings logged on the way (drift of the small test world) may come first, one line each.
     assert all(" WARNING " in line for line in lines[:-1]), result.output
@@ -71,7 +73,9 @@ def export(trained_world, tmp_path):
 def test_rejects_pointed_at_the_export_is_refused_and_the_export_is_untouched(export):
     crm, params, _, tmp = export
     before = digest(crm)
-    line = one_line_error(invoke("validate", crm, "-p", params, "--out", tmp / "v", "--rejects", crm))
+    line = one_line_error(
+        invoke("validate", crm, "-p", params, "--out", tmp / "v", "--rejects", crm)
+    )
     assert "--rejects" in line and str(crm) in line
     assert digest(crm) == before and not (tmp / "v").exists()
 
@@ -79,8 +83,12 @@ def test_rejects_pointed_at_the_export_is_refused_and_the_export_is_untouched(ex
 @pytest.mark.parametrize("where", ["same", "inside", "contains"])
 def test_out_and_rejects_in_one_place_are_refused(export, where):
     crm, params, _, tmp = export
-    out, rejects = {"same": ("v", "v"), "inside": ("v", "v/rejects"), "contains": ("v/clean", "v")}[where]
-    line = one_line_error(invoke("validate", crm, "-p", params, "--out", tmp / out, "--rejects", tmp / rejects))
+    out, rejects = {"same": ("v", "v"), "inside": ("v", "v/rejects"), "contains": ("v/clean", "v")}[
+        where
+    ]
+    line = one_line_error(
+        invoke("validate", crm, "-p", params, "--out", tmp / out, "--rejects", tmp / rejects)
+    )
     assert "overlap" in line and not (tmp / "v").exists()
 
 
@@ -97,9 +105,15 @@ def test_score_rejects_inside_the_export_is_refused_before_anything_runs(export)
 
 def test_validate_twice_into_the_same_folders_replaces_only_its_own_files(export):
     crm, params, _, tmp = export
-    assert invoke("validate", crm, "-p", params, "--out", tmp / "v", "--rejects", tmp / "r").exit_code == 0
+    assert (
+        invoke("validate", crm, "-p", params, "--out", tmp / "v", "--rejects", tmp / "r").exit_code
+        == 0
+    )
     (tmp / "v" / "notes.txt").write_text("mine")
-    assert invoke("validate", crm, "-p", params, "--out", tmp / "v", "--rejects", tmp / "r").exit_code == 0
+    assert (
+        invoke("validate", crm, "-p", params, "--out", tmp / "v", "--rejects", tmp / "r").exit_code
+        == 0
+    )
     assert (tmp / "v" / "notes.txt").read_text() == "mine"
     # A file of the same name the user put there is never overwritten.
     (tmp / "r" / "summary.json").unlink()
@@ -107,7 +121,9 @@ def test_validate_twice_into_the_same_folders_replaces_only_its_own_files(export
     marker = json.loads((tmp / "r" / ".leadscore-outputs.json").read_text())
     marker["files"].remove("summary.json")
     (tmp / "r" / ".leadscore-outputs.json").write_text(json.dumps(marker))
-    line = one_line_error(invoke("validate", crm, "-p", params, "--out", tmp / "v", "--rejects", tmp / "r"))
+    line = one_line_error(
+        invoke("validate", crm, "-p", params, "--out", tmp / "v", "--rejects", tmp / "r")
+    )
     assert "summary.json" in line and "not written by leadscore" in line
     assert (tmp / "r" / "summary.json").read_text() == "the user's own summary"
     assert not (tmp / "v" / ".leadscore-outputs.json.tmp").exists()
@@ -118,13 +134,24 @@ def test_validate_twice_into_the_same_folders_replaces_only_its_own_files(export
 # ------------------------------------------------------------------------------------------------
 def test_an_unreachable_database_url_is_one_line_without_its_password(export):
     _, params, _, tmp = export
-    result = invoke("validate", "postgresql+psycopg://scorer:S3CRET@127.0.0.1:1/crm", "-p", params, "--out", tmp / "v", "--rejects", tmp / "r")
+    result = invoke(
+        "validate",
+        "postgresql+psycopg://scorer:S3CRET@127.0.0.1:1/crm",
+        "-p",
+        params,
+        "--out",
+        tmp / "v",
+        "--rejects",
+        tmp / "r",
+    )
     line = one_line_error(result)
     assert "S3CRET" not in result.output and "127.0.0.1" in line
     assert not (tmp / "v").exists()
 
 
-def test_a_crm_database_with_a_password_leaves_it_out_of_reports_logs_and_mlflow(export, postgres_url, monkeypatch):
+def test_a_crm_database_with_a_password_leaves_it_out_of_reports_logs_and_mlflow(
+    export, postgres_url, monkeypatch
+):
     """A real PostgreSQL source given with a password (the throwaway server trusts any)."""
     from features.readers import read_crm, write_crm
 
@@ -137,10 +164,15 @@ def test_a_crm_database_with_a_password_leaves_it_out_of_reports_logs_and_mlflow
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
     engine.dispose()
     write_crm(read_crm(crm), with_password)
-    params["crm"].update(source=with_password, extracted_at=json.loads((crm / "crm_meta.json").read_text())["extracted_at"])
+    params["crm"].update(
+        source=with_password,
+        extracted_at=json.loads((crm / "crm_meta.json").read_text())["extracted_at"],
+    )
     path = tmp / "params-pg.yaml"
     path.write_text(yaml.safe_dump(params))
-    result = CliRunner().invoke(app, ["validate", "-p", str(path), "--out", str(tmp / "v"), "--rejects", str(tmp / "r")])
+    result = CliRunner().invoke(
+        app, ["validate", "-p", str(path), "--out", str(tmp / "v"), "--rejects", str(tmp / "r")]
+    )
     assert result.exit_code == 0, result.output
     assert "S3CRET" not in result.output
     for file in [*(tmp / "v").rglob("*"), *(tmp / "r").rglob("*")]:
@@ -179,7 +211,10 @@ def test_ids_of_another_type_in_one_table_still_match(export):
     params_path.write_text(yaml.safe_dump(params))
     result = invoke("validate", crm, "-p", params_path, "--out", tmp / "v", "--rejects", tmp / "r")
     assert result.exit_code == 0, result.output
-    counts = {c["table"]: c for c in json.loads((tmp / "v" / "validation_report.json").read_text())["counts"]}
+    counts = {
+        c["table"]: c
+        for c in json.loads((tmp / "v" / "validation_report.json").read_text())["counts"]
+    }
     assert counts["events"]["rows_rejected"] < 0.01 * counts["events"]["rows_in"]
 
 
@@ -188,11 +223,17 @@ def test_all_events_of_unknown_leads_stop_validate_and_score_with_nothing_writte
     events = pd.read_parquet(crm / "events.parquet")
     events["lead_id"] = "X" + events["lead_id"].astype(str)
     events.to_parquet(crm / "events.parquet", index=False)
-    line = one_line_error(invoke("validate", crm, "-p", params, "--out", tmp / "v", "--rejects", tmp / "r"))
+    line = one_line_error(
+        invoke("validate", crm, "-p", params, "--out", tmp / "v", "--rejects", tmp / "r")
+    )
     assert "events" in line and "unknown lead_id" in line and "max_quarantined_fraction" in line
     assert not (tmp / "v").exists() and not (tmp / "r").exists()
     line = one_line_error(invoke("score", crm, "-p", params, "--create"))
-    assert "events" in line and not (tmp / "scores.db").exists() and not (tmp / "score-rejects").exists()
+    assert (
+        "events" in line
+        and not (tmp / "scores.db").exists()
+        and not (tmp / "score-rejects").exists()
+    )
 
 
 @pytest.mark.parametrize("table", ["leads", "events", "opportunities"])
@@ -228,12 +269,28 @@ def test_a_mistyped_sink_database_is_refused_and_nothing_is_created(export, typo
 def test_an_unknown_sink_scheme_is_one_line_listing_the_supported_ones(export, url):
     crm, params, _, _ = export
     line = one_line_error(invoke("score", crm, "-p", params, "--to", url))
-    assert url.split("://")[0] in line and "sqlite" in line and "hubspot" in line and "salesforce" in line
+    assert (
+        url.split("://")[0] in line
+        and "sqlite" in line
+        and "hubspot" in line
+        and "salesforce" in line
+    )
 
 
 def test_a_missing_sqlite_source_is_refused_and_not_created(export):
     _, params, _, tmp = export
-    line = one_line_error(invoke("validate", f"sqlite:///{tmp / 'crm.db'}", "-p", params, "--out", tmp / "v", "--rejects", tmp / "r"))
+    line = one_line_error(
+        invoke(
+            "validate",
+            f"sqlite:///{tmp / 'crm.db'}",
+            "-p",
+            params,
+            "--out",
+            tmp / "v",
+            "--rejects",
+            tmp / "r",
+        )
+    )
     assert "does not exist" in line and not (tmp / "crm.db").exists()
 
 
@@ -258,8 +315,21 @@ def test_two_scoring_processes_started_together_write_every_lead_once(export):
     import sys
 
     crm, params, _, tmp = export
-    command = [sys.executable, "-m", "pipelines.cli", "-q", "score", str(crm), "-p", str(params), "--create"]
-    jobs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "-q",
+        "score",
+        str(crm),
+        "-p",
+        str(params),
+        "--create",
+    ]
+    jobs = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outcomes = [(job.wait(), *job.communicate()) for job in jobs]
     codes = sorted(code for code, _, _ in outcomes)
     assert codes == [0, 1], outcomes
@@ -272,7 +342,9 @@ def test_two_scoring_processes_started_together_write_every_lead_once(export):
     engine = sa.create_engine(f"sqlite:///{tmp / 'scores.db'}")
     with engine.connect() as conn:
         runs = conn.exec_driver_sql("SELECT status FROM scoring_runs").scalars().all()
-        history = conn.exec_driver_sql("SELECT count(*), count(DISTINCT lead_id) FROM lead_score_history").one()
+        history = conn.exec_driver_sql(
+            "SELECT count(*), count(DISTINCT lead_id) FROM lead_score_history"
+        ).one()
         current = conn.exec_driver_sql("SELECT count(*) FROM lead_scores").scalar_one()
         leases = conn.exec_driver_sql("SELECT count(*) FROM scoring_leases").scalar_one()
     engine.dispose()
@@ -309,7 +381,11 @@ def test_a_job_refuses_a_sink_whose_lease_is_alive_and_takes_over_a_dead_one(exp
         # The owner died: its heartbeat is older than the ttl; the next job takes the sink over.
         conn.exec_driver_sql(
             "UPDATE scoring_leases SET heartbeat_at = ?",
-            ((now - pd.Timedelta(seconds=settings["score"]["lease"]["ttl_s"] + 1)).to_pydatetime(),),
+            (
+                (
+                    now - pd.Timedelta(seconds=settings["score"]["lease"]["ttl_s"] + 1)
+                ).to_pydatetime(),
+            ),
         )
         conn.commit()
     result = CliRunner().invoke(app, ["score", str(crm), "-p", str(params)])
@@ -317,7 +393,9 @@ def test_a_job_refuses_a_sink_whose_lease_is_alive_and_takes_over_a_dead_one(exp
     assert "otherhost:4242" in result.output  # the take-over is logged with the dead owner
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM scoring_leases").scalar_one() == 0
-        assert conn.exec_driver_sql("SELECT status FROM scoring_runs").scalars().all() == ["succeeded"]
+        assert conn.exec_driver_sql("SELECT status FROM scoring_runs").scalars().all() == [
+            "succeeded"
+        ]
     engine.dispose()
 
 
@@ -329,9 +407,14 @@ def test_no_personal_column_or_value_in_validated_tables_or_rejects(export):
     leads = pd.read_parquet(crm / "leads.parquet")
     emails = set(leads["email"].dropna())
     assert emails  # the synthetic export carries invented emails, like a real one
-    assert invoke("validate", crm, "-p", params, "--out", tmp / "v", "--rejects", tmp / "r").exit_code == 0
+    assert (
+        invoke("validate", crm, "-p", params, "--out", tmp / "v", "--rejects", tmp / "r").exit_code
+        == 0
+    )
     files = [p for p in [*(tmp / "v").rglob("*.parquet"), *(tmp / "r").rglob("*.parquet")]]
-    assert any("leads" in p.name for p in files if "r" == p.parent.name)  # duplicate leads were quarantined
+    assert any(
+        "leads" in p.name for p in files if "r" == p.parent.name
+    )  # duplicate leads were quarantined
     for file in files:
         frame = pd.read_parquet(file)
         assert not {"first_name", "last_name", "email", "phone"} & set(frame.columns), file
@@ -346,10 +429,24 @@ def test_without_a_terminal_every_log_line_is_dated_levelled_and_named_with_prog
     import re
 
     crm, params, _, tmp = export
-    result = CliRunner().invoke(app, ["validate", str(crm), "-p", str(params), "--out", str(tmp / "v"), "--rejects", str(tmp / "r")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "validate",
+            str(crm),
+            "-p",
+            str(params),
+            "--out",
+            str(tmp / "v"),
+            "--rejects",
+            str(tmp / "r"),
+        ],
+    )
     assert result.exit_code == 0
     logged = [line for line in result.output.splitlines() if re.match(r"\d{4}-\d\d-\d\dT", line)]
-    pattern = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} (DEBUG|INFO|WARNING|ERROR) [\w.]+: \S")
+    pattern = re.compile(
+        r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} (DEBUG|INFO|WARNING|ERROR) [\w.]+: \S"
+    )
     assert len(logged) > 10 and all(pattern.match(line) for line in logged), logged[:3]
     assert any("reading tables: 4 of 4 (100%)" in line for line in logged)
     assert any("validating tables: 4 of 4 (100%)" in line for line in logged)
@@ -360,4 +457,8 @@ def test_without_a_terminal_every_log_line_is_dated_levelled_and_named_with_prog
 def test_score_help_states_the_exit_codes():
     result = CliRunner().invoke(app, ["score", "--help"], terminal_width=200)
     text = " ".join(result.output.split())
-    assert "Exit codes: 0 succeeded" in text and "1 stopped with an error" in text and "2 partial" in text
+    assert (
+        "Exit codes: 0 succeeded" in text
+        and "1 stopped with an error" in text
+        and "2 partial" in text
+    )

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 import yaml
 from typer.testing import CliRunner
 
-from pipelines.cli import app
 from pipelines import score_job
+from pipelines.cli import app
 from pipelines.score_job import DriftRefused, NothingToScore
 from pipelines.scoring import load_scoring_model, open_leads
 from pipelines.writeback.base import SCORE_COLUMNS, BatchWriteError
@@ -62,18 +62,37 @@ def test_every_open_lead_is_written_once_with_its_score_stage_and_reasons(world)
     runs = read_table(url, "scoring_runs")
 
     counts = summary["counts"]
-    assert summary["status"] == "succeeded" and summary["leads_written"] == counts["scored"] == counts["open"] > 300
-    assert counts["leads_in_crm"] == counts["open"] + counts["already_won"] + counts["already_lost"] + counts["created_after_as_of"] + counts["older_than_max_age"]
+    assert (
+        summary["status"] == "succeeded"
+        and summary["leads_written"] == counts["scored"] == counts["open"] > 300
+    )
+    assert (
+        counts["leads_in_crm"]
+        == counts["open"]
+        + counts["already_won"]
+        + counts["already_lost"]
+        + counts["created_after_as_of"]
+        + counts["older_than_max_age"]
+    )
     assert len(current) == len(history) == counts["open"] and current["lead_id"].is_unique
     assert (history["run_id"] == summary["run_id"]).all()
-    assert runs.loc[0, ["status", "leads_scored", "leads_written", "leads_failed"]].tolist() == ["succeeded", counts["open"], counts["open"], 0]
+    assert runs.loc[0, ["status", "leads_scored", "leads_written", "leads_failed"]].tolist() == [
+        "succeeded",
+        counts["open"],
+        counts["open"],
+        0,
+    ]
     # The scores are the packaged model's scores of the open leads' features as of the run.
     model = load_scoring_model(params["score"]["model_uri"])
     assert set(current["model_version"]) == {model.version}
     assert (current["score"] == np.rint(100 * current["probability"])).all()
-    assert current["stage"].value_counts().to_dict() == {k: v for k, v in summary["stages"].items() if v}
+    assert current["stage"].value_counts().to_dict() == {
+        k: v for k, v in summary["stages"].items() if v
+    }
     sql = current[current["stage"] == "SQL"]
-    assert (sql["probability"] >= model.cutoffs["sql"]).all() and (sql["gate_authority"] == "pass").all()
+    assert (sql["probability"] >= model.cutoffs["sql"]).all() and (
+        sql["gate_authority"] == "pass"
+    ).all()
     # Reasons: words, at most three each way, for nearly every lead.
     assert current["reasons_for"].notna().mean() > 0.9
     assert current["reasons_for"].dropna().str.count("; ").max() <= 2
@@ -135,7 +154,11 @@ def test_a_failed_batch_is_recorded_with_its_leads_and_retried_by_the_next_run(w
 
     monkeypatch.setattr(SqlSink, "write_batch", original)
     again = run_score(params, str(root / "crm"))
-    assert again["status"] == "succeeded" and again["leads_written"] == 150 and again["run_id"] == runs.loc[0, "run_id"]
+    assert (
+        again["status"] == "succeeded"
+        and again["leads_written"] == 150
+        and again["run_id"] == runs.loc[0, "run_id"]
+    )
     assert read_table(url, "lead_scores")["lead_id"].isin(lost).sum() == 150
     assert read_table(url, "scoring_failures").empty
 
@@ -149,9 +172,20 @@ def test_postgresql_receives_the_same_scores_as_sqlite(world, postgres_url):
     engine.dispose()
     on_sqlite = run_score(params, str(root / "crm"), as_of="2024-11-01")
     on_postgres = run_score(params, str(root / "crm"), to=postgres_url, as_of="2024-11-01")
-    assert on_postgres["status"] == "succeeded" and on_postgres["leads_written"] == on_sqlite["leads_written"]
-    a = read_table(params["score"]["to"], "lead_scores").drop(columns="run_id").sort_values("lead_id", ignore_index=True)
-    b = read_table(postgres_url, "lead_scores").drop(columns="run_id").sort_values("lead_id", ignore_index=True)
+    assert (
+        on_postgres["status"] == "succeeded"
+        and on_postgres["leads_written"] == on_sqlite["leads_written"]
+    )
+    a = (
+        read_table(params["score"]["to"], "lead_scores")
+        .drop(columns="run_id")
+        .sort_values("lead_id", ignore_index=True)
+    )
+    b = (
+        read_table(postgres_url, "lead_scores")
+        .drop(columns="run_id")
+        .sort_values("lead_id", ignore_index=True)
+    )
     pd.testing.assert_frame_equal(a, b, check_dtype=False)
     # Scoring the same day again adds a run to the history, never a duplicate row within a run.
     run_score(params, str(root / "crm"), to=postgres_url, as_of="2024-11-01")
@@ -167,11 +201,16 @@ def test_an_older_score_never_overwrites_a_newer_one(world):
     newer = current[current["scored_at"] == pd.Timestamp("2024-11-01")]
     older = current[current["scored_at"] == pd.Timestamp("2024-10-01")]
     open_then, _ = open_leads(
-        {"leads": pd.read_parquet(root / "v" / "leads.parquet"), "opportunities": pd.read_parquet(root / "v" / "opportunities.parquet")},
+        {
+            "leads": pd.read_parquet(root / "v" / "leads.parquet"),
+            "opportunities": pd.read_parquet(root / "v" / "opportunities.parquet"),
+        },
         pd.Timestamp("2024-11-01"),
     )
     assert set(newer["lead_id"]) == set(open_then["lead_id"])
-    assert not older["lead_id"].isin(newer["lead_id"]).any()  # only leads not open on 1 Nov keep 1 Oct
+    assert (
+        not older["lead_id"].isin(newer["lead_id"]).any()
+    )  # only leads not open on 1 Nov keep 1 Oct
 
 
 def test_parquet_sink_writes_current_scores_and_history_and_resumes(world, monkeypatch):
@@ -197,7 +236,9 @@ def test_parquet_sink_writes_current_scores_and_history_and_resumes(world, monke
     current = pd.read_parquet(folder / "lead_scores.parquet")
     history = pd.concat(pd.read_parquet(p) for p in (folder / "history").rglob("*.parquet"))
     assert done["counts"]["already_written"] == 150
-    assert list(current.columns) == SCORE_COLUMNS and len(current) == done["counts"]["open"] == len(history)
+    assert list(current.columns) == SCORE_COLUMNS and len(current) == done["counts"]["open"] == len(
+        history
+    )
     assert history["lead_id"].is_unique
 
 
@@ -247,7 +288,9 @@ def test_model_by_registry_uri_uses_the_cutoffs_of_that_version(world, monkeypat
     root, params, tmp = world
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
     monkeypatch.chdir(tmp)
-    registered = run_register(params, root / "model", root / "eval", root / "sets", params_path=root / "params.yaml")
+    registered = run_register(
+        params, root / "model", root / "eval", root / "sets", params_path=root / "params.yaml"
+    )
     client = mlflow.MlflowClient()
     client.set_model_version_tag("lead-conversion", str(registered["version"]), "sql_cutoff", "0.5")
     model = load_scoring_model("models:/lead-conversion@champion")
@@ -262,7 +305,10 @@ def test_model_by_registry_uri_uses_the_cutoffs_of_that_version(world, monkeypat
     # A real run of a registered model is tracked in MLflow beside the training runs.
     written = run_score(params, str(root / "crm"))
     tracked = mlflow.get_run(written["mlflow_run_id"])
-    assert tracked.data.tags["scoring_run_id"] == written["run_id"] and tracked.data.tags["model_version"] == "1"
+    assert (
+        tracked.data.tags["scoring_run_id"] == written["run_id"]
+        and tracked.data.tags["model_version"] == "1"
+    )
     assert tracked.data.metrics["leads_written"] == written["leads_written"] > 0
     assert "psi_score" in tracked.data.metrics
 
@@ -301,7 +347,9 @@ def test_an_unfinished_run_of_an_earlier_export_is_superseded_not_resumed(world,
 
 
 @pytest.mark.parametrize("crm", ["hubspot", "salesforce"])
-def test_the_job_writes_every_open_lead_to_an_http_crm_through_its_official_client(world, monkeypatch, crm):
+def test_the_job_writes_every_open_lead_to_an_http_crm_through_its_official_client(
+    world, monkeypatch, crm
+):
     from fake_crm_server import FakeCRM
 
     root, params, tmp = world
@@ -312,11 +360,19 @@ def test_the_job_writes_every_open_lead_to_an_http_crm_through_its_official_clie
     with FakeCRM("pat-test") as server:
         server.script(429, times=1, retry_after=0)
         server.script(503, times=1)
-        summary = run_score(params, str(root / "crm"), to=f"{crm}+http://127.0.0.1:{server.port}", ledger_url=ledger)
+        summary = run_score(
+            params, str(root / "crm"), to=f"{crm}+http://127.0.0.1:{server.port}", ledger_url=ledger
+        )
         held = server.hubspot if crm == "hubspot" else server.salesforce
         assert server.violations == []
-    assert summary["status"] == "succeeded" and summary["leads_written"] == summary["counts"]["open"] == len(held)
-    sizes = [len(r.body.get("inputs") or r.body.get("records")) for r in server.requests if r.status == 200]
+    assert summary["status"] == "succeeded" and summary["leads_written"] == summary["counts"][
+        "open"
+    ] == len(held)
+    sizes = [
+        len(r.body.get("inputs") or r.body.get("records"))
+        for r in server.requests
+        if r.status == 200
+    ]
     assert max(sizes) == (100 if crm == "hubspot" else 200) and sum(sizes) == len(held)
     history = read_table(ledger, "lead_score_history")
     assert sorted(history["lead_id"]) == sorted(held)
@@ -331,8 +387,16 @@ def test_refused_credentials_stop_the_run_at_the_first_batch(world, monkeypatch)
     root, params, tmp = world
     monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "wrong-token")
     ledger = f"sqlite:///{tmp / 'ledger.db'}"
-    with FakeCRM("pat-test") as server, pytest.raises(SinkConfigurationError, match="refused the credentials"):
-        run_score(params, str(root / "crm"), to=f"hubspot+http://127.0.0.1:{server.port}", ledger_url=ledger)
+    with (
+        FakeCRM("pat-test") as server,
+        pytest.raises(SinkConfigurationError, match="refused the credentials"),
+    ):
+        run_score(
+            params,
+            str(root / "crm"),
+            to=f"hubspot+http://127.0.0.1:{server.port}",
+            ledger_url=ledger,
+        )
     assert len(server.requests) == 1  # not one request per batch
     runs = read_table(ledger, "scoring_runs")
     assert runs["status"].tolist() == ["failed"] and runs.loc[0, "leads_written"] == 0
@@ -360,7 +424,13 @@ def test_a_crm_database_without_an_extraction_time_resumes_the_killed_run(world,
 
     root, params, tmp = world
     source = f"sqlite:///{tmp / 'source.db'}"
-    write_crm({name: pd.read_parquet(root / "crm" / f"{name}.parquet") for name in ("leads", "accounts", "events", "opportunities")}, source)
+    write_crm(
+        {
+            name: pd.read_parquet(root / "crm" / f"{name}.parquet")
+            for name in ("leads", "accounts", "events", "opportunities")
+        },
+        source,
+    )
     params["crm"]["extracted_at"] = None
     params["score"]["max_lead_age_days"] = None
     restore = kill_at_batch(monkeypatch, 3)
@@ -371,12 +441,19 @@ def test_a_crm_database_without_an_extraction_time_resumes_the_killed_run(world,
     url = params["score"]["to"]
     runs, history = read_table(url, "scoring_runs"), read_table(url, "lead_score_history")
     assert len(runs) == 1 and resumed["counts"]["already_written"] == 300
-    assert not history["lead_id"].duplicated().any() and len(history) == len(read_table(url, "lead_scores"))
+    assert not history["lead_id"].duplicated().any() and len(history) == len(
+        read_table(url, "lead_scores")
+    )
     # The record counts the whole run, not just the last attempt.
     record = runs.iloc[0]
-    assert record["status"] == "succeeded" and record["leads_written"] == len(history) == record["leads_scored"]
+    assert (
+        record["status"] == "succeeded"
+        and record["leads_written"] == len(history) == record["leads_scored"]
+    )
     assert record["leads_already_written"] == 300
-    assert resumed["drift"]["verdict"] == "not_checked"  # the rest of a population is not a population
+    assert (
+        resumed["drift"]["verdict"] == "not_checked"
+    )  # the rest of a population is not a population
 
 
 def test_a_backfill_leaves_a_newer_unfinished_run_to_be_resumed(world, monkeypatch):
@@ -405,7 +482,9 @@ def test_an_http_crm_never_receives_a_score_older_than_one_it_has(world, monkeyp
         to = f"hubspot+http://127.0.0.1:{server.port}"
         newer = run_score(params, str(root / "crm"), to=to, ledger_url=ledger, as_of="2024-11-01")
         sent = len(server.requests)
-        backfill = run_score(params, str(root / "crm"), to=to, ledger_url=ledger, as_of="2024-10-01")
+        backfill = run_score(
+            params, str(root / "crm"), to=to, ledger_url=ledger, as_of="2024-10-01"
+        )
         held = dict(server.hubspot)
     history = read_table(ledger, "lead_score_history")
     backfilled = set(history.loc[history["run_id"] == backfill["run_id"], "lead_id"])
@@ -421,7 +500,9 @@ def test_csv_sink_writes_the_same_scores_as_parquet(world):
     run_score(params, str(root / "crm"), to=str(tmp / "csv"), as_of="2024-11-01")
     params["score"]["file_format"] = "parquet"
     run_score(params, str(root / "crm"), to=str(tmp / "parquet"), as_of="2024-11-01")
-    text = pd.read_csv(tmp / "csv" / "lead_scores.csv", dtype={"lead_id": str, "model_version": str})
+    text = pd.read_csv(
+        tmp / "csv" / "lead_scores.csv", dtype={"lead_id": str, "model_version": str}
+    )
     binary = pd.read_parquet(tmp / "parquet" / "lead_scores.parquet")
     assert list(text.columns) == SCORE_COLUMNS and len(text) == len(binary) > 0
     np.testing.assert_allclose(text["probability"], binary["probability"], rtol=1e-12)

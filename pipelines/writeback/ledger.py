@@ -68,7 +68,9 @@ def lease_table(metadata: sa.MetaData, name: str) -> sa.Table:
     )
 
 
-def insert_ignoring_duplicates(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+def insert_ignoring_duplicates(
+    conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
+) -> None:
     """INSERT rows, skipping any whose primary key exists (SQLite and PostgreSQL)."""
     if not rows:
         return
@@ -148,9 +150,15 @@ class Ledger:
     def start_run(self, record: Mapping[str, Any]) -> None:
         """Insert a run record (status ``running``), or mark an unfinished one as resumed."""
         with self.engine.begin() as conn:
-            exists = conn.execute(sa.select(self.runs.c.run_id).where(self.runs.c.run_id == record["run_id"])).first()
+            exists = conn.execute(
+                sa.select(self.runs.c.run_id).where(self.runs.c.run_id == record["run_id"])
+            ).first()
             if exists:
-                conn.execute(self.runs.update().where(self.runs.c.run_id == record["run_id"]).values(status="running", finished_at=None))
+                conn.execute(
+                    self.runs.update()
+                    .where(self.runs.c.run_id == record["run_id"])
+                    .values(status="running", finished_at=None)
+                )
             else:
                 conn.execute(self.runs.insert().values(**record))
 
@@ -159,7 +167,9 @@ class Ledger:
         with self.engine.begin() as conn:
             conn.execute(self.runs.update().where(self.runs.c.run_id == run_id).values(**values))
 
-    def unfinished_run(self, model_name: str, model_version: str, sink: str) -> dict[str, Any] | None:
+    def unfinished_run(
+        self, model_name: str, model_version: str, sink: str
+    ) -> dict[str, Any] | None:
         """The latest run of this model version into this sink that did not finish, if any."""
         query = (
             sa.select(self.runs)
@@ -181,10 +191,16 @@ class Ledger:
         with self.engine.connect() as conn:
             return pd.read_sql(sa.select(self.runs).order_by(self.runs.c.started_at.desc()), conn)
 
-    def record_failure(self, run_id: str, batch_no: int, lead_ids: list[str], error: str, attempts: int) -> None:
+    def record_failure(
+        self, run_id: str, batch_no: int, lead_ids: list[str], error: str, attempts: int
+    ) -> None:
         """Keep a batch that could not be written, with its lead ids (replacing an earlier try)."""
         with self.engine.begin() as conn:
-            conn.execute(self.failures.delete().where(self.failures.c.run_id == run_id, self.failures.c.batch_no == batch_no))
+            conn.execute(
+                self.failures.delete().where(
+                    self.failures.c.run_id == run_id, self.failures.c.batch_no == batch_no
+                )
+            )
             conn.execute(
                 self.failures.insert().values(
                     run_id=run_id,
@@ -212,17 +228,25 @@ class Ledger:
 
     def append_history(self, batch: pd.DataFrame) -> None:
         """Append a batch's history rows; rows already there for the same run are skipped."""
-        rows = batch[HISTORY_COLUMNS].assign(
-            scored_at=lambda f: pd.to_datetime(f["scored_at"]).dt.to_pydatetime(),
-            model_version=lambda f: f["model_version"].astype(str),
-        ).to_dict(orient="records")
+        rows = (
+            batch[HISTORY_COLUMNS]
+            .assign(
+                scored_at=lambda f: pd.to_datetime(f["scored_at"]).dt.to_pydatetime(),
+                model_version=lambda f: f["model_version"].astype(str),
+            )
+            .to_dict(orient="records")
+        )
         with self.engine.begin() as conn:
             insert_ignoring_duplicates(conn, self.history, rows)
 
     def written_lead_ids(self, run_id: str) -> set[str]:
         """Leads with a history row for ``run_id``."""
         with self.engine.connect() as conn:
-            return set(conn.execute(sa.select(self.history.c.lead_id).where(self.history.c.run_id == run_id)).scalars())
+            return set(
+                conn.execute(
+                    sa.select(self.history.c.lead_id).where(self.history.c.run_id == run_id)
+                ).scalars()
+            )
 
     def latest_scored_at(self, lead_ids: pd.Series) -> pd.Series:
         """The newest ``scored_at`` in the history of each of these leads (those with one)."""
@@ -230,13 +254,18 @@ class Ledger:
         if not ids or not self.exists():
             return pd.Series(dtype="datetime64[us]")
         query = (
-            sa.select(self.history.c.lead_id, sa.func.max(self.history.c.scored_at).label("scored_at"))
+            sa.select(
+                self.history.c.lead_id, sa.func.max(self.history.c.scored_at).label("scored_at")
+            )
             .where(self.history.c.lead_id.in_(ids))
             .group_by(self.history.c.lead_id)
         )
         with self.engine.connect() as conn:
             rows = pd.read_sql(query, conn)
-        return pd.Series(pd.to_datetime(rows["scored_at"]).to_numpy(dtype="datetime64[us]"), index=rows["lead_id"].astype(str))
+        return pd.Series(
+            pd.to_datetime(rows["scored_at"]).to_numpy(dtype="datetime64[us]"),
+            index=rows["lead_id"].astype(str),
+        )
 
     def close(self) -> None:
         """Dispose of the engine's connections."""

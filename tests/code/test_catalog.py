@@ -16,7 +16,9 @@ def test_every_feature_reads_only_fields_known_by_its_snapshot():
     assert specs, "no features configured"
     for spec in specs:
         for source, known in zip(spec.sources, spec.knowledge, strict=True):
-            assert known in (Knowledge.AT_CREATION, Knowledge.AS_OF_SNAPSHOT), f"{spec.name} reads {source} ({known})"
+            assert known in (Knowledge.AT_CREATION, Knowledge.AS_OF_SNAPSHOT), (
+                f"{spec.name} reads {source} ({known})"
+            )
 
 
 def test_no_feature_reads_outcome_current_state_or_personal_fields():
@@ -26,7 +28,12 @@ def test_no_feature_reads_outcome_current_state_or_personal_fields():
         for c in t.columns
         if c.knowledge in (Knowledge.AFTER_OUTCOME, Knowledge.AT_EXTRACTION, Knowledge.PERSONAL)
     }
-    assert {"opportunities.is_won", "opportunities.closed_at", "accounts.is_customer", "leads.email"} <= forbidden
+    assert {
+        "opportunities.is_won",
+        "opportunities.closed_at",
+        "accounts.is_customer",
+        "leads.email",
+    } <= forbidden
     read = {src for spec in feature_specs(ALL) for src in spec.sources}
     assert not (read & forbidden)
 
@@ -67,7 +74,9 @@ def test_unknown_builder_is_named(tiny_tables):
 def test_build_features_returns_one_row_per_snapshot_in_order(tiny_tables):
     import pandas as pd
 
-    snaps = pd.DataFrame({"lead_id": ["L2", "L1"], "as_of": pd.to_datetime(["2024-03-07", "2024-03-12"])})
+    snaps = pd.DataFrame(
+        {"lead_id": ["L2", "L1"], "as_of": pd.to_datetime(["2024-03-07", "2024-03-12"])}
+    )
     out = build_features(tiny_tables, snaps, ALL)
     assert out[["lead_id", "as_of"]].equals(snaps)
     assert list(out.columns[2:]) == [s.name for s in feature_specs(ALL)]

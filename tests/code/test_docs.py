@@ -23,7 +23,9 @@ def test_data_contract_doc_names_every_column_and_event_type():
 
 def test_readme_opens_with_the_two_commands_ci_runs():
     readme = (ROOT / "README.md").read_text()
-    quick_start = readme[readme.index("## Quick start"):]
-    commands = [line.strip() for line in quick_start.splitlines() if line.strip().startswith("make ")]
+    quick_start = readme[readme.index("## Quick start") :]
+    commands = [
+        line.strip() for line in quick_start.splitlines() if line.strip().startswith("make ")
+    ]
     assert commands[:2] == ["make demo", "make test"]
     assert "make test" in (ROOT / ".ci" / "run").read_text()

@@ -26,11 +26,15 @@ def transition_matrix(h: np.ndarray) -> np.ndarray:
     return t
 
 
-def likelihood(state: int, counts: np.ndarray, in_opp: bool, lam: np.ndarray, factor: float) -> float:
+def likelihood(
+    state: int, counts: np.ndarray, in_opp: bool, lam: np.ndarray, factor: float
+) -> float:
     if (state == sc.OPPORTUNITY) != in_opp:
         return 0.0
     rates = lam[state] * factor
-    return float(np.prod([exp(-r) * r**k / factorial(int(k)) for r, k in zip(rates, counts, strict=True)]))
+    return float(
+        np.prod([exp(-r) * r**k / factorial(int(k)) for r, k in zip(rates, counts, strict=True)])
+    )
 
 
 @pytest.fixture
@@ -56,7 +60,10 @@ def test_filter_and_horizon_match_brute_force(tiny_chain, opp_on_last_day):
     # The project's filter, day by day.
     alpha = np.zeros((1, 2, sc.OPEN_STATES))
     prior = tiny_chain.buyer_prior
-    alpha[0, sc.BUYER], alpha[0, sc.BROWSER] = prior * tiny_chain.start[0], (1 - prior) * tiny_chain.start[0]
+    alpha[0, sc.BUYER], alpha[0, sc.BROWSER] = (
+        prior * tiny_chain.start[0],
+        (1 - prior) * tiny_chain.start[0],
+    )
     idx = np.array([0])
     for d in range(days):
         hz = [tiny_chain.gather(idx, int(d >= shift_day), t) for t in (sc.BUYER, sc.BROWSER)]

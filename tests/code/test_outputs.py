@@ -36,8 +36,12 @@ def test_an_output_on_over_or_into_an_input_is_refused(tmp_path, output, how):
 
 def test_two_outputs_in_one_place_are_refused_and_separate_places_pass(tmp_path):
     with pytest.raises(OutputError, match="--out .* and --rejects .* overlap"):
-        refuse_overlap({"source": tmp_path / "crm"}, {"--out": tmp_path / "v", "--rejects": tmp_path / "v"})
-    refuse_overlap({"source": tmp_path / "crm"}, {"--out": tmp_path / "v", "--rejects": tmp_path / "r"})
+        refuse_overlap(
+            {"source": tmp_path / "crm"}, {"--out": tmp_path / "v", "--rejects": tmp_path / "v"}
+        )
+    refuse_overlap(
+        {"source": tmp_path / "crm"}, {"--out": tmp_path / "v", "--rejects": tmp_path / "r"}
+    )
 
 
 def test_overlap_sees_through_sqlite_urls_symlinks_and_relative_paths(tmp_path, monkeypatch):
@@ -105,16 +109,30 @@ def test_secrets_are_masked_in_urls_and_text(url):
 
 
 def test_urls_without_secrets_are_unchanged_and_settings_are_masked_deep():
-    for url in ("sqlite:///data/crm.db", "postgresql+psycopg://scorer@db/crm", "hubspot://api.hubapi.com", "data/crm"):
+    for url in (
+        "sqlite:///data/crm.db",
+        "postgresql+psycopg://scorer@db/crm",
+        "hubspot://api.hubapi.com",
+        "data/crm",
+    ):
         assert display_url(url) == url
-    settings = {"crm": {"source": "postgresql://u:S3CRET@h/db"}, "score": {"to": ["x", "postgresql://u:S3CRET@h/db"], "n": 3}}
+    settings = {
+        "crm": {"source": "postgresql://u:S3CRET@h/db"},
+        "score": {"to": ["x", "postgresql://u:S3CRET@h/db"], "n": 3},
+    }
     assert "S3CRET" not in json.dumps(redact_settings(settings))
     assert redact_settings(settings)["score"]["n"] == 3
 
 
 @given(
-    user=st.text(alphabet=st.characters(whitelist_categories=("Ll", "Lu", "Nd")), min_size=1, max_size=8),
-    secret=st.text(alphabet=st.characters(blacklist_characters="@/ \t\n\r", blacklist_categories=("Cs",)), min_size=4, max_size=20),
+    user=st.text(
+        alphabet=st.characters(whitelist_categories=("Ll", "Lu", "Nd")), min_size=1, max_size=8
+    ),
+    secret=st.text(
+        alphabet=st.characters(blacklist_characters="@/ \t\n\r", blacklist_categories=("Cs",)),
+        min_size=4,
+        max_size=20,
+    ),
     host=st.sampled_from(["db.example", "127.0.0.1", "h:5432"]),
 )
 def test_no_password_survives_masking(user, secret, host):
@@ -127,6 +145,8 @@ def test_frames_written_through_outputs_round_trip(tmp_path):
     from features.outputs import write_csv, write_parquet
 
     frame = pd.DataFrame({"lead_id": ["0012", "L2"], "x": [1.5, None]})
-    pd.testing.assert_frame_equal(pd.read_parquet(write_parquet(tmp_path / "a.parquet", frame)), frame)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(write_parquet(tmp_path / "a.parquet", frame)), frame
+    )
     back = pd.read_csv(write_csv(tmp_path / "a.csv", frame), dtype={"lead_id": str})
     assert back["lead_id"].tolist() == ["0012", "L2"]

@@ -23,7 +23,9 @@ def test_project_params_build_every_setting():
     assert cfg.horizon_days == params["label"]["horizon_days"]
     assert cfg.snapshot_offsets_days == tuple(params["snapshots"]["offsets_days"])
     assert cfg.shift.effects == params["generate"]["shift"]["effects"]
-    assert behavioral_params(params).windows_days == tuple(params["features"]["behavioral"]["windows_days"])
+    assert behavioral_params(params).windows_days == tuple(
+        params["features"]["behavioral"]["windows_days"]
+    )
 
 
 def test_command_line_overrides_win():
@@ -39,9 +41,13 @@ def test_missing_file_and_section_are_named(tmp_path):
 
 
 def test_snapshot_policies():
-    assert snapshot_offsets({"snapshots": {"policy": "after_creation", "offsets_days": [30, 7, 7]}}) == [7, 30]
+    assert snapshot_offsets(
+        {"snapshots": {"policy": "after_creation", "offsets_days": [30, 7, 7]}}
+    ) == [7, 30]
     weekly = {"snapshots": {"policy": "periodic", "every_days": 7, "max_days": 30}}
     assert snapshot_offsets(weekly) == [7, 14, 21, 28]
-    assert synthetic_config({**load_params(ROOT / "params.yaml"), **weekly}).snapshot_offsets_days == (7, 14, 21, 28)
+    assert synthetic_config(
+        {**load_params(ROOT / "params.yaml"), **weekly}
+    ).snapshot_offsets_days == (7, 14, 21, 28)
     with pytest.raises(ValueError, match="policy"):
         snapshot_offsets({"snapshots": {"policy": "hourly"}})

@@ -17,15 +17,21 @@ def crm() -> dict[str, pd.DataFrame]:
     leads = pd.DataFrame(
         {
             "lead_id": ["A", "B", "C", "D", "E", "F"],
-            "created_at": pd.to_datetime(["2024-01-01", "2024-01-01", "2024-01-01", "2024-05-30", "2024-07-01", "2023-01-01"]),
+            "created_at": pd.to_datetime(
+                ["2024-01-01", "2024-01-01", "2024-01-01", "2024-05-30", "2024-07-01", "2023-01-01"]
+            ),
         }
     )
     opps = pd.DataFrame(
         {
             "opportunity_id": ["1", "2", "3", "4", "5"],
             "lead_id": ["A", "A", "B", "C", "D"],
-            "created_at": pd.to_datetime(["2024-02-01", "2024-05-01", "2024-02-01", "2024-02-01", "2024-05-31"]),
-            "closed_at": pd.to_datetime(["2024-03-01", None, "2024-03-01", "2024-03-01", "2024-06-02"]),
+            "created_at": pd.to_datetime(
+                ["2024-02-01", "2024-05-01", "2024-02-01", "2024-02-01", "2024-05-31"]
+            ),
+            "closed_at": pd.to_datetime(
+                ["2024-03-01", None, "2024-03-01", "2024-03-01", "2024-06-02"]
+            ),
             "is_won": pd.array([False, None, False, True, True], dtype="boolean"),
         }
     )
@@ -97,7 +103,9 @@ def test_a_bad_row_fails_alone_and_the_rest_of_its_batch_and_the_next_are_writte
     with pytest.raises(BatchWriteError) as caught:
         sink.write_batch(bad)
     assert caught.value.lead_ids == ["L4"]  # bisected: L3 is written
-    sink.write_batch(scores(["L5"]))  # the connection is clean again (SQLite keeps no staging table)
+    sink.write_batch(
+        scores(["L5"])
+    )  # the connection is clean again (SQLite keeps no staging table)
     assert read(sink, "lead_scores")["lead_id"].tolist() == ["L1", "L2", "L3", "L5"]
     assert read(sink, "lead_score_history")["lead_id"].tolist() == ["L1", "L2", "L3", "L5"]
 
@@ -105,7 +113,10 @@ def test_a_bad_row_fails_alone_and_the_rest_of_its_batch_and_the_next_are_writte
 def test_text_round_trips_and_empty_text_is_null_in_both_databases(sink):
     sink.write_batch(scores(["L1"]))
     row = read(sink, "lead_scores").iloc[0]
-    assert row["stage_reason"] == 'score 0.070 >= MQL cutoff 0.050, "quoted", with commas\nand a newline'
+    assert (
+        row["stage_reason"]
+        == 'score 0.070 >= MQL cutoff 0.050, "quoted", with commas\nand a newline'
+    )
     assert row["reasons_for"] == "Requested a demo 2 times; Seniority: vp"
     assert pd.isna(row["reasons_against"]) and pd.isna(row["gate_timeline"])
     assert row["scored_at"] == pd.Timestamp("2024-06-01") and row["probability"] == 0.07
@@ -120,7 +131,12 @@ def test_upsert_keeps_the_newest_score_and_history_has_one_row_per_run(sink):
     current = read(sink, "lead_scores").set_index("lead_id")
     assert current.loc["L1", "run_id"] == "new" and current.loc["L3", "score"] == 99
     history = read(sink, "lead_score_history")
-    assert sorted(zip(history["run_id"], history["lead_id"], strict=True)) == [("new", "L1"), ("new", "L2"), ("old", "L1"), ("old", "L3")]
+    assert sorted(zip(history["run_id"], history["lead_id"], strict=True)) == [
+        ("new", "L1"),
+        ("new", "L2"),
+        ("old", "L1"),
+        ("old", "L3"),
+    ]
     assert sink.written_lead_ids("old") == {"L1", "L3"}
 
 

@@ -43,7 +43,11 @@ def test_bant_keeps_unknown_answers_missing_and_counts_answers(tiny_tables, snap
     out = build_bant(tiny_tables, snapshots)
     assert out.loc[0, "bant_budget"] == "50k_250k"
     assert pd.isna(out.loc[0, "bant_timeline"])
-    assert out["bant_answered"].tolist()[:3] == [3.0, 1.0, 3.0]  # 'unknown' authority is not an answer
+    assert out["bant_answered"].tolist()[:3] == [
+        3.0,
+        1.0,
+        3.0,
+    ]  # 'unknown' authority is not an answer
     assert np.isnan(out.loc[3, "bant_answered"])
 
 

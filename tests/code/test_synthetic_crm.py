@@ -9,7 +9,9 @@ import pytest
 from features import contract as ct
 from pipelines.synthetic_crm import DefectRates, SyntheticCRMConfig, generate_crm
 
-SMALL = SyntheticCRMConfig(n_leads=1500, months=12, seed=3, snapshot_offsets_days=(7, 30), horizon_days=60)
+SMALL = SyntheticCRMConfig(
+    n_leads=1500, months=12, seed=3, snapshot_offsets_days=(7, 30), horizon_days=60
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +45,21 @@ def test_the_world_looks_like_a_b2b_funnel(crm):
     assert sizes.max() / sizes.median() > 100  # heavy-tailed company sizes
     weekday = leads["created_at"].dt.day_of_week
     assert (weekday < 5).mean() > 0.85  # leads arrive on working days
-    per_lead = crm.tables["events"].groupby("lead_id").size().reindex(leads["lead_id"].unique(), fill_value=0)
+    per_lead = (
+        crm.tables["events"]
+        .groupby("lead_id")
+        .size()
+        .reindex(leads["lead_id"].unique(), fill_value=0)
+    )
     assert per_lead.quantile(0.1) <= 2 and per_lead.quantile(0.99) > 10 * max(per_lead.median(), 1)
     assert 0.3 < leads["budget"].isna().mean() < 0.9  # BANT often unanswered
     opps = crm.tables["opportunities"]
     won = opps["is_won"].fillna(False).astype(bool)
     assert 0.005 < won.sum() / leads["lead_id"].nunique() < 0.2
-    assert (opps.loc[opps["closed_at"].notna(), "closed_at"] >= opps.loc[opps["closed_at"].notna(), "created_at"]).all()
+    assert (
+        opps.loc[opps["closed_at"].notna(), "closed_at"]
+        >= opps.loc[opps["closed_at"].notna(), "created_at"]
+    ).all()
 
 
 def test_defects_are_injected(crm):
@@ -62,7 +72,11 @@ def test_defects_are_injected(crm):
 
 
 def test_no_defects_when_rates_are_zero():
-    clean = generate_crm(SyntheticCRMConfig(**{**SMALL.__dict__, "n_leads": 400, "defects": DefectRates(0, 0, 0, 0, 0, 0)}))
+    clean = generate_crm(
+        SyntheticCRMConfig(
+            **{**SMALL.__dict__, "n_leads": 400, "defects": DefectRates(0, 0, 0, 0, 0, 0)}
+        )
+    )
     leads, events = clean.tables["leads"], clean.tables["events"]
     assert not leads["lead_id"].duplicated().any()
     assert events["lead_id"].isin(leads["lead_id"]).all()
@@ -72,15 +86,23 @@ def test_no_defects_when_rates_are_zero():
 
 def test_oracle_is_calibrated_on_independent_snapshots():
     """Sum of true probabilities matches the number of wins, within sampling error."""
-    cfg = SyntheticCRMConfig(n_leads=6000, months=12, seed=11, snapshot_offsets_days=(14,), horizon_days=60)
+    cfg = SyntheticCRMConfig(
+        n_leads=6000, months=12, seed=11, snapshot_offsets_days=(14,), horizon_days=60
+    )
     world = generate_crm(cfg)
     opps = world.tables["opportunities"]
     closed = opps.dropna(subset=["closed_at"]).set_index("lead_id")
-    oracle = world.oracle.merge(closed[["closed_at", "is_won"]], left_on="lead_id", right_index=True, how="left")
+    oracle = world.oracle.merge(
+        closed[["closed_at", "is_won"]], left_on="lead_id", right_index=True, how="left"
+    )
     still_open = ~(oracle["closed_at"] < oracle["as_of"])
     oracle = oracle[still_open]
     won = oracle["is_won"].fillna(False).astype(bool)
-    y = won & (oracle["closed_at"] >= oracle["as_of"]) & (oracle["closed_at"] < oracle["as_of"] + pd.Timedelta(days=60))
+    y = (
+        won
+        & (oracle["closed_at"] >= oracle["as_of"])
+        & (oracle["closed_at"] < oracle["as_of"] + pd.Timedelta(days=60))
+    )
     p = oracle["p_true"].to_numpy()
     sigma = np.sqrt((p * (1 - p)).sum())
     assert abs(y.sum() - p.sum()) < 4 * sigma, (y.sum(), p.sum(), sigma)

@@ -11,13 +11,19 @@ END = pd.Timestamp("2024-12-31")
 
 
 def label(tiny_tables, as_of: list[str], horizon: int = 30, end: pd.Timestamp = END):
-    snaps = pd.DataFrame({"lead_id": ["L1"] * len(as_of), "as_of": pd.to_datetime(as_of, format="ISO8601")})
+    snaps = pd.DataFrame(
+        {"lead_id": ["L1"] * len(as_of), "as_of": pd.to_datetime(as_of, format="ISO8601")}
+    )
     return label_snapshots(snaps, tiny_tables["leads"], tiny_tables["opportunities"], horizon, end)
 
 
 def test_label_is_closed_won_within_the_horizon(tiny_tables):
     # won at 2024-04-20 16:00
-    out = label(tiny_tables, ["2024-03-02", "2024-03-21", "2024-03-22", "2024-03-21 16:00:01", "2024-04-20 16:00"], horizon=30)
+    out = label(
+        tiny_tables,
+        ["2024-03-02", "2024-03-21", "2024-03-22", "2024-03-21 16:00:01", "2024-04-20 16:00"],
+        horizon=30,
+    )
     got = dict(zip(out.frame["as_of"].astype(str), out.frame["label"], strict=True))
     assert got == {
         "2024-03-02 00:00:00": 0,  # horizon ends 04-01
@@ -54,7 +60,7 @@ def test_temporal_split_takes_the_last_days_as_test():
     split = temporal_split(as_of, validation_days=20, test_days=10)
     assert split.value_counts().to_dict() == {"train": 70, "validation": 20, "test": 10}
     assert as_of[split == "test"].min() == pd.Timestamp("2024-03-31")
-    assert (as_of[split == "train"].max() < as_of[split == "validation"].min())
+    assert as_of[split == "train"].max() < as_of[split == "validation"].min()
 
 
 def test_temporal_split_refuses_to_leave_a_split_empty():
@@ -75,8 +81,12 @@ def test_manifest_counts_and_fingerprint(tiny_tables):
     fp = fingerprint(tiny_tables)
     m = manifest(training, {"censored_horizon_after_data_end": 2}, fp, ["x"], {"k": 1})
     assert m["splits"]["train"] == {
-        "rows": 2, "leads": 2, "positives": 1, "positive_rate": 0.5,
-        "as_of_from": "2024-01-01", "as_of_to": "2024-01-02",
+        "rows": 2,
+        "leads": 2,
+        "positives": 1,
+        "positive_rate": 0.5,
+        "as_of_from": "2024-01-01",
+        "as_of_to": "2024-01-02",
     }
     assert m["leads_in_more_than_one_split"] == 2
     assert len(fp) == 64 and fp == fingerprint(tiny_tables)
@@ -89,7 +99,12 @@ def test_purge_drops_rows_whose_label_window_reaches_the_next_split():
     split = temporal_split(as_of, validation_days=30, test_days=10, purge_days=7)
     # test starts 04-01, validation 03-02; a window [as_of, as_of + 7 d) ending exactly at a
     # split start stays: 6 days before each boundary are purged
-    assert split.value_counts().to_dict() == {"train": 54, "validation": 24, "test": 10, "purged": 12}
+    assert split.value_counts().to_dict() == {
+        "train": 54,
+        "validation": 24,
+        "test": 10,
+        "purged": 12,
+    }
     train_end = as_of[split == "train"].max() + pd.Timedelta(days=7)
     assert train_end <= as_of[split == "validation"].min()
     assert as_of[split == "validation"].max() + pd.Timedelta(days=7) <= as_of[split == "test"].min()
@@ -116,7 +131,9 @@ def opportunities(*rows):
 
 def test_a_lost_opportunity_does_not_hide_a_later_win(tiny_tables):
     opps = opportunities(("2024-03-05", "2024-03-20", False), ("2024-04-01", "2024-04-10", True))
-    snaps = pd.DataFrame({"lead_id": ["L1"] * 3, "as_of": pd.to_datetime(["2024-03-10", "2024-03-25", "2024-04-05"])})
+    snaps = pd.DataFrame(
+        {"lead_id": ["L1"] * 3, "as_of": pd.to_datetime(["2024-03-10", "2024-03-25", "2024-04-05"])}
+    )
     out = label_snapshots(snaps, tiny_tables["leads"], opps, 30, END)
     # 03-25: the first opportunity is lost, none open -> lost, left out; 04-05: a new one is open.
     assert out.frame["as_of"].dt.strftime("%m-%d").tolist() == ["03-10", "04-05"]
@@ -126,7 +143,9 @@ def test_a_lost_opportunity_does_not_hide_a_later_win(tiny_tables):
 
 def test_labelling_works_without_any_closed_opportunity(tiny_tables):
     open_only = opportunities(("2024-03-05", None, None))
-    snaps = pd.DataFrame({"lead_id": ["L1", "L2"], "as_of": pd.to_datetime(["2024-03-10", "2024-03-10"])})
+    snaps = pd.DataFrame(
+        {"lead_id": ["L1", "L2"], "as_of": pd.to_datetime(["2024-03-10", "2024-03-10"])}
+    )
     out = label_snapshots(snaps, tiny_tables["leads"], open_only, 30, END)
     assert out.frame["label"].tolist() == [0, 0]
     none = label_snapshots(snaps, tiny_tables["leads"], open_only.iloc[:0], 30, END)

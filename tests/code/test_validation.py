@@ -254,14 +254,18 @@ def test_unreadable_outcome_quarantines_the_opportunity():
     raw = tiny_crm()
     _unparseable_outcome(raw)
     result = validate_crm(raw, EXTRACTED_AT, max_unparseable_fraction=1.0)
-    assert result.rejects["opportunities"]["reject_reason"].tolist() == ["unparseable is_won: 'perhaps'"]
+    assert result.rejects["opportunities"]["reject_reason"].tolist() == [
+        "unparseable is_won: 'perhaps'"
+    ]
 
 
 def test_closed_without_outcome_is_quarantined():
     raw = tiny_crm()
     _set(raw, "opportunities", 1, closed_at="2024-04-01T00:00:00", is_won=None)
     result = validate_crm(raw, EXTRACTED_AT)
-    assert result.rejects["opportunities"]["reject_reason"].tolist() == ["closed_at set but is_won missing"]
+    assert result.rejects["opportunities"]["reject_reason"].tolist() == [
+        "closed_at set but is_won missing"
+    ]
 
 
 def test_no_lead_left_quarantines_events_instead_of_crashing():
@@ -407,7 +411,12 @@ def _huge_employee_count(raw):
         (_closed_in_future, "opportunities", 0, "closed_at in the future"),
         (_won_without_close, "opportunities", 1, "is_won set but closed_at missing"),
         (_nul_in_lead_id, "leads", 3, "lead_id control character: 'L\ufffd4'"),
-        (_event_before_1970, "events", 1, "timestamp before 1970-01-02 (implausible): '1969-12-31T00:00:00'"),
+        (
+            _event_before_1970,
+            "events",
+            1,
+            "timestamp before 1970-01-02 (implausible): '1969-12-31T00:00:00'",
+        ),
     ],
 )
 def test_reject_rule(mutate, table, row, reason):
@@ -554,7 +563,9 @@ def test_write_rejects(tmp_path):
         (_huge_employee_count, "accounts", "employee_count", "above maximum 1e+07 (implausible)"),
     ],
 )
-def test_unusable_value_of_an_optional_column_is_set_to_missing_row_kept(mutate, table, column, problem):
+def test_unusable_value_of_an_optional_column_is_set_to_missing_row_kept(
+    mutate, table, column, problem
+):
     raw = tiny_crm()
     mutate(raw)
     result = validate_crm(raw, EXTRACTED_AT, max_unparseable_fraction=1.0)

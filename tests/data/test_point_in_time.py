@@ -19,7 +19,9 @@ from features.contract import EVENT_TYPES
 
 START = pd.Timestamp("2024-01-01")
 SPAN_S = 120 * 86_400
-PARAMS = BehavioralParams(windows_days=(3, 30), half_life_days=5.0, trend_recent_days=3, trend_baseline_days=10)
+PARAMS = BehavioralParams(
+    windows_days=(3, 30), half_life_days=5.0, trend_recent_days=3, trend_baseline_days=10
+)
 LEADS = ["L0", "L1", "L2"]
 
 event_st = st.tuples(st.sampled_from(LEADS), st.integers(0, SPAN_S), st.sampled_from(EVENT_TYPES))
@@ -41,7 +43,12 @@ def tables_with(tiny_tables, events, opportunities) -> dict[str, pd.DataFrame]:
     leads["lead_id"] = LEADS
     leads["account_id"] = ["A1", "A2", "A1"]
     leads["created_at"] = START - pd.Timedelta(days=1)
-    return {"leads": leads, "accounts": tiny_tables["accounts"], "events": events, "opportunities": opportunities}
+    return {
+        "leads": leads,
+        "accounts": tiny_tables["accounts"],
+        "events": events,
+        "opportunities": opportunities,
+    }
 
 
 def opportunities_frame(rows) -> pd.DataFrame:
@@ -58,17 +65,36 @@ def opportunities_frame(rows) -> pd.DataFrame:
 
 
 opp_st = st.tuples(
-    st.sampled_from(LEADS), st.integers(0, SPAN_S), st.integers(0, 30 * 86_400), st.booleans(),
+    st.sampled_from(LEADS),
+    st.integers(0, SPAN_S),
+    st.integers(0, 30 * 86_400),
+    st.booleans(),
     st.floats(0, 1e6),
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     past=st.lists(event_st, max_size=25),
-    future=st.lists(st.tuples(st.sampled_from(LEADS), st.integers(0, SPAN_S // 4), st.sampled_from(EVENT_TYPES)), max_size=10),
+    future=st.lists(
+        st.tuples(
+            st.sampled_from(LEADS), st.integers(0, SPAN_S // 4), st.sampled_from(EVENT_TYPES)
+        ),
+        max_size=10,
+    ),
     opps=st.lists(opp_st, max_size=3),
-    future_opps=st.lists(st.tuples(st.sampled_from(LEADS), st.integers(0, 86_400), st.integers(0, 30 * 86_400), st.booleans(), st.floats(0, 1e6)), max_size=2),
+    future_opps=st.lists(
+        st.tuples(
+            st.sampled_from(LEADS),
+            st.integers(0, 86_400),
+            st.integers(0, 30 * 86_400),
+            st.booleans(),
+            st.floats(0, 1e6),
+        ),
+        max_size=2,
+    ),
     as_of_s=st.integers(1, SPAN_S),
     lead=st.sampled_from(LEADS),
     flip_outcomes=st.booleans(),
@@ -78,22 +104,37 @@ def test_nothing_at_or_after_as_of_changes_features(
 ):
     as_of = START + pd.Timedelta(seconds=as_of_s)
     snapshot = pd.DataFrame({"lead_id": [lead], "as_of": [as_of]})
-    before = build_features(tables_with(tiny_tables, events_frame(past), opportunities_frame(opps)), snapshot, list(BUILDERS), PARAMS)
+    before = build_features(
+        tables_with(tiny_tables, events_frame(past), opportunities_frame(opps)),
+        snapshot,
+        list(BUILDERS),
+        PARAMS,
+    )
 
     # The future: events at or after as_of (new ones, and every existing one moved or retyped),
     # opportunities opened at or after as_of, and any outcome field changed.
-    moved = [(le, max(t, as_of_s) + 17, EVENT_TYPES[-1 - EVENT_TYPES.index(ty)]) if t >= as_of_s else (le, t, ty) for le, t, ty in past]
+    moved = [
+        (le, max(t, as_of_s) + 17, EVENT_TYPES[-1 - EVENT_TYPES.index(ty)])
+        if t >= as_of_s
+        else (le, t, ty)
+        for le, t, ty in past
+    ]
     later = [(le, as_of_s + t, ty) for le, t, ty in future]  # t = 0: exactly at as_of
     new_opps = opps + [(le, as_of_s + t, d, w, a) for le, t, d, w, a in future_opps]
     if flip_outcomes:
         new_opps = [(le, t, d // 2, not w, a * 3) for le, t, d, w, a in new_opps]
     after = build_features(
-        tables_with(tiny_tables, events_frame(moved + later), opportunities_frame(new_opps)), snapshot, list(BUILDERS), PARAMS
+        tables_with(tiny_tables, events_frame(moved + later), opportunities_frame(new_opps)),
+        snapshot,
+        list(BUILDERS),
+        PARAMS,
     )
     pd.testing.assert_frame_equal(before, after)
 
 
-def reference_behavioral(events: pd.DataFrame, snapshots: pd.DataFrame, p: BehavioralParams) -> pd.DataFrame:
+def reference_behavioral(
+    events: pd.DataFrame, snapshots: pd.DataFrame, p: BehavioralParams
+) -> pd.DataFrame:
     """Slow and obvious: loop over snapshots, filter the lead's events, count."""
     day = pd.Timedelta(days=1)
     weights = {**DEFAULT_EVENT_WEIGHTS, **(p.event_weights or {})}
@@ -107,8 +148,12 @@ def reference_behavioral(events: pd.DataFrame, snapshots: pd.DataFrame, p: Behav
                 row[f"n_{t}_{w}d"] = int((in_w["event_type"] == t).sum())
         for t in EVENT_TYPES:
             of_t = seen[seen["event_type"] == t]
-            row[f"days_since_last_{t}"] = (s.as_of - of_t["timestamp"].max()) / day if len(of_t) else np.nan
-        row["days_since_last_event"] = (s.as_of - seen["timestamp"].max()) / day if len(seen) else np.nan
+            row[f"days_since_last_{t}"] = (
+                (s.as_of - of_t["timestamp"].max()) / day if len(of_t) else np.nan
+            )
+        row["days_since_last_event"] = (
+            (s.as_of - seen["timestamp"].max()) / day if len(seen) else np.nan
+        )
         for w in p.windows_days:
             in_w = seen[seen["timestamp"] >= s.as_of - w * day]
             row[f"events_{w}d"] = len(in_w)
@@ -122,14 +167,18 @@ def reference_behavioral(events: pd.DataFrame, snapshots: pd.DataFrame, p: Behav
             (seen["timestamp"] >= s.as_of - (p.trend_recent_days + p.trend_baseline_days) * day)
             & (seen["timestamp"] < s.as_of - p.trend_recent_days * day)
         ).sum()
-        row["engagement_trend"] = np.log2((recent + 1) / (base * p.trend_recent_days / p.trend_baseline_days + 1))
+        row["engagement_trend"] = np.log2(
+            (recent + 1) / (base * p.trend_recent_days / p.trend_baseline_days + 1)
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 @settings(max_examples=60, deadline=None)
 @given(
-    events=st.lists(st.tuples(st.sampled_from(LEADS), ts_us, st.sampled_from(EVENT_TYPES)), max_size=40),
+    events=st.lists(
+        st.tuples(st.sampled_from(LEADS), ts_us, st.sampled_from(EVENT_TYPES)), max_size=40
+    ),
     snaps=st.lists(st.tuples(st.sampled_from([*LEADS, "L9"]), ts_us), min_size=1, max_size=8),
 )
 def test_fast_builder_matches_the_reference(events, snaps):
@@ -141,23 +190,33 @@ def test_fast_builder_matches_the_reference(events, snaps):
         }
     )
     snapshots = pd.DataFrame(
-        {"lead_id": [s[0] for s in snaps], "as_of": START + pd.to_timedelta([s[1] for s in snaps], unit="us")}
+        {
+            "lead_id": [s[0] for s in snaps],
+            "as_of": START + pd.to_timedelta([s[1] for s in snaps], unit="us"),
+        }
     )
     fast = build_behavioral(frame, snapshots, PARAMS)
     slow = reference_behavioral(frame, snapshots, PARAMS)
     pd.testing.assert_frame_equal(fast, slow, check_dtype=False, rtol=1e-9, atol=1e-12)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     events=st.lists(event_st, max_size=40),
-    snaps=st.lists(st.tuples(st.sampled_from(LEADS), st.integers(1, SPAN_S)), min_size=2, max_size=8),
+    snaps=st.lists(
+        st.tuples(st.sampled_from(LEADS), st.integers(1, SPAN_S)), min_size=2, max_size=8
+    ),
     data=st.data(),
 )
 def test_any_partition_of_leads_gives_the_same_rows(tiny_tables, events, snaps, data):
     tables = tables_with(tiny_tables, events_frame(events), opportunities_frame([]))
     snapshots = pd.DataFrame(
-        {"lead_id": [s[0] for s in snaps], "as_of": START + pd.to_timedelta([s[1] for s in snaps], unit="s")}
+        {
+            "lead_id": [s[0] for s in snaps],
+            "as_of": START + pd.to_timedelta([s[1] for s in snaps], unit="s"),
+        }
     )
     whole = build_features(tables, snapshots, list(BUILDERS), PARAMS)
     subset = data.draw(st.lists(st.sampled_from(LEADS), min_size=1, unique=True))

@@ -55,8 +55,13 @@ def frame(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     return x, y
 
 
-def train(params: dict | None = None, rounds: int = 12, n: int = 500, num_class: int = 1,
-          callbacks: list | None = None) -> lgb.Booster:
+def train(
+    params: dict | None = None,
+    rounds: int = 12,
+    n: int = 500,
+    num_class: int = 1,
+    callbacks: list | None = None,
+) -> lgb.Booster:
     """A small booster on ``frame(n)``."""
     x, y = frame(n, seed=1)
     p = {**BASE, **(params or {})}
@@ -93,9 +98,22 @@ def predict_frame(booster: lgb.Booster, n: int = 300, seed: int = 7) -> pd.DataF
     for f, ts in thresholds(booster).items():
         if columns[f] in floats:
             for t in ts[:8]:
-                special += [([columns[f]], v) for v in (t, np.nextafter(t, -np.inf), np.nextafter(t, np.inf))]
-    for v in (0.0, -0.0, 1e-40, -1e-40, K_ZERO_THRESHOLD, -K_ZERO_THRESHOLD,
-              np.nextafter(K_ZERO_THRESHOLD, 1.0), np.inf, -np.inf, np.nan):
+                special += [
+                    ([columns[f]], v)
+                    for v in (t, np.nextafter(t, -np.inf), np.nextafter(t, np.inf))
+                ]
+    for v in (
+        0.0,
+        -0.0,
+        1e-40,
+        -1e-40,
+        K_ZERO_THRESHOLD,
+        -K_ZERO_THRESHOLD,
+        np.nextafter(K_ZERO_THRESHOLD, 1.0),
+        np.inf,
+        -np.inf,
+        np.nan,
+    ):
         special.append((floats, v))
     base = x.iloc[np.arange(len(special)) % n].reset_index(drop=True)
     for i, (cols, v) in enumerate(special):
@@ -122,7 +140,9 @@ def assert_same_reasons(ours: np.ndarray, ref: np.ndarray, n_features: int) -> N
         top_ours, real_ours = _ranked(ours[:, :n_features], 3, sign, 0.0)
         top_ref, real_ref = _ranked(ref[:, :n_features], 3, sign, 0.0)
         np.testing.assert_array_equal(real_ours, real_ref)
-        np.testing.assert_array_equal(np.where(real_ours, top_ours, -1), np.where(real_ref, top_ref, -1))
+        np.testing.assert_array_equal(
+            np.where(real_ours, top_ours, -1), np.where(real_ref, top_ref, -1)
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -153,8 +173,9 @@ def test_equals_pred_contrib(params):
 def test_table_and_fallback_trees_mix_and_iteration_ranges():
     # trees alternate 3 and up to 11 internal nodes: tabled and LightGBM runs interleave
     leaves = [4, 12, 12, 4, 4, 12, 4, 4, 4, 12]
-    booster = train({"num_leaves": 4}, rounds=len(leaves),
-                    callbacks=[lgb.reset_parameter(num_leaves=leaves)])
+    booster = train(
+        {"num_leaves": 4}, rounds=len(leaves), callbacks=[lgb.reset_parameter(num_leaves=leaves)]
+    )
     fast = TreeContributions(booster, max_nodes=8)
     assert 0 < fast.tabled_trees < booster.num_trees()
     x = predict_frame(booster, n=200)
@@ -169,8 +190,10 @@ def test_best_iteration_is_the_default_as_in_predict():
     x = predict_frame(booster, n=100)
     fast = TreeContributions(booster)
     assert_same(fast.contributions(x), booster.predict(x, pred_contrib=True))
-    assert_same(fast.contributions(x, num_iteration=-1),
-                booster.predict(x, num_iteration=-1, pred_contrib=True))
+    assert_same(
+        fast.contributions(x, num_iteration=-1),
+        booster.predict(x, num_iteration=-1, pred_contrib=True),
+    )
 
 
 def test_nothing_tabled_is_exactly_lightgbm():
@@ -195,11 +218,21 @@ def test_multiclass_and_random_forest():
     ref = booster.predict(x, pred_contrib=True)
     assert ref.shape == (len(x), 3 * (booster.num_feature() + 1))
     assert_same(TreeContributions(booster).contributions(x), ref)
-    assert_same(TreeContributions(booster).contributions(x, num_iteration=2),
-                booster.predict(x, num_iteration=2, pred_contrib=True))
+    assert_same(
+        TreeContributions(booster).contributions(x, num_iteration=2),
+        booster.predict(x, num_iteration=2, pred_contrib=True),
+    )
     # rf: predict averages the trees, pred_contrib does not
-    rf = train({"boosting": "rf", "num_leaves": 4, "bagging_freq": 1, "bagging_fraction": 0.7,
-                "feature_fraction": 0.8}, rounds=5)
+    rf = train(
+        {
+            "boosting": "rf",
+            "num_leaves": 4,
+            "bagging_freq": 1,
+            "bagging_fraction": 0.7,
+            "feature_fraction": 0.8,
+        },
+        rounds=5,
+    )
     assert_same(TreeContributions(rf).contributions(x), rf.predict(x, pred_contrib=True))
 
 
@@ -213,24 +246,48 @@ def test_numpy_input_is_converted_as_lightgbm_converts_it():
     booster = train({"num_leaves": 4}, rounds=6)
     fast = TreeContributions(booster)
     x = predict_frame(booster, n=100)
-    codes = x.assign(cat=x["cat"].cat.set_categories(LEVELS).cat.codes.replace(-1, np.nan),
-                     small=x["small"].cat.set_categories(SMALL).cat.codes.replace(-1, np.nan))
-    for arr in (codes.to_numpy(np.float64), codes.to_numpy(np.float32),
-                # int64 -> float32 in LightGBM: 2**24 + 1 becomes 2**24
-                np.nan_to_num(codes.to_numpy(np.float64), posinf=2**24 + 1, neginf=-(2**24) - 1)
-                .round().astype(np.int64)):
+    codes = x.assign(
+        cat=x["cat"].cat.set_categories(LEVELS).cat.codes.replace(-1, np.nan),
+        small=x["small"].cat.set_categories(SMALL).cat.codes.replace(-1, np.nan),
+    )
+    for arr in (
+        codes.to_numpy(np.float64),
+        codes.to_numpy(np.float32),
+        # int64 -> float32 in LightGBM: 2**24 + 1 becomes 2**24
+        np.nan_to_num(codes.to_numpy(np.float64), posinf=2**24 + 1, neginf=-(2**24) - 1)
+        .round()
+        .astype(np.int64),
+    ):
         assert_same(fast.contributions(arr), booster.predict(arr, pred_contrib=True))
     # codes that pandas never makes: CategoricalDecision truncates toward zero (-0.5 is
     # category 0), sends x <= -1, NaN and codes beyond every split's set right
     odd = codes.to_numpy(np.float64)
-    weird = [-0.5, -0.999, -1.0, -1.5, 0.7, 1.999, 2.5, 6.0, 7.0, 50.0, 1e10, 2.0**31, np.inf,
-             -np.inf, np.nan, 1e-40, -0.0]
+    weird = [
+        -0.5,
+        -0.999,
+        -1.0,
+        -1.5,
+        0.7,
+        1.999,
+        2.5,
+        6.0,
+        7.0,
+        50.0,
+        1e10,
+        2.0**31,
+        np.inf,
+        -np.inf,
+        np.nan,
+        1e-40,
+        -0.0,
+    ]
     odd[: 2 * len(weird), 4] = weird * 2
     odd[: 2 * len(weird), 5] = weird[::-1] * 2
     assert_same(fast.contributions(odd), booster.predict(odd, pred_contrib=True))
     # float32 + int16 + category codes: LightGBM predicts on a float32 matrix
-    narrow = x.astype({"num": np.float32, "count": np.float32, "signed": np.float32,
-                       "integer": np.int16})
+    narrow = x.astype(
+        {"num": np.float32, "count": np.float32, "signed": np.float32, "integer": np.int16}
+    )
     assert_same(fast.contributions(narrow), booster.predict(narrow, pred_contrib=True))
 
 

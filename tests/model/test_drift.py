@@ -285,8 +285,12 @@ def test_psi_is_nonnegative_and_zero_against_own_reference(data):
 def test_bin_shares_are_what_the_psi_compares():
     from models.drift import bin_shares
 
-    reference = drift_reference(pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]}), np.array([0.1, 0.2, 0.3, 0.4]), n_bins=2)
+    reference = drift_reference(
+        pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]}), np.array([0.1, 0.2, 0.3, 0.4]), n_bins=2
+    )
     shares = bin_shares(reference["score"], np.array([0.1, 0.1, 0.1, 0.4]))
     assert list(shares.columns) == ["bin", "reference", "current"]
-    assert shares["reference"].sum() == pytest.approx(1) and shares["current"].sum() == pytest.approx(1)
+    assert shares["reference"].sum() == pytest.approx(1) and shares[
+        "current"
+    ].sum() == pytest.approx(1)
     assert shares["current"].iloc[0] > shares["reference"].iloc[0]

@@ -49,7 +49,9 @@ def test_each_rule_passes_fails_or_is_unknown():
 
 
 def test_required_vs_optional_and_unknown_is_its_own_case():
-    out = gates().transform(rows(bant_budget=[None, "50k_250k"], bant_authority=["decision_maker", None]))
+    out = gates().transform(
+        rows(bant_budget=[None, "50k_250k"], bant_authority=["decision_maker", None])
+    )
     # Budget unknown but optional: required gates still pass. Authority unknown and required: blocks.
     assert out["required_gates_pass"].tolist() == [True, False]
     assert out["gates_blocking"].tolist() == [None, "Authority unknown"]
@@ -59,10 +61,18 @@ def test_required_vs_optional_and_unknown_is_its_own_case():
 
 def test_hard_disqualifiers_first_rule_wins():
     out = gates().transform(
-        rows(unsubscribed=[True, False, False, False], email_domain_kind=["free", "free", "corporate", "corporate"],
-             seniority=["vp", "vp", "student", "vp"])
+        rows(
+            unsubscribed=[True, False, False, False],
+            email_domain_kind=["free", "free", "corporate", "corporate"],
+            seniority=["vp", "vp", "student", "vp"],
+        )
     )
-    assert out["disqualified_reason"].tolist() == ["unsubscribed", "email domain: free", "seniority: student", None]
+    assert out["disqualified_reason"].tolist() == [
+        "unsubscribed",
+        "email domain: free",
+        "seniority: student",
+        None,
+    ]
 
 
 def test_bad_rules_are_refused_with_the_vocabulary():
@@ -75,8 +85,12 @@ def test_bad_rules_are_refused_with_the_vocabulary():
 
 
 def test_a_failed_required_gate_never_yields_sql():
-    g = gates().transform(rows(bant_authority=["user", "decision_maker", "decision_maker"],
-                               unsubscribed=[False, False, True]))
+    g = gates().transform(
+        rows(
+            bant_authority=["user", "decision_maker", "decision_maker"],
+            unsubscribed=[False, False, True],
+        )
+    )
     out = assign_stages(np.array([0.9, 0.9, 0.9]), g, {"sql": 0.3, "mql": 0.05})
     assert out["stage"].tolist() == ["MQL", "SQL", "disqualified"]
     assert out["stage_reason"].tolist() == [
@@ -90,7 +104,10 @@ def test_nurture_and_mql_reasons():
     g = gates().transform(rows(bant_budget=["10k_50k", "10k_50k"]))
     out = assign_stages(np.array([0.01, 0.1]), g, {"sql": 0.3, "mql": 0.05})
     assert out["stage"].tolist() == ["nurture", "MQL"]
-    assert out["stage_reason"].tolist() == ["score 0.010 < MQL cutoff 0.050", "score 0.100 >= MQL cutoff 0.050"]
+    assert out["stage_reason"].tolist() == [
+        "score 0.010 < MQL cutoff 0.050",
+        "score 0.100 >= MQL cutoff 0.050",
+    ]
 
 
 @pytest.fixture
@@ -126,12 +143,19 @@ def test_capacity_policy_lets_the_weekly_volume_through(scored):
 
 def test_mql_cutoff_never_above_sql_and_tiers_add_up(scored):
     p, y = scored
-    cut = choose_cutoffs(p, y, {"sql": {"policy": "recall", "target": 0.5}, "mql": {"policy": "precision", "target": 0.5}}, 10)
+    cut = choose_cutoffs(
+        p,
+        y,
+        {"sql": {"policy": "recall", "target": 0.5}, "mql": {"policy": "precision", "target": 0.5}},
+        10,
+    )
     assert cut["mql"] <= cut["sql"]
     g = gates().transform(rows(bant_budget=["10k_50k"] * len(p)))
     stages = assign_stages(p, g, cut)["stage"]
     table = tier_table(y, stages)
-    assert table["leads"].sum() == len(p) and table["share_of_conversions"].sum() == pytest.approx(1.0)
+    assert table["leads"].sum() == len(p) and table["share_of_conversions"].sum() == pytest.approx(
+        1.0
+    )
 
 
 def test_unknown_policy_is_named(scored):

@@ -12,7 +12,9 @@ from models.reasons import top_reasons
 
 SPECS = {
     "demos": FeatureSpec("demos", "Requested a demo {value} times in the last 7 days", (), "t"),
-    "days": FeatureSpec("days", "Last activity {value} days ago", (), "t", missing_label="No activity yet"),
+    "days": FeatureSpec(
+        "days", "Last activity {value} days ago", (), "t", missing_label="No activity yet"
+    ),
     "seniority": FeatureSpec("seniority", "Seniority: {value}", (), "t", categorical=True),
     "size": FeatureSpec("size", "Company has {value} employees", (), "t"),
 }

@@ -24,7 +24,9 @@ def register(tmp: Path, params: dict, monkeypatch) -> dict:
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
     monkeypatch.chdir(tmp)  # artifacts land beside the store, not in the project
-    return run_register(params, tmp / "model", tmp / "eval", tmp / "sets", params_path=tmp / "params.yaml")
+    return run_register(
+        params, tmp / "model", tmp / "eval", tmp / "sets", params_path=tmp / "params.yaml"
+    )
 
 
 @pytest.mark.slow
@@ -42,7 +44,9 @@ def test_champion_loaded_by_uri_scores_like_memory_and_carries_its_cutoffs(train
     loaded = mlflow.pyfunc.load_model("models:/lead-conversion@champion")
     by_uri = loaded.predict(plain_features(features))
     in_memory = LeadScorer.from_folder(tmp / "model").score(features)
-    np.testing.assert_array_equal(by_uri["probability"].to_numpy(), in_memory["probability"].to_numpy())
+    np.testing.assert_array_equal(
+        by_uri["probability"].to_numpy(), in_memory["probability"].to_numpy()
+    )
     assert (by_uri["stage"].to_numpy() == in_memory["stage"].to_numpy()).all()
     assert set(by_uri["stage"]) <= {"disqualified", "SQL", "MQL", "nurture"}
 
@@ -78,9 +82,18 @@ def test_a_fresh_demo_request_never_lowers_the_probability(trained):
     tmp, params = trained
     assert "n_demo_request_7d" in params["train"]["monotone_increasing"]
     scorer = LeadScorer.from_folder(tmp / "model")
-    test = pd.read_parquet(tmp / "sets" / "test.parquet").drop(columns=["lead_id", "as_of", "label"])
+    test = pd.read_parquet(tmp / "sets" / "test.parquet").drop(
+        columns=["lead_id", "as_of", "label"]
+    )
     more = test.copy()
-    for column in ("n_demo_request_7d", "n_demo_request_30d", "n_demo_request_90d", "events_7d", "events_30d", "events_90d"):
+    for column in (
+        "n_demo_request_7d",
+        "n_demo_request_30d",
+        "n_demo_request_90d",
+        "events_7d",
+        "events_30d",
+        "events_90d",
+    ):
         more[column] = more[column] + 1
     more["days_since_last_demo_request"] = 0.5
     before, after = scorer.predict_proba(test), scorer.predict_proba(more)
