@@ -30,7 +30,7 @@ app = typer.Typer(
         "or, for `score`, a partial run."
     ),
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
@@ -206,6 +206,12 @@ def validate(
     before their lead existed, unreadable keys, times or outcomes) go to the rejects folder with a
     reason and are counted. An unreadable value in an optional field (a firmographic, a BANT
     answer, a flag) is set to missing and counted; the row is kept. See docs/data-contract.md.
+
+    A broken export stops with one line and writes nothing: an unreadable file (corrupt Parquet,
+    wrong encoding: crm.encoding), a table without rows, a required column empty in every row,
+    or more than validate.max_quarantined_fraction of a table's rows quarantined. --out and
+    --rejects may not be, contain or lie inside the source or each other, and only files
+    leadscore wrote there are ever replaced. Exit codes: 0 done, 1 stopped, 2 a usage error.
     """
     from pipelines.steps import run_validate
 
