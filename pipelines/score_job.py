@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.outputs import refuse_overlap, save_figure
+from features.outputs import check_writable, refuse_overlap, save_figure
 from features.urls import display_url
-from features.validation import ValidationResult, validate_crm, write_rejects
+from features.validation import TABLE_ORDER, ValidationResult, validate_crm, write_rejects
 from pipelines.params import section
 from pipelines.scoring import (
     load_scoring_model,
@@ -225,6 +225,16 @@ def run_score(
     if sink_kind(destination) == "files":  # a database sink may well be the CRM's own database
         outputs["--to"] = destination
     refuse_overlap({"source": source if isinstance(source, str | Path) else None}, outputs)
+    # Every file the run may write, checked before any work: a refusal leaves nothing behind.
+    rejects = Path(settings["rejects"]) if settings.get("rejects") else None
+    check_writable(
+        *(
+            [rejects / f"{t}.parquet" for t in TABLE_ORDER] + [rejects / "summary.json"]
+            if rejects
+            else []
+        ),
+        *([outputs["score.drift.plot"]] if outputs["score.drift.plot"] else []),
+    )
     model = load_scoring_model(model_uri or settings["model_uri"])
     ledger = open_ledger(destination, settings, ledger_url)
     sink = open_sink(destination, settings, ledger, create=create)

@@ -462,3 +462,14 @@ def test_score_help_states_the_exit_codes():
         and "1 stopped with an error" in text
         and "2 partial" in text
     )
+
+
+def test_a_rejects_file_not_written_by_leadscore_stops_the_job_before_any_work(export):
+    crm, params, settings, tmp = export
+    rejects = Path(settings["score"]["rejects"])
+    rejects.mkdir()
+    (rejects / "events.parquet").write_bytes(b"someone else's file")
+    line = one_line_error(invoke("score", crm, "-p", params, "--create"))
+    assert "events.parquet" in line and "not written by leadscore" in line
+    assert (rejects / "events.parquet").read_bytes() == b"someone else's file"
+    assert not (tmp / "scores.db").exists()
