@@ -200,8 +200,9 @@ def test_ids_of_another_type_in_one_table_still_match(export):
     crm, _, params, tmp = export
     leads = pd.read_parquet(crm / "leads.parquet").drop_duplicates("lead_id")
     numbers = {lead: i + 1 for i, lead in enumerate(leads["lead_id"])}
-    leads["lead_id"] = leads["lead_id"].map(numbers).astype("Int64")  # integers, one missing below
-    leads.loc[leads.index[-1], "lead_id"] = pd.NA  # an int column with a gap is float in pandas
+    # Integer ids with a gap, as pandas writes them: float64 (1.0, 2.0, ..., NaN), read as "1".
+    leads["lead_id"] = leads["lead_id"].map(numbers).astype("float64")
+    leads.loc[leads.index[-1], "lead_id"] = float("nan")
     leads.to_parquet(crm / "leads.parquet", index=False)
     for table in ("events", "opportunities"):
         frame = pd.read_parquet(crm / f"{table}.parquet")
@@ -257,12 +258,14 @@ def test_a_required_column_empty_in_every_row_stops_the_job(export):
 # ------------------------------------------------------------------------------------------------
 # 9. A mistyped sink or source is not a new one
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("typo", ["sqlite:////nonexistent/dir/crm.db", "sqlite:///{tmp}/crn.db"])
+@pytest.mark.parametrize(
+    "typo", ["sqlite:///{tmp}/nonexistent/dir/crm.db", "sqlite:///{tmp}/crn.db"]
+)
 def test_a_mistyped_sink_database_is_refused_and_nothing_is_created(export, typo):
     crm, params, _, tmp = export
     line = one_line_error(invoke("score", crm, "-p", params, "--to", typo.format(tmp=tmp)))
     assert "does not exist" in line and "--create" in line
-    assert not Path("/nonexistent").exists() and not (tmp / "crn.db").exists()
+    assert not (tmp / "nonexistent").exists() and not (tmp / "crn.db").exists()
 
 
 @pytest.mark.parametrize("url", ["hubspt://api.hubapi.com", "mysql://u@localhost/crm", "foo://bar"])
@@ -473,3 +476,56 @@ def test_a_rejects_file_not_written_by_leadscore_stops_the_job_before_any_work(e
     assert "events.parquet" in line and "not written by leadscore" in line
     assert (rejects / "events.parquet").read_bytes() == b"someone else's file"
     assert not (tmp / "scores.db").exists()
+
+
+def test_an_unexpected_error_is_one_line_too_and_verbose_shows_its_traceback(export, monkeypatch):
+    import pipelines.steps
+
+    crm, params, _, tmp = export
+
+    def boom(*args, **kwargs):
+        raise TypeError("boom")
+
+    monkeypatch.setattr(pipelines.steps, "run_validate", boom)
+    line = one_line_error(invoke("validate", crm, "-p", params))
+    assert line == "error: unexpected TypeError: boom (run again with --verbose for the traceback)"
+    verbose = CliRunner().invoke(app, ["-v", "validate", str(crm), "-p", str(params)])
+    assert verbose.exit_code == 1 and isinstance(verbose.exception, SystemExit)
+    assert "Traceback" in verbose.output and verbose.output.rstrip().endswith(
+        "error: unexpected TypeError: boom"
+    )
+
+
+@pytest.mark.parametrize(("finished_offset_us", "refused"), [(-1, False), (0, True)])
+def test_a_run_that_finished_once_this_job_started_stops_it(tmp_path, finished_offset_us, refused):
+    """The boundary of "succeeded while this job was scoring": finished at the job's start counts."""
+    from types import SimpleNamespace
+
+    from pipelines.score_job import RunsChanged, _recheck_under_lease
+    from pipelines.writeback import Ledger
+
+    started, as_of = pd.Timestamp("2026-01-02 02:00:00"), pd.Timestamp("2026-01-01")
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger.create()
+    ledger.start_run(
+        {
+            "run_id": "r1", "model_name": "m", "model_version": "1", "model_uri": "x", "as_of": as_of.to_pydatetime(),
+            "sink": "S", "status": "succeeded", "started_at": (started - pd.Timedelta(minutes=5)).to_pydatetime(),
+        }
+    )  # fmt: skip
+    ledger.update_run(
+        "r1", finished_at=(started + pd.Timedelta(microseconds=finished_offset_us)).to_pydatetime()
+    )
+    sink = SimpleNamespace(
+        identity=lambda: "S", describe=lambda: "the sink", written_lead_ids=lambda run: set()
+    )
+    model = SimpleNamespace(name="m", version="1")
+    recheck = lambda: _recheck_under_lease(
+        ledger, sink, model, started, as_of, None, None, set(), check_unfinished=True
+    )  # noqa: E731
+    if refused:
+        with pytest.raises(RunsChanged, match="succeeded while this job was scoring"):
+            recheck()
+    else:
+        recheck()
+    ledger.close()

@@ -575,3 +575,17 @@ def test_unusable_value_of_an_optional_column_is_set_to_missing_row_kept(
     assert result.repaired.to_dict("records") == [
         {"table": table, "column": column, "problem": problem, "rows": 1}
     ]
+
+
+@pytest.mark.parametrize(("limit", "stops"), [(0.25, False), (0.24, True)])
+def test_a_table_stops_validation_only_above_its_quarantine_limit(limit, stops):
+    raw = tiny_crm()
+    _append(raw, "events", lead_id="L1", timestamp="2024-01-03T08:00:00", event_type="page_view")
+    _set(raw, "events", 0, lead_id="L9")  # 1 of 4 events quarantined: exactly 25%
+    if not stops:
+        result = validate_crm(raw, EXTRACTED_AT, max_quarantined_fraction=limit)
+        assert result.counts.set_index("table").loc["events", "rows_rejected"] == 1
+        return
+    with pytest.raises(ContractError, match="events: 1 of 4 rows") as caught:
+        validate_crm(raw, EXTRACTED_AT, max_quarantined_fraction=limit)
+    assert caught.value.table == "events" and caught.value.rows == [0]
