@@ -520,9 +520,12 @@ def test_a_run_that_finished_once_this_job_started_stops_it(tmp_path, finished_o
         identity=lambda: "S", describe=lambda: "the sink", written_lead_ids=lambda run: set()
     )
     model = SimpleNamespace(name="m", version="1")
-    recheck = lambda: _recheck_under_lease(
-        ledger, sink, model, started, as_of, None, None, set(), check_unfinished=True
-    )  # noqa: E731
+
+    def recheck():
+        return _recheck_under_lease(
+            ledger, sink, model, started, as_of, None, None, set(), check_unfinished=True
+        )
+
     if refused:
         with pytest.raises(RunsChanged, match="succeeded while this job was scoring"):
             recheck()
