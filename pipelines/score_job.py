@@ -49,6 +49,7 @@ from pipelines.steps import (
 )
 from pipelines.writeback import open_ledger, open_sink, sink_kind
 from pipelines.writeback.base import SCORE_COLUMNS, BatchWriteError, SinkConfigurationError
+from pipelines.writeback.identity import CREATE_HINT, check_database_exists
 from pipelines.writeback.lease import Lease, LeaseLost
 
 log = logging.getLogger(__name__)
@@ -236,6 +237,9 @@ def run_score(
         *([outputs["score.drift.plot"]] if outputs["score.drift.plot"] else []),
     )
     model = load_scoring_model(model_uri or settings["model_uri"])
+    explicit_ledger = ledger_url or settings.get("ledger")
+    if explicit_ledger and not create:  # a mistyped ledger path must not start a fresh ledger
+        check_database_exists(explicit_ledger, "scoring ledger", CREATE_HINT)
     ledger = open_ledger(destination, settings, ledger_url)
     sink = open_sink(destination, settings, ledger, create=create)
     lease: Lease | None = None

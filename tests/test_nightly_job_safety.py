@@ -532,3 +532,14 @@ def test_a_run_that_finished_once_this_job_started_stops_it(tmp_path, finished_o
     else:
         recheck()
     ledger.close()
+
+
+def test_a_mistyped_ledger_is_refused_and_not_created(export):
+    crm, params, _, tmp = export
+    out = tmp / "scores"
+    out.mkdir()
+    line = one_line_error(
+        invoke("score", crm, "-p", params, "--to", out, "--ledger", f"sqlite:///{tmp / 'ledgr.db'}")
+    )
+    assert "scoring ledger" in line and "does not exist" in line and "--create" in line
+    assert not (tmp / "ledgr.db").exists() and list(out.iterdir()) == []
