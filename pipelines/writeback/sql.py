@@ -47,6 +47,10 @@ _STRING = sa.String()
 #: 2 x log2(batch size) of them (~34 in a batch of 100,000): this finds ~30 bad rows there.
 #: Past it, a part still refused is reported whole instead of being split further.
 MAX_ISOLATION_WRITES = 1_000
+#: Rows of a refused batch tried alone before isolating: if every one of them is refused too,
+#: the fault is the table's (a NOT NULL column we do not fill, a too short VARCHAR), not some
+#: rows', and the batch fails whole instead of being split down to single rows.
+PROBE_ROWS = 3
 #: Lead ids, and distinct errors, quoted in the message of a batch with isolated rows.
 QUOTED_IDS = 5
 QUOTED_REASONS = 3
@@ -166,7 +170,31 @@ class SqlSink(ScoreSink):
                     ),
                     rows["lead_id"],
                 ) from error
+            if self._refused_alike(rows):
+                raise BatchWriteError(
+                    _printable(
+                        f"{self.describe()}: batch of {len(rows)} leads refused, and so was each "
+                        f"of the rows tried alone ({_first_line(error)}): the table, not some rows, "
+                        "is at fault (check its columns and constraints); nothing of it was written"
+                    ),
+                    rows["lead_id"],
+                ) from error
             self._isolate(rows, error)
+
+    def _refused_alike(self, rows: pd.DataFrame) -> bool:
+        """True if the first, middle and last rows (:data:`PROBE_ROWS`), written alone, are all
+        refused for their values too: a systematic fault, not worth a bisection. The probes are
+        rolled back: they write nothing."""
+        if len(rows) <= PROBE_ROWS:
+            return False  # isolating costs no more than probing
+        for position in sorted({0, len(rows) // 2, len(rows) - 1})[:PROBE_ROWS]:
+            try:
+                self._write_rows(rows.iloc[[position]], commit=False)
+                return False
+            except self._errors() as error:
+                if not self._row_level(error):
+                    return False  # the connection went: let the isolation say so
+        return True
 
     def _errors(self) -> tuple[type[BaseException], ...]:
         """What a failed write raises: SQLAlchemy's errors, the driver's own (COPY and
@@ -186,13 +214,16 @@ class SqlSink(ScoreSink):
         # class 23 (NOT NULL, unique, check).
         return isinstance(cause, (dbapi.DataError, dbapi.IntegrityError, *_CLIENT_VALUE_ERRORS))
 
-    def _write_rows(self, rows: pd.DataFrame) -> None:
-        """Write ``rows`` (prepared by :meth:`write_batch`) in one transaction."""
-        with self.engine.begin() as conn:
+    def _write_rows(self, rows: pd.DataFrame, commit: bool = True) -> None:
+        """Write ``rows`` (prepared by :meth:`write_batch`) in one transaction; with ``commit``
+        False the transaction is rolled back (a probe: would the database take them?)."""
+        with self.engine.connect() as conn, conn.begin() as transaction:
             self._stage(conn, rows)
             conn.exec_driver_sql(self._upsert_sql())
             conn.exec_driver_sql(self._history_sql())
             conn.exec_driver_sql(f"DROP TABLE {self._staging}")
+            if not commit:
+                transaction.rollback()
 
     def _isolate(self, rows: pd.DataFrame, error: BaseException) -> None:
         """Write ``rows``, refused whole for ``error``, in halves (recursively, each its own

@@ -206,7 +206,8 @@ def test_postgres_connection_lost_while_isolating_reports_every_lead_not_written
             f"INSERT INTO {TABLES['current']} "
         ):  # an upsert: its part's COPY passed
             upserts.append(1)
-            if len(upserts) == 2:
+            # The first upsert is the probe of row 0 (rolled back); the second a written part.
+            if len(upserts) == 3:
                 pid = conn.connection.driver_connection.info.backend_pid
                 with admin.begin() as other:
                     other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
@@ -275,3 +276,29 @@ def test_the_isolation_limit_reports_the_parts_not_isolated(sink):
     assert set(refused) == set(batch["lead_id"]) - written
     assert "were not isolated" in str(caught.value)
     assert writes <= 1 + 4 + np.ceil(np.log2(BATCH))  # the limit, plus the parts pending
+
+
+def test_a_batch_refused_for_the_tables_fault_fails_whole_without_bisecting(sink):
+    """A NOT NULL column the job does not fill: every row is refused alike. Three rows tried
+    alone say so; the batch is not split down to single rows (1000s of transactions)."""
+    with sink.engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"ALTER TABLE {sink.current.name} ADD COLUMN crm_owner TEXT NOT NULL DEFAULT 'x'"
+        )
+        conn.exec_driver_sql(
+            f"ALTER TABLE {sink.current.name} ALTER COLUMN crm_owner DROP DEFAULT"
+        ) if sink.dialect == "postgresql" else None
+    if sink.dialect == "sqlite":  # SQLite cannot drop a default: a CHECK refuses every row instead
+        with sink.engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE {sink.current.name}")
+            conn.exec_driver_sql(
+                f"CREATE TABLE {sink.current.name} (lead_id TEXT PRIMARY KEY, score INTEGER CHECK (score < 0), probability FLOAT, stage TEXT, stage_reason TEXT, bant_score INTEGER, gate_budget TEXT, gate_authority TEXT, gate_need TEXT, gate_timeline TEXT, reasons_for TEXT, reasons_against TEXT, model_name TEXT, model_version TEXT, scored_at TIMESTAMP, run_id TEXT)"
+            )
+    begun = transactions(sink)
+    with pytest.raises(BatchWriteError) as caught:
+        sink.write_batch(scores())
+    assert len(begun) == 1 + 3  # the batch, then three rows alone
+    assert len(caught.value.lead_ids) == BATCH and "the table, not some rows, is at fault" in str(
+        caught.value
+    )
+    assert read(sink, sink.current).empty
