@@ -40,8 +40,8 @@ def local_path(location: str | os.PathLike | None) -> Path | None:
     if location is None:
         return None
     text = str(location)
-    if text.startswith("file://"):
-        text = text.removeprefix("file://")
+    if text[:7].lower() == "file://":
+        text = text[7:]
     elif "://" in text:
         if not text.lower().startswith("sqlite"):
             return None  # a server database or an API: not a file of ours

@@ -29,7 +29,14 @@ import sqlalchemy as sa
 
 from features import contract as ct
 from features.contract import Kind
-from features.outputs import remove_file, write_csv, write_parquet
+from features.outputs import (
+    OutputError,
+    check_writable,
+    owned_files,
+    remove_file,
+    write_csv,
+    write_parquet,
+)
 from features.urls import display_url
 from features.validation import ContractError
 
@@ -485,23 +492,36 @@ def write_crm(
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, not {fmt!r}")
     folder = Path(dest)
+    check_crm_folder_writable(folder, tables, fmt)
     other = FORMATS[1 - FORMATS.index(fmt)]
     for name, frame in tables.items():
         path = folder / f"{name}.{fmt}"
-        stale = folder / f"{name}.{other}"
-        if os.path.lexists(stale) and not remove_file(stale):
-            shadow = f"; readers prefer it to the new {path.name}" if other == "parquet" else ""
-            log.warning(
-                "%s left in place (leadscore deletes no file it did not create)%s: "
-                "remove it if it is stale",
-                stale,
-                shadow,
-            )
+        remove_file(folder / f"{name}.{other}")  # ours (checked above): a stale copy would shadow
         if fmt == "parquet":
             write_parquet(path, frame)
         else:
             write_csv(path, frame)
         log.info("wrote %s: %d rows to %s", name, len(frame), path)
+
+
+def check_crm_folder_writable(folder: str | os.PathLike, tables, fmt: str) -> None:
+    """Raise ``OutputError`` before anything is written if writing ``tables`` as ``fmt`` into
+    ``folder`` would replace a file leadscore did not write, or leave a table's file in the other
+    format that is not ours beside it (readers would mix an export with what we write)."""
+    folder = Path(folder)
+    other = FORMATS[1 - FORMATS.index(fmt)]
+    ours = owned_files(folder)
+    check_writable(*(folder / f"{name}.{fmt}" for name in tables))
+    foreign = [
+        f"{name}.{other}"
+        for name in tables
+        if os.path.lexists(folder / f"{name}.{other}") and f"{name}.{other}" not in ours
+    ]
+    if foreign:
+        raise OutputError(
+            f"{folder} holds {', '.join(foreign)}, not written by leadscore: writing "
+            f"{fmt} tables beside them would mix two CRMs; choose another folder"
+        )
 
 
 #: The table in a database that lists the tables leadscore created there (and may replace).

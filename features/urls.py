@@ -20,7 +20,7 @@ from typing import Any
 MASK = "***"
 
 # scheme://user:password@host -> the password; a user without a password is kept.
-_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*):(?P<secret>[^@/\r\n]*)@")
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*):(?P<secret>[^@ \t\r\n]*)@")
 # Query parameters that carry credentials (password=, token=, access_token=, key=, secret=...).
 _QUERY_SECRET = re.compile(
     r"(?P<head>[?&;](?:[A-Za-z0-9_\-]*?)(?:password|passwd|pwd|token|secret|api[_-]?key|key|session(?:_?id)?|sig(?:nature)?)=)(?P<secret>[^&\s#]+)",
@@ -37,8 +37,22 @@ def mask_secrets(text: str) -> str:
 
 
 def display_url(url: object) -> str:
-    """A source or destination as text fit to print, log or store: secrets masked."""
-    return mask_secrets(str(url))
+    """A source or destination as text fit to print, log or store: secrets masked.
+
+    A database URL is parsed as SQLAlchemy parses it (a password may hold ``/`` or ``:``), so
+    that what masks it is what reads it; anything else is masked by :func:`mask_secrets`.
+    """
+    text = str(url)
+    if "://" in text and "@" in text:
+        import sqlalchemy as sa
+
+        try:
+            parsed = sa.make_url(text)
+        except (sa.exc.ArgumentError, ValueError):
+            parsed = None
+        if parsed is not None and parsed.password is not None:
+            text = parsed.render_as_string(hide_password=True)
+    return mask_secrets(text)
 
 
 def redact_settings(value: Any) -> Any:

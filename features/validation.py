@@ -416,9 +416,16 @@ def _repaired(
 
 
 def _safe(value: object) -> object:
-    """A value fit for a log line: anything that looks like an email or a phone is redacted."""
+    """A value fit for a log line: anything that looks like an email or a phone is redacted;
+    control characters are shown as U+FFFD (a NUL or an escape sequence never reaches a log)."""
     text = str(value)
-    return REDACTED if "@" in text or len(re.findall(r"\d", text)) >= 7 else value
+    if "@" in text or len(re.findall(r"\d", text)) >= 7:
+        return REDACTED
+    return (
+        re.sub(ct.ID_CONTROL_CHARACTERS, "\ufffd", text)
+        if re.search(ct.ID_CONTROL_CHARACTERS, text)
+        else value
+    )
 
 
 def _coerce(
@@ -509,16 +516,16 @@ def _implausible(
         if not mask.any():
             continue
         if col.is_essential:
-            shown = _printable(raw_col, ct.ID_CONTROL_CHARACTERS)
+            # Only the quarantined rows' values are made printable (not a 50M-row column).
             rej.add(
                 mask,
                 f"{col.name} {problem}",
-                lambda pos, c=col, r=shown: (": " + _quoted(r.iloc[pos], c)).to_numpy(),
+                lambda pos, c=col: (
+                    ": " + _quoted(_printable(raw_col.iloc[pos], ct.ID_CONTROL_CHARACTERS), c)
+                ).to_numpy(),
             )
         else:
-            _repaired(
-                table, col, problem, mask, _printable(raw_col, ct.ID_CONTROL_CHARACTERS), repaired
-            )
+            _repaired(table, col, problem, mask, raw_col, repaired)
             typed = typed.mask(mask)
     return typed
 

@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from features.urls import display_url, mask_secrets
@@ -91,7 +92,9 @@ def _load(params: Path) -> dict:
 def _fail(message: str, code: int = 1) -> None:
     """One line on stderr, secrets masked, then exit ``code``."""
     line = " ".join(mask_secrets(str(message)).split())  # one line, whatever the message held
-    console.print(f"[bold red]error:[/] {line}", markup=True, highlight=False, soft_wrap=True)
+    console.print(
+        f"[bold red]error:[/] {escape(line)}", markup=True, highlight=False, soft_wrap=True
+    )
     raise typer.Exit(code=code)
 
 
@@ -439,8 +442,15 @@ def register(
     `champion`. A model below the thresholds in params.yaml `register` is not registered.
     Browse with: mlflow ui --backend-store-uri sqlite:///mlflow.db
     """
+    from features.outputs import check_writable, refuse_overlap
     from pipelines.registry import run_register
 
+    if summary is not None:  # checked before a version is registered, not after
+        refuse_overlap(
+            {"--model": model, "--evaluation": evaluation, "--training": training},
+            {"--summary": summary},
+        )
+        check_writable(summary)
     result = run_register(_load(params), model, evaluation, training, params_path=params)
     if summary is not None:
         from features.outputs import write_json
@@ -618,12 +628,21 @@ def score(
     resumes); 2 partial (some batches failed: see `leadscore scoring-runs --failures`; run
     again to retry them) or a usage error (a wrong option or value).
     """
-    from features.outputs import refuse_overlap, write_json
+    from features.outputs import check_writable, refuse_overlap, write_json
     from pipelines.score_job import run_score
 
     p = _load(params)
     source = source or p.get("crm", {}).get("source") or "data/crm"
-    refuse_overlap({"source": source}, {"--summary": summary})
+    uri = model or p.get("score", {}).get("model_uri", "")
+    destination = to or p.get("score", {}).get("to")
+    inputs = {
+        "source": source,
+        "--model": None if str(uri).startswith("models:/") else uri,
+        "--to": destination,
+    }
+    if summary is not None:  # checked now: a refusal after the scores were written would be late
+        refuse_overlap(inputs, {"--summary": summary})
+        check_writable(summary)
     with ProgressReporter(console) as progress:
         result = run_score(
             p, source, model_uri=model, to=to, as_of=as_of, lead_ids=lead_ids, limit=limit,
@@ -640,10 +659,22 @@ def score(
         for c in ("lead_id", "score", "stage", "reasons_for", "reasons_against"):
             table.add_column(c, justify="right" if c == "score" else "left", overflow="fold")
         for r in preview.head(show).itertuples(index=False):
-            table.add_row(r.lead_id, str(r.score), r.stage, r.reasons_for, r.reasons_against)
+            cells = (r.lead_id, r.score, r.stage, r.reasons_for, r.reasons_against)
+            table.add_row(*(_cell(c) for c in cells))
         out_console.print(table)
     if result.get("status") == "partial":
         raise typer.Exit(code=2)
+
+
+def _cell(value: object) -> str:
+    """A value for a rich table cell: text as written (never read as markup), missing as '-'."""
+    import pandas as pd
+
+    return (
+        "-"
+        if value is None or (not isinstance(value, str) and pd.isna(value))
+        else escape(str(value))
+    )
 
 
 def _print_score_summary(r: dict) -> None:
@@ -738,11 +769,13 @@ def show_scores(
     )
     for r in shown.itertuples(index=False):
         out_console.print(
-            f"[bold]{r.lead_id}[/]  score {r.score}  [bold]{r.stage}[/]  ({r.stage_reason})"
+            f"[bold]{escape(str(r.lead_id))}[/]  score {r.score}  [bold]{r.stage}[/]  ({escape(str(r.stage_reason))})"
         )
-        out_console.print(f"   for: {r.reasons_for if isinstance(r.reasons_for, str) else '-'}")
         out_console.print(
-            f"   against: {r.reasons_against if isinstance(r.reasons_against, str) else '-'}"
+            f"   for: {escape(r.reasons_for) if isinstance(r.reasons_for, str) else '-'}"
+        )
+        out_console.print(
+            f"   against: {escape(r.reasons_against) if isinstance(r.reasons_against, str) else '-'}"
         )
 
 
@@ -792,7 +825,9 @@ def scoring_runs(
         if failures:
             for f in book.failures_frame().itertuples(index=False):
                 out_console.print(
-                    f"run {f.run_id} batch {f.batch_no}: {f.n_leads} leads failed ({f.error}); lead ids {f.lead_ids}"
+                    escape(
+                        f"run {f.run_id} batch {f.batch_no}: {f.n_leads} leads failed ({f.error}); lead ids {f.lead_ids}"
+                    )
                 )
     except typer.Exit:
         raise

@@ -225,7 +225,12 @@ def run_score(
     }
     if sink_kind(destination) == "files":  # a database sink may well be the CRM's own database
         outputs["--to"] = destination
-    refuse_overlap({"source": source if isinstance(source, str | Path) else None}, outputs)
+    uri = model_uri or settings["model_uri"]
+    inputs = {
+        "source": source if isinstance(source, str | Path) else None,
+        "--model": None if str(uri).startswith("models:/") else uri,
+    }
+    refuse_overlap(inputs, outputs)
     # Every file the run may write, checked before any work: a refusal leaves nothing behind.
     rejects = Path(settings["rejects"]) if settings.get("rejects") else None
     check_writable(
@@ -236,7 +241,8 @@ def run_score(
         ),
         *([outputs["score.drift.plot"]] if outputs["score.drift.plot"] else []),
     )
-    model = load_scoring_model(model_uri or settings["model_uri"])
+    ttl_s, heartbeat_s = _lease_settings(settings)
+    model = load_scoring_model(uri)
     explicit_ledger = ledger_url or settings.get("ledger")
     if explicit_ledger and not create:  # a mistyped ledger path must not start a fresh ledger
         check_database_exists(explicit_ledger, "scoring ledger", CREATE_HINT)
@@ -285,7 +291,10 @@ def run_score(
         )
         scored["run_id"] = run_id
         if whole_population and not skip:
-            drift = _check_drift(model, features, scored, settings.get("drift", {}))
+            drift_settings = dict(settings.get("drift", {}))
+            if dry_run:  # a dry run writes nothing, not even the plot
+                drift_settings["plot"] = None
+            drift = _check_drift(model, features, scored, drift_settings)
         else:  # a part of the population says nothing about the population's drift
             drift = {
                 "verdict": "not_checked",
@@ -317,17 +326,12 @@ def run_score(
         # One job at a time into a sink. The lease is taken only now, so that bad input, a
         # dry run or refused drift leave no trace; what was decided before it (resume or start
         # afresh) is checked again under it.
-        lease_settings = settings.get("lease") or {}
-        lease = Lease(
-            ledger,
-            sink.identity(),
-            float(lease_settings.get("ttl_s", 300)),
-            lease_settings.get("heartbeat_s"),
-        )
+        lease = Lease(ledger, sink.identity(), ttl_s, heartbeat_s)
         lease.acquire()
         _recheck_under_lease(
             ledger, sink, model, started, as_of_ts, earlier["run_id"] if earlier else None,
             run_id if previous else None, skip, check_unfinished=bool(resume and whole_population),
+            any_instant=not pinned,
         )  # fmt: skip
         sink.prepare()
         _write_quarantine(settings, validation)
@@ -381,6 +385,7 @@ def run_score(
             failed,
             summary["stages"],
         )
+        lease.release()  # the sink is free: tracking below is a report, and may be slow
         if model.uri.startswith("models:/") and settings.get("mlflow_experiment"):
             summary["mlflow_run_id"] = _track_in_mlflow(settings, summary)
         return summary
@@ -389,6 +394,18 @@ def run_score(
             lease.release()
         sink.close()
         ledger.close()
+
+
+def _lease_settings(settings: dict[str, Any]) -> tuple[float, float | None]:
+    """``score.lease`` (ttl_s, heartbeat_s), checked before any work: 0 < heartbeat_s < ttl_s."""
+    lease = settings.get("lease") or {}
+    ttl_s = float(lease.get("ttl_s", 300))
+    heartbeat_s = lease.get("heartbeat_s")
+    if ttl_s <= 0 or (heartbeat_s is not None and not 0 < float(heartbeat_s) < ttl_s):
+        raise ValueError(
+            f"score.lease needs 0 < heartbeat_s < ttl_s, got ttl_s {ttl_s}, heartbeat_s {heartbeat_s}"
+        )
+    return ttl_s, None if heartbeat_s is None else float(heartbeat_s)
 
 
 class DriftRefused(RuntimeError):
@@ -401,12 +418,13 @@ class RunsChanged(RuntimeError):
 
 def _recheck_under_lease(
     ledger, sink, model, started: pd.Timestamp, as_of: pd.Timestamp, seen: str | None,
-    resumed: str | None, skip: set[str], check_unfinished: bool,
+    resumed: str | None, skip: set[str], check_unfinished: bool, any_instant: bool = False,
 ) -> None:  # fmt: skip
     """Raise :class:`RunsChanged` if what this job decided without the lease no longer holds:
     the unfinished run it resumes (or did not see) changed, leads of the resumed run were
     written meanwhile, or a run of the same model version, sink and instant succeeded since this
-    job started (two jobs started together: the second has nothing to do)."""
+    job started (two jobs started together: the second has nothing to do). ``any_instant``: the
+    scoring instant is "now", different for each job, so a run of any instant counts."""
     where = sink.describe()
     if check_unfinished:
         now = ledger.unfinished_run(
@@ -425,12 +443,13 @@ def _recheck_under_lease(
     same = runs[
         (runs["model_name"] == model.name) & (runs["model_version"].astype(str) == str(model.version))
         & runs["sink"].isin([sink.identity(), where]) & (runs["status"] == "succeeded")
-        & (pd.to_datetime(runs["as_of"]) == as_of) & (pd.to_datetime(runs["finished_at"]) >= started)
+        & ((pd.to_datetime(runs["as_of"]) == as_of) | any_instant) & (pd.to_datetime(runs["finished_at"]) >= started)
     ]  # fmt: skip
     if len(same):
         raise RunsChanged(
             f"run {same['run_id'].iloc[0]} of {model.name} version {model.version} into {where} as of "
-            f"{as_of} succeeded while this job was scoring (two jobs were started): nothing left to do"
+            f"{same['as_of'].iloc[0]} succeeded while this job was scoring (two jobs were started): "
+            "nothing left to do"
         )
 
 

@@ -15,8 +15,9 @@ from typing import Any
 import pandas as pd
 
 from features.build import build_features, feature_specs
+from features.contract import TABLES
 from features.outputs import check_writable, refuse_overlap, write_json, write_parquet
-from features.readers import read_crm, write_crm
+from features.readers import check_crm_folder_writable, read_crm, write_crm
 from features.snapshots import snapshots_after_creation
 from features.urls import display_url
 from features.validation import ContractError, validate_crm, write_rejects
@@ -70,6 +71,9 @@ def run_generate(
 ) -> dict[str, Any]:
     """Generate the synthetic CRM into ``out`` (folder or SQLAlchemy URL) and its oracle file."""
     refuse_overlap({}, {"--out": out, "--oracle": oracle_path})
+    if "://" not in str(out):  # every file checked before a day is simulated
+        check_crm_folder_writable(out, {name: None for name in TABLES}, fmt)
+        check_writable(Path(out) / META_FILE, oracle_path)
     cfg = synthetic_config(params, **overrides)
     crm = generate_crm(cfg, progress=progress)
     write_crm(crm.tables, out, fmt=fmt)

@@ -496,8 +496,18 @@ def test_an_unexpected_error_is_one_line_too_and_verbose_shows_its_traceback(exp
     )
 
 
-@pytest.mark.parametrize(("finished_offset_us", "refused"), [(-1, False), (0, True)])
-def test_a_run_that_finished_once_this_job_started_stops_it(tmp_path, finished_offset_us, refused):
+@pytest.mark.parametrize(
+    ("finished_offset_us", "other_as_of", "any_instant", "refused"),
+    [
+        (-1, False, False, False),
+        (0, False, False, True),
+        (0, True, False, False),
+        (0, True, True, True),
+    ],
+)
+def test_a_run_that_finished_once_this_job_started_stops_it(
+    tmp_path, finished_offset_us, other_as_of, any_instant, refused
+):
     """The boundary of "succeeded while this job was scoring": finished at the job's start counts."""
     from types import SimpleNamespace
 
@@ -509,7 +519,9 @@ def test_a_run_that_finished_once_this_job_started_stops_it(tmp_path, finished_o
     ledger.create()
     ledger.start_run(
         {
-            "run_id": "r1", "model_name": "m", "model_version": "1", "model_uri": "x", "as_of": as_of.to_pydatetime(),
+            "run_id": "r1", "model_name": "m", "model_version": "1", "model_uri": "x",
+            # "now" differs for two jobs started together: with an unpinned instant any run counts
+            "as_of": (as_of - pd.Timedelta(seconds=3) if other_as_of else as_of).to_pydatetime(),
             "sink": "S", "status": "succeeded", "started_at": (started - pd.Timedelta(minutes=5)).to_pydatetime(),
         }
     )  # fmt: skip
@@ -523,7 +535,16 @@ def test_a_run_that_finished_once_this_job_started_stops_it(tmp_path, finished_o
 
     def recheck():
         return _recheck_under_lease(
-            ledger, sink, model, started, as_of, None, None, set(), check_unfinished=True
+            ledger,
+            sink,
+            model,
+            started,
+            as_of,
+            None,
+            None,
+            set(),
+            check_unfinished=True,
+            any_instant=any_instant,
         )
 
     if refused:
@@ -543,3 +564,43 @@ def test_a_mistyped_ledger_is_refused_and_not_created(export):
     )
     assert "scoring ledger" in line and "does not exist" in line and "--create" in line
     assert not (tmp / "ledgr.db").exists() and list(out.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------------
+# Found in review: each of these once destroyed a file, printed a traceback or ran twice
+# ------------------------------------------------------------------------------------------------
+def test_a_files_sink_never_merges_into_a_current_scores_file_it_did_not_write(export):
+    crm, params, _, tmp = export
+    out = tmp / "scores"
+    out.mkdir()
+    pd.DataFrame({"lead_id": ["X"], "owner_note": ["keep me"]}).to_parquet(
+        out / "lead_scores.parquet"
+    )
+    before = digest(out)
+    line = one_line_error(invoke("score", crm, "-p", params, "--to", out))
+    assert "lead_scores.parquet" in line and "not written by leadscore" in line
+    assert digest(out) == before
+
+
+@pytest.mark.parametrize("where", ["model", "foreign"])
+def test_a_summary_over_the_model_or_a_foreign_file_is_refused_before_any_work(export, where):
+    crm, params, settings, tmp = export
+    model = Path(settings["score"]["model_uri"])
+    summary = model / "model_meta.json" if where == "model" else tmp / "user.json"
+    if where == "foreign":
+        summary.write_text("{}")
+    before = summary.read_bytes()
+    line = one_line_error(invoke("score", crm, "-p", params, "--create", "--summary", summary))
+    assert str(summary.name) in line or "--summary" in line
+    assert summary.read_bytes() == before and not (tmp / "scores.db").exists()
+
+
+def test_text_that_looks_like_markup_is_printed_as_it_is(export):
+    crm, params, _, tmp = export
+    leads = pd.read_parquet(crm / "leads.parquet")
+    leads["created_at"] = "[/url]"
+    leads.to_parquet(crm / "leads.parquet", index=False)
+    line = one_line_error(
+        invoke("validate", crm, "-p", params, "--out", tmp / "v", "--rejects", tmp / "r")
+    )
+    assert "leads.created_at" in line and "'[/url]'" in line

@@ -316,16 +316,19 @@ def test_model_by_registry_uri_uses_the_cutoffs_of_that_version(world, monkeypat
 def test_drift_is_measured_against_the_models_reference_and_can_refuse(world):
     root, params, tmp = world
     params["score"]["drift"]["plot"] = str(tmp / "drift.png")
-    summary = run_score(params, str(root / "crm"), dry_run=True)
+    assert "drift" in run_score(params, str(root / "crm"), dry_run=True)
+    assert not (tmp / "drift.png").exists()  # a dry run writes nothing, not even the plot
+    summary = run_score(params, str(root / "crm"))
     assert (tmp / "drift.png").stat().st_size > 20_000
     drift = summary["drift"]
     assert drift["verdict"] in ("ok", "warn") and 0 <= drift["score_psi"] < 0.25
     assert drift["top"][0]["psi"] >= drift["top"][-1]["psi"] >= 0
     strict = copy.deepcopy(params)
     strict["score"]["drift"] = {"warn_above": 0.0, "refuse_above": 0.0}
+    strict["score"]["to"] = f"sqlite:///{tmp / 'strict.db'}"
     with pytest.raises(DriftRefused, match="PSI"):
         run_score(strict, str(root / "crm"))
-    assert not (tmp / "crm.db").exists()
+    assert not (tmp / "strict.db").exists()
 
 
 def test_an_unfinished_run_of_an_earlier_export_is_superseded_not_resumed(world, monkeypatch):

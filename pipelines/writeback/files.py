@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 import pandas as pd
 
+from features.outputs import check_writable, write_csv, write_parquet
 from pipelines.writeback.base import SCORE_COLUMNS, BatchWriteError, ScoreSink
 from pipelines.writeback.identity import sink_identity
 
@@ -36,13 +36,8 @@ def _read(path: Path, fmt: str, columns: list[str] | None = None) -> pd.DataFram
 
 
 def _write_atomically(frame: pd.DataFrame, path: Path, fmt: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    if fmt == "parquet":
-        frame.to_parquet(tmp, index=False)
-    else:
-        frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    """Written under a temporary name and renamed, over a file of ours only (features/outputs.py)."""
+    (write_parquet if fmt == "parquet" else write_csv)(path, frame)
 
 
 class FileSink(ScoreSink):
@@ -54,6 +49,9 @@ class FileSink(ScoreSink):
         self.folder = Path(folder)
         self.fmt = fmt
         self.batch_size = int(batch_size)
+        # A current-scores file someone else put there is never merged into nor replaced:
+        # said now, before the job does any work.
+        check_writable(self.current_path)
 
     @property
     def current_path(self) -> Path:

@@ -504,21 +504,16 @@ def test_files_not_written_by_leadscore_are_never_replaced(tmp_path):
     assert (tmp_path / "events.parquet").read_bytes() == before
 
 
-def test_rewriting_in_the_other_format_keeps_the_other_file_and_warns(tmp_path, caplog):
+def test_writing_beside_an_export_in_the_other_format_is_refused_and_nothing_is_written(tmp_path):
+    """`generate --out <a real CSV export>` must not put synthetic Parquet beside it (readers
+    prefer Parquet: the next nightly would score invented leads)."""
     raw = tiny_crm()
     for name, frame in raw.items():  # an export leadscore did not write
         frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
-    before = (tmp_path / "events.parquet").read_bytes()
-    changed = {**raw, "events": raw["events"].iloc[:1]}
-    with caplog.at_level(logging.WARNING, logger="features.readers"):
-        write_crm(changed, tmp_path, fmt="csv")
-    assert (tmp_path / "events.parquet").read_bytes() == before  # not ours to delete
-    assert _listing(tmp_path) == sorted(f"{t}.{f}" for t in ct.TABLES for f in ("csv", "parquet"))
-    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(
-        m.startswith(f"{tmp_path / 'events.parquet'} left in place") and "events.csv" in m
-        for m in warned
-    )
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(OutputError, match="not written by leadscore"):
+        write_crm(raw, tmp_path, fmt="csv")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
