@@ -154,4 +154,6 @@ def test_frames_written_through_outputs_round_trip(tmp_path):
 
 
 def test_a_file_url_in_any_case_is_a_path():
-    assert local_path("FILE:///data/crm") == local_path("file:///data/crm") == local_path("/data/crm")
+    assert (
+        local_path("FILE:///data/crm") == local_path("file:///data/crm") == local_path("/data/crm")
+    )
