@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from export_mutations import shrink_params
 from postgres_server import throwaway_postgres
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -23,13 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def small_params_template() -> dict:
     """params.yaml shrunk for end-to-end runs: 3,000 leads over 12 months, a 45-day horizon."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["generate"].update(n_leads=3000, months=12, seed=5)
-    params["snapshots"]["offsets_days"] = [1, 7, 30]
-    params["label"]["horizon_days"] = 45
-    params["split"].update(validation_days=100, test_days=60)
-    params["train"].update(num_boost_round=200, early_stopping_rounds=20)
-    return params
+    return shrink_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
 
 
 @pytest.fixture
