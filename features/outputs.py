@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from features.urls import display_url
+from features.urls import display_url, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +43,7 @@ def local_path(location: str | os.PathLike | None) -> Path | None:
     if text[:7].lower() == "file://":
         text = text[7:]
     elif "://" in text:
-        if not text.lower().startswith("sqlite"):
-            return None  # a server database or an API: not a file of ours
-        import sqlalchemy as sa
-
-        try:
-            database = sa.make_url(text).database
-        except sa.exc.ArgumentError:
-            return None
-        if not database or database == ":memory:":
-            return None
-        text = database
+        return sqlite_path(text)  # None for a server database or an API: not a file of ours
     return Path(os.path.abspath(Path(text).expanduser()))
 
 

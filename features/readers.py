@@ -37,7 +37,7 @@ from features.outputs import (
     write_csv,
     write_parquet,
 )
-from features.urls import display_url
+from features.urls import display_url, sqlite_path
 from features.validation import ContractError
 
 log = logging.getLogger(__name__)
@@ -391,14 +391,9 @@ def _engine(url: str, *, must_exist: bool) -> sa.Engine:
             f"unsupported CRM source scheme '{parsed.drivername}://' in {shown}: give {SUPPORTED_SOURCES}",
             table=NO_TABLE,
         )
-    database = parsed.database
     # SQLite creates a missing file on connect: check first so a typo leaves nothing behind.
-    if (
-        must_exist
-        and parsed.get_backend_name() == "sqlite"
-        and database not in (None, "", ":memory:")
-    ):
-        path = Path(database).absolute()
+    path = sqlite_path(parsed) if must_exist else None
+    if path is not None:
         if not path.is_file():
             problem = "is a folder, not a database file" if path.is_dir() else "does not exist"
             raise ContractError(f"CRM database {path} {problem}: check the path", table=NO_TABLE)

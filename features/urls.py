@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 #: What a hidden secret is shown as.
@@ -64,3 +65,24 @@ def redact_settings(value: Any) -> Any:
     if isinstance(value, str):
         return mask_secrets(value)
     return value
+
+
+def sqlite_path(url: object) -> Path | None:
+    """The absolute file a SQLite URL (text or ``sqlalchemy.URL``) opens; None for another
+    database, one in memory, an SQLite URI filename (``file:...?mode=``) or an unparseable URL.
+
+    Relative paths are taken from the working directory, as SQLite opens them.
+    """
+    import sqlalchemy as sa
+
+    try:
+        parsed = url if isinstance(url, sa.URL) else sa.make_url(str(url))
+        backend = parsed.get_backend_name()
+    except (sa.exc.ArgumentError, ValueError):
+        return None
+    database = parsed.database
+    if backend.lower() != "sqlite" or database in (None, "", ":memory:"):
+        return None
+    if parsed.query.get("uri") or database.startswith("file:"):
+        return None  # not a plain path to check
+    return Path(database).absolute()

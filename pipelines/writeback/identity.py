@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
-from features.urls import display_url
+from features.urls import display_url, sqlite_path
 from pipelines.writeback.base import SinkConfigurationError
 from pipelines.writeback.ledger import DEFAULT_TABLES
 
@@ -137,13 +137,10 @@ def sql_url(url: str, what: str = "destination") -> sa.URL:
 
 
 def sqlite_file(url: sa.URL) -> Path | None:
-    """The absolute, resolved file of a SQLite URL; None for another database or one in memory."""
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return None
-    if url.query.get("uri") or url.database.startswith("file:"):
-        return None  # an SQLite URI filename (file:...?mode=...): not a plain path to check
-    # Relative paths are opened by SQLite from the working directory, as resolve() reads them.
-    return Path(url.database).resolve()
+    """The resolved file of a SQLite URL (:func:`features.urls.sqlite_path`, symlinks followed:
+    one file, one identity); None for another database, one in memory or a URI filename."""
+    path = sqlite_path(url)
+    return None if path is None else path.resolve()
 
 
 def check_database_exists(url: str, what: str = "database", hint: str | None = None) -> None:

@@ -24,6 +24,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from features.urls import sqlite_path
 from pipelines.writeback.base import HISTORY_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -134,10 +135,7 @@ class Ledger:
 
     def _sqlite_file(self) -> Path | None:
         """The SQLite database file, if the ledger is one (None: another database or in memory)."""
-        url = self.engine.url
-        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-            return None
-        return Path(url.database)
+        return sqlite_path(self.engine.url)
 
     def exists(self) -> bool:
         """True once the ledger's tables were created (by an earlier run). Creates nothing:
