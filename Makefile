@@ -33,6 +33,20 @@ demo: install ## Run the main job end to end on the embedded default (synthetic 
 	$(BIN)/leadscore scoring-runs sqlite:///data/crm.db --last 3
 	$(BIN)/leadscore scores sqlite:///data/crm.db --top 3
 
+# The bring-your-own-CRM demo: the demo CRM re-exported as HubSpot would (docs/foreign-export.md),
+# read through its mapping file (mappings/hubspot-example.yaml), trained and scored into a folder.
+EXPORT := data/export-demo
+HUBSPOT := --mapping mappings/hubspot-example.yaml
+demo-export: install ## After `make demo`: the same CRM as a HubSpot export, through its mapping file, to scores
+	$(BIN)/leadscore export-foreign data/crm --out $(EXPORT)/crm
+	$(BIN)/leadscore validate $(EXPORT)/crm $(HUBSPOT) --out $(EXPORT)/validated --rejects $(EXPORT)/rejects
+	$(BIN)/leadscore label --validated $(EXPORT)/validated --out $(EXPORT)/labels/labelled_snapshots.parquet
+	$(BIN)/leadscore features $(HUBSPOT) --validated $(EXPORT)/validated --snapshots $(EXPORT)/labels/labelled_snapshots.parquet --out $(EXPORT)/features/features.parquet
+	$(BIN)/leadscore training-set --features $(EXPORT)/features/features.parquet --snapshots $(EXPORT)/labels/labelled_snapshots.parquet --validated $(EXPORT)/validated --out $(EXPORT)/training
+	$(BIN)/leadscore train $(HUBSPOT) --training $(EXPORT)/training --validated $(EXPORT)/validated --out $(EXPORT)/model
+	$(BIN)/leadscore evaluate --training $(EXPORT)/training --model $(EXPORT)/model --out $(EXPORT)/evaluation
+	$(BIN)/leadscore score $(EXPORT)/crm $(HUBSPOT) --model $(EXPORT)/model --to $(EXPORT)/scores --create --summary $(EXPORT)/scoring/summary.json
+
 test: install ## Run lint and the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/pytest
@@ -54,4 +68,4 @@ clean: ## Remove generated data, caches and the venv
 		data/model data/evaluation data/registry data/scoring data/crm.db mlflow.db mlruns mlartifacts \
 		.pytest_cache .ruff_cache
 
-.PHONY: help install lock demo test bench lint clean
+.PHONY: help install lock demo demo-export test bench lint clean

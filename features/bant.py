@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from features.catalog import FeatureSpec
-from features.lookup import as_category, lead_rows, vocabulary_of
+from features.lookup import as_category, lead_rows
 
 BUILDER = "bant"
 _ANSWERS = {
@@ -43,7 +43,7 @@ def bant_specs() -> list[FeatureSpec]:
 def build_bant(tables: Mapping[str, pd.DataFrame], snapshots: pd.DataFrame) -> pd.DataFrame:
     """BANT answers of each snapshot's lead and how many were answered, one row per snapshot."""
     rows = lead_rows(tables["leads"], snapshots, [*_ANSWERS, "created_at"])
-    out = {f"bant_{c}": as_category(rows[c], vocabulary_of("leads", c)) for c in _ANSWERS}
+    out = {f"bant_{c}": as_category(rows[c]) for c in _ANSWERS}
     answered = rows[list(_ANSWERS)].notna().sum(axis=1).astype("float64")
     # "unknown" authority is an answer that says nothing: it does not count as answered.
     answered -= (rows["authority"].astype(object) == "unknown").astype("float64")

@@ -1,9 +1,16 @@
 """Behavioral features: what a lead did before ``as_of``, from the events table.
 
-For each snapshot: counts per event type over trailing windows, days since the last event of each
-type, distinct active days, total events per window, a time-decayed engagement score (the score
-decay of marketing tools, configurable half-life and per-type weights) and a trend (recent window
-against the baseline before it).
+For each snapshot: counts per activity type over trailing windows, days since the last activity
+of each type, distinct active days, total events per window, a time-decayed engagement score (the
+score decay of marketing tools, configurable half-life and per-type weights), a trend (recent
+window against the baseline before it), and sums and means of numbers the events carry (call
+duration, pages viewed) per window.
+
+The activity types are declared (:class:`ActivityType`): the 12 built-in ones by default, or the
+CRM's own from the mapping file, each with its phrases for reasons, its engagement weight and
+whose action it is. A ``company`` action (an outbound call, a sales email) is history, not
+engagement: it has its own counts and recency, but does not count in the totals, active days,
+engagement score or trend. Events of undeclared types are ignored here (validation counts them).
 
 Point in time: an event counts for a snapshot iff ``timestamp < as_of``; a window of ``w`` days
 is ``[as_of - w days, as_of)``. The implementation sorts the events once and answers every
@@ -112,37 +119,112 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
 }
 
 
+ACTORS = ("lead", "company")
+
+
+@dataclass(frozen=True)
+class ActivityType:
+    """One activity type: its phrases for reasons, engagement weight, whose action it is, and
+    the event values (numbers on its rows) it carries."""
+
+    name: str
+    count: str  # "Had {value} calls with sales"
+    last: str  # "Last call {value} days ago"
+    never: str  # "No call with sales yet"
+    weight: float = 1.0
+    actor: str = "lead"  # lead: the lead's own action (engagement); company: ours (history)
+    values: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.actor not in ACTORS:
+            raise ValueError(f"activity type {self.name}: actor must be one of {ACTORS}")
+
+
+@dataclass(frozen=True)
+class EventValue:
+    """A number carried by events (a call's duration, a visit's pages): summed per window."""
+
+    name: str
+    label: str  # how the sum reads: "{value} minutes on calls with sales"
+
+
+#: The built-in activity types: the default when the mapping declares none.
+BUILT_IN_TYPES: tuple[ActivityType, ...] = tuple(
+    ActivityType(t, *EVENT_PHRASES[t], weight=DEFAULT_EVENT_WEIGHTS[t]) for t in EVENT_TYPES
+)
+
+
 @dataclass(frozen=True)
 class BehavioralParams:
-    """Knobs of the behavioral builder (params.yaml ``features.behavioral``)."""
+    """Knobs of the behavioral builder (params.yaml ``features.behavioral``), and the activity
+    types and event values it builds from (the mapping's; default: the built-in types)."""
 
     windows_days: tuple[int, ...] = (7, 30, 90)
     half_life_days: float = 14.0
     trend_recent_days: int = 7
     trend_baseline_days: int = 30
+    #: Weights by type name, over the types' own (params.yaml overrides the mapping).
     event_weights: Mapping[str, float] | None = None
+    activity_types: tuple[ActivityType, ...] | None = None
+    event_values: tuple[EventValue, ...] = ()
+
+    def types(self) -> tuple[ActivityType, ...]:
+        """The activity types features are built for, in column order."""
+        return BUILT_IN_TYPES if self.activity_types is None else self.activity_types
+
+    def type_names(self) -> list[str]:
+        """The activity types' names, in column order."""
+        return [t.name for t in self.types()]
 
     def weights(self) -> np.ndarray:
-        """Engagement weight per event type, in contract order."""
-        w = {**DEFAULT_EVENT_WEIGHTS, **(self.event_weights or {})}
-        unknown = set(w) - set(EVENT_TYPES)
+        """Engagement weight per activity type, in :meth:`types` order."""
+        types = self.types()
+        overrides = dict(self.event_weights or {})
+        unknown = set(overrides) - {t.name for t in types}
         if unknown:
-            raise ValueError(f"event_weights names unknown event types: {sorted(unknown)}")
-        return np.array([w[t] for t in EVENT_TYPES], dtype=float)
+            raise ValueError(
+                f"event_weights names unknown event types: {sorted(unknown)}; the declared "
+                f"types are {[t.name for t in types]}"
+            )
+        return np.array([overrides.get(t.name, t.weight) for t in types], dtype=float)
+
+    def engaging(self) -> np.ndarray:
+        """Per type, in :meth:`types` order: True for the lead's own actions."""
+        return np.array([t.actor == "lead" for t in self.types()], dtype=bool)
+
+    def value_types(self) -> dict[str, list[int]]:
+        """Event value name -> positions of the types that carry it."""
+        types = self.types()
+        return {
+            v.name: [i for i, t in enumerate(types) if v.name in t.values]
+            for v in self.event_values
+        }
 
 
 def behavioral_specs(params: BehavioralParams = BehavioralParams()) -> list[FeatureSpec]:
     """The features :func:`build_behavioral` returns, in column order."""
     specs: list[FeatureSpec] = []
 
-    def add(name: str, label: str, missing: str | None = None) -> None:
-        specs.append(FeatureSpec(name, label, _SOURCES, BUILDER, missing_label=missing))
+    def add(name: str, label: str, missing: str | None = None, extra: tuple[str, ...] = ()) -> None:
+        specs.append(FeatureSpec(name, label, _SOURCES + extra, BUILDER, missing_label=missing))
 
+    types = params.types()
     for w in params.windows_days:
-        for t in EVENT_TYPES:
-            add(f"n_{t}_{w}d", f"{EVENT_PHRASES[t][0]} in the last {w} days")
-    for t in EVENT_TYPES:
-        add(f"days_since_last_{t}", EVENT_PHRASES[t][1], EVENT_PHRASES[t][2])
+        for t in types:
+            add(f"n_{t.name}_{w}d", f"{t.count} in the last {w} days")
+    for t in types:
+        add(f"days_since_last_{t.name}", t.last, t.never)
+    for v in params.event_values:
+        for w in params.windows_days:
+            add(
+                f"sum_{v.name}_{w}d", f"{v.label} in the last {w} days", extra=(f"events.{v.name}",)
+            )
+            add(
+                f"mean_{v.name}_{w}d",
+                f"{v.label} per activity on average, in the last {w} days",
+                missing=f"No {v.name.replace('_', ' ')} recorded in the last {w} days",
+                extra=(f"events.{v.name}",),
+            )
     add("days_since_last_event", "Last activity {value} days ago", "No activity yet")
     for w in params.windows_days:
         add(f"events_{w}d", f"{{value}} interactions in the last {w} days")
@@ -176,6 +258,9 @@ class _SortedRuns:
 
     def bounds(self, query_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """[start, end) of each query key's run (empty when the key has no events)."""
+        if len(self.run_starts) == 0:
+            empty = np.zeros(len(query_keys), dtype=np.int64)
+            return empty, empty
         run = np.searchsorted(self.keys[self.run_starts], query_keys)
         run = np.minimum(run, max(len(self.run_starts) - 1, 0))
         found = self.keys[self.run_starts[run]] == query_keys
@@ -239,17 +324,108 @@ def _codes(values: pd.Series, universe: Sequence[str] | pd.Index) -> np.ndarray:
     return found.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def _event_codes(events: pd.DataFrame, lead_ids: pd.Index, last_as_of: np.ndarray):
-    """Lead codes, type codes and timestamps of the events that some snapshot can see.
+def _event_codes(
+    events: pd.DataFrame, lead_ids: pd.Index, last_as_of: np.ndarray, params: BehavioralParams
+):
+    """Lead codes, type codes, timestamps and value columns of the events some snapshot can see.
 
-    An event at or after the latest as_of of its lead is invisible to every snapshot: it is
-    dropped here, before any sorting.
+    An event at or after the latest as_of of its lead is invisible to every snapshot, and so is
+    an event of an undeclared type: both are dropped here, before any sorting.
     """
     lead_code = _codes(events["lead_id"], lead_ids)
-    type_code = _codes(events["event_type"], EVENT_TYPES)
+    type_code = _codes(events["event_type"], params.type_names())
     ts = to_microseconds(events["timestamp"])
     visible = (lead_code >= 0) & (type_code >= 0) & (ts < last_as_of[np.maximum(lead_code, 0)])
-    return lead_code[visible], type_code[visible], ts[visible]
+    values = {
+        v.name: pd.to_numeric(events[v.name], errors="coerce").to_numpy(dtype=float)[visible]
+        for v in params.event_values
+    }
+    return lead_code[visible], type_code[visible], ts[visible], values
+
+
+def _boundaries(runs: _SortedRuns, snap_code, as_of, params: BehavioralParams) -> dict:
+    """Days back -> position of the first event at or after ``as_of - days`` in each run."""
+    start, end = runs.bounds(snap_code)
+    out = {"start": start, 0: runs.before(start, end, as_of)}
+    windows = {
+        *params.windows_days,
+        params.trend_recent_days,
+        params.trend_recent_days + params.trend_baseline_days,
+    }
+    for days in sorted(windows):
+        out[days] = runs.before(start, end, as_of - days * DAY_US)
+    return out
+
+
+def _per_type(runs, types, bounds, params: BehavioralParams, as_of, cols) -> None:
+    """Counts per type and window, and days since the last event of each type."""
+    names = params.type_names()
+    start, hi = bounds["start"], bounds[0]
+    seen = hi > start
+    # The positions of each type's events, grouped by type (a stable sort of the small type
+    # codes); counts in [lo, hi) and the last one before hi are binary searches there.
+    by_type = np.argsort(types.astype(np.int16), kind="stable")
+    type_starts = np.searchsorted(types[by_type], np.arange(len(names) + 1))
+    last_seen = {}
+    for t_idx, t in enumerate(names):
+        where_t = by_type[type_starts[t_idx] : type_starts[t_idx + 1]]  # ascending positions
+        below_hi = np.searchsorted(where_t, hi)
+        for w in params.windows_days:
+            cols[f"n_{t}_{w}d"] = (below_hi - np.searchsorted(where_t, bounds[w])).astype(np.int32)
+        last_pos = where_t[np.maximum(below_hi - 1, 0)] if len(where_t) else np.full(len(hi), -1)
+        has = (below_hi > 0) & (last_pos >= start) & seen
+        last_seen[t] = np.where(has, (as_of - runs.ts[np.maximum(last_pos, 0)]) / DAY_US, np.nan)
+    for t in names:
+        cols[f"days_since_last_{t}"] = last_seen[t]
+
+
+def _values(runs, types, values, bounds, params: BehavioralParams, cols) -> None:
+    """Sum and mean per window of each event value, over the types that carry it."""
+    hi = bounds[0]
+    for v in params.event_values:
+        carried = np.isin(types, params.value_types()[v.name])
+        x = values[v.name][runs.order]
+        present = carried & ~np.isnan(x)
+        # Prefix sums over the sorted events: a window's sum is a difference of two of them.
+        total = np.concatenate([[0.0], np.cumsum(np.where(present, x, 0.0))])
+        count = np.concatenate([[0], np.cumsum(present)])
+        for w in params.windows_days:
+            lo = bounds[w]
+            n = count[hi] - count[lo]
+            sums = total[hi] - total[lo]
+            cols[f"sum_{v.name}_{w}d"] = np.where(n > 0, sums, 0.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                cols[f"mean_{v.name}_{w}d"] = np.where(n > 0, sums / np.maximum(n, 1), np.nan)
+
+
+def _engagement(runs, types, bounds, params: BehavioralParams, as_of, weights, cols) -> None:
+    """Recency, totals, active days, decayed score and trend over the lead's own actions."""
+    start, hi = bounds["start"], bounds[0]
+    seen = hi > start
+    prev = np.maximum(hi - 1, 0)
+    cols["days_since_last_event"] = (
+        np.where(seen, (as_of - runs.ts[prev]) / DAY_US, np.nan)
+        if len(runs.ts)
+        else np.full(len(hi), np.nan)
+    )
+    day = runs.ts // DAY_US
+    new_day = np.ones(len(day), dtype=bool)
+    new_day[1:] = (runs.keys[1:] != runs.keys[:-1]) | (day[1:] != day[:-1])
+    new_day_cum = np.cumsum(new_day)
+    for w in params.windows_days:
+        lo = bounds[w]
+        cols[f"events_{w}d"] = (hi - lo).astype(np.int32)
+        if len(day):
+            distinct = 1 + new_day_cum[prev] - new_day_cum[np.minimum(lo, len(day) - 1)]
+            cols[f"active_days_{w}d"] = np.where(hi > lo, distinct, 0).astype(np.int32)
+        else:
+            cols[f"active_days_{w}d"] = np.zeros(len(hi), dtype=np.int32)
+    cols["engagement_score"] = _decayed_score(runs, weights[types], params, as_of, hi, seen)
+    recent_lo = bounds[params.trend_recent_days]
+    base_lo = bounds[params.trend_recent_days + params.trend_baseline_days]
+    recent, baseline = hi - recent_lo, recent_lo - base_lo
+    expected = baseline * params.trend_recent_days / params.trend_baseline_days
+    cols["engagement_trend"] = np.log2((recent + 1.0) / (expected + 1.0))
 
 
 def build_behavioral(
@@ -259,11 +435,13 @@ def build_behavioral(
 ) -> pd.DataFrame:
     """Behavioral features, one row per snapshot (same order), columns as :func:`behavioral_specs`.
 
-    ``events`` needs lead_id, timestamp, event_type; ``snapshots`` needs lead_id, as_of.
+    ``events`` needs lead_id, timestamp, event_type (and a column per declared event value);
+    ``snapshots`` needs lead_id, as_of.
     """
     if params.half_life_days <= 0:
         raise ValueError("half_life_days must be > 0")
     names = [s.name for s in behavioral_specs(params)]
+    weights = params.weights()
     if len(snapshots) == 0:
         return _no_activity(names, snapshots.index)
     lead_ids = pd.Index(pd.unique(snapshots["lead_id"]))
@@ -271,62 +449,24 @@ def build_behavioral(
     as_of = to_microseconds(snapshots["as_of"])
     last_as_of = np.full(len(lead_ids), np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(last_as_of, snap_code, as_of)
-    lead_code, type_code, ts = _event_codes(events, lead_ids, last_as_of)
+    lead_code, type_code, ts, values = _event_codes(events, lead_ids, last_as_of, params)
     if len(ts) == 0:
         return _no_activity(names, snapshots.index)
 
+    cols: dict[str, np.ndarray] = {}
     runs = _SortedRuns(lead_code, ts)
     types = type_code[runs.order]
-    start, end = runs.bounds(snap_code)
-    boundaries = {0: runs.before(start, end, as_of)}  # days back -> first position >= as_of - days
-    windows = {
-        *params.windows_days,
-        params.trend_recent_days,
-        params.trend_recent_days + params.trend_baseline_days,
-    }
-    for days in sorted(windows):
-        boundaries[days] = runs.before(start, end, as_of - days * DAY_US)
-    hi = boundaries[0]
-    seen = hi > start
-    prev = np.maximum(hi - 1, 0)
-    cols: dict[str, np.ndarray] = {}
-
-    # --- per type: the positions of each type's events, grouped by type (a radix sort of the
-    # 8-bit type codes); counts in [lo, hi) and the last one before hi are binary searches there.
-    by_type = np.argsort(types.astype(np.int8), kind="stable")
-    type_starts = np.searchsorted(types[by_type], np.arange(len(EVENT_TYPES) + 1))
-    last_seen = {}
-    for t_idx, t in enumerate(EVENT_TYPES):
-        where_t = by_type[type_starts[t_idx] : type_starts[t_idx + 1]]  # ascending positions
-        below_hi = np.searchsorted(where_t, hi)
-        for w in params.windows_days:
-            cols[f"n_{t}_{w}d"] = (below_hi - np.searchsorted(where_t, boundaries[w])).astype(
-                np.int32
-            )
-        last_pos = where_t[np.maximum(below_hi - 1, 0)] if len(where_t) else np.full(len(hi), -1)
-        has = (below_hi > 0) & (last_pos >= start) & seen
-        last_seen[t] = np.where(has, (as_of - runs.ts[np.maximum(last_pos, 0)]) / DAY_US, np.nan)
-    cols = {f"n_{t}_{w}d": cols[f"n_{t}_{w}d"] for w in params.windows_days for t in EVENT_TYPES}
-    for t in EVENT_TYPES:
-        cols[f"days_since_last_{t}"] = last_seen[t]
-
-    # --- per lead: recency, windows, active days, decayed score, trend
-    cols["days_since_last_event"] = np.where(seen, (as_of - runs.ts[prev]) / DAY_US, np.nan)
-    day = runs.ts // DAY_US
-    new_day = np.ones(len(day), dtype=bool)
-    new_day[1:] = (runs.keys[1:] != runs.keys[:-1]) | (day[1:] != day[:-1])
-    new_day_cum = np.cumsum(new_day)
-    for w in params.windows_days:
-        lo = boundaries[w]
-        cols[f"events_{w}d"] = (hi - lo).astype(np.int32)
-        distinct = 1 + new_day_cum[prev] - new_day_cum[np.minimum(lo, len(day) - 1)]
-        cols[f"active_days_{w}d"] = np.where(hi > lo, distinct, 0).astype(np.int32)
-    cols["engagement_score"] = _decayed_score(runs, types, params, as_of, hi, seen)
-    recent_lo = boundaries[params.trend_recent_days]
-    base_lo = boundaries[params.trend_recent_days + params.trend_baseline_days]
-    recent, baseline = hi - recent_lo, recent_lo - base_lo
-    expected = baseline * params.trend_recent_days / params.trend_baseline_days
-    cols["engagement_trend"] = np.log2((recent + 1.0) / (expected + 1.0))
+    bounds = _boundaries(runs, snap_code, as_of, params)
+    _per_type(runs, types, bounds, params, as_of, cols)
+    _values(runs, types, values, bounds, params, cols)
+    engaging = params.engaging()
+    if not engaging.all():
+        # A company action is history, not engagement: the totals see the lead's own actions.
+        own = engaging[type_code]
+        runs = _SortedRuns(lead_code[own], ts[own])
+        types = type_code[own][runs.order]
+        bounds = _boundaries(runs, snap_code, as_of, params)
+    _engagement(runs, types, bounds, params, as_of, weights, cols)
     return pd.DataFrame({n: cols[n] for n in names}, index=snapshots.index)
 
 
@@ -335,7 +475,7 @@ def _no_activity(names: list[str], index: pd.Index) -> pd.DataFrame:
     n = len(index)
     cols = {
         name: np.full(n, np.nan)
-        if name.startswith("days_since")
+        if name.startswith(("days_since", "mean_"))
         else np.zeros(n, dtype=np.int32)
         if name.startswith(("n_", "events_", "active_days_"))
         else np.zeros(n)
@@ -344,7 +484,7 @@ def _no_activity(names: list[str], index: pd.Index) -> pd.DataFrame:
     return pd.DataFrame(cols, index=index)
 
 
-def _decayed_score(runs: _SortedRuns, types, params, as_of, hi, seen):
+def _decayed_score(runs: _SortedRuns, weights, params, as_of, hi, seen):
     """sum over events before as_of of weight * 0.5 ** (age_days / half_life), exactly.
 
     Rewritten as 2**(-(as_of - origin)/h) * cumsum(weight * 2**((ts - origin)/h)) within each
@@ -353,7 +493,6 @@ def _decayed_score(runs: _SortedRuns, types, params, as_of, hi, seen):
     """
     if not seen.any():
         return np.zeros(len(as_of))
-    weights = params.weights()[types]
     h_us = params.half_life_days * DAY_US
     run_length = runs.run_ends - runs.run_starts
     origin = np.repeat(runs.ts[runs.run_starts], run_length)

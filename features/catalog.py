@@ -10,8 +10,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 from features.contract import FEATURE_SAFE_KNOWLEDGE, Knowledge, knowledge_of
+
+
+class Contract(Protocol):
+    """What the catalog needs of a contract: when a field is known (a mapping may change it)."""
+
+    def knowledge(self, table: str, column: str) -> Knowledge:
+        """When ``table.column`` becomes known."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,20 @@ class FeatureSpec:
     def is_point_in_time_safe(self) -> bool:
         """True when every source is known at creation or dated as of the snapshot."""
         return all(k in FEATURE_SAFE_KNOWLEDGE for k in self.knowledge)
+
+    def knowledge_in(self, contract: Contract | None) -> tuple[Knowledge, ...]:
+        """When each source field becomes known under a mapping's contract (None: native)."""
+        if contract is None:
+            return self.knowledge
+        return tuple(contract.knowledge(*s.split(".", 1)) for s in self.sources)
+
+    def unsafe_sources(self, contract: Contract | None = None) -> list[str]:
+        """The sources a snapshot may not read under ``contract`` ("table.column (knowledge)")."""
+        return [
+            f"{src} ({k.value})"
+            for src, k in zip(self.sources, self.knowledge_in(contract), strict=True)
+            if k not in FEATURE_SAFE_KNOWLEDGE
+        ]
 
     def describe(self, value: object) -> str:
         """The label filled with ``value`` (numbers without needless decimals); a missing value

@@ -14,6 +14,12 @@ Knowledge time says *when* a field's value is known, which decides whether a fea
 - ``after_outcome``: known only once the outcome is known (won/lost, close date, amount); never a
   feature, only a label.
 - ``personal``: personal data (name, email, phone); never a feature, never logged.
+
+Only what a label needs is required (``Table.required``, ``Column.is_required``): the leads and
+opportunities tables; ``leads.lead_id`` and ``created_at``; ``opportunities.lead_id``,
+``closed_at`` and ``is_won``; and, in an accounts or events table that is exported, the columns a
+row of it is unusable without. Every other table and column may be left out of an export:
+validation then supplies it, empty or missing in every row, and reports it.
 """
 
 from __future__ import annotations
@@ -77,8 +83,14 @@ class Column:
 
     @property
     def is_essential(self) -> bool:
-        """Required columns are essential unless said otherwise."""
+        """Non-nullable columns are essential unless said otherwise."""
         return (not self.nullable) if self.essential is None else self.essential
+
+    @property
+    def is_required(self) -> bool:
+        """Whether an export of the table must hold this column: exactly the essential ones.
+        Any other column may be left out; validation adds it, missing in every row."""
+        return self.is_essential
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,8 @@ class Table:
     columns: tuple[Column, ...]
     time_column: str | None = None
     description: str = ""
+    #: an export must hold this table; an optional one may be left out (read as empty).
+    required: bool = False
     by_name: dict[str, Column] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -99,6 +113,11 @@ class Table:
     def column_names(self) -> list[str]:
         """Column names in contract order."""
         return [c.name for c in self.columns]
+
+    @property
+    def required_column_names(self) -> list[str]:
+        """The columns an export of this table must hold, in contract order."""
+        return [c.name for c in self.columns if c.is_required]
 
     @property
     def kept_column_names(self) -> list[str]:
@@ -285,6 +304,7 @@ LEADS = Table(
     key="lead_id",
     time_column="created_at",
     description="One row per lead (a person who raised a hand or was sourced).",
+    required=True,
     columns=(
         C("lead_id", Kind.ID, K.AT_CREATION, "Unique lead identifier.", nullable=False),
         C(
@@ -360,6 +380,12 @@ LEADS = Table(
             "Opted out of marketing email (current value).",
         ),
         C("consent", Kind.BOOL, K.AT_EXTRACTION, "Gave processing consent (current value)."),
+        C(
+            "updated_at",
+            Kind.TIMESTAMP,
+            K.AT_EXTRACTION,
+            "When the record was last modified (UTC).",
+        ),
         C("first_name", Kind.TEXT, K.PERSONAL, "Personal data: never a feature, never logged."),
         C("last_name", Kind.TEXT, K.PERSONAL, "Personal data: never a feature, never logged."),
         C("email", Kind.TEXT, K.PERSONAL, "Personal data: never a feature, never logged."),
@@ -398,6 +424,12 @@ ACCOUNTS = Table(
             K.AT_EXTRACTION,
             "Existing customer today (may be *because* a lead was won: never a feature).",
         ),
+        C(
+            "updated_at",
+            Kind.TIMESTAMP,
+            K.AT_EXTRACTION,
+            "When the record was last modified (UTC).",
+        ),
     ),
 )
 
@@ -425,21 +457,21 @@ OPPORTUNITIES = Table(
     key="opportunity_id",
     time_column="created_at",
     description="Sales opportunities and their outcome (the label source).",
+    required=True,
     columns=(
         C(
             "opportunity_id",
             Kind.ID,
             K.AS_OF_SNAPSHOT,
-            "Unique opportunity identifier.",
-            nullable=False,
+            "Unique opportunity identifier; optional (rows without one are not checked for "
+            "duplicates).",
         ),
         C("lead_id", Kind.ID, K.AS_OF_SNAPSHOT, "The lead (leads.lead_id).", nullable=False),
         C(
             "created_at",
             Kind.TIMESTAMP,
             K.AS_OF_SNAPSHOT,
-            "When the opportunity was opened (UTC).",
-            nullable=False,
+            "When the opportunity was opened (UTC); missing: never seen as opened by features.",
         ),
         C(
             "closed_at",
@@ -462,6 +494,12 @@ OPPORTUNITIES = Table(
             "Deal amount in USD.",
             min_value=0,
             max_value=1e11,
+        ),
+        C(
+            "updated_at",
+            Kind.TIMESTAMP,
+            K.AT_EXTRACTION,
+            "When the record was last modified (UTC).",
         ),
     ),
 )

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from features.catalog import FeatureSpec
-from features.lookup import as_category, lead_rows, vocabulary_of
+from features.lookup import as_category, lead_rows
 
 BUILDER = "demographic"
 _FEATURES = {
@@ -30,6 +30,6 @@ def build_demographic(tables: Mapping[str, pd.DataFrame], snapshots: pd.DataFram
     """Demographic features of each snapshot's lead, one row per snapshot (same order)."""
     rows = lead_rows(tables["leads"], snapshots, list(_FEATURES))
     return pd.DataFrame(
-        {c: as_category(rows[c], vocabulary_of("leads", c)) for c in _FEATURES},
+        {c: as_category(rows[c]) for c in _FEATURES},
         index=snapshots.index,
     )

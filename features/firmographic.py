@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from features.catalog import FeatureSpec
-from features.lookup import account_rows, as_category, vocabulary_of
+from features.lookup import account_rows, as_category
 
 BUILDER = "firmographic"
 _CATEGORICAL = {"industry": "Industry: {value}", "region": "Region: {value}"}
@@ -48,6 +48,6 @@ def build_firmographic(tables: Mapping[str, pd.DataFrame], snapshots: pd.DataFra
     became a customer *because* the lead converted (a leak).
     """
     rows = account_rows(tables["leads"], tables["accounts"], snapshots, [*_CATEGORICAL, *_NUMERIC])
-    out = {f"account_{c}": as_category(rows[c], vocabulary_of("accounts", c)) for c in _CATEGORICAL}
+    out = {f"account_{c}": as_category(rows[c]) for c in _CATEGORICAL}
     out |= {f"account_{c}": pd.to_numeric(rows[c]).astype("float64") for c in _NUMERIC}
     return pd.DataFrame(out, index=snapshots.index)

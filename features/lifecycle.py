@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from features.catalog import FeatureSpec
-from features.lookup import as_category, lead_rows, vocabulary_of
+from features.lookup import as_category, lead_rows
 from features.snapshots import to_microseconds
 
 BUILDER = "lifecycle"
@@ -68,7 +68,7 @@ def build_lifecycle(tables: Mapping[str, pd.DataFrame], snapshots: pd.DataFrame)
     )
     return pd.DataFrame(
         {
-            "source": as_category(rows["source"], vocabulary_of("leads", "source")),
+            "source": as_category(rows["source"]),
             "lead_age_days": age,
             "opportunities_opened": opened.astype("float64"),
             "days_since_opportunity_opened": since,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from features import contract as ct
-
 
 def lead_rows(leads: pd.DataFrame, snapshots: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """``columns`` of each snapshot's lead, one row per snapshot (same index).
@@ -36,16 +34,9 @@ def account_rows(
     return rows[columns]
 
 
-def as_category(values: pd.Series, vocabulary: tuple[str, ...]) -> pd.Series:
-    """The values as a categorical with exactly the contract vocabulary as its categories."""
-    return pd.Series(
-        pd.Categorical(values.astype(object), categories=list(vocabulary)), index=values.index
-    )
-
-
-def vocabulary_of(table: str, column: str) -> tuple[str, ...]:
-    """The contract vocabulary of ``table.column``."""
-    vocab = ct.TABLES[table].by_name[column].vocabulary
-    if vocab is None:
-        raise KeyError(f"{table}.{column} has no vocabulary")
-    return vocab
+def as_category(values: pd.Series) -> pd.Series:
+    """A category feature as text (missing stays missing): the CRM's own values, whatever they
+    are. Its levels for a model are fitted on the training split (``models.categories``), not
+    fixed here, so a value is never lost on the way to the model."""
+    text = values.astype(object)
+    return pd.Series(text.where(text.notna()), index=values.index, dtype="str")

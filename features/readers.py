@@ -1,4 +1,7 @@
-"""Read and write the four raw CRM tables: a folder of parquet / CSV files, or a SQL database.
+"""Read and write the raw CRM tables: a folder of parquet / CSV files, or a SQL database.
+
+The leads and opportunities tables are required; accounts and events are optional: a source
+without them is read without them (logged), and validation supplies them empty.
 
 Readers do no validation: CSV is read as text (every column a string, empty -> missing) so that
 :func:`features.validation.validate_crm` sees exactly what the export holds; parquet and SQL keep
@@ -18,7 +21,7 @@ import errno
 import logging
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -73,22 +76,48 @@ def _first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
-def _missing_table(table: str, source: str | os.PathLike, found: list[str]) -> ContractError:
+def _missing_table(
+    table: str, source: str | os.PathLike, found: list[str], export: str | None = None
+) -> ContractError:
     where = "database" if _is_url(source) else "folder"
-    expect = "a table" if _is_url(source) else f"{table}.parquet or {table}.csv"
+    export = export or table
+    expect = "a table" if _is_url(source) else f"{export}.parquet or {export}.csv"
+    if export != table:  # named by the mapping file
+        return ContractError(
+            f"the {table} table (mapping: from {export!r}) not found in {where} "
+            f"{display_url(source)} (expected {expect}); found: "
+            f"{', '.join(sorted(found)) or '(nothing)'}. Fix `from:` in the mapping file.",
+            table=table,
+        )
+    required = [t.name for t in ct.TABLES.values() if t.required]
+    optional = [t.name for t in ct.TABLES.values() if not t.required]
     return ContractError(
         f"CRM table '{table}' not found in {where} {display_url(source)} (expected {expect}); "
-        f"found: {', '.join(sorted(found)) or '(nothing)'}. Export all of "
-        f"{', '.join(ct.TABLES)} there, with the contract names.",
+        f"found: {', '.join(sorted(found)) or '(nothing)'}. Export {' and '.join(required)} "
+        f"there ({' and '.join(optional)} optional), with the contract names.",
         table=table,
     )
+
+
+def _absent(source: str | os.PathLike, tables: list[str]) -> None:
+    """Log the optional tables the source does not hold (validation supplies them empty)."""
+    if tables:
+        log.info(
+            "optional table(s) not in %s, read as absent: %s",
+            display_url(source),
+            ", ".join(tables),
+        )
 
 
 # ------------------------------------------------------------------------------------------------
 # IDs: one rule for every table and every source
 # ------------------------------------------------------------------------------------------------
 def _id_columns(table: str) -> list[str]:
-    return [c.name for c in ct.TABLES[table].columns if c.kind == Kind.ID]
+    return (
+        [c.name for c in ct.TABLES[table].columns if c.kind == Kind.ID]
+        if table in ct.TABLES
+        else []
+    )
 
 
 def _numeric_text(arr: pa.Array) -> pa.Array | None:
@@ -243,9 +272,10 @@ def _not_encoded(path: Path, table: str, encoding: str, err: UnicodeDecodeError)
     )
 
 
-def _read_csv(path: Path, table: str, encoding: str) -> pd.DataFrame:
-    """A CSV as text (empty -> missing); a duplicate header is refused, not renamed to ``x.1``."""
-    text = {"dtype": str, "keep_default_na": False, "encoding": encoding}
+def _read_csv(path: Path, table: str, encoding: str, separator: str = ",") -> pd.DataFrame:
+    """A CSV as text (empty -> missing); a duplicate header is refused, not renamed to ``x.1``.
+    A ``.csv.gz`` file is decompressed on the fly."""
+    text = {"dtype": str, "keep_default_na": False, "encoding": encoding, "sep": separator}
     try:
         # The header row as data: pandas would silently rename a second "x" to "x.1".
         header = pd.read_csv(path, header=None, nrows=1, **text).iloc[0]
@@ -286,9 +316,8 @@ def _read_parquet(path: Path, table: str) -> pd.DataFrame:
                 column=duplicated[0],
             )
         # Category columns as dictionaries: a few distinct spellings, not one string per row.
-        dictionary = [
-            c.name for c in ct.TABLES[table].columns if c.kind == Kind.CATEGORY and c.name in names
-        ]
+        columns = ct.TABLES[table].columns if table in ct.TABLES else ()
+        dictionary = [c.name for c in columns if c.kind == Kind.CATEGORY and c.name in names]
         arrow = pq.read_table(path, read_dictionary=dictionary or None)
         frame = arrow.to_pandas()
     except OSError as err:
@@ -329,17 +358,22 @@ def _check_encoding(encoding: str) -> None:
 
 
 def _table_file(folder: Path, name: str) -> Path | None:
-    """The file to read for table ``name``: Parquet wins over CSV (even a broken one)."""
-    parquet, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
+    """The file to read for table ``name``: Parquet wins over CSV (even a broken one), a plain
+    CSV over a gzipped one."""
+    parquet, csv, gz = folder / f"{name}.parquet", folder / f"{name}.csv", folder / f"{name}.csv.gz"
     # lexists: a broken link or a link loop is reported, not mistaken for a missing file.
     if os.path.lexists(parquet):
         if os.path.lexists(csv):
             log.warning("%s ignored: %s is read", csv, parquet)
         return parquet
-    return csv if os.path.lexists(csv) else None
+    if os.path.lexists(csv):
+        return csv
+    return gz if os.path.lexists(gz) else None
 
 
-def _read_folder(folder: Path, encoding: str, progress: Progress) -> dict[str, pd.DataFrame]:
+def _read_folder(
+    folder: Path, encoding: str, progress: Progress, names: dict[str, str], separator: str
+) -> dict[str, pd.DataFrame]:
     _check_encoding(encoding)
     try:
         mode = _stat(folder, NO_TABLE)
@@ -354,23 +388,30 @@ def _read_folder(folder: Path, encoding: str, progress: Progress) -> dict[str, p
             table=NO_TABLE,
         )
     try:
-        found = [p.name for p in folder.iterdir() if p.suffix in (".parquet", ".csv")]
+        found = [
+            p.name for p in folder.iterdir() if p.name.endswith((".parquet", ".csv", ".csv.gz"))
+        ]
     except OSError as err:
         raise _unreadable(folder, NO_TABLE, err) from None
-    tables = {}
-    for i, name in enumerate(ct.TABLES, start=1):
-        path = _table_file(folder, name)
+    tables, absent = {}, []
+    for i, (name, export) in enumerate(names.items(), start=1):
+        path = _table_file(folder, export)
         if path is None:
-            raise _missing_table(name, folder, found)
+            if name not in ct.TABLES or ct.TABLES[name].required:
+                raise _missing_table(name, folder, found, export)
+            absent.append(name)
+            progress("read", i, len(names))
+            continue
         _check_table_file(path, name)
         frame = (
             _read_parquet(path, name)
             if path.suffix == ".parquet"
-            else _read_csv(path, name, encoding)
+            else _read_csv(path, name, encoding, separator)
         )
         tables[name] = _ids_to_text(frame, name)
         log.info("read %s: %d rows, %d columns from %s", name, *tables[name].shape, path)
-        progress("read", i, len(ct.TABLES))
+        progress("read", i, len(names))
+    _absent(folder, absent)
     return tables
 
 
@@ -418,29 +459,34 @@ def _database_error(url: str, table: str, err: sa.exc.SQLAlchemyError) -> Contra
     )
 
 
-def _read_sql(url: str, progress: Progress) -> dict[str, pd.DataFrame]:
+def _read_sql(url: str, progress: Progress, names: dict[str, str]) -> dict[str, pd.DataFrame]:
     engine = _engine(url, must_exist=True)
     name = NO_TABLE
     try:
         with engine.connect() as conn:
             found = sa.inspect(conn).get_table_names()
-            tables = {}
-            for i, name in enumerate(ct.TABLES, start=1):
-                if name not in found:
-                    raise _missing_table(name, url, found)
+            tables, absent = {}, []
+            for i, (name, export) in enumerate(names.items(), start=1):
+                if export not in found and (name not in ct.TABLES or ct.TABLES[name].required):
+                    raise _missing_table(name, url, found, export)
+                if export not in found:
+                    absent.append(name)
+                    progress("read", i, len(names))
+                    continue
                 # pandas reads an integer column with NULLs as float64: the id rule undoes it.
-                tables[name] = _ids_to_text(pd.read_sql_table(name, conn), name)
+                tables[name] = _ids_to_text(pd.read_sql_table(export, conn), name)
                 log.info(
                     "read %s: %d rows, %d columns from %s",
                     name,
                     *tables[name].shape,
                     display_url(url),
                 )
-                progress("read", i, len(ct.TABLES))
+                progress("read", i, len(names))
     except sa.exc.SQLAlchemyError as err:
         raise _database_error(url, name, err) from None
     finally:
         engine.dispose()
+    _absent(url, absent)
     return tables
 
 
@@ -449,22 +495,40 @@ def _no_progress(task: str, done: int, total: int) -> None:
 
 
 def read_crm(
-    source: str | os.PathLike, encoding: str = DEFAULT_ENCODING, progress: Progress | None = None
+    source: str | os.PathLike,
+    encoding: str = DEFAULT_ENCODING,
+    progress: Progress | None = None,
+    tables: Mapping[str, str] | None = None,
+    separator: str = ",",
 ) -> dict[str, pd.DataFrame]:
     """Read the raw CRM tables, keyed by table name, from a folder or an SQLAlchemy URL.
+
+    Leads and opportunities must be there; an optional table (accounts, events) the source
+    does not hold is left out of the result (logged at INFO), not an error.
 
     A folder holds ``{table}.parquet`` or ``{table}.csv`` per table (parquet preferred, the CSV
     ignored with a warning; CSV read as text in ``encoding``, a UTF-8 byte-order mark accepted,
     empty -> missing). A URL (anything containing ``://``) names a SQLite or PostgreSQL database
     with one table per name. ID columns come out as text (:func:`ids_as_text`). ``progress`` is
-    called as ``("read", i, n_tables)`` after each table. Any problem with the source (missing
-    table, file or database; empty, corrupt, unreadable or mis-encoded file; duplicate column;
-    connection failure) raises a one-line ``ContractError``.
+    called as ``("read", i, n_tables)`` after each table, absent ones included. Any problem with
+    the source (missing required table, file or database; empty, corrupt, unreadable or
+    mis-encoded file; duplicate column; connection failure) raises a one-line ``ContractError``.
+
+    ``tables`` maps each contract table to the export's table or file stem (a mapping file's
+    ``from:``; default: the contract's names); ``separator``: the CSV separator. A CSV may be
+    gzipped (``contacts.csv.gz``).
     """
     progress = progress or _no_progress
+    names = dict(tables) if tables is not None else {name: name for name in ct.TABLES}
     if _is_url(source):
-        return _read_sql(str(source), progress)
-    return _read_folder(Path(source), encoding, progress)
+        return _read_sql(str(source), progress, names)
+    return _read_folder(Path(source), encoding, progress, names, separator)
+
+
+def table_ids_as_text(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    """``frame`` with :func:`ids_as_text` applied to the ID columns of contract table ``table``
+    that it holds (for tables renamed to the contract after reading, by a mapping)."""
+    return _ids_to_text(frame, table)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -2,19 +2,27 @@
 
 ``validate_crm`` turns the raw tables (as read by :mod:`features.readers`) into typed tables in
 contract column order, and moves every row it cannot use into a per-table *rejects* frame with a
-reason. A problem with a whole column (missing, or mostly of the wrong type) is not a row problem:
-it raises :class:`ContractError`, which says what to fix.
+reason. A problem with a whole column (a required one missing, or mostly of the wrong type) is
+not a row problem: it raises :class:`ContractError`, which says what to fix.
+
+Only what a label needs is required (see :mod:`features.contract`): the leads and opportunities
+tables and a few columns. An optional table left out of the export (accounts, events) becomes an
+empty table; an optional column left out becomes a column missing in every row; both are
+reported (``ValidationResult.absent_tables`` / ``absent_columns``), so later steps always see the
+full contract shape.
 
 Steps per table (tables in the order accounts, leads, events, opportunities, so relational rules
 can look at the rows already kept):
 
-a. required contract columns present (else ``ContractError``); extra columns dropped.
+a. required contract columns present (else ``ContractError``); optional ones added, missing;
+   extra columns dropped.
 b. coercion per :class:`~features.contract.Kind`; a present value that cannot be read is
    *unparseable*: too many in one column -> ``ContractError``, otherwise the row is rejected.
    Category values outside the vocabulary become missing (reported), except ``events.event_type``.
 c. a pandera schema built from the contract (nullability, dtypes, minimum values).
-d. relational rules: duplicate keys, timestamps in the future or before the lead existed,
-   unknown leads, inconsistent opportunity outcomes.
+d. relational rules: timestamps in the future, events before their lead existed, unknown leads,
+   inconsistent opportunity outcomes, then duplicate keys, resolved by a time rule
+   (:func:`_duplicates`). Opportunities opened before their lead record are kept, with a note.
 
 Personal columns (``Knowledge.PERSONAL``) never appear in messages or log lines.
 Everything is vectorised: no Python loop over rows.
@@ -37,7 +45,16 @@ import pyarrow as pa_arrow
 import pyarrow.compute as pc
 
 from features import contract as ct
+from features.behavioral import BUILT_IN_TYPES
 from features.contract import Column, Kind, Knowledge, Table
+from features.mapping.contract import (
+    NATIVE,
+    EffectiveContract,
+    ReadRule,
+    normalise_key,
+    normalise_values,
+)
+from features.mapping.file import MappingError
 from features.outputs import remove_file, write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -50,6 +67,28 @@ TABLE_ORDER = ("accounts", "leads", "events", "opportunities")
 REDACTED = "<redacted personal data>"
 #: How many example rows / values a message shows.
 N_EXAMPLES = 5
+#: Rows kept but worth a note: note -> the log line's explanation.
+OPENED_BEFORE_LEAD = "opportunity created before its lead record"
+NOTES = {
+    OPENED_BEFORE_LEAD: (
+        "opportunity(ies) created before their lead record (kept: they count for labels and "
+        "for 'already won/lost'; common after a CRM merge)"
+    ),
+}
+EXPECTED_CLOSE_DATE = "expected close date of an open opportunity ignored"
+UNDECLARED_TYPE = "event of an undeclared activity type"
+NOTES[EXPECTED_CLOSE_DATE] = (
+    "open opportunity(ies) with an expected close date (ignored while open: "
+    "opportunities.expected_close_date)"
+)
+NOTES[UNDECLARED_TYPE] = (
+    "event(s) of activity types the mapping does not declare (kept as history, not features)"
+)
+#: Columns of :attr:`ValidationResult.categories`.
+CATEGORY_REPORT = ["table", "column", "status", "rows", "distinct", "examples"]
+#: The column whose latest value (at or before extraction) breaks a tie between duplicates.
+UPDATED_AT = "updated_at"
+_INT64_MAX = np.iinfo(np.int64).max
 
 _SEPARATORS = r"[\s\-_]+"
 _SEPARATORS_RE = re.compile(_SEPARATORS)
@@ -91,9 +130,27 @@ class ValidationResult:
     repaired: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=["table", "column", "problem", "rows"])
     )  # table, column, problem, rows: unusable values of non-essential columns set to missing
+    absent_tables: tuple[str, ...] = ()  # optional tables not in the export (empty here)
+    absent_columns: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["table", "column"])
+    )  # table, column: optional columns not in the export (missing in every row here)
+    notes: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["table", "note", "rows"])
+    )  # table, note, rows: rows kept, but counted (e.g. opportunities before their lead)
+    categories: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=CATEGORY_REPORT)
+    )  # per category (or value-mapped) column and status: rows, distinct values, examples
+    undeclared_types: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["event_type", "rows"])
+    )  # activity types of kept events that the contract does not declare, with their rows
+
+    def columns_not_in_export(self, table: str) -> list[str]:
+        """The optional columns of ``table`` the export left out (empty for an absent table)."""
+        return self.absent_columns.loc[self.absent_columns["table"] == table, "column"].tolist()
 
     def summary(self) -> str:
-        """One line per table: rows in / rejected / out, with the count of each reject reason."""
+        """One line per table: rows in / rejected / out with the count of each reject reason,
+        rows kept with a note; then what the export left out and the values repaired."""
         lines = []
         for rec in self.counts.itertuples(index=False):
             by_reason = self.reasons[self.reasons["table"] == rec.table]
@@ -103,7 +160,19 @@ class ValidationResult:
             line = (
                 f"{rec.table}: {rec.rows_in} in, {rec.rows_rejected} rejected, {rec.rows_out} out"
             )
-            lines.append(f"{line} ({detail})" if detail else line)
+            line = f"{line} ({detail})" if detail else line
+            noted = self.notes[self.notes["table"] == rec.table]
+            if len(noted):
+                line += "; kept with notes: " + ", ".join(
+                    f"{t}: {n}" for t, n in zip(noted["note"], noted["rows"], strict=True)
+                )
+            lines.append(line)
+        left_out = [f"{t} table" for t in self.absent_tables] + [
+            f"{t}: {', '.join(cols)}"
+            for t, cols in self.absent_columns.groupby("table", sort=False)["column"]
+        ]
+        if left_out:
+            lines.append("not in the export (filled as missing): " + "; ".join(left_out))
         if len(self.repaired):
             lines.append(
                 "unusable values set to missing (rows kept): "
@@ -116,8 +185,14 @@ class ValidationResult:
         if len(unknown):
             per_col = unknown.groupby(["table", "column"], sort=False)["rows"].sum()
             lines.append(
-                "unknown category values set to missing: "
+                "category values set to missing (unmapped: missing): "
                 + ", ".join(f"{t}.{c}: {n}" for (t, c), n in per_col.items())
+            )
+        changed = self.categories[self.categories["status"] != "kept"]
+        for rec in changed.itertuples(index=False):
+            lines.append(
+                f"{rec.table}.{rec.column}: {rec.status}: {rec.rows:,} row(s), "
+                f"{rec.distinct:,} value(s), e.g. {rec.examples}"
             )
         return "\n".join(lines)
 
@@ -148,20 +223,17 @@ def _quoted(values: pd.Series, column: Column) -> pd.Series:
 # ------------------------------------------------------------------------------------------------
 # Categories
 # ------------------------------------------------------------------------------------------------
-def _normalise_one(value: str) -> str:
-    return _SEPARATORS_RE.sub(" ", value.lower()).strip()
-
-
 def _normalise_text(values: pd.Series) -> pd.Series:
-    """Vectorised ``_normalise_one``: lower-case, collapse whitespace/-/_ runs, trim."""
-    return values.str.lower().str.replace(_SEPARATORS, " ", regex=True).str.strip()
+    """Vectorised :func:`features.mapping.contract.normalise_key`: NFKC, lower case, runs of
+    white space, ``-`` and ``_`` as one ``_``, trimmed."""
+    return normalise_values(values)
 
 
 @cache
 def _lookup(vocabulary: tuple[str, ...], synonyms: tuple[tuple[str, str], ...]) -> dict[str, str]:
     """Normalised spelling -> canonical value (canonical spellings win over synonyms)."""
-    table = {_normalise_one(k): v for k, v in synonyms}
-    table.update({_normalise_one(v): v for v in vocabulary})
+    table = {normalise_key(k): v for k, v in synonyms}
+    table.update({normalise_key(v): v for v in vocabulary})
     return table
 
 
@@ -191,8 +263,8 @@ def normalise_category(
 ) -> pd.Series:
     """Map spellings to canonical vocabulary values (vectorised over distinct values).
 
-    Lower-case, collapse runs of whitespace/-/_ to one space, trim; map ``synonyms`` (keys are
-    compared in that normalised form), then the normalised canonical values (``"c level"`` ->
+    Normalise (:func:`features.mapping.contract.normalise_key`), map ``synonyms`` (keys are
+    compared in that normalised form), then the normalised canonical values (``"C-Level"`` ->
     ``"c_level"``). Values still outside the vocabulary are returned unchanged; empty values
     become missing. Returns a ``str`` Series with the index and name of ``values``.
     """
@@ -219,24 +291,68 @@ def _as_string(values: pd.Series, strip: bool) -> pd.Series:
     return out
 
 
-def _to_timestamp(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
-    """Naive UTC datetime64[us]; text must be ISO 8601 (no guessing of day/month order)."""
+def _to_timestamp(
+    values: pd.Series, rule: ReadRule | None = None
+) -> tuple[pd.Series, np.ndarray | None]:
+    """Naive UTC datetime64[us]; text must be ISO 8601 (no guessing of day/month order) unless
+    the mapping gives a ``format`` (strftime, or epoch_s / epoch_ms for numbers); a
+    ``time_zone`` applies to values written without one."""
+    fmt = rule.timestamp_format if rule else None
+    zone = rule.time_zone if rule else None
     dtype = values.dtype
     if isinstance(dtype, pd.DatetimeTZDtype):
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
         dtype = values.dtype
     if pd.api.types.is_datetime64_dtype(dtype):
+        if zone not in (None, "UTC"):
+            return _to_utc(values, zone, values.notna().to_numpy())
         return values.dt.as_unit("us"), None  # already typed: nothing to parse
+    if fmt in ("epoch_s", "epoch_ms"):
+        numbers = pd.to_numeric(values.astype(STRING).str.strip(), errors="coerce")
+        parsed = pd.to_datetime(numbers, unit="s" if fmt == "epoch_s" else "ms", errors="coerce")
+        parsed = parsed.dt.as_unit("us")
+        bad = (parsed.isna() & values.notna()).to_numpy()
+        return parsed, (bad if bad.any() else None)
     if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
         # Numbers are not ISO 8601: epoch seconds or milliseconds are ambiguous, so unparseable
-        # (pandas would otherwise guess, and will read them as epochs in a future version).
+        # unless the mapping says which (format: epoch_s or epoch_ms).
         parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
         bad = values.notna().to_numpy()
         return parsed, (bad if bad.any() else None)
-    parsed = pd.to_datetime(values, format="ISO8601", errors="coerce", utc=True)
-    parsed = parsed.dt.tz_localize(None).dt.as_unit("us")
+    if fmt is not None:
+        parsed = pd.to_datetime(values, format=fmt, errors="coerce")
+        if isinstance(parsed.dtype, pd.DatetimeTZDtype):  # %z in the format
+            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+        elif zone not in (None, "UTC"):
+            return _to_utc(parsed, zone, values.notna().to_numpy())
+        parsed = parsed.dt.as_unit("us")
+    elif zone not in (None, "UTC"):
+        # ISO 8601 with or without an offset: values with one are exact, the others are local.
+        text = values.astype(STRING)
+        has_offset = text.str.contains(r"(?:[zZ]|[+-]\d\d:?\d\d)$", regex=True).fillna(False)
+        aware = pd.to_datetime(text.where(has_offset), format="ISO8601", errors="coerce", utc=True)
+        local = pd.to_datetime(text.where(~has_offset), format="ISO8601", errors="coerce")
+        local, _ = _to_utc(local, zone, np.zeros(len(values), dtype=bool))
+        parsed = aware.dt.tz_localize(None).dt.as_unit("us").where(has_offset, local)
+    else:
+        parsed = pd.to_datetime(values, format="ISO8601", errors="coerce", utc=True)
+        parsed = parsed.dt.tz_localize(None).dt.as_unit("us")
     bad = (parsed.isna() & values.notna()).to_numpy()
     return parsed, (bad if bad.any() else None)
+
+
+def _to_utc(
+    local: pd.Series, zone: str, present: np.ndarray
+) -> tuple[pd.Series, np.ndarray | None]:
+    """Naive local times in ``zone`` as naive UTC; a time that does not exist or exists twice
+    in that zone (daylight saving) is unparseable, never guessed."""
+    try:
+        aware = local.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+    except Exception as err:  # an unknown zone name: the mapping's fault, one line
+        raise MappingError(f"mapping: unknown time zone {zone!r} ({err})") from None
+    out = aware.dt.tz_convert("UTC").dt.tz_localize(None).dt.as_unit("us")
+    bad = out.isna().to_numpy() & (present | local.notna().to_numpy())
+    return out, (bad if bad.any() else None)
 
 
 def _to_float(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
@@ -282,7 +398,8 @@ def _dtype(column: Column) -> object:
         Kind.FLOAT: np.dtype("float64"),
         Kind.INT: pd.Int64Dtype(),
         Kind.BOOL: pd.BooleanDtype(),
-        Kind.CATEGORY: pd.CategoricalDtype(list(column.vocabulary or ())),
+        # Open: a CRM's own values are kept, so the categories are the values found.
+        Kind.CATEGORY: pd.CategoricalDtype([]),
     }[column.kind]
 
 
@@ -290,10 +407,14 @@ def _fmt_number(x: float) -> str:
     return f"{x:g}"
 
 
+def contract_schema(table_name: str | Table) -> pa.DataFrameSchema:
+    """The pandera schema of a contract table (typed frame, contract column order); a
+    :class:`Table` (a mapping's, with custom fields) or the name of a native one."""
+    return _schema(ct.TABLES[table_name] if isinstance(table_name, str) else table_name)
+
+
 @cache
-def contract_schema(table_name: str) -> pa.DataFrameSchema:
-    """The pandera schema of a contract table (typed frame, contract column order)."""
-    table = ct.TABLES[table_name]
+def _schema(table: Table) -> pa.DataFrameSchema:
     columns = {}
     for col in table.columns:
         checks = []
@@ -301,8 +422,10 @@ def contract_schema(table_name: str) -> pa.DataFrameSchema:
             checks.append(
                 pa.Check.ge(col.min_value, error=f"below minimum {_fmt_number(col.min_value)}")
             )
-        columns[col.name] = pa.Column(_dtype(col), checks=checks, nullable=col.nullable)
-    return pa.DataFrameSchema(columns, strict=True, ordered=True, name=table_name)
+        # A category's levels are the values found (open vocabularies): any categorical.
+        dtype = None if col.kind == Kind.CATEGORY else _dtype(col)
+        columns[col.name] = pa.Column(dtype, checks=checks, nullable=col.nullable)
+    return pa.DataFrameSchema(columns, strict=True, ordered=True, name=table.name)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -343,9 +466,10 @@ class _Rejects:
         return pd.concat(self.texts).sort_index()
 
 
-def _check_columns(table: Table, raw: pd.DataFrame) -> pd.DataFrame:
-    """Step a: every required column present; personal columns may be left out of an export
-    (no later step reads them), they are then missing in every row. Returns the frame."""
+def _check_columns(table: Table, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Step a: every required column present. An optional column the export left out is added,
+    missing in every row and typed per the contract (later steps see the full contract shape),
+    and logged. Returns the frame and the names of the columns added."""
     found = [str(c) for c in raw.columns]
     duplicated = sorted({c for c in found if found.count(c) > 1})
     if duplicated:
@@ -355,10 +479,7 @@ def _check_columns(table: Table, raw: pd.DataFrame) -> pd.DataFrame:
             table=table.name,
             column=duplicated[0],
         )
-    optional = [c.name for c in table.columns if _is_personal(c) and c.name not in found]
-    if optional:
-        raw = raw.assign(**{c: pd.Series(np.nan, index=raw.index, dtype=STRING) for c in optional})
-    missing = [c for c in table.column_names if c not in found and c not in optional]
+    missing = [c for c in table.required_column_names if c not in found]
     if missing:
         raise ContractError(
             f"{table.name}: required column(s) {', '.join(missing)} missing; found columns: "
@@ -367,6 +488,15 @@ def _check_columns(table: Table, raw: pd.DataFrame) -> pd.DataFrame:
             table=table.name,
             column=missing[0],
         )
+    absent = [c.name for c in table.columns if c.name not in found]
+    if absent:
+        raw = raw.assign(
+            **{c: pd.Series(index=raw.index, dtype=_dtype(table.by_name[c])) for c in absent}
+        )
+        log.info(
+            "%s: %d optional column(s) not in the export, missing in every row: %s",
+            table.name, len(absent), ", ".join(absent),
+        )  # fmt: skip
     extra = [c for c in found if c not in table.by_name]
     if extra:
         log.info(
@@ -375,7 +505,12 @@ def _check_columns(table: Table, raw: pd.DataFrame) -> pd.DataFrame:
             len(extra),
             ", ".join(extra),
         )
-    return raw
+    return raw, absent
+
+
+def _absent_table(table: Table) -> pd.DataFrame:
+    """An optional table the export left out: no rows, every contract column, typed."""
+    return pd.DataFrame({c.name: pd.Series(dtype=_dtype(c)) for c in table.columns})
 
 
 def _wrong_type(table: Table, column: Column, raw_col: pd.Series, bad: np.ndarray, limit: float):
@@ -435,16 +570,27 @@ def _coerce(
     limit: float,
     unknown: list[dict],
     repaired: list[dict],
+    rules: dict[str, ReadRule] | None = None,
+    categories: list[dict] | None = None,
 ) -> pd.DataFrame:
-    """Step b: typed columns in contract order; unusable essential values reject the row."""
+    """Step b: typed columns in contract order; unusable essential values reject the row.
+
+    ``rules`` (the mapping's, by column): value maps applied first, then timestamp formats and
+    time zones. Category values are kept as found, normalised, and reported in ``categories``.
+    """
+    rules = rules or {}
+    categories = [] if categories is None else categories
     out = {}
     for col in table.columns:
         raw_col = frame[col.name]
+        rule = rules.get(col.name)
+        if rule is not None and rule.values:
+            raw_col = _apply_value_map(table, col, raw_col, rule, categories, unknown)
         bad: np.ndarray | None = None
         if col.kind in (Kind.ID, Kind.TEXT):
             typed = _as_string(raw_col, strip=col.kind == Kind.ID)
         elif col.kind == Kind.TIMESTAMP:
-            typed, bad = _to_timestamp(raw_col)
+            typed, bad = _to_timestamp(raw_col, rule)
         elif col.kind == Kind.FLOAT:
             typed, bad = _to_float(raw_col)
         elif col.kind == Kind.INT:
@@ -452,7 +598,7 @@ def _coerce(
         elif col.kind == Kind.BOOL:
             typed, bad = _to_bool(raw_col)
         else:
-            typed = _to_category(table, col, raw_col, rej, unknown)
+            typed = _to_category(table, col, raw_col, categories)
         if bad is not None and bad.any():
             n_present = int(raw_col.notna().sum())
             if bad.sum() > limit * n_present:
@@ -530,52 +676,159 @@ def _implausible(
     return typed
 
 
-def _to_category(
-    table: Table, col: Column, raw_col: pd.Series, rej: _Rejects, unknown: list[dict]
-) -> pd.Series:
-    vocab = tuple(col.vocabulary or ())
-    dtype = pd.CategoricalDtype(list(vocab))
-    if isinstance(raw_col.dtype, pd.CategoricalDtype) and list(raw_col.cat.categories) == list(
-        vocab
-    ):
-        return raw_col.astype(dtype)  # already canonical: no string work
-    raw_codes, uniques = _factorize(raw_col)
-    lut = np.append(_unique_codes(uniques, vocab, ct.SYNONYMS.get(col.name, {})), np.int16(-2))
-    row_codes = lut[raw_codes]  # raw code -1 (missing) -> -2
-    is_unknown = row_codes == -1
-    if is_unknown.any():
-        per_value = np.bincount(raw_codes[is_unknown], minlength=len(uniques))
-        found = np.flatnonzero(per_value)
-        values = [_safe(v) for v in uniques.iloc[found].to_numpy()]
-        counts = pd.DataFrame({"value": values, "rows": per_value[found]})
-        counts = counts.groupby("value", as_index=False, sort=False)["rows"].sum()
-        counts = counts.sort_values(["rows", "value"], ascending=[False, True])
-        if col.nullable:
-            examples = ", ".join(repr(v) for v in counts["value"].head(N_EXAMPLES))
-            log.warning(
-                "%s.%s: %d value(s) outside the vocabulary set to missing (%d distinct, e.g. %s)",
-                table.name, col.name, int(is_unknown.sum()), len(counts), examples,
-            )  # fmt: skip
-            unknown.extend(
-                {"table": table.name, "column": col.name, "value": v, "rows": int(n)}
-                for v, n in zip(counts["value"], counts["rows"], strict=True)
-            )
-        else:
-            rej.add(
-                is_unknown,
-                f"unknown {col.name}",
-                lambda pos: (": " + _quoted(raw_col.iloc[pos], col)).to_numpy(),
-            )
-    codes = np.where(row_codes >= 0, row_codes, -1).astype(
-        np.int16 if len(vocab) > 127 else np.int8
+def _examples_by_rows(values: pd.Series, rows: np.ndarray) -> str:
+    """``'a' (12), 'b' (3)``: the most frequent of some distinct values, for a message."""
+    order = np.lexsort((np.arange(len(rows)), -rows))[:N_EXAMPLES]
+    return ", ".join(f"{_safe(values.iloc[i])!r} ({int(rows[i]):,})" for i in order)
+
+
+def _report(categories: list[dict], table: Table, col: Column, status: str, values, rows) -> None:
+    """One line of the category report: how many rows (and distinct values) had ``status``."""
+    rows = np.asarray(rows)
+    if rows.sum() == 0:
+        return
+    present = rows > 0
+    shown = _examples_by_rows(values[present], rows[present])
+    categories.append(
+        {
+            "table": table.name,
+            "column": col.name,
+            "status": status,
+            "rows": int(rows.sum()),
+            "distinct": int(present.sum()),
+            "examples": REDACTED if _is_personal(col) else shown,
+        }
     )
-    return pd.Series(pd.Categorical.from_codes(codes, dtype=dtype), index=raw_col.index)
+
+
+def _apply_value_map(
+    table: Table,
+    col: Column,
+    raw_col: pd.Series,
+    rule: ReadRule,
+    categories: list[dict],
+    unknown: list[dict],
+) -> pd.Series:
+    """The mapping's value map on one column (keys compared normalised), before typing.
+
+    Values the map does not name are kept as found (``unmapped: keep``) or set to missing and
+    counted (``unmapped: missing``). A map none of whose keys matches a value of a non-empty
+    column is a mistake of the mapping (a wrong column or spelling): one-line MappingError.
+    """
+    raw_codes, uniques = _factorize(raw_col)
+    if len(uniques) == 0:
+        return raw_col
+    keys = _normalise_text(uniques)
+    lookup = dict(rule.values)
+    hit = keys.isin(list(lookup)).to_numpy(dtype=bool)
+    rows = np.bincount(raw_codes[raw_codes >= 0], minlength=len(uniques))
+    if not hit.any():
+        raise MappingError(
+            f"mapping: {table.name}.{col.name}: no key of its value map matches a value of the "
+            f"export (found e.g. {_examples_by_rows(uniques, rows)}): check the keys' spelling "
+            "and the column they map"
+        )
+    unused = sorted(set(lookup) - set(keys[hit]))
+    if unused:
+        log.info(
+            "%s.%s: %d value-map key(s) match no value of this export: %s",
+            table.name, col.name, len(unused), ", ".join(map(repr, unused[:N_EXAMPLES])),
+        )  # fmt: skip
+    mapped = np.array([lookup.get(k) for k in keys.fillna("")], dtype=object)  # per distinct
+    kept = uniques.to_numpy(dtype=object) if rule.unmapped == "keep" else None
+    values = np.where(hit, mapped, kept if kept is not None else None)
+    values = np.append(values, None)  # code -1 (missing) -> missing
+    out = pd.Series(values[raw_codes], index=raw_col.index, name=raw_col.name, dtype=object)
+    _report(categories, table, col, "mapped by the mapping", uniques, np.where(hit, rows, 0))
+    if rule.unmapped == "missing":
+        dropped = np.where(hit, 0, rows)
+        _report(categories, table, col, "not in the value map: set to missing", uniques, dropped)
+        found = np.flatnonzero(dropped)
+        unknown.extend(
+            {
+                "table": table.name,
+                "column": col.name,
+                "value": _safe(uniques.iloc[i]),
+                "rows": int(dropped[i]),
+            }
+            for i in found[np.argsort(-dropped[found], kind="stable")][:100]
+        )
+        if len(found):
+            log.info(
+                "%s.%s: %d row(s) with values the value map does not name, set to missing "
+                "(unmapped: missing): %s",
+                table.name, col.name, int(dropped.sum()), _examples_by_rows(uniques, dropped),
+            )  # fmt: skip
+    return out
+
+
+def _to_category(
+    table: Table, col: Column, raw_col: pd.Series, categories: list[dict]
+) -> pd.Series:
+    """A category column, values kept: normalised (case, white space, ``-``/``_``), known
+    spellings mapped to the canonical value (contract synonyms), everything else kept as it is.
+
+    Where the contract has a vocabulary (a rule reads the column: BANT bands, seniority),
+    values outside it are kept too, reported, and read as unknown by the rules. Categories are
+    the values found, sorted. Reported per column: rows kept, rows whose spelling was mapped,
+    rows outside the vocabulary. Vectorised over the distinct values.
+    """
+    raw_codes, uniques = _factorize(raw_col)
+    normalised = _normalise_text(uniques)
+    vocab = tuple(col.vocabulary or ())
+    lookup = _lookup(vocab, tuple(sorted(ct.SYNONYMS.get(col.name, {}).items())))
+    canonical = normalised.map(lookup).astype(object)
+    value = pd.Series(
+        np.where(canonical.notna(), canonical, normalised.astype(object)), dtype=STRING
+    )
+    value = value.mask(normalised.fillna("").str.len().eq(0))  # blank: missing
+    levels = pd.Index(value.dropna().unique()).sort_values()
+    lut = np.append(levels.get_indexer(value.astype(object)), -1).astype(np.int32)
+    rows = np.bincount(raw_codes[raw_codes >= 0], minlength=len(uniques))
+    changed = (value != uniques).fillna(False).to_numpy(dtype=bool)
+    outside = (
+        (~value.isin(vocab)).fillna(False).to_numpy(dtype=bool) & value.notna().to_numpy()
+        if vocab
+        else np.zeros(len(uniques), dtype=bool)
+    )
+    present = value.notna().to_numpy()
+    _report(
+        categories, table, col, "kept", uniques, np.where(present & ~changed & ~outside, rows, 0)
+    )
+    _report(
+        categories,
+        table,
+        col,
+        "spelling mapped",
+        uniques,
+        np.where(present & changed & ~outside, rows, 0),
+    )
+    if outside.any():
+        _report(
+            categories,
+            table,
+            col,
+            "outside the vocabulary: kept, rules read unknown",
+            uniques,
+            np.where(outside, rows, 0),
+        )
+        log.warning(
+            "%s.%s: %d row(s) with values outside the %s vocabulary, kept as they are (the "
+            "rules read them as unknown; map them in the mapping file): %s",
+            table.name, col.name, int(rows[outside].sum()), col.name,
+            _examples_by_rows(uniques[outside], rows[outside]),
+        )  # fmt: skip
+    return pd.Series(
+        pd.Categorical.from_codes(lut[raw_codes], categories=levels),
+        index=raw_col.index,
+        name=raw_col.name,
+    )
 
 
 def _schema_rejects(table: Table, typed: pd.DataFrame, rej: _Rejects) -> None:
     """Step c: pandera checks; row-level failures become rejects, others a ContractError."""
     try:
-        contract_schema(table.name).validate(typed, lazy=True)
+        contract_schema(table).validate(typed, lazy=True)
     except pa.errors.SchemaErrors as exc:
         fc = exc.failure_cases
         table_level = fc[fc["index"].isna()]
@@ -614,30 +867,98 @@ def _schema_rejects(table: Table, typed: pd.DataFrame, rej: _Rejects) -> None:
                     )
 
 
-def _duplicates(table: Table, typed: pd.DataFrame, rej: _Rejects) -> None:
-    key = table.key
-    if key is None:
-        return
-    alive = np.flatnonzero(~rej.rejected)
-    keys = typed[key].iloc[alive]
-    codes, _ = pd.factorize(keys)
-    dup = pd.Series(codes).duplicated().to_numpy() & (codes >= 0)
-    if not dup.any():
-        return
-    _, first_idx = np.unique(codes, return_index=True)
-    first_of_code = alive[first_idx]  # source row of the first occurrence per distinct key
-    if (codes < 0).any():
-        first_of_code = first_of_code[1:]  # np.unique sorts -1 (missing) first
-    mask = np.zeros(rej.n, dtype=bool)
-    mask[alive[dup]] = True
-    first_by_row = pd.Series(first_of_code[codes[dup]], index=alive[dup])
-    rej.add(
-        mask,
-        f"duplicate {key}",
-        lambda pos: (
-            " (first seen at row " + first_by_row.loc[pos].astype(STRING) + ")"
-        ).to_numpy(),
+def _microseconds(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Microseconds since the epoch of a typed timestamp column, and where it is missing."""
+    stamps = values.to_numpy(dtype="datetime64[us]")
+    return stamps.view(np.int64), np.isnat(stamps)
+
+
+def _row_lists(group: np.ndarray, rows: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per group, its rows as text ("3, 9"; the first N_EXAMPLES, then "... (12 rows)").
+
+    ``group`` (sorted) and ``rows`` are parallel; Arrow joins the lists, no loop per group.
+    """
+    out = np.full(n_groups, "", dtype=object)
+    if len(group) == 0:
+        return out
+    begins = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    sizes = np.diff(np.r_[begins, len(group)])
+    rank = np.arange(len(group)) - np.repeat(begins, sizes)
+    shown = rows[rank < N_EXAMPLES]
+    offsets = np.r_[0, np.cumsum(np.minimum(sizes, N_EXAMPLES))].astype(np.int32)
+    lists = pa_arrow.ListArray.from_arrays(
+        pa_arrow.array(offsets), pa_arrow.array(shown).cast(pa_arrow.string())
     )
+    joined = pd.Series(pc.binary_join(lists, ", ").to_numpy(zero_copy_only=False), dtype=STRING)
+    more = pd.Series(sizes, dtype="int64").astype(STRING)
+    joined = joined.where(sizes <= N_EXAMPLES, joined + ", ... (" + more + " rows)")
+    out[group[begins]] = joined.to_numpy(dtype=object)
+    return out
+
+
+def _duplicates(
+    table: Table, typed: pd.DataFrame, rej: _Rejects, extracted_at: pd.Timestamp
+) -> None:
+    """Resolve rows sharing a key by the time rule of docs/data-contract.md, not by position.
+
+    Among the rows of one key (rows already rejected aside): the earliest ``created_at`` is
+    the original record (a later-dated copy is a re-import or a merge leftover); among those
+    tied, the latest ``updated_at`` at or before ``extracted_at`` (a later one is ignored for
+    the choice); a missing time ranks last. Rows still tied whose kept values are equal after
+    typing and normalisation (``updated_at`` aside) are true duplicates: the first in the file
+    is kept. Tied rows that differ cannot be told apart: a conflict, every one quarantined.
+    Vectorised: one sort over the rows of shared keys, group bounds with numpy.
+    """
+    key = table.key
+    alive = np.flatnonzero(~rej.rejected & typed[key].notna().to_numpy())
+    codes, _ = pd.factorize(typed[key].iloc[alive])
+    shared = pd.Series(codes).duplicated(keep=False).to_numpy()
+    if not shared.any():
+        return
+    pos, code = alive[shared], codes[shared]
+    created = np.zeros(len(pos), dtype=np.int64)  # accounts have no creation time
+    if "created_at" in table.by_name:
+        us, nat = _microseconds(typed["created_at"].iloc[pos])
+        created = np.where(nat, _INT64_MAX, us)
+    updated = np.full(len(pos), _INT64_MAX, dtype=np.int64)
+    if UPDATED_AT in table.by_name:
+        us, nat = _microseconds(typed[UPDATED_AT].iloc[pos])
+        limit = np.datetime64(extracted_at.to_datetime64(), "us").view(np.int64)
+        ignored = nat | (us > limit)
+        updated = np.where(ignored, _INT64_MAX, -us)  # latest first
+    content = [c for c in table.kept_column_names if c != UPDATED_AT]
+    digest = pd.util.hash_pandas_object(typed[content].iloc[pos], index=False).to_numpy()
+
+    order = np.lexsort((pos, updated, created, code))
+    pos, code, created, updated, digest = (a[order] for a in (pos, code, created, updated, digest))
+    begins = np.r_[True, code[1:] != code[:-1]]
+    group = np.cumsum(begins) - 1
+    first = np.flatnonzero(begins)[group]  # per row: the first row of its key in rule order
+    tied = (created == created[first]) & (updated == updated[first])
+    in_conflict = np.zeros(group[-1] + 1, dtype=bool)  # per key: tied rows that differ
+    in_conflict[group[tied & (digest != digest[first])]] = True
+    conflict = in_conflict[group]
+    conflicting = tied & conflict
+    rows = _row_lists(group[conflicting], pos[conflicting], len(in_conflict))[group]
+
+    kept_row = pd.Series(pos[first], dtype="int64").astype(STRING).to_numpy(dtype=object)
+    why = np.where(created != created[first], "earliest created_at", "latest updated_at")
+    detail = np.select(
+        [~tied & ~conflict, ~tied & conflict, tied & ~conflict],
+        [
+            " (row " + kept_row + " kept: " + why + ")",
+            " (conflicting rows " + rows + " have the " + why + ")",
+            " (same as row " + kept_row + ")",
+        ],
+        default=" (rows " + rows + ")",
+    )
+    by_row = pd.Series(detail, index=pos, dtype=STRING)
+    mask = np.zeros(rej.n, dtype=bool)
+    mask[pos[~conflicting & ~begins]] = True
+    rej.add(mask, f"duplicate {key}", lambda p: by_row.loc[p].to_numpy())
+    mask = np.zeros(rej.n, dtype=bool)
+    mask[pos[conflicting]] = True
+    rej.add(mask, f"conflicting duplicate {key}", lambda p: by_row.loc[p].to_numpy())
 
 
 def _positions(values: pd.Series, keys: pd.Series) -> np.ndarray:
@@ -656,21 +977,19 @@ def _relational(
     rej: _Rejects,
     extracted_at: pd.Timestamp,
     kept: dict[str, pd.DataFrame],
-) -> None:
-    """Step d: relational rules (duplicate keys, time travel, unknown leads, outcomes)."""
-    _duplicates(table, typed, rej)
+    absent: Sequence[str] = (),
+) -> dict[str, np.ndarray]:
+    """Step d: relational rules (time travel, unknown leads, outcomes), then duplicate keys,
+    so that a copy rejected for its own fault never wins over a good one.
+
+    Returns the rows to keep with a note, per note (masks over the table's rows): an
+    opportunity opened before its lead record (common after a CRM merge) is kept, since its
+    outcome is the lead's label; an event before its lead existed is quarantined.
+    """
+    notes: dict[str, np.ndarray] = {}
     tcol = table.time_column
     if table.name == "leads":
         rej.add((typed[tcol] > extracted_at).to_numpy(), f"{tcol} in the future")
-        accounts = kept.get("accounts")
-        if accounts is not None:
-            has = typed["account_id"].notna() & ~rej.rejected
-            orphan = has & ~typed["account_id"].isin(accounts["account_id"])
-            if orphan.any():
-                log.warning(
-                    "leads: %d lead(s) reference an account_id not in accounts (kept, account_id unchanged)",
-                    int(orphan.sum()),
-                )
     if table.name in ("events", "opportunities"):
         leads = kept["leads"]
         where = _positions(typed["lead_id"], leads["lead_id"])
@@ -678,10 +997,13 @@ def _relational(
         rej.add((typed[tcol] > extracted_at).to_numpy(), f"{tcol} in the future")
         if len(leads):
             created = leads["created_at"].to_numpy()[np.maximum(where, 0)]
-            before = (where >= 0) & (typed[tcol].to_numpy() < created)
+            before = (where >= 0) & (typed[tcol].to_numpy() < created)  # NaT: never before
         else:
             before = np.zeros(len(typed), dtype=bool)
-        rej.add(before, f"{tcol} before the lead was created")
+        if table.name == "events":
+            rej.add(before, f"{tcol} before the lead was created")
+        else:
+            notes[OPENED_BEFORE_LEAD] = before
     if table.name == "opportunities":
         closed = typed["closed_at"]
         rej.add((closed < typed["created_at"]).to_numpy(), "closed_at before created_at")
@@ -692,6 +1014,19 @@ def _relational(
         rej.add(
             (typed["is_won"].isna() & closed.notna()).to_numpy(), "closed_at set but is_won missing"
         )
+    if table.key is not None and table.key not in absent:  # no ids exported: nothing to match
+        _duplicates(table, typed, rej, extracted_at)
+    if table.name == "leads":
+        accounts = kept.get("accounts")
+        if accounts is not None:
+            has = typed["account_id"].notna() & ~rej.rejected
+            orphan = has & ~typed["account_id"].isin(accounts["account_id"])
+            if orphan.any():
+                log.warning(
+                    "leads: %d lead(s) reference an account_id not in accounts (kept, account_id unchanged)",
+                    int(orphan.sum()),
+                )
+    return notes
 
 
 def _reject_frame(table: Table, raw: pd.DataFrame, rej: _Rejects) -> pd.DataFrame:
@@ -758,6 +1093,35 @@ def _check_quarantine_share(table: Table, rej: _Rejects, limit: float | None) ->
     )
 
 
+def _check_tables(
+    raw: dict[str, pd.DataFrame], nonempty_tables: Sequence[str], contract: EffectiveContract
+) -> list[str]:
+    """Required tables present, and every table of ``nonempty_tables``; returns the optional
+    tables the export left out (logged)."""
+    tables = contract.tables
+    missing = [t for t in TABLE_ORDER if tables[t].required and t not in raw]
+    if missing:
+        required = " and ".join(t for t in TABLE_ORDER if tables[t].required)
+        optional = " and ".join(t for t in TABLE_ORDER if not tables[t].required)
+        raise ContractError(
+            f"table(s) {', '.join(missing)} missing from the CRM input; found tables: "
+            f"{', '.join(map(str, raw)) or '(none)'}. Export {required} ({optional} may be "
+            "left out).",
+            table=missing[0],
+        )
+    absent = [t for t in TABLE_ORDER if t not in raw]
+    for name in absent:
+        if name in nonempty_tables:
+            raise ContractError(
+                f"{name} table not found in the export: export it, or remove {name} from "
+                f"validate.nonempty_tables if this CRM has no {name}",
+                table=name,
+            )
+    if absent:
+        log.info("optional table(s) not in the export, validated as empty: %s", ", ".join(absent))
+    return absent
+
+
 def validate_crm(
     raw: dict[str, pd.DataFrame],
     extracted_at: pd.Timestamp,
@@ -765,42 +1129,51 @@ def validate_crm(
     max_quarantined_fraction: float | None = None,
     nonempty_tables: Sequence[str] = (),
     progress=None,
+    contract: EffectiveContract = NATIVE,
 ) -> ValidationResult:
     """Type, check and clean the raw CRM tables; quarantine rows that break the contract.
 
-    Raises ``ContractError`` for table- or column-level problems (missing table or column, a
-    column mostly of the wrong type, a required column empty in every row, a table of
-    ``nonempty_tables`` without rows, more than ``max_quarantined_fraction`` of a table's rows
-    quarantined). Every input row ends up in ``tables`` or ``rejects``. Personal columns are
-    checked but not kept. ``progress(task, done, total)`` is called after each table.
+    ``contract``: the contract as the CRM's mapping fills it (custom fields, read rules: value
+    maps, timestamp formats and zones; activity types); default the native one. Category
+    values are kept (normalised) and reported per column in ``categories``; events of activity
+    types the contract does not declare are kept and counted.
+
+    Raises ``ContractError`` for table- or column-level problems (a required table or column
+    missing, a column mostly of the wrong type, a required column empty in every row, a table
+    of ``nonempty_tables`` absent or without rows, more than ``max_quarantined_fraction`` of a
+    table's rows quarantined). An optional table or column the export left out is supplied
+    empty and reported. Every input row ends up in ``tables`` or ``rejects``. Personal columns
+    are checked but not kept. ``progress(task, done, total)`` is called after each table.
     """
-    missing = [t for t in TABLE_ORDER if t not in raw]
-    if missing:
-        raise ContractError(
-            f"table(s) {', '.join(missing)} missing from the CRM input; found tables: "
-            f"{', '.join(map(str, raw)) or '(none)'}. Export all of {', '.join(TABLE_ORDER)}.",
-            table=missing[0],
-        )
+    absent_tables = _check_tables(raw, nonempty_tables, contract)
     extracted = _extracted_at(extracted_at)
     tables: dict[str, pd.DataFrame] = {}
     rejects: dict[str, pd.DataFrame] = {}
-    counts, reasons, unknown, repaired = [], [], [], []
+    counts, reasons, unknown, repaired, left_out, noted, categories = [], [], [], [], [], [], []
+    undeclared: list[dict] = []
     for name in TABLE_ORDER:
-        table = ct.TABLES[name]
-        frame = raw[name]
+        table = contract.tables[name]
+        rules = {c: r for (t, c), r in contract.read_rules.items() if t == name}
+        frame = raw[name] if name in raw else _absent_table(table)
         if (
             not isinstance(frame.index, pd.RangeIndex)
             or frame.index.start != 0
             or frame.index.step != 1
         ):
             frame = frame.reset_index(drop=True)
-        frame = _check_columns(table, frame)
+        frame, absent = _check_columns(table, frame)
+        left_out.extend({"table": name, "column": c} for c in absent)
         _check_not_empty(table, frame, nonempty_tables)
         rej = _Rejects(len(frame))
-        typed = _coerce(table, frame, rej, max_unparseable_fraction, unknown, repaired)
+        typed = _coerce(
+            table, frame, rej, max_unparseable_fraction, unknown, repaired, rules, categories
+        )
         _check_required_present(table, frame, typed)
         _schema_rejects(table, typed, rej)
-        _relational(table, typed, rej, extracted, tables)
+        notes = _mapping_notes(table, typed, contract, undeclared)
+        # An absent table is no reference: leads are not "orphans" of accounts never exported.
+        known = {t: f for t, f in tables.items() if t not in absent_tables}
+        notes |= _relational(table, typed, rej, extracted, known, absent)
         _check_quarantine_share(table, rej, max_quarantined_fraction)
         clean = typed if not rej.rejected.any() else typed[~rej.rejected]
         tables[name] = clean[table.kept_column_names].reset_index(drop=True)
@@ -812,6 +1185,11 @@ def validate_crm(
         log.info("%s: %d rows in, %d rejected, %d out", name, n_in, n_rej, n_out)
         for kind, n in rej.kinds.items():
             log.info("%s: rejected %d row(s): %s", name, n, kind)
+        for note, mask in notes.items():
+            n_noted = int((mask & ~rej.rejected).sum())  # only rows that are kept
+            if n_noted:
+                noted.append({"table": name, "note": note, "rows": n_noted})
+                log.warning("%s: %d %s", name, n_noted, NOTES[note])
         if progress is not None:
             progress("validate", TABLE_ORDER.index(name) + 1, len(TABLE_ORDER))
     return ValidationResult(
@@ -821,11 +1199,52 @@ def validate_crm(
         reasons=pd.DataFrame(reasons, columns=["table", "reason", "rows"]),
         unknown_categories=pd.DataFrame(unknown, columns=["table", "column", "value", "rows"]),
         repaired=pd.DataFrame(repaired, columns=["table", "column", "problem", "rows"]),
+        absent_tables=tuple(absent_tables),
+        absent_columns=pd.DataFrame(left_out, columns=["table", "column"]),
+        notes=pd.DataFrame(noted, columns=["table", "note", "rows"]),
+        categories=pd.DataFrame(categories, columns=CATEGORY_REPORT),
+        undeclared_types=pd.DataFrame(undeclared, columns=["event_type", "rows"]),
     )
+
+
+def _mapping_notes(
+    table: Table, typed: pd.DataFrame, contract: EffectiveContract, undeclared_types: list[dict]
+) -> dict[str, np.ndarray]:
+    """What the mapping says about rows that are kept: an open opportunity's expected close
+    date is no close date (blanked in ``typed``, counted); an event of an activity type the
+    mapping does not declare is history, not a feature (counted, logged with examples)."""
+    notes: dict[str, np.ndarray] = {}
+    mapping = contract.mapping
+    if table.name == "opportunities" and mapping is not None:
+        if getattr(mapping.opportunities, "expected_close_date", False):
+            expected = (typed["is_won"].isna() & typed["closed_at"].notna()).to_numpy()
+            if expected.any():
+                typed["closed_at"] = typed["closed_at"].mask(expected)
+                notes[EXPECTED_CLOSE_DATE] = expected
+    if table.name == "events":
+        declared = [t.name for t in contract.activity_types or BUILT_IN_TYPES]
+        undeclared = (~typed["event_type"].isin(declared)).to_numpy() & typed[
+            "event_type"
+        ].notna().to_numpy()
+        if undeclared.any():
+            counts = typed.loc[undeclared, "event_type"].value_counts()
+            counts = counts[counts > 0]
+            undeclared_types.extend(
+                {"event_type": str(v), "rows": int(n)} for v, n in counts.items()
+            )
+            log.info(
+                "events: undeclared activity types (kept, not features): %s",
+                ", ".join(f"{v!r} ({n:,})" for v, n in counts.head(N_EXAMPLES).items()),
+            )
+            notes[UNDECLARED_TYPE] = undeclared
+    return notes
 
 
 def write_rejects(result: ValidationResult, folder: str | os.PathLike) -> list[Path]:
     """Write ``{table}.parquet`` per table with rejects and ``summary.json``; return the paths.
+
+    ``summary.json`` holds per table the row counts, the reject reasons, unknown category
+    values, values set to missing, rows kept with a note, and what the export left out.
 
     Files are written atomically and only over files leadscore wrote (features/outputs.py); a
     stale rejects file of an earlier run is removed only if leadscore wrote it.
@@ -844,6 +1263,7 @@ def write_rejects(result: ValidationResult, folder: str | os.PathLike) -> list[P
         by_reason = result.reasons[result.reasons["table"] == t]
         unknown = result.unknown_categories[result.unknown_categories["table"] == t]
         fixed = result.repaired[result.repaired["table"] == t]
+        noted = result.notes[result.notes["table"] == t]
         summary[t] = {
             "rows_in": int(rec["rows_in"]),
             "rows_rejected": int(rec["rows_rejected"]),
@@ -859,6 +1279,26 @@ def write_rejects(result: ValidationResult, folder: str | os.PathLike) -> list[P
                 f"{c} {p}": int(n)
                 for c, p, n in zip(fixed["column"], fixed["problem"], fixed["rows"], strict=True)
             },
+            "kept_with_notes": {
+                str(k): int(n) for k, n in zip(noted["note"], noted["rows"], strict=True)
+            },
+            "categories": [
+                {k: rec[k] for k in ("column", "status", "rows", "distinct", "examples")}
+                for rec in result.categories[result.categories["table"] == t].to_dict("records")
+            ],
+            "undeclared_activity_types": (
+                dict(
+                    zip(
+                        result.undeclared_types["event_type"],
+                        result.undeclared_types["rows"].astype(int).tolist(),
+                        strict=True,
+                    )
+                )
+                if t == "events"
+                else {}
+            ),
+            "table_in_export": t not in result.absent_tables,
+            "columns_not_in_export": result.columns_not_in_export(t),
         }
     paths.append(write_json(folder / "summary.json", summary))
     log.info("wrote %d reject file(s) to %s", len(paths) - 1, folder)

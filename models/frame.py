@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
+
+if TYPE_CHECKING:
+    from models.categories import CategoryGrouper
 
 #: Columns of a training-set file that are never features.
 NOT_FEATURES = ("lead_id", "as_of", "label", "split")
@@ -13,9 +18,15 @@ def feature_names(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in NOT_FEATURES]
 
 
-def feature_matrix(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+def feature_matrix(
+    frame: pd.DataFrame, names: list[str], grouper: CategoryGrouper | None = None
+) -> pd.DataFrame:
     """``names`` columns of ``frame``, text columns as ``category`` (LightGBM rejects ``str``).
 
+    ``grouper``: the model's fitted :class:`~models.categories.CategoryGrouper`; each category
+    feature then has exactly the training's kept levels plus "other" (rare and unseen values),
+    so the booster sees the same codes at training and scoring. None (a model trained before
+    grouping existed): the categories are the values present, as they were then.
     Raises a ValueError naming the missing features when the frame lacks some.
     """
     missing = [n for n in names if n not in frame.columns]
@@ -31,7 +42,7 @@ def feature_matrix(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
             pd.api.types.is_string_dtype(col.dtype) or col.dtype == object
         ):
             out[name] = col.astype("category")
-    return out
+    return out if grouper is None else grouper.transform(out)
 
 
 def categorical_names(x: pd.DataFrame) -> list[str]:

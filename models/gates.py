@@ -102,6 +102,9 @@ class BantGates(BaseEstimator):
             limit = order[rule["values"][0]]
             ok = (rank >= limit) if rule["rule"] == "at_least" else (rank <= limit)
             ok = ok.fillna(False).astype(bool)
+            # An answer outside the ordered bands (a CRM's own "15k", unmapped) cannot be
+            # ranked: unknown, not a fail ("no_timeline" is a band that fails "at most").
+            unknown = unknown | (rank.isna() & ~text.isin(VOCABULARY[name]))
         return np.where(unknown, UNKNOWN, np.where(ok, PASS, FAIL))
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:

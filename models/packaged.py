@@ -3,9 +3,11 @@
 One object scores a frame of features end to end: the booster's raw score, the calibrator's
 probability, the BANT gates and the cutoffs of *this* model version, and the stage with why.
 It wraps the artifacts written by ``leadscore train`` (booster.txt, calibrator.joblib and
-model_meta.json, which holds the features, cutoffs and gate rules), so loading
-``models:/lead-conversion@champion`` gives probabilities, not class labels (the LightGBM
+model_meta.json, which holds the features, the category grouping, cutoffs and gate rules), so
+loading ``models:/lead-conversion@champion`` gives probabilities, not class labels (the LightGBM
 flavour's pyfunc returns labels), and accepts text columns where the booster wants categories.
+Category values are grouped as at training (rare and unseen ones as "other", see
+:mod:`models.categories`); a model trained before grouping existed uses its values as they are.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ except ImportError:  # pragma: no cover
     PythonModel = object
 
 from models.boosting import predict_scores
+from models.categories import no_values, stored_grouper
 from models.cutoffs import assign_stages
 from models.frame import feature_matrix
 from models.gates import BantGates
@@ -44,6 +47,8 @@ class LeadScorer:
         self.calibrator = calibrator
         self.meta = meta
         self.gates = BantGates(**meta["gates"]).fit()
+        #: The category grouping fitted on the training split (None: a model trained before it).
+        self.grouper = stored_grouper(meta)
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> LeadScorer:
@@ -60,8 +65,16 @@ class LeadScorer:
         )
 
     def matrix(self, features: pd.DataFrame) -> pd.DataFrame:
-        """The booster's view of ``features``: its columns in order, text as categories."""
-        return feature_matrix(features, self.meta["features"])
+        """The booster's view of ``features``: its columns in order, text as categories, each
+        category feature with the training's kept levels plus "other" (rare and unseen values)."""
+        return feature_matrix(features, self.meta["features"], self.grouper)
+
+    def unseen_categories(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Category values of ``features`` never seen in training, scored as "other":
+        ``feature, value, rows`` (empty for a model trained before grouping existed)."""
+        if self.grouper is None:
+            return no_values()
+        return self.grouper.unseen(features)
 
     def predict_proba(self, features: pd.DataFrame, x: pd.DataFrame | None = None) -> np.ndarray:
         """Calibrated probability of closed-won within the horizon, per row (``x``: the

@@ -89,6 +89,21 @@ def _load(params: Path) -> dict:
     return load_params(params)
 
 
+MappingOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="The CRM's mapping file (default: crm.mapping in params.yaml). See docs/mapping.md."
+    ),
+]
+
+
+def _with_mapping(params: dict, mapping: Path | None) -> dict:
+    """params with ``crm.mapping`` set to ``mapping`` when one is given on the command line."""
+    if mapping is not None:
+        params = {**params, "crm": {**params.get("crm", {}), "mapping": str(mapping)}}
+    return params
+
+
 def _fail(message: str, code: int = 1) -> None:
     """One line on stderr, secrets masked, then exit ``code``."""
     line = " ".join(mask_secrets(str(message)).split())  # one line, whatever the message held
@@ -185,6 +200,34 @@ def generate(
     out_console.print(table)
 
 
+@app.command("export-foreign")
+@_user_errors
+def export_foreign(
+    crm: Annotated[
+        Path, typer.Argument(help="A native CRM folder (as `leadscore generate` writes it).")
+    ] = Path("data/crm"),
+    params: ParamsOpt = Path("params.yaml"),
+    out: Annotated[Path, typer.Option(help="Folder for the HubSpot-shaped export.")] = Path(
+        "data/crm-hubspot"
+    ),
+    fmt: Annotated[
+        FileFormat, typer.Option("--format", help="csv (as HubSpot exports) or parquet.")
+    ] = FileFormat.csv,
+    seed: Annotated[int, typer.Option(help="Seed of the sales calls and meetings added.")] = 0,
+) -> None:
+    """Re-export a native CRM the way a HubSpot user gets it: contacts, companies, engagements
+    and deals, HubSpot's names and values, sales calls and meetings, custom properties.
+
+    The fixture for bring-your-own-CRM: validated with mappings/hubspot-example.yaml
+    (`leadscore validate OUT --mapping mappings/hubspot-example.yaml`), it gives the native
+    CRM's features exactly, plus its own. See docs/foreign-export.md.
+    """
+    from pipelines.foreign_export import run_export_foreign
+
+    summary = run_export_foreign(_load(params), crm, out, fmt=str(fmt), seed=seed)
+    out_console.print_json(json.dumps(summary, default=str))
+
+
 @app.command()
 @_user_errors
 def validate(
@@ -201,8 +244,20 @@ def validate(
     rejects: Annotated[
         Path, typer.Option(help="Folder for quarantined rows (with a reason column).")
     ] = Path("data/rejects"),
+    mapping: Annotated[
+        Path | None,
+        typer.Option(
+            help="The mapping file that turns this export into the contract (default: "
+            "crm.mapping in params.yaml; none: the export uses the contract's names). "
+            "See docs/mapping.md; `leadscore inspect` drafts one."
+        ),
+    ] = None,
 ) -> None:
     """Check the CRM against the data contract; quarantine unusable rows with a reason.
+
+    With a mapping file (--mapping, or crm.mapping), the export's own tables, columns, values,
+    activity types and custom fields are turned into the contract first; a mistake in the file is
+    one line naming the key.
 
     A missing column or a column of the wrong type stops with an error naming the table, the
     column and example rows. Unusable rows (duplicates, unknown leads, future timestamps, events
@@ -221,7 +276,7 @@ def validate(
     p = _load(params)
     source = source or p.get("crm", {}).get("source") or "data/crm"
     with ProgressReporter(console) as progress:
-        report = run_validate(p, source, out, rejects, progress=progress)
+        report = run_validate(p, source, out, rejects, progress=progress, mapping=mapping)
     table = Table(title=f"validation of {display_url(source)}")
     for col in ("table", "rows_in", "rows_rejected", "rows_out"):
         table.add_column(col, justify="left" if col == "table" else "right")
@@ -270,6 +325,7 @@ def features(
     out: Annotated[
         Path, typer.Option(help="Parquet file of features, one row per snapshot.")
     ] = Path("data/features/features.parquet"),
+    mapping: MappingOpt = None,
 ) -> None:
     """Build point-in-time features for each snapshot with the builders chosen in params.yaml.
 
@@ -280,7 +336,9 @@ def features(
     from pipelines.steps import run_features
 
     with ProgressReporter(console) as progress:
-        frame = run_features(_load(params), validated, snapshots, out, progress=progress)
+        frame = run_features(
+            _with_mapping(_load(params), mapping), validated, snapshots, out, progress=progress
+        )
     out_console.print(f"{frame.shape[1] - 2} features x {len(frame):,} snapshots -> {out}")
 
 
@@ -374,6 +432,7 @@ def train(
             help="The validated CRM: the drift reference is then the open leads at the end of the validation period (else the validation split)."
         ),
     ] = None,
+    mapping: MappingOpt = None,
 ) -> None:
     """Train the propensity model: LightGBM early-stopped on validation, then calibrated on it.
 
@@ -383,7 +442,7 @@ def train(
     """
     from pipelines.modeling import run_train
 
-    meta = run_train(_load(params), training, out, validated)
+    meta = run_train(_with_mapping(_load(params), mapping), training, out, validated)
     out_console.print(
         f"LightGBM: {meta['best_iteration']} trees, {len(meta['features'])} features; "
         f"calibration: {meta['calibration']['method']} -> {out}"
@@ -534,21 +593,109 @@ def _print_metrics(metrics: dict) -> None:
 @_user_errors
 def catalog(
     params: ParamsOpt = Path("params.yaml"),
+    mapping: Annotated[
+        Path | None,
+        typer.Option(help="The CRM's mapping file (default: crm.mapping in params.yaml)."),
+    ] = None,
 ) -> None:
-    """List every feature the configured builders produce: name, readable label, sources, when known."""
-    from features.build import feature_specs
+    """List every feature the configured builders produce under the CRM's mapping: name,
+    readable label, sources and when each is known. Custom fields and the CRM's own activity
+    types are listed; a feature whose field is not known at the snapshot is marked "left out"
+    with the reason, and a source whose knowledge time rests on a declaration of the mapping
+    (not on field history) is marked "declared"."""
+    from features.build import feature_plan
     from pipelines.params import behavioral_params, section
+    from pipelines.steps import crm_contract
 
     p = _load(params)
+    contract = crm_contract(p, mapping)
+    behavioral = contract.behavioral(behavioral_params(p))
+    plan = feature_plan(section(p, "features")["builders"], behavioral, contract)
     table = Table(title="feature catalog")
-    for c in ("name", "builder", "label", "sources (knowledge)"):
+    for c in ("name", "builder", "label", "sources (knowledge)", "used"):
         table.add_column(c)
-    for s in feature_specs(section(p, "features")["builders"], behavioral_params(p)):
+    for s in plan.specs:
         known = ", ".join(
-            f"{src} ({k.value})" for src, k in zip(s.sources, s.knowledge, strict=True)
+            f"{src} ({k.value}{', declared' if tuple(src.split('.', 1)) in contract.declared else ''})"
+            for src, k in zip(s.sources, s.knowledge_in(contract), strict=True)
         )
-        table.add_row(s.name, s.builder, s.label, known)
+        used = f"left out: {plan.left_out[s.name]}" if s.name in plan.left_out else "yes"
+        table.add_row(s.name, s.builder, escape(s.label), known, used)
     out_console.print(table)
+
+
+@app.command()
+@_user_errors
+def inspect(
+    export: Annotated[
+        Path,
+        typer.Argument(
+            help="The export: a folder of CSV/Parquet files (one per table), or one file with "
+            "one row per lead (a flat export, .csv, .csv.gz or .parquet)."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Folder for mapping.draft.yaml, profile.json and profile.md.")
+    ] = Path("data/inspect"),
+    separator: Annotated[
+        str, typer.Option(help="CSV separator: auto (detected per file), ',', ';', tab or '|'.")
+    ] = "auto",
+    encoding: Annotated[str, typer.Option(help="Text encoding of CSV files.")] = "utf-8",
+    layout: Annotated[
+        str, typer.Option(help="auto (one table: flat), flat or relational.")
+    ] = "auto",
+    outcome: Annotated[
+        str | None,
+        typer.Option(help="The outcome column (y, deals.dealstage; default: the best candidate)."),
+    ] = None,
+    won: Annotated[
+        list[str] | None,
+        typer.Option(help="A value of the outcome column that means won (repeat for several)."),
+    ] = None,
+    sample_size: Annotated[
+        int, typer.Option(help="Values per column that decide types and date formats.")
+    ] = 10_000,
+    auc_threshold: Annotated[
+        float,
+        typer.Option(
+            help="A column whose values alone separate converted leads with at least this AUC "
+            "is a leak hint (declared after_outcome in the draft)."
+        ),
+    ] = 0.8,
+) -> None:
+    """Profile a CRM export and write a draft mapping file to edit: the first hour with a new CRM.
+
+    For each table and column: type, missing share, distinct values, date formats (a day/month
+    order that the data cannot settle is reported, not guessed), candidate id, created-time,
+    join-key and outcome columns, and **leak hints**: columns filled mostly for converted leads,
+    or whose values alone separate them (declared after_outcome in the draft, with why). Every
+    other field is drafted as at_extraction (not a feature) until you say when it is known; see
+    docs/mapping.md and docs/inspect.md. Nothing the user wrote is overwritten.
+    """
+    from pipelines.inspect_export import run_inspect
+
+    if layout not in ("auto", "flat", "relational"):
+        _fail(f"--layout must be auto, flat or relational, not {layout!r}", code=2)
+    summary = run_inspect(
+        export,
+        out,
+        separator=None if separator == "auto" else separator,
+        encoding=encoding,
+        layout=layout,
+        outcome=outcome,
+        won=won,
+        sample_size=sample_size,
+        auc_threshold=auc_threshold,
+    )
+    hints = summary.get("leak_hints") or []
+    log.info(
+        "inspected %s: %d table(s); %d leak hint(s); draft mapping written to %s",
+        export,
+        len(summary.get("tables") or []),
+        len(hints),
+        out / "mapping.draft.yaml",
+    )
+    out_console.print_json(json.dumps(summary, default=str))
 
 
 @app.command()
@@ -607,6 +754,7 @@ def score(
             help="Create the scores database or folder if it does not exist (the first run). Without it a missing sink is an error: a mistyped path must not become a new, empty CRM.",
         ),
     ] = False,
+    mapping: MappingOpt = None,
 ) -> None:
     """Score every open lead with a registered model and write score, stage and reasons back.
 
@@ -631,7 +779,7 @@ def score(
     from features.outputs import check_writable, refuse_overlap, write_json
     from pipelines.score_job import run_score
 
-    p = _load(params)
+    p = _with_mapping(_load(params), mapping)
     source = source or p.get("crm", {}).get("source") or "data/crm"
     uri = model or p.get("score", {}).get("model_uri", "")
     destination = to or p.get("score", {}).get("to")

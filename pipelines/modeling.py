@@ -1,7 +1,8 @@
 """The train and evaluate steps: fit the booster, its calibrator and the baseline; score the test split.
 
 Artifacts (``data/model/``): ``booster.txt`` (LightGBM, best iteration only),
-``calibrator.joblib``, ``baseline.joblib`` and ``model_meta.json`` (features, settings, data).
+``calibrator.joblib``, ``baseline.joblib`` and ``model_meta.json`` (features, the category
+grouping fitted on the training split, settings, data).
 Evaluation (``data/evaluation/``): ``metrics.json`` for ``dvc metrics show``, CSV plot data for
 ``dvc plots show``, and PNG plots.
 """
@@ -22,13 +23,14 @@ from features.outputs import refuse_overlap, save_figure, write_csv, write_file,
 from models.baseline import logistic_baseline
 from models.boosting import predict_scores, train_booster
 from models.calibration import ProbabilityCalibrator
+from models.categories import META_KEY, CategoryGrouper, stored_grouper
 from models.cutoffs import assign_stages, choose_cutoffs, tier_table
 from models.drift import drift_reference
 from models.frame import categorical_names, feature_matrix, feature_names
 from models.gates import BantGates
 from models.metrics import gains_table, reliability_table, score_report
 from pipelines.oracle import attach_oracle
-from pipelines.params import section
+from pipelines.params import category_grouper, section
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,8 @@ def run_train(
 ) -> dict[str, Any]:
     """Train the booster (early-stopped on validation), calibrate it on validation, fit the baseline.
 
+    Category features are grouped first (``train.categories``): the rule is fitted on the
+    training split only, applied to every split, and stored in ``model_meta.json``.
     ``validated``: the validated CRM, to record the drift reference as a scoring run would see it.
     """
     refuse_overlap({"--training": training, "--validated": validated}, {"--out": out})
@@ -78,7 +82,10 @@ def run_train(
     settings, calibration = section(params, "train"), section(params, "calibration")
     train, valid = _split(training, "train"), _split(training, "validation")
     names = feature_names(train)
-    x_train, x_valid = feature_matrix(train, names), feature_matrix(valid, names)
+    x_train = feature_matrix(train, names)
+    grouper = category_grouper(params).fit(x_train)  # on the training rows only
+    _log_grouping(grouper)
+    x_train, x_valid = grouper.transform(x_train), feature_matrix(valid, names, grouper)
     y_train, y_valid = _labels(train, "train"), _labels(valid, "validation")
 
     booster = train_booster(
@@ -120,6 +127,7 @@ def run_train(
     meta = {
         "features": names,
         "categorical_features": categorical,
+        META_KEY: grouper.to_dict(),
         "best_iteration": int(booster.best_iteration),
         "calibration": {"method": calibrator.method_, "cv_log_loss": calibrator.cv_log_loss_},
         "cutoffs": cutoffs,
@@ -143,6 +151,22 @@ def run_train(
     return meta
 
 
+def _log_grouping(grouper: CategoryGrouper) -> None:
+    """One line: levels kept and grouped into "other", and the features that group most."""
+    if not grouper.levels_:
+        return
+    grouped = pd.Series(grouper.n_grouped_, dtype="int64")
+    grouped = grouped[grouped > 0].sort_values(ascending=False, kind="stable")
+    most = ", ".join(f"{name}: {n}" for name, n in grouped.head(10).items())
+    log.info(
+        "categories (min_rows %s, max_levels %s, fitted on %d training rows): %d feature(s), "
+        "%d level(s) kept, %d grouped into %r%s",
+        grouper.min_rows, grouper.max_levels, grouper.n_rows_, len(grouper.levels_),
+        sum(len(v) for v in grouper.levels_.values()), int(grouped.sum()), grouper.other,
+        f" ({most})" if most else "",
+    )  # fmt: skip
+
+
 def _drift_reference(params, booster, calibrator, meta, valid, p_valid, validated) -> dict:
     """What scoring runs measure their drift (PSI) against.
 
@@ -159,12 +183,18 @@ def _drift_reference(params, booster, calibrator, meta, valid, p_valid, validate
     from models.packaged import LeadScorer
     from pipelines.params import behavioral_params
     from pipelines.scoring import open_leads
+    from pipelines.steps import crm_contract
 
     tables = read_crm(validated)
     as_of = pd.Timestamp(valid["as_of"].max())
     snapshots, counts = open_leads(tables, as_of, params.get("score", {}).get("max_lead_age_days"))
+    contract = crm_contract(params)
     frame = build_features(
-        tables, snapshots, section(params, "features")["builders"], behavioral_params(params)
+        tables,
+        snapshots,
+        section(params, "features")["builders"],
+        contract.behavioral(behavioral_params(params)),
+        contract=contract,
     )
     scores = LeadScorer(booster, calibrator, meta).predict_proba(frame)
     log.info(
@@ -202,7 +232,7 @@ def run_evaluate(
     test = _split(Path(training), "test")
     y = _labels(test, "test")
     booster, calibrator, baseline, meta = load_model(model)
-    x = feature_matrix(test, meta["features"])
+    x = feature_matrix(test, meta["features"], stored_grouper(meta))  # as LeadScorer.matrix
     raw = predict_scores(booster, x)
     scores = {
         "model": calibrator.predict(raw),

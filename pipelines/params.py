@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from features.behavioral import BehavioralParams
 from features.snapshots import periodic_offsets
 from pipelines.synthetic_crm import DefectRates, MarketShift, SyntheticCRMConfig
+
+if TYPE_CHECKING:
+    from models.categories import CategoryGrouper
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -53,6 +56,21 @@ def behavioral_params(params: dict[str, Any]) -> BehavioralParams:
     if "windows_days" in b:
         b["windows_days"] = tuple(b["windows_days"])
     return BehavioralParams(**b)
+
+
+def category_grouper(params: dict[str, Any]) -> CategoryGrouper:
+    """An unfitted CategoryGrouper from ``train.categories`` (``min_rows``, ``max_levels``,
+    ``other``). Without that block: every training level is kept, and only values first seen
+    at scoring time become "other"."""
+    from models.categories import CategoryGrouper  # scikit-learn: only when training
+
+    settings = dict(section(params, "train").get("categories") or {})
+    unknown = sorted(set(settings) - {"min_rows", "max_levels", "other"})
+    if unknown:
+        raise ValueError(
+            f"train.categories: unknown setting(s) {unknown}; expected min_rows, max_levels, other"
+        )
+    return CategoryGrouper(**settings)
 
 
 def snapshot_offsets(params: dict[str, Any]) -> list[int]:

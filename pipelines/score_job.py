@@ -35,6 +35,7 @@ from pipelines.params import section
 from pipelines.scoring import (
     load_scoring_model,
     open_leads,
+    report_unseen_categories,
     score_leads,
     scoring_features,
     select_leads,
@@ -42,6 +43,7 @@ from pipelines.scoring import (
 )
 from pipelines.steps import (
     _read_meta,
+    crm_contract,
     naive_utc,
     read_source,
     resolve_extracted_at,
@@ -107,10 +109,12 @@ def validated_tables(
             as_of,
             extracted_at,
         )
+    contract = crm_contract(params)
     validation = validate_crm(
-        read_source(params, source, progress),
+        read_source(params, source, progress, contract),
         extracted_at=max(extracted_at, as_of),
         progress=progress,
+        contract=contract,
         **validation_settings(params),
     )
     return validation
@@ -142,7 +146,8 @@ def score_crm(
     """Validate the CRM at ``source`` (or take already validated tables), score its open leads.
 
     Returns the scores (one row per lead, reasons included), the features they were scored
-    from, counts (leads read, left out by reason, quarantined rows, already written) and the
+    from, counts (leads read, left out by reason, quarantined rows, already written, leads
+    per category feature with a value unseen in training) and the
     validation result (None for tables validated by the caller).
     """
     settings = section(params, "score")
@@ -171,10 +176,13 @@ def score_crm(
         )
     features_settings = section(params, "features")
     progress("features", 0, 1)
-    features = scoring_features(tables, snapshots, model, features_settings)
+    contract = crm_contract(params)
+    features = scoring_features(tables, snapshots, model, features_settings, contract)
     progress("features", 1, 1)
+    # Category values the model never saw in training (scored as "other"), per feature.
+    counts["unseen_categories"] = report_unseen_categories(features, model)
     reasons = settings.get("reasons", {})
-    specs = specs_by_name(model, features_settings)
+    specs = specs_by_name(model, features_settings, contract)
     chunk = int(reasons.get("chunk_rows", 100_000))
     parts = []
     for start in range(0, len(features), chunk):

@@ -28,6 +28,7 @@ import pandas as pd
 
 from features.behavioral import BehavioralParams
 from features.build import build_features, feature_specs
+from features.mapping.contract import NATIVE, EffectiveContract
 from models.contributions import TreeContributions
 from models.packaged import LeadScorer
 from models.reasons import top_reasons
@@ -208,11 +209,15 @@ def scoring_features(
     snapshots: pd.DataFrame,
     model: ScoringModel,
     params_features: Mapping[str, Any],
+    contract: EffectiveContract = NATIVE,
 ) -> pd.DataFrame:
     """The model's features for each snapshot, plus the lead's current ``unsubscribed`` flag
-    (the gates' hard disqualifier is a current fact, not a feature)."""
+    (the gates' hard disqualifier is a current fact, not a feature). ``contract``: the CRM's
+    mapping (custom fields, activity types)."""
     builders, behavioral = model.feature_config(params_features)
-    frame = build_features(tables, snapshots, builders, behavioral)
+    frame = build_features(
+        tables, snapshots, builders, contract.behavioral(behavioral), contract=contract
+    )
     missing = [n for n in model.features if n not in frame.columns]
     if missing:
         raise ValueError(
@@ -226,6 +231,28 @@ def scoring_features(
             flags[~flags.index.duplicated()].reindex(frame["lead_id"]).to_numpy()
         )
     return frame
+
+
+def report_unseen_categories(
+    features: pd.DataFrame, model: ScoringModel, examples: int = 3
+) -> dict[str, int]:
+    """Rows per category feature holding a value never seen in training (scored as "other"),
+    with one WARNING line per such feature naming its most frequent ``examples`` values.
+
+    Empty for a model trained before category grouping existed.
+    """
+    unseen = model.scorer.unseen_categories(features)
+    counts: dict[str, int] = {}
+    other = model.scorer.grouper.other if model.scorer.grouper is not None else "other"
+    for feature, values in unseen.groupby("feature", sort=False):
+        counts[str(feature)] = rows = int(values["rows"].sum())
+        shown = ", ".join(repr(v) for v in values["value"].head(examples))
+        more = f" and {len(values) - examples} more value(s)" if len(values) > examples else ""
+        log.warning(
+            "%s: %d lead(s) with values not seen in training, scored as %r (e.g. %s%s)",
+            feature, rows, other, shown, more,
+        )  # fmt: skip
+    return counts
 
 
 def score_leads(
@@ -256,7 +283,9 @@ def score_leads(
     return scored
 
 
-def specs_by_name(model: ScoringModel, params_features: Mapping[str, Any]) -> dict[str, Any]:
+def specs_by_name(
+    model: ScoringModel, params_features: Mapping[str, Any], contract: EffectiveContract = NATIVE
+) -> dict[str, Any]:
     """The feature specs (labels for reasons) of the model's builders, by feature name."""
     builders, behavioral = model.feature_config(params_features)
-    return {s.name: s for s in feature_specs(builders, behavioral)}
+    return {s.name: s for s in feature_specs(builders, contract.behavioral(behavioral), contract)}

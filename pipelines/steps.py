@@ -14,10 +14,18 @@ from typing import Any
 
 import pandas as pd
 
-from features.build import build_features, feature_specs
+from features.build import build_features, feature_plan
 from features.contract import TABLES
+from features.mapping.apply import apply_mapping
+from features.mapping.contract import NATIVE, EffectiveContract, effective_contract
+from features.mapping.file import load_mapping
 from features.outputs import check_writable, refuse_overlap, write_json, write_parquet
-from features.readers import check_crm_folder_writable, read_crm, write_crm
+from features.readers import (
+    check_crm_folder_writable,
+    read_crm,
+    table_ids_as_text,
+    write_crm,
+)
 from features.snapshots import snapshots_after_creation
 from features.urls import display_url
 from features.validation import ContractError, validate_crm, write_rejects
@@ -126,14 +134,38 @@ def validation_settings(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def crm_contract(params: dict[str, Any], mapping: str | Path | None = None) -> EffectiveContract:
+    """The contract as the CRM's mapping file fills it: ``mapping`` if given, else
+    ``crm.mapping`` in params.yaml; without one, the native contract."""
+    path = mapping or section(params, "crm").get("mapping")
+    if not path:
+        return NATIVE
+    contract = effective_contract(load_mapping(path))
+    log.info("mapping %s: %d custom field(s)", path, len(contract.custom))
+    return contract
+
+
 def read_source(
     params: dict[str, Any],
     source: str | Path,
     progress: Callable[[str, int, int], None] | None = None,
+    contract: EffectiveContract = NATIVE,
 ) -> dict[str, pd.DataFrame]:
-    """The raw CRM tables at ``source``, read with the export's encoding (``crm.encoding``)."""
+    """The raw CRM tables at ``source``, read with the export's encoding (``crm.encoding``) and
+    renamed to the contract's tables and columns by the mapping, if there is one."""
     encoding = section(params, "crm").get("encoding") or "utf-8"
-    return read_crm(source, encoding=encoding, progress=progress)
+    if contract.mapping is None:
+        return read_crm(source, encoding=encoding, progress=progress)
+    options = contract.mapping.csv
+    raw = read_crm(
+        source,
+        encoding=options.encoding or encoding,
+        progress=progress,
+        tables=contract.export_tables,
+        separator=options.separator,
+    )
+    mapped = apply_mapping(raw, contract.mapping).tables
+    return {name: table_ids_as_text(frame, name) for name, frame in mapped.items()}
 
 
 def run_validate(
@@ -142,18 +174,24 @@ def run_validate(
     out: str | Path,
     rejects: str | Path,
     progress: Callable[[str, int, int], None] | None = None,
+    mapping: str | Path | None = None,
 ) -> dict[str, Any]:
     """Validate the CRM at ``source``; write clean typed tables to ``out`` and rejects to ``rejects``.
+
+    ``mapping`` (else ``crm.mapping``) names the mapping file that turns the export into the
+    contract.
 
     Nothing is written when the input breaks the contract (``ContractError``) or when an output
     would overlap the input or the other output (``OutputError``).
     """
     refuse_overlap({"source": source}, {"--out": out, "--rejects": rejects})
     extracted_at = resolve_extracted_at(source, section(params, "crm").get("extracted_at"))
+    contract = crm_contract(params, mapping)
     result = validate_crm(
-        read_source(params, source, progress),
+        read_source(params, source, progress, contract),
         extracted_at=extracted_at,
         progress=progress,
+        contract=contract,
         **validation_settings(params),
     )
     out = Path(out)
@@ -169,6 +207,17 @@ def run_validate(
         "source": display_url(source),
         "counts": result.counts.to_dict(orient="records"),
         "input_fingerprint": fingerprint(result.tables),
+        "mapping": str(mapping or section(params, "crm").get("mapping") or "") or None,
+        "kept_with_notes": result.notes.to_dict(orient="records"),
+        "categories": result.categories.to_dict(orient="records"),
+        "undeclared_activity_types": dict(
+            zip(
+                result.undeclared_types["event_type"],
+                result.undeclared_types["rows"].astype(int).tolist(),
+                strict=True,
+            )
+        ),
+        "columns_not_in_export": result.absent_columns.to_dict(orient="records"),
     }
     _write_json(out / META_FILE, {"extracted_at": extracted_at.isoformat()})
     _write_json(out / VALIDATION_REPORT, report)
@@ -220,10 +269,14 @@ def run_features(
     tables, _ = _read_validated(validated)
     snapshots = pd.read_parquet(snapshots_path, columns=["lead_id", "as_of"])
     builders = section(params, "features")["builders"]
-    behavioral = behavioral_params(params)
-    frame = build_features(tables, snapshots, builders, behavioral, progress=progress)
+    contract = crm_contract(params)
+    behavioral = contract.behavioral(behavioral_params(params))
+    frame = build_features(
+        tables, snapshots, builders, behavioral, progress=progress, contract=contract
+    )
     out = Path(out)
     write_parquet(out, frame)
+    plan = feature_plan(builders, behavioral, contract)
     catalog = [
         {
             "name": s.name,
@@ -231,9 +284,13 @@ def run_features(
             "builder": s.builder,
             "categorical": s.categorical,
             "sources": list(s.sources),
-            "knowledge": [k.value for k in s.knowledge],
+            "knowledge": [k.value for k in s.knowledge_in(contract)],
+            "rests_on_declaration": [
+                src for src in s.sources if tuple(src.split(".", 1)) in contract.declared
+            ],
+            "left_out": plan.left_out.get(s.name),
         }
-        for s in feature_specs(builders, behavioral)
+        for s in plan.specs
     ]
     _write_json(out.parent / "feature_catalog.json", {"features": catalog})
     log.info("wrote %d features x %d snapshots to %s", frame.shape[1] - 2, len(frame), out)

@@ -1,6 +1,7 @@
 """Training sets: labelled snapshots, censoring, a temporal split and a manifest.
 
-- label: 1 iff the lead has a closed-won opportunity with ``as_of <= closed_at < as_of + horizon``.
+- label: 1 iff the lead has a closed-won opportunity with ``as_of <= closed_at < as_of + horizon``
+  (whenever the opportunity was opened: one opened before its lead record still counts).
 - left out, each counted by reason: snapshots whose lead was already won or lost before as_of,
   snapshots whose horizon runs past the end of the data (censored: the label is not known yet),
   snapshots taken before the lead existed.
@@ -178,9 +179,14 @@ def _opportunity_pairs(snaps: pd.DataFrame, opportunities: pd.DataFrame) -> pd.D
 
 def _won_lost(pairs: pd.DataFrame, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per snapshot: already won (a won opportunity closed before as_of); already lost (every
-    opportunity opened before as_of closed lost before it, none still open, none won)."""
-    opened = pairs["created_at"] < pairs["as_of"]
+    opportunity opened before as_of closed lost before it, none still open, none won).
+
+    Neither reads the lead's creation time: an opportunity opened before its lead record (a
+    CRM merge) counts like any other. One closed before as_of was opened before it, even when
+    its ``created_at`` is missing; one with a missing ``created_at`` still open is not seen.
+    """
     closed_before = pairs["closed_at"].notna() & (pairs["closed_at"] < pairs["as_of"])
+    opened = (pairs["created_at"] < pairs["as_of"]) | closed_before
     is_won = pairs["is_won"].fillna(False).astype(bool).to_numpy()
     won_before = _any_per_row(pairs, closed_before.to_numpy() & is_won, n)
     n_opened = _count_per_row(pairs, opened.to_numpy(), n)

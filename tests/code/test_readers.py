@@ -344,6 +344,46 @@ def test_missing_folder_a_file_as_folder_and_bad_format(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
+# 4. optional tables: accounts and events may be left out; leads and opportunities may not
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["csv", "parquet", "sqlite"])
+def test_optional_tables_may_be_left_out(tmp_path, kind, caplog):
+    required = {name: frame for name, frame in tiny_crm().items() if ct.TABLES[name].required}
+    source = f"sqlite:///{tmp_path}/crm.db" if kind == "sqlite" else tmp_path / "crm"
+    write_crm(required, source, **({} if kind == "sqlite" else {"fmt": kind}))
+    calls = []
+    with caplog.at_level(logging.INFO, logger="features.readers"):
+        raw = read_crm(source, progress=lambda task, done, total: calls.append(done))
+    assert sorted(raw) == ["leads", "opportunities"]
+    assert calls == list(range(1, len(ct.TABLES) + 1))  # absent tables count too
+    assert "optional table(s) not in " in caplog.text and ": accounts, events" in caplog.text
+    result = validate_crm(raw, EXTRACTED_AT, nonempty_tables=("leads", "opportunities"))
+    assert result.absent_tables == ("accounts", "events")
+    assert result.counts["rows_rejected"].sum() == 0
+    assert {name: len(frame) for name, frame in result.tables.items()} == {
+        "accounts": 0,
+        "leads": 2,
+        "events": 0,
+        "opportunities": 2,
+    }
+
+
+@pytest.mark.parametrize("kind", ["folder", "sqlite"])
+def test_a_missing_required_table_is_one_line(tmp_path, kind):
+    partial = {name: frame for name, frame in tiny_crm().items() if name != "opportunities"}
+    if kind == "sqlite":
+        source = f"sqlite:///{tmp_path}/crm.db"
+        write_crm(partial, source)
+        err = _one_line_error(source, "CRM table 'opportunities' not found in database")
+    else:
+        source = tmp_path / "crm"
+        write_crm(partial, source, fmt="csv")
+        err = _one_line_error(source, "CRM table 'opportunities' not found in folder", source)
+    assert err.table == "opportunities"
+    assert "Export leads and opportunities there (accounts and events optional)" in str(err)
+
+
+# ------------------------------------------------------------------------------------------------
 # 5. IDs as text, one rule for every table and source
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(

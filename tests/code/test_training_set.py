@@ -5,7 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipelines.training_set import fingerprint, label_snapshots, manifest, temporal_split
+from features.validation import validate_crm
+from pipelines.scoring import open_leads
+from pipelines.training_set import (
+    fingerprint,
+    label_snapshots,
+    manifest,
+    temporal_split,
+    won_or_lost_before,
+)
 
 END = pd.Timestamp("2024-12-31")
 
@@ -150,3 +158,71 @@ def test_labelling_works_without_any_closed_opportunity(tiny_tables):
     assert out.frame["label"].tolist() == [0, 0]
     none = label_snapshots(snaps, tiny_tables["leads"], open_only.iloc[:0], 30, END)
     assert len(none.frame) == 2
+
+
+# ------------------------------------------------------------------------------------------------
+# An opportunity opened before its lead record (a CRM merge) counts like any other
+# ------------------------------------------------------------------------------------------------
+def snapshots_of_l1(*as_of: str) -> pd.DataFrame:
+    return pd.DataFrame({"lead_id": ["L1"] * len(as_of), "as_of": pd.to_datetime(list(as_of))})
+
+
+def test_a_won_opportunity_opened_before_its_lead_labels_the_lead(tiny_tables):
+    # L1 was created 2024-03-01 09:30; its opportunity was opened a month before the record
+    opps = opportunities(("2024-02-01", "2024-03-20", True))
+    snaps = snapshots_of_l1("2024-02-15", "2024-03-10", "2024-03-25")
+    out = label_snapshots(snaps, tiny_tables["leads"], opps, 30, END)
+    assert out.frame["as_of"].dt.strftime("%m-%d").tolist() == ["03-10"]
+    assert out.frame["label"].tolist() == [1]  # closes after as_of, within the horizon
+    assert out.excluded == {
+        "before_lead_created": 1,  # 02-15: the lead did not exist yet
+        "already_won_or_lost": 1,  # 03-25: closed won before as_of
+        "censored_horizon_after_data_end": 0,
+    }
+
+
+@pytest.mark.parametrize(("is_won", "expected"), [(True, (True, False)), (False, (False, True))])
+def test_already_won_or_lost_counts_an_opportunity_opened_before_its_lead(is_won, expected):
+    opps = opportunities(("2024-02-01", "2024-03-20", is_won))
+    won, lost = won_or_lost_before(snapshots_of_l1("2024-03-10", "2024-03-25"), opps)
+    assert won.tolist() == [False, expected[0]]
+    assert lost.tolist() == [False, expected[1]]
+
+
+def test_open_leads_leaves_out_a_lead_won_through_an_opportunity_older_than_it(tiny_tables):
+    tables = dict(tiny_tables, opportunities=opportunities(("2024-02-01", "2024-03-20", True)))
+    snapshots, counts = open_leads(tables, pd.Timestamp("2024-03-25"))
+    assert snapshots["lead_id"].tolist() == ["L2"]
+    assert (counts["already_won"], counts["already_lost"]) == (1, 0)
+
+
+def test_an_opportunity_without_created_at_closed_before_as_of_was_opened_before_it():
+    lost = opportunities((None, "2024-03-20", False))
+    still_open = opportunities((None, None, None))
+    snaps = snapshots_of_l1("2024-03-10", "2024-03-25")
+    assert won_or_lost_before(snaps, lost)[1].tolist() == [False, True]
+    assert won_or_lost_before(snaps, still_open)[1].tolist() == [False, False]
+
+
+def test_validation_keeps_an_opportunity_opened_before_its_lead_for_the_label():
+    """Fails if validation quarantines it again: the won deal would silently become label 0."""
+    raw = {
+        "leads": pd.DataFrame(
+            {"lead_id": ["L1"], "created_at": ["2024-03-01T09:30:00"]}, dtype="str"
+        ),
+        "opportunities": pd.DataFrame(
+            {
+                "opportunity_id": ["O1"],
+                "lead_id": ["L1"],
+                "created_at": ["2024-02-01T00:00:00"],
+                "closed_at": ["2024-03-20T00:00:00"],
+                "is_won": ["true"],
+            },
+            dtype="str",
+        ),
+    }
+    tables = validate_crm(raw, pd.Timestamp("2024-12-31")).tables
+    out = label_snapshots(
+        snapshots_of_l1("2024-03-10"), tables["leads"], tables["opportunities"], 30, END
+    )
+    assert out.frame["label"].tolist() == [1]

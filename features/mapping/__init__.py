@@ -1,0 +1,1 @@
+"""The mapping layer: a YAML file turns any CRM export into the leadscore contract, without code."""
