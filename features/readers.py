@@ -525,6 +525,37 @@ def read_crm(
     return _read_folder(Path(source), encoding, progress, names, separator)
 
 
+def read_flat(
+    source: str | os.PathLike,
+    name: str,
+    encoding: str = DEFAULT_ENCODING,
+    separator: str = ",",
+) -> pd.DataFrame:
+    """A flat export (one row per lead): ``source`` is the file itself, or a folder holding
+    ``name`` (a file name, with or without its .csv / .csv.gz / .parquet ending). CSV is read as
+    text like every table; any problem with the file is a one-line ``ContractError``."""
+    _check_encoding(encoding)
+    path = Path(source)
+    if path.is_dir():
+        direct = path / name
+        path = direct if os.path.lexists(direct) else _table_file(path, name)
+        if path is None:
+            raise ContractError(
+                f"flat export {name!r} not found in folder {Path(source).absolute()} (expected "
+                f"{name}, {name}.csv, {name}.csv.gz or {name}.parquet): fix `from:` in the mapping",
+                table="leads",
+            )
+    elif not os.path.lexists(path):
+        raise ContractError(f"flat export {path} does not exist: check the path", table="leads")
+    _check_table_file(path, "leads")
+    if path.name.endswith((".parquet", ".pq")):
+        frame = _read_parquet(path, "leads")
+    else:
+        frame = _read_csv(path, "leads", encoding, separator)
+    log.info("read the flat export: %d rows, %d columns from %s", *frame.shape, path)
+    return frame
+
+
 def table_ids_as_text(frame: pd.DataFrame, table: str) -> pd.DataFrame:
     """``frame`` with :func:`ids_as_text` applied to the ID columns of contract table ``table``
     that it holds (for tables renamed to the contract after reading, by a mapping)."""

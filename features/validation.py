@@ -47,14 +47,9 @@ import pyarrow.compute as pc
 from features import contract as ct
 from features.behavioral import BUILT_IN_TYPES
 from features.contract import Column, Kind, Knowledge, Table
-from features.mapping.contract import (
-    NATIVE,
-    EffectiveContract,
-    ReadRule,
-    normalise_key,
-    normalise_values,
-)
+from features.mapping.contract import NATIVE, EffectiveContract, ReadRule
 from features.mapping.file import MappingError
+from features.mapping.normalise import normalise_key, normalise_values
 from features.outputs import remove_file, write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -739,7 +734,13 @@ def _apply_value_map(
     values = np.where(hit, mapped, kept if kept is not None else None)
     values = np.append(values, None)  # code -1 (missing) -> missing
     out = pd.Series(values[raw_codes], index=raw_col.index, name=raw_col.name, dtype=object)
-    _report(categories, table, col, "mapped by the mapping", uniques, np.where(hit, rows, 0))
+    to_missing = hit & pd.isna(mapped)
+    _report(
+        categories, table, col, "value map: mapped", uniques, np.where(hit & ~to_missing, rows, 0)
+    )
+    _report(
+        categories, table, col, "value map: set to missing", uniques, np.where(to_missing, rows, 0)
+    )
     if rule.unmapped == "missing":
         dropped = np.where(hit, 0, rows)
         _report(categories, table, col, "not in the value map: set to missing", uniques, dropped)
@@ -792,6 +793,7 @@ def _to_category(
         else np.zeros(len(uniques), dtype=bool)
     )
     present = value.notna().to_numpy()
+    synonym = canonical.notna().to_numpy()
     _report(
         categories, table, col, "kept", uniques, np.where(present & ~changed & ~outside, rows, 0)
     )
@@ -799,9 +801,17 @@ def _to_category(
         categories,
         table,
         col,
-        "spelling mapped",
+        "mapped to the canonical value",
         uniques,
-        np.where(present & changed & ~outside, rows, 0),
+        np.where(present & changed & synonym & ~outside, rows, 0),
+    )
+    _report(
+        categories,
+        table,
+        col,
+        "spelling normalised",
+        uniques,
+        np.where(present & changed & ~synonym & ~outside, rows, 0),
     )
     if outside.any():
         _report(
@@ -1216,7 +1226,7 @@ def _mapping_notes(
     notes: dict[str, np.ndarray] = {}
     mapping = contract.mapping
     if table.name == "opportunities" and mapping is not None:
-        if getattr(mapping.opportunities, "expected_close_date", False):
+        if getattr(getattr(mapping, "opportunities", None), "expected_close_date", False):
             expected = (typed["is_won"].isna() & typed["closed_at"].notna()).to_numpy()
             if expected.any():
                 typed["closed_at"] = typed["closed_at"].mask(expected)

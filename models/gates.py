@@ -12,6 +12,7 @@ present, the lead's current ``unsubscribed`` flag.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,8 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from features import contract as ct
+
+log = logging.getLogger(__name__)
 
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
 CRITERIA = ("budget", "authority", "need", "timeline")
@@ -119,8 +122,16 @@ class BantGates(BaseEstimator):
                 out[f"gate_{name}"] = "not_checked"
                 continue
             if column not in frame:
-                raise ValueError(f"the gates need column {column!r} (the bant feature builder)")
-            result = self._criterion(name, frame[column])
+                # A CRM without this answer (or whose mapping leaves it out as not known at the
+                # snapshot): unknown for every lead, never a silent pass or fail.
+                log.warning(
+                    "gates: no %s answer in the data (column %s): %s is unknown for every lead",
+                    WORDS[name], column, WORDS[name],
+                )  # fmt: skip
+                answers = pd.Series(np.nan, index=frame.index, dtype=object)
+            else:
+                answers = frame[column]
+            result = self._criterion(name, answers)
             out[f"gate_{name}"] = result
             if self.rules_[name]["required"]:
                 blocked = result != PASS

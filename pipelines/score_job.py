@@ -115,7 +115,7 @@ def validated_tables(
         extracted_at=max(extracted_at, as_of),
         progress=progress,
         contract=contract,
-        **validation_settings(params),
+        **validation_settings(params, contract),
     )
     return validation
 

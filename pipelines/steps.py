@@ -16,13 +16,14 @@ import pandas as pd
 
 from features.build import build_features, feature_plan
 from features.contract import TABLES
-from features.mapping.apply import apply_mapping
+from features.mapping.apply import apply_flat, apply_mapping
 from features.mapping.contract import NATIVE, EffectiveContract, effective_contract
 from features.mapping.file import load_mapping
 from features.outputs import check_writable, refuse_overlap, write_json, write_parquet
 from features.readers import (
     check_crm_folder_writable,
     read_crm,
+    read_flat,
     table_ids_as_text,
     write_crm,
 )
@@ -123,14 +124,22 @@ def resolve_extracted_at(source: str | Path, configured: str | None) -> pd.Times
     return now
 
 
-def validation_settings(params: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments of :func:`~features.validation.validate_crm` from params.yaml ``validate``."""
+def validation_settings(
+    params: dict[str, Any], contract: EffectiveContract = NATIVE
+) -> dict[str, Any]:
+    """Keyword arguments of :func:`~features.validation.validate_crm` from params.yaml ``validate``.
+
+    A flat export has no accounts or events table: ``nonempty_tables`` cannot ask for them.
+    """
     settings = section(params, "validate")
     limit = settings.get("max_quarantined_fraction", 0.05)
+    nonempty = tuple(settings.get("nonempty_tables", ("leads",)))
+    if contract.flat:
+        nonempty = tuple(t for t in nonempty if t in ("leads", "opportunities"))
     return {
         "max_unparseable_fraction": float(settings["max_unparseable_fraction"]),
         "max_quarantined_fraction": None if limit is None else float(limit),
-        "nonempty_tables": tuple(settings.get("nonempty_tables", ("leads",))),
+        "nonempty_tables": nonempty,
     }
 
 
@@ -157,6 +166,15 @@ def read_source(
     if contract.mapping is None:
         return read_crm(source, encoding=encoding, progress=progress)
     options = contract.mapping.csv
+    if contract.flat:
+        frame = read_flat(
+            source,
+            contract.mapping.from_,
+            encoding=options.encoding or encoding,
+            separator=options.separator,
+        )
+        mapped = apply_flat(frame, contract.mapping, contract.mapping.from_).tables
+        return {name: table_ids_as_text(f, name) for name, f in mapped.items()}
     raw = read_crm(
         source,
         encoding=options.encoding or encoding,
@@ -192,7 +210,7 @@ def run_validate(
         extracted_at=extracted_at,
         progress=progress,
         contract=contract,
-        **validation_settings(params),
+        **validation_settings(params, contract),
     )
     out = Path(out)
     check_writable(
@@ -208,6 +226,11 @@ def run_validate(
         "counts": result.counts.to_dict(orient="records"),
         "input_fingerprint": fingerprint(result.tables),
         "mapping": str(mapping or section(params, "crm").get("mapping") or "") or None,
+        "time": (
+            "pseudo-time (row order), not dates"
+            if contract.flat and contract.mapping.pseudo_time is not None
+            else "dates"
+        ),
         "kept_with_notes": result.notes.to_dict(orient="records"),
         "categories": result.categories.to_dict(orient="records"),
         "undeclared_activity_types": dict(

@@ -13,17 +13,20 @@ import logging
 from collections.abc import Mapping as MappingType
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from features import contract as ct
 from features.mapping.file import (
     EventsMap,
     FieldHistoryMap,
+    FlatMapping,
     Mapping,
     MappingError,
     RelationalMapping,
     TableMap,
 )
+from features.mapping.normalise import normalise_key, normalise_values
 
 log = logging.getLogger(__name__)
 
@@ -129,3 +132,100 @@ def apply_mapping(raw: MappingType[str, pd.DataFrame], mapping: Mapping) -> Mapp
                 ", ..." if len(dropped) > 20 else "",
             )
     return MappedExport(tables, left_out)
+
+
+def apply_flat(frame: pd.DataFrame, mapping: FlatMapping, name: str = "export") -> MappedExport:
+    """One row per lead with an outcome column -> the contract's leads and opportunities.
+
+    - leads: the mapping's ``leads`` columns and custom fields. Without a ``lead_id`` column the
+      row number is the id (``row-0000001``); without a ``created_at`` column, ``pseudo_time``
+      makes one from the row order (start + row x step), and every report says so.
+    - opportunities: one per lead whose outcome is won or lost (any other value: still open,
+      no opportunity), opened and closed at the outcome's date, or, without one, at the end
+      of the lead's first day (``creation date + 1 day``): a snapshot one day after creation
+      sees the lead before its outcome and labels it with it.
+    """
+    leads, left_out = _select("leads", name, frame, mapping.leads)
+    n = len(frame)
+    if "lead_id" not in leads:
+        width = max(7, len(str(n)))
+        ids = pd.Series(np.arange(1, n + 1), index=frame.index).astype("str").str.zfill(width)
+        leads.insert(0, "lead_id", "row-" + ids)
+    if "created_at" not in leads:
+        if mapping.pseudo_time is None:
+            raise MappingError(
+                "mapping: a flat export needs leads.columns.created_at, or pseudo_time (the row "
+                "order as time, only if the export is in time order)"
+            )
+        step = pd.Timedelta(minutes=mapping.pseudo_time.step_minutes)
+        start = pd.Timestamp(mapping.pseudo_time.start)
+        leads.insert(1, "created_at", start + step * np.arange(n))
+        log.warning(
+            "%s: no creation date: row order used as pseudo-time (%s + %s per row); every date "
+            "in the reports is pseudo-time, not a date",
+            name, start.date(), step,
+        )  # fmt: skip
+    outcome = mapping.outcome
+    if outcome.from_ not in frame:
+        raise MappingError(
+            f"mapping: outcome comes from column {outcome.from_!r}, which the export {name} "
+            "does not have"
+        )
+    used = {outcome.from_}
+    keys = normalise_values(frame[outcome.from_].astype("str"))
+    won = keys.isin([normalise_key(v) for v in outcome.won]).to_numpy()
+    lost = keys.isin([normalise_key(v) for v in outcome.lost]).to_numpy()
+    if not won.any():
+        raise MappingError(
+            f"mapping: outcome.won {list(outcome.won)} matches no value of column "
+            f"{outcome.from_!r} (found e.g. {', '.join(map(repr, keys.dropna().unique()[:5]))})"
+        )
+    if outcome.closed_at is not None:
+        source = (
+            outcome.closed_at if isinstance(outcome.closed_at, str) else outcome.closed_at.from_
+        )
+        closed = frame[source]
+        used.add(source)
+    else:
+        closed = _creation_dates(leads["created_at"], mapping).dt.normalize() + pd.Timedelta(days=1)
+    decided = won | lost
+    opportunities = pd.DataFrame(
+        {
+            "opportunity_id": leads["lead_id"].to_numpy()[decided],
+            "lead_id": leads["lead_id"].to_numpy()[decided],
+            "created_at": closed.to_numpy()[decided],
+            "closed_at": closed.to_numpy()[decided],
+            "is_won": won[decided],
+        }
+    )
+    left_out = [c for c in left_out if c not in used]
+    if left_out:
+        log.info(
+            "%s: %d column(s) not in the mapping, left out: %s",
+            name, len(left_out), ", ".join(map(str, left_out[:20])),
+        )  # fmt: skip
+    return MappedExport({"leads": leads, "opportunities": opportunities}, {"leads": left_out})
+
+
+def _creation_dates(values: pd.Series, mapping: FlatMapping) -> pd.Series:
+    """The leads' creation times as naive UTC, read as validation will read them (the
+    mapping's format and zone); unreadable ones are missing (validation quarantines the lead)."""
+    cmap = mapping.leads.column_map("created_at")
+    fmt = cmap.format if cmap is not None else None
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = pd.to_datetime(values)
+    elif fmt in ("epoch_s", "epoch_ms"):
+        numbers = pd.to_numeric(values, errors="coerce")
+        parsed = pd.to_datetime(numbers, unit="s" if fmt == "epoch_s" else "ms", errors="coerce")
+    else:
+        parsed = pd.to_datetime(values, errors="coerce", format=fmt or "ISO8601", utc=fmt is None)
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    zone = (cmap.time_zone if cmap is not None else None) or mapping.time_zone
+    if zone != "UTC" and not isinstance(values.dtype, pd.DatetimeTZDtype):
+        parsed = (
+            parsed.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+            .dt.tz_convert("UTC")
+            .dt.tz_localize(None)
+        )
+    return parsed

@@ -15,11 +15,7 @@ which fields are features.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass, field, replace
-
-import pandas as pd
 
 from features import contract as ct
 from features.behavioral import ActivityType, BehavioralParams, EventValue
@@ -33,6 +29,7 @@ from features.mapping.file import (
     RelationalMapping,
     TableMap,
 )
+from features.mapping.normalise import normalise_key
 
 #: The mapping's words for knowledge times.
 KNOWLEDGE_WORDS = {
@@ -58,27 +55,6 @@ MUTABLE = {
     ),
     "accounts": ("industry", "employee_count", "annual_revenue", "country", "region"),
 }  # fmt: skip
-
-
-#: Runs of these are one ``_`` in a normalised value.
-SEPARATORS = r"[\s\-_]+"
-
-
-def normalise_key(value: str) -> str:
-    """How value-map keys and export values are compared: NFKC, lower case, runs of white space,
-    ``-`` and ``_`` as one ``_``, trimmed (``"Closed Won"``, ``closed-won`` -> ``closed_won``)."""
-    text = unicodedata.normalize("NFKC", str(value)).lower()
-    return re.sub(SEPARATORS, "_", text).strip("_")
-
-
-def normalise_values(values: pd.Series) -> pd.Series:
-    """:func:`normalise_key` of every value of a text Series (vectorised)."""
-    return (
-        values.str.normalize("NFKC")
-        .str.lower()
-        .str.replace(SEPARATORS, "_", regex=True)
-        .str.strip("_")
-    )
 
 
 @dataclass(frozen=True)
@@ -130,6 +106,11 @@ class EffectiveContract:
     export_tables: dict[str, str] = field(default_factory=dict)
     #: the mapping file this contract comes from (None: the native contract)
     mapping: Mapping | None = None
+
+    @property
+    def flat(self) -> bool:
+        """True for one table, one row per lead (no accounts, events or field history)."""
+        return self.mapping is not None and self.mapping.layout == "flat"
 
     def knowledge(self, table: str, column: str) -> Knowledge:
         """When ``table.column`` is known under this mapping; KeyError naming both if unknown."""
@@ -233,9 +214,16 @@ def effective_contract(mapping: Mapping | None) -> EffectiveContract:
     """The contract filled by ``mapping`` (``None``: the native contract, unchanged)."""
     if mapping is None:
         return NATIVE
-    if not isinstance(mapping, RelationalMapping):
-        raise MappingError("flat mappings are not supported yet")
-    history = _history_fields(mapping)
+    flat = not isinstance(mapping, RelationalMapping)
+    history = set() if flat else _history_fields(mapping)
+    if history:
+        # Until the history table is read as of each snapshot, a field "with history" would be
+        # built from its current value while the catalog calls it point-in-time safe: refuse.
+        raise MappingError(
+            "mapping: field_history is not read yet (coming in the next release): remove the "
+            "field_history block and declare each field's knowledge (at_creation or "
+            "at_extraction) instead"
+        )
     tables: dict[str, Table] = {}
     rules: dict[tuple[str, str], ReadRule] = {}
     custom: list[CustomFeature] = []
@@ -269,7 +257,7 @@ def effective_contract(mapping: Mapping | None) -> EffectiveContract:
             label = spec.label or f"{key.replace('_', ' ').capitalize()}: {{value}}"
             custom.append(CustomFeature(name, key, spec.kind, column.knowledge, label))
         tables[name] = replace(base, columns=tuple(columns))
-    events = mapping.events
+    events = getattr(mapping, "events", None)
     values = (
         ()
         if events is None
@@ -295,6 +283,6 @@ def effective_contract(mapping: Mapping | None) -> EffectiveContract:
         event_values=values,
         history=frozenset(history),
         declared=frozenset(declared),
-        export_tables=export_table_names(mapping),
+        export_tables={"flat": mapping.from_} if flat else export_table_names(mapping),
         mapping=mapping,
     )
