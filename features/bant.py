@@ -10,6 +10,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from features.catalog import FeatureSpec
+from features.history import FieldHistory
 from features.lookup import as_category, lead_rows
 
 BUILDER = "bant"
@@ -40,9 +41,13 @@ def bant_specs() -> list[FeatureSpec]:
     return specs
 
 
-def build_bant(tables: Mapping[str, pd.DataFrame], snapshots: pd.DataFrame) -> pd.DataFrame:
+def build_bant(
+    tables: Mapping[str, pd.DataFrame],
+    snapshots: pd.DataFrame,
+    history: FieldHistory | None = None,
+) -> pd.DataFrame:
     """BANT answers of each snapshot's lead and how many were answered, one row per snapshot."""
-    rows = lead_rows(tables["leads"], snapshots, [*_ANSWERS, "created_at"])
+    rows = lead_rows(tables["leads"], snapshots, [*_ANSWERS, "created_at"], history)
     out = {f"bant_{c}": as_category(rows[c]) for c in _ANSWERS}
     answered = rows[list(_ANSWERS)].notna().sum(axis=1).astype("float64")
     # "unknown" authority is an answer that says nothing: it does not count as answered.

@@ -15,6 +15,7 @@ from features.catalog import FeatureSpec, check_point_in_time_safe
 from features.custom import build_custom, custom_specs
 from features.demographic import build_demographic, demographic_specs
 from features.firmographic import build_firmographic, firmographic_specs
+from features.history import field_history
 from features.lifecycle import build_lifecycle, lifecycle_specs
 from features.mapping.contract import NATIVE, EffectiveContract
 
@@ -27,38 +28,39 @@ Tables = Mapping[str, pd.DataFrame]
 class Builder:
     """A named feature builder: how to build its columns and what they are.
 
-    ``build(tables, snapshots, behavioral, contract)`` and ``specs(behavioral, contract)``; the
-    contract is the mapping's (custom fields, knowledge times).
+    ``build(tables, snapshots, behavioral, contract, history)`` and ``specs(behavioral,
+    contract)``; the contract is the mapping's (custom fields, knowledge times), ``history`` the
+    fields read as of each snapshot from their history (None: none).
     """
 
     name: str
-    build: Callable[[Tables, pd.DataFrame, BehavioralParams, EffectiveContract], pd.DataFrame]
+    build: Callable[..., pd.DataFrame]
     specs: Callable[[BehavioralParams, EffectiveContract], list[FeatureSpec]]
 
 
 BUILDERS: dict[str, Builder] = {
     "demographic": Builder(
         "demographic",
-        lambda t, s, p, c: build_demographic(t, s),
+        lambda t, s, p, c, h: build_demographic(t, s, h),
         lambda p, c: demographic_specs(),
     ),
     "firmographic": Builder(
         "firmographic",
-        lambda t, s, p, c: build_firmographic(t, s),
+        lambda t, s, p, c, h: build_firmographic(t, s, h),
         lambda p, c: firmographic_specs(),
     ),
-    "bant": Builder("bant", lambda t, s, p, c: build_bant(t, s), lambda p, c: bant_specs()),
+    "bant": Builder("bant", lambda t, s, p, c, h: build_bant(t, s, h), lambda p, c: bant_specs()),
     "lifecycle": Builder(
-        "lifecycle", lambda t, s, p, c: build_lifecycle(t, s), lambda p, c: lifecycle_specs()
+        "lifecycle", lambda t, s, p, c, h: build_lifecycle(t, s, h), lambda p, c: lifecycle_specs()
     ),
     "behavioral": Builder(
         "behavioral",
-        lambda t, s, p, c: build_behavioral(t["events"], s, p),
+        lambda t, s, p, c, h: build_behavioral(t["events"], s, p),
         lambda p, c: behavioral_specs(p),
     ),
     "custom": Builder(
         "custom",
-        lambda t, s, p, c: build_custom(t, s, c.custom),
+        lambda t, s, p, c, h: build_custom(t, s, c.custom, h),
         lambda p, c: custom_specs(c.custom),
     ),
 }
@@ -154,8 +156,13 @@ def build_features(
     snaps = snapshots[["lead_id", "as_of"]].reset_index(drop=True)
     parts = [snaps]
     chosen = _chosen(builders)
+    history = field_history(
+        tables,
+        contract.history,
+        {(t, c): contract.tables[t].by_name[c].kind for t, c in contract.history},
+    )
     for done, b in enumerate(chosen, start=1):
-        part = b.build(tables, snaps, behavioral, contract)
+        part = b.build(tables, snaps, behavioral, contract, history)
         expected = [s.name for s in b.specs(behavioral, contract)]
         if list(part.columns) != expected or len(part) != len(snaps):
             raise AssertionError(f"builder {b.name} returned columns/rows not matching its specs")

@@ -504,14 +504,49 @@ OPPORTUNITIES = Table(
     ),
 )
 
+#: The tables whose fields a history may change.
+HISTORY_ENTITIES = ("leads", "accounts")
+
+FIELD_HISTORY = Table(
+    name="field_history",
+    key=None,
+    time_column="changed_at",
+    description="Field history: one row per change of a lead's or account's field (HubSpot "
+    "property history, Salesforce field history tracking), from which a field that can change is "
+    "read as of each snapshot.",
+    columns=(
+        C(
+            "entity",
+            Kind.CATEGORY,
+            K.AS_OF_SNAPSHOT,
+            "Whose field changed: leads or accounts.",
+            nullable=False,
+            vocabulary=HISTORY_ENTITIES,
+        ),
+        C("entity_id", Kind.ID, K.AS_OF_SNAPSHOT, "The lead or account id.", nullable=False),
+        C("field", Kind.TEXT, K.AS_OF_SNAPSHOT, "The column that changed.", nullable=False),
+        C("value", Kind.TEXT, K.AS_OF_SNAPSHOT, "Its value from then on (missing: cleared)."),
+        C(
+            "changed_at",
+            Kind.TIMESTAMP,
+            K.AS_OF_SNAPSHOT,
+            "When the value was set (UTC).",
+            nullable=False,
+        ),
+    ),
+)
+
 del C, K
 
+#: The four tables of every CRM export (leads and opportunities required).
 TABLES: dict[str, Table] = {t.name: t for t in (LEADS, ACCOUNTS, EVENTS, OPPORTUNITIES)}
+#: Tables some CRMs can export beside them, read when present.
+EXTRA_TABLES: dict[str, Table] = {FIELD_HISTORY.name: FIELD_HISTORY}
 
 
 def knowledge_of(table: str, column: str) -> Knowledge:
     """Return when ``table.column`` becomes known; raise KeyError naming both if unknown."""
     try:
-        return TABLES[table].by_name[column].knowledge
+        return {**TABLES, **EXTRA_TABLES}[table].by_name[column].knowledge
     except KeyError:
         raise KeyError(f"{table}.{column} is not in the CRM data contract") from None

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from features.catalog import FeatureSpec
+from features.history import FieldHistory
 from features.lookup import account_rows, as_category, lead_rows
 from features.mapping.contract import CustomFeature
 
@@ -59,6 +60,7 @@ def build_custom(
     tables: Mapping[str, pd.DataFrame],
     snapshots: pd.DataFrame,
     fields: Sequence[CustomFeature],
+    history: FieldHistory | None = None,
 ) -> pd.DataFrame:
     """Custom-field features of each snapshot's lead (and its account), one row per snapshot."""
     wanted = [f for f in fields if f.kind in ("number", "category", "boolean")]
@@ -66,11 +68,15 @@ def build_custom(
     lead_fields = [f for f in wanted if f.table == "leads"]
     account_fields = [f for f in wanted if f.table == "accounts"]
     if lead_fields:
-        rows = lead_rows(tables["leads"], snapshots, [f.name for f in lead_fields])
+        rows = lead_rows(tables["leads"], snapshots, [f.name for f in lead_fields], history)
         out |= {feature_name(f): _as_feature(rows[f.name], f.kind) for f in lead_fields}
     if account_fields:
         rows = account_rows(
-            tables["leads"], tables["accounts"], snapshots, [f.name for f in account_fields]
+            tables["leads"],
+            tables["accounts"],
+            snapshots,
+            [f.name for f in account_fields],
+            history,
         )
         out |= {feature_name(f): _as_feature(rows[f.name], f.kind) for f in account_fields}
     return pd.DataFrame(

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from features.catalog import FeatureSpec
+from features.history import FieldHistory
 from features.lookup import as_category, lead_rows
 
 BUILDER = "demographic"
@@ -26,9 +27,13 @@ def demographic_specs() -> list[FeatureSpec]:
     ]
 
 
-def build_demographic(tables: Mapping[str, pd.DataFrame], snapshots: pd.DataFrame) -> pd.DataFrame:
+def build_demographic(
+    tables: Mapping[str, pd.DataFrame],
+    snapshots: pd.DataFrame,
+    history: FieldHistory | None = None,
+) -> pd.DataFrame:
     """Demographic features of each snapshot's lead, one row per snapshot (same order)."""
-    rows = lead_rows(tables["leads"], snapshots, list(_FEATURES))
+    rows = lead_rows(tables["leads"], snapshots, list(_FEATURES), history)
     return pd.DataFrame(
         {c: as_category(rows[c]) for c in _FEATURES},
         index=snapshots.index,

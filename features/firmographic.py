@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from features.catalog import FeatureSpec
+from features.history import FieldHistory
 from features.lookup import account_rows, as_category
 
 BUILDER = "firmographic"
@@ -41,13 +42,19 @@ def firmographic_specs() -> list[FeatureSpec]:
     return specs
 
 
-def build_firmographic(tables: Mapping[str, pd.DataFrame], snapshots: pd.DataFrame) -> pd.DataFrame:
+def build_firmographic(
+    tables: Mapping[str, pd.DataFrame],
+    snapshots: pd.DataFrame,
+    history: FieldHistory | None = None,
+) -> pd.DataFrame:
     """Firmographic features of each snapshot's account, one row per snapshot (same order).
 
     ``accounts.is_customer`` is deliberately absent: it is today's value, and an account often
     became a customer *because* the lead converted (a leak).
     """
-    rows = account_rows(tables["leads"], tables["accounts"], snapshots, [*_CATEGORICAL, *_NUMERIC])
+    rows = account_rows(
+        tables["leads"], tables["accounts"], snapshots, [*_CATEGORICAL, *_NUMERIC], history
+    )
     out = {f"account_{c}": as_category(rows[c]) for c in _CATEGORICAL}
     out |= {f"account_{c}": pd.to_numeric(rows[c]).astype("float64") for c in _NUMERIC}
     return pd.DataFrame(out, index=snapshots.index)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from features.catalog import FeatureSpec
+from features.history import FieldHistory
 from features.lookup import as_category, lead_rows
 from features.snapshots import to_microseconds
 
@@ -40,13 +41,17 @@ def lifecycle_specs() -> list[FeatureSpec]:
     ]
 
 
-def build_lifecycle(tables: Mapping[str, pd.DataFrame], snapshots: pd.DataFrame) -> pd.DataFrame:
+def build_lifecycle(
+    tables: Mapping[str, pd.DataFrame],
+    snapshots: pd.DataFrame,
+    history: FieldHistory | None = None,
+) -> pd.DataFrame:
     """Lifecycle features, one row per snapshot (same order).
 
     Only the *opening* of an opportunity is read (dated, known as of the snapshot); its outcome,
     close date and amount are known only afterwards and never feed a feature.
     """
-    rows = lead_rows(tables["leads"], snapshots, ["source", "created_at"])
+    rows = lead_rows(tables["leads"], snapshots, ["source", "created_at"], history)
     as_of_us = to_microseconds(snapshots["as_of"])
     created = rows["created_at"]
     age = np.where(

@@ -90,7 +90,7 @@ def _missing_table(
             table=table,
         )
     required = [t.name for t in ct.TABLES.values() if t.required]
-    optional = [t.name for t in ct.TABLES.values() if not t.required]
+    optional = [t.name for t in ct.TABLES.values() if not t.required and t.name != "field_history"]
     return ContractError(
         f"CRM table '{table}' not found in {where} {display_url(source)} (expected {expect}); "
         f"found: {', '.join(sorted(found)) or '(nothing)'}. Export {' and '.join(required)} "
@@ -114,8 +114,8 @@ def _absent(source: str | os.PathLike, tables: list[str]) -> None:
 # ------------------------------------------------------------------------------------------------
 def _id_columns(table: str) -> list[str]:
     return (
-        [c.name for c in ct.TABLES[table].columns if c.kind == Kind.ID]
-        if table in ct.TABLES
+        [c.name for c in {**ct.TABLES, **ct.EXTRA_TABLES}[table].columns if c.kind == Kind.ID]
+        if table in ct.TABLES or table in ct.EXTRA_TABLES
         else []
     )
 
@@ -521,8 +521,33 @@ def read_crm(
     progress = progress or _no_progress
     names = dict(tables) if tables is not None else {name: name for name in ct.TABLES}
     if _is_url(source):
-        return _read_sql(str(source), progress, names)
-    return _read_folder(Path(source), encoding, progress, names, separator)
+        found = _read_sql(str(source), progress, names)
+    else:
+        found = _read_folder(Path(source), encoding, progress, names, separator)
+    if tables is None:  # the contract's names: a field history beside them is read if there
+        extra = _read_extra(source, encoding, separator)
+        found |= extra
+    return found
+
+
+def _read_extra(source: str | os.PathLike, encoding: str, separator: str) -> dict:
+    """The contract's extra tables (field_history) that a source holds under their own names."""
+    out = {}
+    for name in ct.EXTRA_TABLES:
+        if _is_url(source):
+            engine = _engine(str(source), must_exist=True)
+            try:
+                with engine.connect() as conn:
+                    present = name in sa.inspect(conn).get_table_names()
+            except sa.exc.SQLAlchemyError as err:
+                raise _database_error(str(source), name, err) from None
+            finally:
+                engine.dispose()
+            if present:
+                out |= _read_sql(str(source), _no_progress, {name: name})
+        elif _table_file(Path(source), name) is not None:
+            out |= _read_folder(Path(source), encoding, _no_progress, {name: name}, separator)
+    return out
 
 
 def read_flat(

@@ -34,7 +34,7 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 #: The pandas string dtype used for ID and TEXT columns (pandas' default ``str``).
 STRING = pd.StringDtype(na_value=np.nan)
 #: Order in which tables are validated (relational rules read the tables kept before them).
-TABLE_ORDER = ("accounts", "leads", "events", "opportunities")
+TABLE_ORDER = ("accounts", "leads", "events", "opportunities", "field_history")
 #: Shown instead of the value of a personal column.
 REDACTED = "<redacted personal data>"
 #: How many example rows / values a message shows.
@@ -78,6 +78,10 @@ NOTES[EXPECTED_CLOSE_DATE] = (
 )
 NOTES[UNDECLARED_TYPE] = (
     "event(s) of activity types the mapping does not declare (kept as history, not features)"
+)
+UNTRACKED_CHANGE = "change of a field not read from history"
+NOTES[UNTRACKED_CHANGE] = (
+    "field-history row(s) of fields the mapping does not read from history (kept, unused)"
 )
 #: Columns of :attr:`ValidationResult.categories`.
 CATEGORY_REPORT = ["table", "column", "status", "rows", "distinct", "examples"]
@@ -303,7 +307,12 @@ def _to_timestamp(
             return _to_utc(values, zone, values.notna().to_numpy())
         return values.dt.as_unit("us"), None  # already typed: nothing to parse
     if fmt in ("epoch_s", "epoch_ms"):
-        numbers = pd.to_numeric(values.astype(STRING).str.strip(), errors="coerce")
+        numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+        # Numbers stay numbers (61M integers through text cost 34 s and 9 GiB at 1M leads);
+        # only text is parsed.
+        numbers = (
+            values if numeric else pd.to_numeric(values.astype(STRING).str.strip(), errors="coerce")
+        )
         parsed = pd.to_datetime(numbers, unit="s" if fmt == "epoch_s" else "ms", errors="coerce")
         parsed = parsed.dt.as_unit("us")
         bad = (parsed.isna() & values.notna()).to_numpy()
@@ -405,7 +414,9 @@ def _fmt_number(x: float) -> str:
 def contract_schema(table_name: str | Table) -> pa.DataFrameSchema:
     """The pandera schema of a contract table (typed frame, contract column order); a
     :class:`Table` (a mapping's, with custom fields) or the name of a native one."""
-    return _schema(ct.TABLES[table_name] if isinstance(table_name, str) else table_name)
+    if isinstance(table_name, str):
+        return _schema({**ct.TABLES, **ct.EXTRA_TABLES}[table_name])
+    return _schema(table_name)
 
 
 @cache
@@ -1024,6 +1035,16 @@ def _relational(
         rej.add(
             (typed["is_won"].isna() & closed.notna()).to_numpy(), "closed_at set but is_won missing"
         )
+    if table.name == "field_history":
+        known_ids = np.zeros(len(typed), dtype=bool)
+        checked = np.zeros(len(typed), dtype=bool)
+        for entity, key in (("leads", "lead_id"), ("accounts", "account_id")):
+            rows = (typed["entity"].astype(object) == entity).to_numpy()
+            if entity in kept:
+                checked |= rows
+                known_ids |= rows & (_positions(typed["entity_id"], kept[entity][key]) >= 0)
+        rej.add(checked & ~known_ids, "unknown entity_id")
+        rej.add((typed[tcol] > extracted_at).to_numpy(), f"{tcol} in the future")
     if table.key is not None and table.key not in absent:  # no ids exported: nothing to match
         _duplicates(table, typed, rej, extracted_at)
     if table.name == "leads":
@@ -1112,14 +1133,14 @@ def _check_tables(
     missing = [t for t in TABLE_ORDER if tables[t].required and t not in raw]
     if missing:
         required = " and ".join(t for t in TABLE_ORDER if tables[t].required)
-        optional = " and ".join(t for t in TABLE_ORDER if not tables[t].required)
+        optional = " and ".join(t for t in ct.TABLES if not tables[t].required)
         raise ContractError(
             f"table(s) {', '.join(missing)} missing from the CRM input; found tables: "
             f"{', '.join(map(str, raw)) or '(none)'}. Export {required} ({optional} may be "
             "left out).",
             table=missing[0],
         )
-    absent = [t for t in TABLE_ORDER if t not in raw]
+    absent = [t for t in TABLE_ORDER if t not in raw and t != "field_history"]
     for name in absent:
         if name in nonempty_tables:
             raise ContractError(
@@ -1161,7 +1182,9 @@ def validate_crm(
     rejects: dict[str, pd.DataFrame] = {}
     counts, reasons, unknown, repaired, left_out, noted, categories = [], [], [], [], [], [], []
     undeclared: list[dict] = []
-    for name in TABLE_ORDER:
+    # field_history is an extra of some CRMs: absent is the usual case, not worth a report line
+    order = [t for t in TABLE_ORDER if t != "field_history" or t in raw]
+    for name in order:
         table = contract.tables[name]
         rules = {c: r for (t, c), r in contract.read_rules.items() if t == name}
         frame = raw[name] if name in raw else _absent_table(table)
@@ -1181,6 +1204,8 @@ def validate_crm(
         _check_required_present(table, frame, typed)
         _schema_rejects(table, typed, rej)
         notes = _mapping_notes(table, typed, contract, undeclared)
+        if name == "field_history":
+            notes |= _history_values(typed, contract, unknown, repaired, categories)
         # An absent table is no reference: leads are not "orphans" of accounts never exported.
         known = {t: f for t, f in tables.items() if t not in absent_tables}
         notes |= _relational(table, typed, rej, extracted, known, absent)
@@ -1201,7 +1226,7 @@ def validate_crm(
                 noted.append({"table": name, "note": note, "rows": n_noted})
                 log.warning("%s: %d %s", name, n_noted, NOTES[note])
         if progress is not None:
-            progress("validate", TABLE_ORDER.index(name) + 1, len(TABLE_ORDER))
+            progress("validate", order.index(name) + 1, len(order))
     return ValidationResult(
         tables=tables,
         rejects=rejects,
@@ -1215,6 +1240,49 @@ def validate_crm(
         categories=pd.DataFrame(categories, columns=CATEGORY_REPORT),
         undeclared_types=pd.DataFrame(undeclared, columns=["event_type", "rows"]),
     )
+
+
+def _history_values(
+    typed: pd.DataFrame,
+    contract: EffectiveContract,
+    unknown: list[dict],
+    repaired: list[dict],
+    categories: list[dict],
+) -> dict[str, np.ndarray]:
+    """Type the values of field history as the columns they change (in place, as text).
+
+    Each tracked field's values go through the same reading as the column itself (its value
+    map, normalisation, number or flag parsing; an unreadable value becomes missing and is
+    counted under ``field_history[table.column]``) and are stored as text that the as-of
+    lookup (:mod:`features.history`) reads back exactly. Rows of fields the contract does not
+    read from history are kept and counted.
+    """
+    entity = typed["entity"].astype(object).to_numpy()
+    field_ = typed["field"].astype(object).to_numpy()
+    tracked = np.zeros(len(typed), dtype=bool)
+    for table_name, column in sorted(contract.history):
+        rows = (entity == table_name) & (field_ == column)
+        if not rows.any():
+            continue
+        target = contract.tables[table_name].by_name[column]
+        col = replace(target, nullable=True, essential=False, knowledge=Knowledge.AS_OF_SNAPSHOT)
+        table = Table(name=f"field_history[{table_name}.{column}]", key=None, columns=(col,))
+        rule = contract.read_rules.get((table_name, column))
+        values = pd.DataFrame({column: typed["value"].to_numpy()[rows]})
+        typed_values = _coerce(
+            table,
+            values,
+            _Rejects(len(values)),
+            1.0,  # a history value that cannot be read is set to missing, never a stop
+            unknown,
+            repaired,
+            {column: rule} if rule is not None else {},
+            categories,
+        )[column]
+        text = typed_values.astype(object).astype(STRING).where(typed_values.notna())
+        typed.loc[rows, "value"] = text.to_numpy()
+        tracked |= rows
+    return {UNTRACKED_CHANGE: ~tracked} if (~tracked).any() else {}
 
 
 def _mapping_notes(

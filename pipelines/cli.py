@@ -413,6 +413,14 @@ def _print_manifest(result: dict, oracle_auc: dict | None = None) -> None:
         table.add_row(*row)
     out_console.print(table)
     out_console.print(f"left out: {result['excluded_snapshots']}")
+    if result.get("time", "dates") != "dates":
+        out_console.print(f"time axis: {result['time']} (the as_of dates above are pseudo-time)")
+    declared = result.get("features_resting_on_a_declaration") or {}
+    if declared:
+        out_console.print(
+            f"{len(declared)} feature(s) rest on a knowledge time the mapping declares (not on "
+            f"field history): {', '.join(list(declared)[:12])}{', ...' if len(declared) > 12 else ''}"
+        )
     out_console.print(f"input fingerprint: {result['input_fingerprint'][:16]}…")
 
 

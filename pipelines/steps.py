@@ -376,5 +376,16 @@ def run_training_set(
         "purged_label_window_crosses_next_split": int(purged.sum()),
     }
     result = manifest(training, excluded, report["input_fingerprint"], feature_names, settings)
+    # What the training set rests on: the time axis, and the features whose fields a mapping
+    # declared known (rather than reading them from history): claims about the CRM to check.
+    result["time"] = report.get("time", "dates")
+    catalog_path = Path(features_path).parent / "feature_catalog.json"
+    if catalog_path.is_file():
+        catalog = json.loads(catalog_path.read_text())["features"]
+        result["features_resting_on_a_declaration"] = {
+            f["name"]: f["rests_on_declaration"]
+            for f in catalog
+            if f.get("rests_on_declaration") and f["name"] in feature_names
+        }
     _write_json(out / "manifest.json", result)
     return result

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def bank(tmp_path_factory, small_params_template):
-    from pipelines.steps import run_features, run_label, run_validate
+    from pipelines.steps import run_features, run_label, run_training_set, run_validate
 
     tmp = tmp_path_factory.mktemp("bank")
     params = copy.deepcopy(small_params_template)
@@ -40,7 +40,14 @@ def bank(tmp_path_factory, small_params_template):
     features = run_features(
         params, tmp / "validated", tmp / "labels" / "l.parquet", tmp / "features" / "f.parquet"
     )
-    return {"report": report, "features": features, "tmp": tmp}
+    manifest = run_training_set(
+        params,
+        tmp / "features" / "f.parquet",
+        tmp / "labels" / "l.parquet",
+        tmp / "validated",
+        tmp / "training",
+    )
+    return {"report": report, "features": features, "tmp": tmp, "manifest": manifest}
 
 
 def test_every_category_value_is_kept(bank):
@@ -74,6 +81,10 @@ def test_duration_is_never_a_feature_and_the_rest_are(bank):
 
 def test_the_reports_say_pseudo_time(bank):
     assert bank["report"]["time"] == "pseudo-time (row order), not dates"
+    assert bank["manifest"]["time"] == "pseudo-time (row order), not dates"
+    # every custom feature rests on the mapping's word that it was known at the contact
+    declared = bank["manifest"]["features_resting_on_a_declaration"]
+    assert declared["lead_euribor3m"] == ["leads.euribor3m"] and "lead_duration" not in declared
     labelled = pd.read_parquet(bank["tmp"] / "labels" / "l.parquet")
     # One snapshot per contact a day after it, labelled with the call's outcome.
     assert labelled["lead_id"].is_unique and len(labelled) == 41_188

@@ -63,7 +63,7 @@ def _sources(table: str, tmap: TableMap | FieldHistoryMap | None) -> dict[str, s
     A contract column the mapping does not name is read from an export column of the same name,
     if there is one: a mapping needs to say only what differs from the contract.
     """
-    targets = HISTORY_COLUMNS if table == "field_history" else tuple(ct.TABLES[table].column_names)
+    targets = tuple({**ct.TABLES, **ct.EXTRA_TABLES}[table].column_names)
     explicit = {} if tmap is None else {k: tmap.column_map(k).from_ for k in tmap.columns}
     taken = set(explicit.values())
     out = {}

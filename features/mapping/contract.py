@@ -130,7 +130,7 @@ class EffectiveContract:
         )
 
 
-NATIVE = EffectiveContract(tables=dict(ct.TABLES))
+NATIVE = EffectiveContract(tables={**ct.TABLES, **ct.EXTRA_TABLES})
 
 
 def _rule(cmap: ColumnMap | CustomField | None, time_zone: str, timestamp: bool) -> ReadRule | None:
@@ -216,19 +216,11 @@ def effective_contract(mapping: Mapping | None) -> EffectiveContract:
         return NATIVE
     flat = not isinstance(mapping, RelationalMapping)
     history = set() if flat else _history_fields(mapping)
-    if history:
-        # Until the history table is read as of each snapshot, a field "with history" would be
-        # built from its current value while the catalog calls it point-in-time safe: refuse.
-        raise MappingError(
-            "mapping: field_history is not read yet (coming in the next release): remove the "
-            "field_history block and declare each field's knowledge (at_creation or "
-            "at_extraction) instead"
-        )
     tables: dict[str, Table] = {}
     rules: dict[tuple[str, str], ReadRule] = {}
     custom: list[CustomFeature] = []
     declared: set[tuple[str, str]] = set()
-    for name, base in ct.TABLES.items():
+    for name, base in {**ct.TABLES, **ct.EXTRA_TABLES}.items():
         tmap: TableMap | None = mapping.leads if name == "leads" else getattr(mapping, name, None)
         unknown = [c for c in (tmap.columns if tmap else {}) if c not in base.by_name]
         if unknown:
@@ -246,7 +238,7 @@ def effective_contract(mapping: Mapping | None) -> EffectiveContract:
             rule = _rule(cmap, mapping.time_zone, col.kind == Kind.TIMESTAMP)
             if rule is not None:
                 rules[(name, col.name)] = rule
-        for key, spec in (tmap.custom if tmap else {}).items():
+        for key, spec in (getattr(tmap, "custom", None) or {}).items():
             column = _custom_column(name, key, spec, history)
             columns.append(column)
             rule = _rule(spec, mapping.time_zone, timestamp=False)
@@ -257,6 +249,15 @@ def effective_contract(mapping: Mapping | None) -> EffectiveContract:
             label = spec.label or f"{key.replace('_', ' ').capitalize()}: {{value}}"
             custom.append(CustomFeature(name, key, spec.kind, column.knowledge, label))
         tables[name] = replace(base, columns=tuple(columns))
+    hmap = None if flat else mapping.field_history
+    if hmap is not None:  # whose field changed, and which of our columns it is
+        rules[("field_history", "entity")] = ReadRule(
+            values=tuple((normalise_key(k), v) for k, v in hmap.entities.items())
+        )
+        if hmap.fields:
+            rules[("field_history", "field")] = ReadRule(
+                values=tuple((normalise_key(k), v) for k, v in hmap.fields.items())
+            )
     events = getattr(mapping, "events", None)
     values = (
         ()

@@ -147,14 +147,25 @@ def test_mutable_fields_are_not_features_unless_declared():
     assert NATIVE.tables["leads"].by_name["seniority"].knowledge == Knowledge.AT_CREATION
 
 
-def test_field_history_is_refused_until_it_is_read_as_of_each_snapshot():
+def test_history_makes_a_field_as_of_and_not_a_declaration():
     data = _with(
         "field_history",
-        {"from": "property_history", "fields": {"hs_budget": "budget", "stage": "lifecyclestage"}},
+        {
+            "from": "property_history",
+            "entities": {"CONTACT": "leads"},
+            "fields": {"hs_budget": "budget", "stage": "lifecyclestage"},
+        },
     )
     data["leads"]["custom"]["lifecyclestage"]["knowledge"] = "as_of"
-    # A field "with history" built from its current value would leak: refused, one line.
-    assert "field_history is not read yet" in _error(data)
+    contract = effective_contract(parse_mapping(data))
+    assert contract.history == {("leads", "budget"), ("leads", "lifecyclestage")}
+    assert contract.tables["leads"].by_name["budget"].knowledge == Knowledge.AS_OF_SNAPSHOT
+    assert ("leads", "budget") not in contract.declared
+    assert contract.read_rules[("field_history", "entity")].values == (("contact", "leads"),)
+    assert contract.read_rules[("field_history", "field")].values == (
+        ("hs_budget", "budget"),
+        ("stage", "lifecyclestage"),
+    )
     bad = _with("field_history", {"fields": {"x": "no_such_field"}})
     assert "neither a contract column nor a custom field" in _error(bad)
 
