@@ -829,13 +829,13 @@ def _to_category(
             categories,
             table,
             col,
-            "outside the vocabulary: kept, rules read unknown",
+            "outside the vocabulary (kept)",
             uniques,
             np.where(outside, rows, 0),
         )
         log.warning(
             "%s.%s: %d row(s) with values outside the %s vocabulary, kept as they are (the "
-            "rules read them as unknown; map them in the mapping file): %s",
+            "rules reading this column see them as unknown; map them in the mapping file): %s",
             table.name, col.name, int(rows[outside].sum()), col.name,
             _examples_by_rows(uniques[outside], rows[outside]),
         )  # fmt: skip

@@ -270,6 +270,16 @@ def effective_contract(mapping: Mapping | None) -> EffectiveContract:
             ActivityType(key, t.count, t.last, t.never, t.weight, t.actor, tuple(t.values))
             for key, t in events.types.items()
         )
+    if types is not None:  # the declared activity types are the event_type vocabulary
+        base = tables["events"]
+        vocabulary = tuple(t.name for t in types)
+        tables["events"] = replace(
+            base,
+            columns=tuple(
+                replace(c, vocabulary=vocabulary) if c.name == "event_type" else c
+                for c in base.columns
+            ),
+        )
     if values:  # the numbers events carry: columns of the events table, dated like their row
         base = tables["events"]
         extra = tuple(
