@@ -743,8 +743,20 @@ def _apply_value_map(
     mapped = np.array([lookup.get(k) for k in keys.fillna("")], dtype=object)  # per distinct
     kept = uniques.to_numpy(dtype=object) if rule.unmapped == "keep" else None
     values = np.where(hit, mapped, kept if kept is not None else None)
-    values = np.append(values, None)  # code -1 (missing) -> missing
-    out = pd.Series(values[raw_codes], index=raw_col.index, name=raw_col.name, dtype=object)
+    if col.kind == Kind.CATEGORY:
+        # A categorical from the codes already in hand: no 61M-element object column, and the
+        # typing step after it takes the categorical fast path (two keys may map to one value).
+        text = pd.Series(values, dtype=object).map(lambda v: v if v is None else str(v))
+        value_codes, levels = pd.factorize(text, use_na_sentinel=True)
+        lut = np.append(value_codes, -1).astype(np.int32)  # raw code -1 (missing) -> missing
+        out = pd.Series(
+            pd.Categorical.from_codes(lut[raw_codes], categories=pd.Index(levels, dtype=STRING)),
+            index=raw_col.index,
+            name=raw_col.name,
+        )
+    else:
+        values = np.append(values, None)  # code -1 (missing) -> missing
+        out = pd.Series(values[raw_codes], index=raw_col.index, name=raw_col.name, dtype=object)
     to_missing = hit & pd.isna(mapped)
     _report(
         categories, table, col, "value map: mapped", uniques, np.where(hit & ~to_missing, rows, 0)
