@@ -57,3 +57,25 @@ def cpu_seconds() -> float:
     """User + system CPU time of this process (all its threads) so far."""
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def busy_seconds() -> float:
+    """CPU time all processes of the machine spent busy so far (Linux /proc/stat; else 0)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    busy = sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def load_average(all_three: bool = False) -> str:
+    """The 1-minute load average (or the 1, 5 and 15-minute ones): other work on the machine
+    skews every timing."""
+    try:
+        averages = os.getloadavg()
+    except OSError:
+        return "n/a"
+    return " ".join(f"{x:.2f}" for x in (averages if all_three else averages[:1]))

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -39,20 +38,13 @@ from pathlib import Path
 from _process import REPO, MiB
 from _process import cores as _cores
 from _process import cpu_seconds as _cpu_seconds
+from _process import load_average as _load
 from _process import maxrss_bytes as _maxrss_bytes
 from _process import reset_peak as _reset_peak
 from _process import rss_bytes as _rss_bytes
 from _process import setup_path as _setup_path
 
 ATOL = 1e-9  # ours vs pred_contrib (expected: ~1e-15)
-
-
-def _load() -> str:
-    """The 1-minute load average: other work on the machine skews every timing."""
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except OSError:
-        return "n/a"
 
 
 def build_rows(training_dir: Path, names: list[str], rows: int, seed: int):

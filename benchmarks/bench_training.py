@@ -56,8 +56,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from _process import REPO, MiB
+from _process import busy_seconds as _busy_seconds
 from _process import cores as _cores
 from _process import cpu_seconds as _cpu_seconds
+from _process import load_average as _load
 from _process import maxrss_bytes as _maxrss_bytes
 from _process import reset_peak as _reset_peak
 from _process import rss_bytes as _rss_bytes
@@ -69,18 +71,6 @@ ATOL = 1e-9  # raw-score agreement between ours and the reference (expected: ide
 # ------------------------------------------------------------------------------------------------
 # Helpers (run in the children)
 # ------------------------------------------------------------------------------------------------
-
-
-def _busy_seconds() -> float:
-    """CPU time all processes of the machine spent busy so far (Linux /proc/stat; else 0)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return 0.0
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    busy = sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal
-    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def _load_matrices(params_path: str, training_dir: str):
@@ -428,14 +418,6 @@ def build_data(root: Path, n_leads: int, seed: int) -> dict:
 def _in_child(ctx, fn, *args):
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
         return pool.submit(fn, *args).result()
-
-
-def _load() -> str:
-    """The 1-minute load average: other work on the machine skews every timing."""
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except OSError:
-        return "n/a"
 
 
 def _best(runs: list[dict]) -> dict:

@@ -57,8 +57,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from _process import REPO, MiB
+from _process import busy_seconds as _busy_seconds
 from _process import cores as _cores
 from _process import cpu_seconds as _cpu_seconds
+from _process import load_average as _load_average
 from _process import maxrss_bytes as _maxrss_bytes
 from _process import reset_peak as _reset_peak
 from _process import rss_bytes as _rss_bytes
@@ -74,25 +76,6 @@ GiB = 1024 * MiB
 # ------------------------------------------------------------------------------------------------
 # Helpers (run in the children)
 # ------------------------------------------------------------------------------------------------
-def _busy_seconds() -> float:
-    """CPU time all processes of the machine spent busy so far (Linux /proc/stat; else 0)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return 0.0
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    busy = sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
 def _files(folder: Path, stems: tuple[str, ...]) -> list[Path]:
     return [folder / f"{stem}.parquet" for stem in stems]
 
@@ -325,7 +308,7 @@ def run_step(step: str, data_dir: str, profile: bool = False) -> dict:
         peak_increment=peak_after - rss_before,
         peak_total=max(peak_before, peak_after) if not reset else peak_after,
         peak_reset=reset,
-        load=_load(),
+        load=_load_average(all_three=True),
     )
     if profile:
         for key, order_by in (("profile_cumulative", "cumulative"), ("profile_tottime", "tottime")):
@@ -383,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     started = dt.datetime.now(dt.UTC)
     print(
         f"machine: {cores} cores available (os.cpu_count() = {os.cpu_count()}), "
-        f"Python {sys.version.split()[0]}; load average {_load()}"
+        f"Python {sys.version.split()[0]}; load average {_load_average(all_three=True)}"
     )
     name = f"native_{args.native.resolve().name}" if args.native else f"n{args.n_leads}"
     root = Path(args.out_dir).resolve() / f"validate_mapping_{name}_seed{args.seed}"
