@@ -601,10 +601,7 @@ def _print_metrics(metrics: dict) -> None:
 @_user_errors
 def catalog(
     params: ParamsOpt = Path("params.yaml"),
-    mapping: Annotated[
-        Path | None,
-        typer.Option(help="The CRM's mapping file (default: crm.mapping in params.yaml)."),
-    ] = None,
+    mapping: MappingOpt = None,
 ) -> None:
     """List every feature the configured builders produce under the CRM's mapping: name,
     readable label, sources and when each is known. Custom fields and the CRM's own activity

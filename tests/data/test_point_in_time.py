@@ -191,6 +191,24 @@ def reference_behavioral(
     return pd.DataFrame(rows, columns=[spec.name for spec in behavioral_specs(p)])
 
 
+def _frames(events, snaps) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Events (lead, microseconds after START, type, ...) and snapshots (lead, microseconds)."""
+    frame = pd.DataFrame(
+        {
+            "lead_id": pd.Series([e[0] for e in events], dtype="str"),
+            "timestamp": START + pd.to_timedelta([e[1] for e in events], unit="us"),
+            "event_type": pd.Series([e[2] for e in events], dtype="str"),
+        }
+    )
+    snapshots = pd.DataFrame(
+        {
+            "lead_id": [s[0] for s in snaps],
+            "as_of": START + pd.to_timedelta([s[1] for s in snaps], unit="us"),
+        }
+    )
+    return frame, snapshots
+
+
 #: The CRM's own activity types: a company action, a value carried by two types, an event type
 #: nobody declared ("fax", ignored).
 OWN_TYPES = BehavioralParams(
@@ -227,20 +245,8 @@ OWN_TYPES = BehavioralParams(
     snaps=st.lists(st.tuples(st.sampled_from([*LEADS, "L9"]), ts_us), min_size=1, max_size=8),
 )
 def test_own_activity_types_match_the_reference(events, snaps):
-    frame = pd.DataFrame(
-        {
-            "lead_id": pd.Series([e[0] for e in events], dtype="str"),
-            "timestamp": START + pd.to_timedelta([e[1] for e in events], unit="us"),
-            "event_type": pd.Series([e[2] for e in events], dtype="str"),
-            "duration_s": pd.Series([e[3] for e in events], dtype="float64"),
-        }
-    )
-    snapshots = pd.DataFrame(
-        {
-            "lead_id": [s[0] for s in snaps],
-            "as_of": START + pd.to_timedelta([s[1] for s in snaps], unit="us"),
-        }
-    )
+    frame, snapshots = _frames(events, snaps)
+    frame["duration_s"] = pd.Series([e[3] for e in events], dtype="float64")
     fast = build_behavioral(frame, snapshots, OWN_TYPES)
     slow = reference_behavioral(frame, snapshots, OWN_TYPES)
     pd.testing.assert_frame_equal(fast, slow, check_dtype=False, rtol=1e-9, atol=1e-9)
@@ -254,19 +260,7 @@ def test_own_activity_types_match_the_reference(events, snaps):
     snaps=st.lists(st.tuples(st.sampled_from([*LEADS, "L9"]), ts_us), min_size=1, max_size=8),
 )
 def test_fast_builder_matches_the_reference(events, snaps):
-    frame = pd.DataFrame(
-        {
-            "lead_id": pd.Series([e[0] for e in events], dtype="str"),
-            "timestamp": START + pd.to_timedelta([e[1] for e in events], unit="us"),
-            "event_type": pd.Series([e[2] for e in events], dtype="str"),
-        }
-    )
-    snapshots = pd.DataFrame(
-        {
-            "lead_id": [s[0] for s in snaps],
-            "as_of": START + pd.to_timedelta([s[1] for s in snaps], unit="us"),
-        }
-    )
+    frame, snapshots = _frames(events, snaps)
     fast = build_behavioral(frame, snapshots, PARAMS)
     slow = reference_behavioral(frame, snapshots, PARAMS)
     pd.testing.assert_frame_equal(fast, slow, check_dtype=False, rtol=1e-9, atol=1e-12)
