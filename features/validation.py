@@ -51,6 +51,7 @@ from features.mapping.contract import NATIVE, EffectiveContract, ReadRule
 from features.mapping.file import MappingError
 from features.mapping.normalise import normalise_key, normalise_values
 from features.outputs import remove_file, write_json, write_parquet
+from features.timestamps import to_naive_utc
 
 log = logging.getLogger(__name__)
 
@@ -293,70 +294,10 @@ def _as_string(values: pd.Series, strip: bool) -> pd.Series:
 def _to_timestamp(
     values: pd.Series, rule: ReadRule | None = None
 ) -> tuple[pd.Series, np.ndarray | None]:
-    """Naive UTC datetime64[us]; text must be ISO 8601 (no guessing of day/month order) unless
-    the mapping gives a ``format`` (strftime, or epoch_s / epoch_ms for numbers); a
-    ``time_zone`` applies to values written without one."""
-    fmt = rule.timestamp_format if rule else None
-    zone = rule.time_zone if rule else None
-    dtype = values.dtype
-    if isinstance(dtype, pd.DatetimeTZDtype):
-        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-        dtype = values.dtype
-    if pd.api.types.is_datetime64_dtype(dtype):
-        if zone not in (None, "UTC"):
-            return _to_utc(values, zone, values.notna().to_numpy())
-        return values.dt.as_unit("us"), None  # already typed: nothing to parse
-    if fmt in ("epoch_s", "epoch_ms"):
-        numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
-        # Numbers stay numbers (61M integers through text cost 34 s and 9 GiB at 1M leads);
-        # only text is parsed.
-        numbers = (
-            values if numeric else pd.to_numeric(values.astype(STRING).str.strip(), errors="coerce")
-        )
-        parsed = pd.to_datetime(numbers, unit="s" if fmt == "epoch_s" else "ms", errors="coerce")
-        parsed = parsed.dt.as_unit("us")
-        bad = (parsed.isna() & values.notna()).to_numpy()
-        return parsed, (bad if bad.any() else None)
-    if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
-        # Numbers are not ISO 8601: epoch seconds or milliseconds are ambiguous, so unparseable
-        # unless the mapping says which (format: epoch_s or epoch_ms).
-        parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
-        bad = values.notna().to_numpy()
-        return parsed, (bad if bad.any() else None)
-    if fmt is not None:
-        parsed = pd.to_datetime(values, format=fmt, errors="coerce")
-        if isinstance(parsed.dtype, pd.DatetimeTZDtype):  # %z in the format
-            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-        elif zone not in (None, "UTC"):
-            return _to_utc(parsed, zone, values.notna().to_numpy())
-        parsed = parsed.dt.as_unit("us")
-    elif zone not in (None, "UTC"):
-        # ISO 8601 with or without an offset: values with one are exact, the others are local.
-        text = values.astype(STRING)
-        has_offset = text.str.contains(r"(?:[zZ]|[+-]\d\d:?\d\d)$", regex=True).fillna(False)
-        aware = pd.to_datetime(text.where(has_offset), format="ISO8601", errors="coerce", utc=True)
-        local = pd.to_datetime(text.where(~has_offset), format="ISO8601", errors="coerce")
-        local, _ = _to_utc(local, zone, np.zeros(len(values), dtype=bool))
-        parsed = aware.dt.tz_localize(None).dt.as_unit("us").where(has_offset, local)
-    else:
-        parsed = pd.to_datetime(values, format="ISO8601", errors="coerce", utc=True)
-        parsed = parsed.dt.tz_localize(None).dt.as_unit("us")
-    bad = (parsed.isna() & values.notna()).to_numpy()
-    return parsed, (bad if bad.any() else None)
-
-
-def _to_utc(
-    local: pd.Series, zone: str, present: np.ndarray
-) -> tuple[pd.Series, np.ndarray | None]:
-    """Naive local times in ``zone`` as naive UTC; a time that does not exist or exists twice
-    in that zone (daylight saving) is unparseable, never guessed."""
-    try:
-        aware = local.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
-    except Exception as err:  # an unknown zone name: the mapping's fault, one line
-        raise MappingError(f"mapping: unknown time zone {zone!r} ({err})") from None
-    out = aware.dt.tz_convert("UTC").dt.tz_localize(None).dt.as_unit("us")
-    bad = out.isna().to_numpy() & (present | local.notna().to_numpy())
-    return out, (bad if bad.any() else None)
+    """Naive UTC datetime64[us] with the mapping's format and zone (:mod:`features.timestamps`)."""
+    if rule is None:
+        return to_naive_utc(values)
+    return to_naive_utc(values, rule.timestamp_format, rule.time_zone)
 
 
 def _to_float(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:

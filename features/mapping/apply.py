@@ -27,6 +27,7 @@ from features.mapping.file import (
     TableMap,
 )
 from features.mapping.normalise import normalise_key, normalise_values
+from features.timestamps import to_naive_utc
 
 log = logging.getLogger(__name__)
 
@@ -212,20 +213,5 @@ def _creation_dates(values: pd.Series, mapping: FlatMapping) -> pd.Series:
     mapping's format and zone); unreadable ones are missing (validation quarantines the lead)."""
     cmap = mapping.leads.column_map("created_at")
     fmt = cmap.format if cmap is not None else None
-    if pd.api.types.is_datetime64_any_dtype(values):
-        parsed = pd.to_datetime(values)
-    elif fmt in ("epoch_s", "epoch_ms"):
-        numbers = pd.to_numeric(values, errors="coerce")
-        parsed = pd.to_datetime(numbers, unit="s" if fmt == "epoch_s" else "ms", errors="coerce")
-    else:
-        parsed = pd.to_datetime(values, errors="coerce", format=fmt or "ISO8601", utc=fmt is None)
-    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     zone = (cmap.time_zone if cmap is not None else None) or mapping.time_zone
-    if zone != "UTC" and not isinstance(values.dtype, pd.DatetimeTZDtype):
-        parsed = (
-            parsed.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
-            .dt.tz_convert("UTC")
-            .dt.tz_localize(None)
-        )
-    return parsed
+    return to_naive_utc(values, fmt, zone)[0]

@@ -88,3 +88,13 @@ def test_without_a_created_column_or_pseudo_time_it_says_what_to_add():
     mapping.leads.columns.clear()
     with pytest.raises(MappingError, match="needs leads.columns.created_at, or pseudo_time"):
         apply_flat(EXPORT, mapping)
+
+
+def test_outcome_dates_read_creation_times_as_validation_does():
+    export = EXPORT.assign(signup=["2024-01-01 23:30", "2024-01-01T23:30:00+00:00", "x"])
+    mapping = _mapping()
+    mapping.leads.columns["created_at"] = "signup"  # ISO 8601, local to New York unless offset
+    mapping = parse_mapping({**mapping.model_dump(by_alias=True), "time_zone": "America/New_York"})
+    opps = apply_flat(export, mapping).tables["opportunities"]
+    # 23:30 in New York is 04:30 UTC the next day; with an offset, 23:30 UTC is what it says.
+    assert opps["closed_at"].tolist() == [pd.Timestamp("2024-01-03"), pd.Timestamp("2024-01-02")]
