@@ -21,14 +21,13 @@ import pandas as pd
 
 from features.contract import Kind
 
-HISTORY_COLUMNS = ["entity", "entity_id", "field", "value", "changed_at"]
-
 
 @dataclass(frozen=True)
 class FieldHistory:
-    """The changes of the tracked fields, and how to read each back."""
+    """The changes of each tracked field, sorted by time, and how to read each back."""
 
-    changes: pd.DataFrame
+    #: (table, column) -> its changes: entity_id (str), changed_at (us), value; by changed_at
+    changes: Mapping[tuple[str, str], pd.DataFrame]
     #: (table, column) -> the column's kind, for every field read from history
     kinds: Mapping[tuple[str, str], Kind] = field(default_factory=dict)
 
@@ -42,11 +41,6 @@ class FieldHistory:
         """The value of ``table.column`` for each (id, as_of): the last change strictly before
         as_of (missing before the first one, and for unknown ids), typed as the column.
         Returns a Series aligned with ``ids``. Vectorised (one ``merge_asof`` per field)."""
-        changes = self.changes
-        mine = changes[
-            (changes["entity"].astype(object) == table).to_numpy()
-            & (changes["field"].astype(object) == column).to_numpy()
-        ]
         left = pd.DataFrame(
             {
                 "entity_id": pd.Series(ids, dtype=object).astype("str").to_numpy(),
@@ -54,20 +48,12 @@ class FieldHistory:
                 "_row": np.arange(len(ids)),
             }
         )
-        right = pd.DataFrame(
-            {
-                "entity_id": mine["entity_id"].astype("str").to_numpy(),
-                "changed_at": mine["changed_at"].to_numpy().astype("datetime64[us]"),
-                "value": mine["value"].astype(object).to_numpy(),
-            }
-        ).sort_values("changed_at", kind="stable")
         # One key type on both sides (pandas infers str for text, object for an empty column).
         left["entity_id"] = left["entity_id"].astype("str")
-        right["entity_id"] = right["entity_id"].astype("str")
         known = left["as_of"].notna() & left["entity_id"].notna()
         found = pd.merge_asof(
             left[known.to_numpy()].sort_values("as_of", kind="stable"),
-            right,
+            self.changes.get((table, column), _NO_CHANGES),
             left_on="as_of",
             right_on="changed_at",
             by="entity_id",
@@ -77,6 +63,16 @@ class FieldHistory:
         values = np.full(len(left), None, dtype=object)
         values[found["_row"].to_numpy()] = found["value"].to_numpy(dtype=object)
         return _typed(pd.Series(values, index=ids.index), self.kinds[(table, column)])
+
+
+#: The changes of a tracked field that has none.
+_NO_CHANGES = pd.DataFrame(
+    {
+        "entity_id": pd.Series(dtype="str"),
+        "changed_at": pd.Series(dtype="datetime64[us]"),
+        "value": pd.Series(dtype=object),
+    }
+)
 
 
 def _typed(text: pd.Series, kind: Kind) -> pd.Series:
@@ -91,13 +87,26 @@ def _typed(text: pd.Series, kind: Kind) -> pd.Series:
 def field_history(
     tables: Mapping[str, pd.DataFrame], tracked: Iterable[tuple[str, str]], kinds: Mapping
 ) -> FieldHistory | None:
-    """The history of the ``tracked`` fields (None when nothing is tracked). ``kinds``: (table,
-    column) -> Kind. Tracked fields without a history table are missing at every snapshot."""
+    """The history of the ``tracked`` fields (None when nothing is tracked), split by field and
+    sorted once for every lookup. ``kinds``: (table, column) -> Kind. Tracked fields without a
+    history table are missing at every snapshot."""
     tracked = set(tracked)
     if not tracked:
         return None
-    changes = tables.get("field_history")
-    if changes is None:
-        changes = pd.DataFrame({c: pd.Series(dtype=object) for c in HISTORY_COLUMNS})
-        changes["changed_at"] = changes["changed_at"].astype("datetime64[us]")
+    history = tables.get("field_history")
+    changes: dict[tuple[str, str], pd.DataFrame] = {}
+    if history is not None and len(history):
+        frame = pd.DataFrame(
+            {
+                "table": history["entity"].astype(object).to_numpy(),
+                "column": history["field"].astype(object).to_numpy(),
+                "entity_id": history["entity_id"].astype("str").to_numpy(),
+                "changed_at": history["changed_at"].to_numpy().astype("datetime64[us]"),
+                "value": history["value"].astype(object).to_numpy(),
+            }
+        ).sort_values("changed_at", kind="stable")
+        frame["entity_id"] = frame["entity_id"].astype("str")
+        for key, part in frame.groupby(["table", "column"], sort=False):
+            if key in tracked:
+                changes[key] = part[["entity_id", "changed_at", "value"]].reset_index(drop=True)
     return FieldHistory(changes, {key: kinds[key] for key in tracked})
