@@ -21,7 +21,7 @@ import errno
 import logging
 import os
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -371,8 +371,30 @@ def _table_file(folder: Path, name: str) -> Path | None:
     return gz if os.path.lexists(gz) else None
 
 
+def _may_be_absent(name: str, extras: Collection[str]) -> bool:
+    """An optional contract table, or an extra table read only if the source holds it."""
+    return name in extras or (name in ct.TABLES and not ct.TABLES[name].required)
+
+
+def _steps(names: dict[str, str], extras: Collection[str]) -> Callable[[str, Progress], None]:
+    """``step(name, progress)``: report one more table read, extras (read only if there) aside,
+    so the count is the same whether or not a source holds them."""
+    counted = [n for n in names if n not in extras]
+
+    def step(name: str, progress: Progress) -> None:
+        if name in counted:
+            progress("read", counted.index(name) + 1, len(counted))
+
+    return step
+
+
 def _read_folder(
-    folder: Path, encoding: str, progress: Progress, names: dict[str, str], separator: str
+    folder: Path,
+    encoding: str,
+    progress: Progress,
+    names: dict[str, str],
+    separator: str,
+    extras: Collection[str] = (),
 ) -> dict[str, pd.DataFrame]:
     _check_encoding(encoding)
     try:
@@ -394,13 +416,14 @@ def _read_folder(
     except OSError as err:
         raise _unreadable(folder, NO_TABLE, err) from None
     tables, absent = {}, []
-    for i, (name, export) in enumerate(names.items(), start=1):
+    step = _steps(names, extras)
+    for name, export in names.items():
         path = _table_file(folder, export)
         if path is None:
-            if name not in ct.TABLES or ct.TABLES[name].required:
+            if not _may_be_absent(name, extras):
                 raise _missing_table(name, folder, found, export)
-            absent.append(name)
-            progress("read", i, len(names))
+            absent += [] if name in extras else [name]
+            step(name, progress)
             continue
         _check_table_file(path, name)
         frame = (
@@ -410,7 +433,7 @@ def _read_folder(
         )
         tables[name] = _ids_to_text(frame, name)
         log.info("read %s: %d rows, %d columns from %s", name, *tables[name].shape, path)
-        progress("read", i, len(names))
+        step(name, progress)
     _absent(folder, absent)
     return tables
 
@@ -459,19 +482,22 @@ def _database_error(url: str, table: str, err: sa.exc.SQLAlchemyError) -> Contra
     )
 
 
-def _read_sql(url: str, progress: Progress, names: dict[str, str]) -> dict[str, pd.DataFrame]:
+def _read_sql(
+    url: str, progress: Progress, names: dict[str, str], extras: Collection[str] = ()
+) -> dict[str, pd.DataFrame]:
     engine = _engine(url, must_exist=True)
     name = NO_TABLE
     try:
         with engine.connect() as conn:
             found = sa.inspect(conn).get_table_names()
             tables, absent = {}, []
-            for i, (name, export) in enumerate(names.items(), start=1):
-                if export not in found and (name not in ct.TABLES or ct.TABLES[name].required):
-                    raise _missing_table(name, url, found, export)
+            step = _steps(names, extras)
+            for name, export in names.items():
                 if export not in found:
-                    absent.append(name)
-                    progress("read", i, len(names))
+                    if not _may_be_absent(name, extras):
+                        raise _missing_table(name, url, found, export)
+                    absent += [] if name in extras else [name]
+                    step(name, progress)
                     continue
                 # pandas reads an integer column with NULLs as float64: the id rule undoes it.
                 tables[name] = _ids_to_text(pd.read_sql_table(export, conn), name)
@@ -481,7 +507,7 @@ def _read_sql(url: str, progress: Progress, names: dict[str, str]) -> dict[str, 
                     *tables[name].shape,
                     display_url(url),
                 )
-                progress("read", i, len(names))
+                step(name, progress)
     except sa.exc.SQLAlchemyError as err:
         raise _database_error(url, name, err) from None
     finally:
@@ -519,35 +545,14 @@ def read_crm(
     gzipped (``contacts.csv.gz``).
     """
     progress = progress or _no_progress
-    names = dict(tables) if tables is not None else {name: name for name in ct.TABLES}
+    if tables is None:  # the contract's names; a field history beside them is read if there
+        names = {name: name for name in (*ct.TABLES, *ct.EXTRA_TABLES)}
+        extras = tuple(ct.EXTRA_TABLES)
+    else:  # a mapping's names: every table it names must be there, but the optional ones
+        names, extras = dict(tables), ()
     if _is_url(source):
-        found = _read_sql(str(source), progress, names)
-    else:
-        found = _read_folder(Path(source), encoding, progress, names, separator)
-    if tables is None:  # the contract's names: a field history beside them is read if there
-        extra = _read_extra(source, encoding, separator)
-        found |= extra
-    return found
-
-
-def _read_extra(source: str | os.PathLike, encoding: str, separator: str) -> dict:
-    """The contract's extra tables (field_history) that a source holds under their own names."""
-    out = {}
-    for name in ct.EXTRA_TABLES:
-        if _is_url(source):
-            engine = _engine(str(source), must_exist=True)
-            try:
-                with engine.connect() as conn:
-                    present = name in sa.inspect(conn).get_table_names()
-            except sa.exc.SQLAlchemyError as err:
-                raise _database_error(str(source), name, err) from None
-            finally:
-                engine.dispose()
-            if present:
-                out |= _read_sql(str(source), _no_progress, {name: name})
-        elif _table_file(Path(source), name) is not None:
-            out |= _read_folder(Path(source), encoding, _no_progress, {name: name}, separator)
-    return out
+        return _read_sql(str(source), progress, names, extras)
+    return _read_folder(Path(source), encoding, progress, names, separator, extras)
 
 
 def read_flat(

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.mapping.contract import EffectiveContract
 from features.outputs import check_writable, refuse_overlap, save_figure
 from features.urls import display_url
 from features.validation import TABLE_ORDER, ValidationResult, validate_crm, write_rejects
@@ -95,6 +96,7 @@ def validated_tables(
     source: str | Path,
     as_of: pd.Timestamp,
     progress: Progress = _no_progress,
+    contract: EffectiveContract | None = None,
 ) -> ValidationResult:
     """Read and validate the CRM at ``source`` as of the scoring instant.
 
@@ -109,7 +111,7 @@ def validated_tables(
             as_of,
             extracted_at,
         )
-    contract = crm_contract(params)
+    contract = contract or crm_contract(params)  # the CRM's mapping file, unless given
     validation = validate_crm(
         read_source(params, source, progress, contract),
         extracted_at=max(extracted_at, as_of),
@@ -151,9 +153,10 @@ def score_crm(
     validation result (None for tables validated by the caller).
     """
     settings = section(params, "score")
+    contract = crm_contract(params)  # the mapping file, read once per run
     validation = None
     if isinstance(source, str | Path):
-        validation = validated_tables(params, source, as_of, progress)
+        validation = validated_tables(params, source, as_of, progress, contract)
         tables = validation.tables
         quarantined = {
             t: int(n) for t, n in validation.counts.set_index("table")["rows_rejected"].items()
@@ -176,7 +179,6 @@ def score_crm(
         )
     features_settings = section(params, "features")
     progress("features", 0, 1)
-    contract = crm_contract(params)
     features = scoring_features(tables, snapshots, model, features_settings, contract)
     progress("features", 1, 1)
     # Category values the model never saw in training (scored as "other"), per feature.

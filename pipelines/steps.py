@@ -166,24 +166,22 @@ def read_source(
     if contract.mapping is None:
         return read_crm(source, encoding=encoding, progress=progress)
     options = contract.mapping.csv
+    encoding = options.encoding or encoding
     if contract.flat:
-        frame = read_flat(
+        name = contract.mapping.from_
+        frame = read_flat(source, name, encoding=encoding, separator=options.separator)
+        mapped = apply_flat(frame, contract.mapping, name)
+    else:
+        raw = read_crm(
             source,
-            contract.mapping.from_,
-            encoding=options.encoding or encoding,
+            encoding=encoding,
+            progress=progress,
+            tables=contract.export_tables,
             separator=options.separator,
         )
-        mapped = apply_flat(frame, contract.mapping, contract.mapping.from_).tables
-        return {name: table_ids_as_text(f, name) for name, f in mapped.items()}
-    raw = read_crm(
-        source,
-        encoding=options.encoding or encoding,
-        progress=progress,
-        tables=contract.export_tables,
-        separator=options.separator,
-    )
-    mapped = apply_mapping(raw, contract.mapping).tables
-    return {name: table_ids_as_text(frame, name) for name, frame in mapped.items()}
+        mapped = apply_mapping(raw, contract.mapping)
+    # Ids are text whatever the export stored; the mapping's names are known only now.
+    return {name: table_ids_as_text(frame, name) for name, frame in mapped.tables.items()}
 
 
 def run_validate(

@@ -569,3 +569,27 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch
     with pytest.raises(OSError, match="No space"):
         write_crm(raw, tmp_path, fmt="csv")
     assert {name: (tmp_path / name).read_bytes() for name in _listing(tmp_path)} == before
+
+
+@pytest.mark.parametrize("where", ["folder", "sqlite"])
+def test_a_field_history_beside_the_tables_is_read_if_there_and_not_counted(tmp_path, where):
+    raw = tiny_crm()
+    history = pd.DataFrame(
+        {
+            "entity": ["leads"],
+            "entity_id": ["L1"],
+            "field": ["budget"],
+            "value": ["10k_50k"],
+            "changed_at": ["2024-03-01T00:00:00"],
+        }
+    )
+    dest = tmp_path / "crm" if where == "folder" else f"sqlite:///{tmp_path / 'crm.db'}"
+    write_crm(raw, dest)
+    calls = []
+    without = read_crm(dest, progress=lambda task, done, total: calls.append((done, total)))
+    assert "field_history" not in without
+    write_crm({"field_history": history}, dest)
+    with_history = read_crm(dest, progress=lambda task, done, total: calls.append((done, total)))
+    assert with_history["field_history"]["entity_id"].tolist() == ["L1"]
+    # The extra table is not a step of the progress count: 4 of 4 either way.
+    assert calls == [(i, 4) for i in range(1, 5)] * 2
