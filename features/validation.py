@@ -223,12 +223,6 @@ def _quoted(values: pd.Series, column: Column) -> pd.Series:
 # ------------------------------------------------------------------------------------------------
 # Categories
 # ------------------------------------------------------------------------------------------------
-def _normalise_text(values: pd.Series) -> pd.Series:
-    """Vectorised :func:`features.mapping.contract.normalise_key`: NFKC, lower case, runs of
-    white space, ``-`` and ``_`` as one ``_``, trimmed."""
-    return normalise_values(values)
-
-
 @cache
 def _lookup(vocabulary: tuple[str, ...], synonyms: tuple[tuple[str, str], ...]) -> dict[str, str]:
     """Normalised spelling -> canonical value (canonical spellings win over synonyms)."""
@@ -251,7 +245,7 @@ def _unique_codes(
     uniques: pd.Series, vocabulary: tuple[str, ...], synonyms: dict[str, str]
 ) -> np.ndarray:
     """Vocabulary code of each distinct value: >= 0 canonical, -1 unknown, -2 empty (missing)."""
-    normalised = _normalise_text(uniques)
+    normalised = normalise_values(uniques)
     target = normalised.map(_lookup(vocabulary, tuple(sorted(synonyms.items()))))
     codes = pd.Index(vocabulary).get_indexer(target.astype(object)).astype(np.int16)
     codes[normalised.str.len().eq(0).to_numpy()] = -2
@@ -665,7 +659,7 @@ def _apply_value_map(
     raw_codes, uniques = _factorize(raw_col)
     if len(uniques) == 0:
         return raw_col
-    keys = _normalise_text(uniques)
+    keys = normalise_values(uniques)
     lookup = dict(rule.values)
     hit = keys.isin(list(lookup)).to_numpy(dtype=bool)
     rows = np.bincount(raw_codes[raw_codes >= 0], minlength=len(uniques))
@@ -739,7 +733,7 @@ def _to_category(
     rows outside the vocabulary. Vectorised over the distinct values.
     """
     raw_codes, uniques = _factorize(raw_col)
-    normalised = _normalise_text(uniques)
+    normalised = normalise_values(uniques)
     vocab = tuple(col.vocabulary or ())
     lookup = _lookup(vocab, tuple(sorted(ct.SYNONYMS.get(col.name, {}).items())))
     canonical = normalised.map(lookup).astype(object)

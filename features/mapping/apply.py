@@ -31,9 +31,6 @@ from features.timestamps import to_naive_utc
 
 log = logging.getLogger(__name__)
 
-#: The columns of the contract's field history table, in order.
-HISTORY_COLUMNS = ("entity", "entity_id", "field", "value", "changed_at")
-
 
 @dataclass(frozen=True)
 class MappedExport:
