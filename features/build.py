@@ -17,7 +17,7 @@ from features.demographic import build_demographic, demographic_specs
 from features.firmographic import build_firmographic, firmographic_specs
 from features.history import field_history
 from features.lifecycle import build_lifecycle, lifecycle_specs
-from features.mapping.contract import NATIVE, EffectiveContract
+from features.mapping.contract import NATIVE, EffectiveContract, with_export_history
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,7 @@ def build_features(
     out (and logs) the features of fields that ``contract`` (the mapping's) makes unknown at the
     snapshot. ``progress("features", done, total)`` is called after each builder, if given.
     """
+    contract = with_export_history(contract, tables.get("field_history"))
     plan = feature_plan(builders, behavioral, contract)
     if plan.left_out:
         log.warning(

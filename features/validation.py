@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 from features import contract as ct
 from features.behavioral import BUILT_IN_TYPES
 from features.contract import Column, Kind, Knowledge, Table
-from features.mapping.contract import NATIVE, EffectiveContract, ReadRule
+from features.mapping.contract import NATIVE, EffectiveContract, ReadRule, with_export_history
 from features.mapping.file import MappingError
 from features.mapping.normalise import normalise_key, normalise_values
 from features.outputs import remove_file, write_json, write_parquet
@@ -81,9 +81,7 @@ NOTES[UNDECLARED_TYPE] = (
     "event(s) of activity types the mapping does not declare (kept as history, not features)"
 )
 UNTRACKED_CHANGE = "change of a field not read from history"
-NOTES[UNTRACKED_CHANGE] = (
-    "field-history row(s) of fields the mapping does not read from history (kept, unused)"
-)
+NOTES[UNTRACKED_CHANGE] = "field-history row(s) of fields not read from history (kept, unused)"
 #: Columns of :attr:`ValidationResult.categories`.
 CATEGORY_REPORT = ["table", "column", "status", "rows", "distinct", "examples"]
 #: The column whose latest value (at or before extraction) breaks a tie between duplicates.
@@ -1123,6 +1121,8 @@ def validate_crm(
     empty and reported. Every input row ends up in ``tables`` or ``rejects``. Personal columns
     are checked but not kept. ``progress(task, done, total)`` is called after each table.
     """
+    # A native export's field history names the fields it tracks: those are read from it.
+    contract = with_export_history(contract, raw.get("field_history"))
     absent_tables = _check_tables(raw, nonempty_tables, contract)
     extracted = _extracted_at(extracted_at)
     tables: dict[str, pd.DataFrame] = {}

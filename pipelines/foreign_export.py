@@ -2,13 +2,22 @@
 
 Every real CRM names its tables, columns, categories and activity types its own way. This module
 takes the **raw** native tables (``generate_crm(...).tables`` or ``read_crm(folder)``, defects
-included) and writes them as a HubSpot export: ``contacts``, ``companies``, ``engagements`` and
-``deals``, with HubSpot's column names, UPPER_CASE enumerations, country names, numeric record
-ids, US-style creation dates, epoch-millisecond activity times, a ``dealstage`` instead of a
-won flag, and properties the native CRM does not have. ``mappings/hubspot-example.yaml`` maps it
-back to the contract; the test (tests/test_foreign_export.py) proves that the features built
-through the mapping equal the native export's features exactly. docs/foreign-export.md is the
-guide.
+included) and writes them as a HubSpot export: ``contacts``, ``companies``, ``engagements``,
+``deals`` and ``property_history``, with HubSpot's column names, UPPER_CASE enumerations, country
+names, numeric record ids, US-style creation dates, epoch-millisecond activity times, a
+``dealstage`` instead of a won flag, and properties the native CRM does not have.
+``mappings/hubspot-example.yaml`` maps it back to the contract; the test
+(tests/test_foreign_export.py) proves that the features built through the mapping equal the
+native export's features exactly. docs/foreign-export.md is the guide.
+
+When the native CRM has a ``field_history`` table (pipelines/synthetic_history.py: the BANT
+answers and firmographics as set at creation, filled in, corrected and updated after a deal
+closed, while leads and accounts hold today's values), it is exported as HubSpot's property
+history, ``property_history``: one row per value a property took (``objectType`` CONTACT or
+COMPANY, ``objectId``, ``property``, ``value``, ``timestamp``), with the same property names,
+labels and ids as the contacts and companies tables. The mapping reads those fields as of each
+snapshot from it, as the native contract reads them from ``field_history``. A native CRM folder
+without field history still exports, without a property history.
 
 What changes, and how it is undone:
 
@@ -25,8 +34,10 @@ What changes, and how it is undone:
   the future or before their lead), so validation quarantines the same rows on both paths.
 - **Added, with a reason each** (drawn with ``seed``, never from the hidden world):
 
-  - ``company_size_band`` (from the account's employee count) and ``hs_lead_origin`` (from the
-    source and the email type): custom properties known at creation that carry signal. They are
+  - ``company_size_band`` (from the account's employee count as it was when the contact was
+    created: read from the field history when there is one, never from today's value, which an
+    enrichment after a won deal may have filled in) and ``hs_lead_origin`` (from the source and
+    the email type): custom properties known at creation that carry signal. They are
     deterministic recodings of fields the native CRM already has, so they tell a model nothing
     the oracle does not see: the oracle stays exact.
   - ``CALL`` and ``MEETING`` engagements (company actions, with ``hs_call_duration``) in the
@@ -54,7 +65,7 @@ import numpy as np
 import pandas as pd
 
 from features import contract as ct
-from features.outputs import check_writable, refuse_overlap, write_json
+from features.outputs import check_writable, refuse_overlap, remove_file, write_json
 from features.readers import check_crm_folder_writable, read_crm, write_crm
 from features.urls import display_url
 from features.validation import normalise_category
@@ -68,18 +79,25 @@ log = logging.getLogger(__name__)
 # ------------------------------------------------------------------------------------------------
 #: The mapping file of this export, in the repository (the example users copy).
 EXAMPLE_MAPPING = "mappings/hubspot-example.yaml"
-#: The export's tables, by the contract table each one re-exports.
+#: The export's tables, by the contract table each one re-exports. ``property_history`` is
+#: written only when the native CRM has a field history (:data:`OPTIONAL_TABLES`).
 EXPORT_TABLES = {
     "leads": "contacts",
     "accounts": "companies",
     "events": "engagements",
     "opportunities": "deals",
+    "field_history": "property_history",
 }
+#: Native tables an older synthetic CRM folder may lack: their export table is then not written.
+OPTIONAL_TABLES = ("field_history",)
 #: ``contacts.createdate`` is written as HubSpot's CSV export writes dates: US order, no zone
 #: (UTC). The mapping names the format, so nothing is guessed when it is read back.
 CONTACT_DATE_FORMAT = "%m/%d/%Y %H:%M:%S"
 #: ``deals.createdate`` / ``closedate`` and ``contacts.notes_last_contacted``: ISO 8601, UTC.
 ISO_UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+#: ``property_history.timestamp``: ISO 8601 in UTC with milliseconds, as HubSpot's API writes a
+#: property version (``2024-03-01T09:30:00.000Z``). The mapping names this format.
+HISTORY_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 US_PER_MS = 1_000
 SECONDS_PER_DAY = 86_400
 
@@ -218,6 +236,13 @@ VALUE_LABELS: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("accounts", "region"): ("sales_region", REGION_LABELS),
     ("events", "event_type"): ("type", ENGAGEMENT_TYPES),
 }
+#: Native number columns and the export's column for each (written as numbers).
+NUMBER_COLUMNS = {
+    ("accounts", "employee_count"): "numberofemployees",
+    ("accounts", "annual_revenue"): "annualrevenue",
+}
+#: ``property_history.objectType`` of each native history entity.
+OBJECT_TYPES = {"leads": "CONTACT", "accounts": "COMPANY"}
 #: How the export writes the native booleans: (export column, true label, false label).
 BOOLEAN_LABELS = {
     ("leads", "unsubscribed"): ("hs_email_optout", "true", "false"),
@@ -452,6 +477,34 @@ def _iso_z(stamps: np.ndarray | pd.Series) -> pd.Series:
     return pd.Series(pd.to_datetime(pd.Series(stamps)).dt.strftime(ISO_UTC_FORMAT), dtype="str")
 
 
+def _history_time(values: pd.Series) -> pd.Series:
+    """Timestamps as HubSpot's property history writes them (:data:`HISTORY_TIME_FORMAT`:
+    ISO 8601, UTC, milliseconds, a ``Z``); a value that is not a timestamp is written as found."""
+    parsed, raw = _times(values)
+    us = parsed.dropna().to_numpy(dtype="datetime64[us]").view(np.int64)
+    lost = int((us % US_PER_MS != 0).sum())
+    if lost:
+        log.warning("%s: %d timestamp(s) below a millisecond truncated", values.name, lost)
+    text = parsed.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3] + "Z"  # microseconds -> ms
+    return text.astype("str").fillna(raw)
+
+
+def _number_text(values: pd.Series) -> pd.Series:
+    """Numbers as HubSpot's property history writes them: text, whole numbers without a decimal
+    point (``"1200"``, not ``"1200.0"``). Missing stays missing; a value that is not a number is
+    written as found. Works on the distinct values only."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    found = pd.Series(np.asarray(uniques, dtype=object), dtype="str")
+    number = pd.to_numeric(found.str.strip(), errors="coerce").astype("float64")
+    finite = np.isfinite(number.to_numpy())
+    whole = finite & (number == number.round()).to_numpy()
+    text = found.copy()
+    text[whole] = number[whole].astype("int64").astype("str")
+    text[finite & ~whole] = number[finite & ~whole].astype("str")
+    out = pd.array(text, dtype="str").take(codes, allow_fill=True)
+    return pd.Series(out, index=values.index)
+
+
 def _first_per_key(frame: pd.DataFrame, key: str) -> pd.DataFrame:
     """One row per key (the first), indexed by it: duplicate leads look up like one."""
     return frame.drop_duplicates(key).set_index(key)
@@ -465,6 +518,63 @@ def _size_band(employee_count: pd.Series) -> pd.Series:
     count = pd.to_numeric(employee_count, errors="coerce").astype("float64")
     bands = pd.cut(count, bins=list(COMPANY_SIZE_EDGES), labels=list(COMPANY_SIZE_BANDS))
     return bands.astype("str").where(bands.notna())
+
+
+def _history_rows(history: pd.DataFrame | None, entity: str, field: str) -> pd.DataFrame | None:
+    """The rows of ``history`` that set ``entity``'s ``field`` (None when there are none)."""
+    if history is None or not len(history):
+        return None
+    entities = normalise_category(history["entity"], ct.HISTORY_ENTITIES, {}).astype(object)
+    rows = ((entities == entity) & (history["field"].astype(object) == field)).to_numpy(bool)
+    return history[rows] if rows.any() else None
+
+
+def _employees_at_creation(
+    leads: pd.DataFrame, accounts: pd.DataFrame, history: pd.DataFrame | None
+) -> pd.Series:
+    """Each contact's company employee count as it was when the contact was created (aligned
+    with ``leads``): the form's answer, which the contact keeps.
+
+    From the field history when it tracks the employee count: the last value set at or before
+    the contact's creation (missing before the first; a cleared value is missing). Today's
+    value would leak: enrichment fills in the size of a company after one of its deals was won.
+    Without such a history (an older synthetic CRM, whose accounts never change), the accounts
+    table's value.
+    """
+    account_ids = leads["account_id"].astype("str")
+    changes = _history_rows(history, "accounts", "employee_count")
+    if changes is None:
+        current = _first_per_key(
+            accounts.assign(account_id=accounts["account_id"].astype("str")), "account_id"
+        )["employee_count"]
+        return pd.to_numeric(account_ids.map(current), errors="coerce").astype("float64")
+    right = pd.DataFrame(
+        {
+            "account_id": changes["entity_id"].astype("str").to_numpy(),
+            "at": _times(changes["changed_at"])[0].to_numpy(),
+            "employees": pd.to_numeric(changes["value"], errors="coerce").to_numpy("float64"),
+        }
+    )
+    right = right[right["account_id"].notna() & right["at"].notna()]
+    left = pd.DataFrame(
+        {
+            "account_id": account_ids.to_numpy(),
+            "at": _times(leads["created_at"])[0].to_numpy(),
+            "_row": np.arange(len(leads)),
+        }
+    )
+    left = left[left["account_id"].notna() & left["at"].notna()]
+    found = pd.merge_asof(
+        left.sort_values("at", kind="stable"),
+        right.sort_values("at", kind="stable"),
+        on="at",
+        by="account_id",
+        allow_exact_matches=True,  # the first lead's creation is the account's: the form saw it
+        direction="backward",
+    )
+    out = np.full(len(leads), np.nan)
+    out[found["_row"].to_numpy()] = found["employees"].to_numpy("float64")
+    return pd.Series(out, index=leads.index)
 
 
 def _lead_origin(leads: pd.DataFrame) -> pd.Series:
@@ -500,12 +610,10 @@ def _contacts(
     events: pd.DataFrame,
     opportunities: pd.DataFrame,
     added: pd.DataFrame,
+    history: pd.DataFrame | None,
 ) -> pd.DataFrame:
     """The contacts table: one row per native lead row (duplicates kept)."""
     lead_ids = leads["lead_id"].astype("str")
-    size = _size_band(accounts["employee_count"])
-    size_by_account = pd.Series(size.to_numpy(), index=accounts["account_id"].astype("str"))
-    size_by_account = size_by_account[~size_by_account.index.duplicated()]
     views = _canonical("events", "event_type", events["event_type"]) == "page_view"
     visits = events.loc[views.to_numpy(), "lead_id"].astype("str").value_counts()
     contacted = added[added["type"].isin([CALL, MEETING])].groupby("lead_id")["timestamp"].max()
@@ -526,7 +634,7 @@ def _contacts(
         if table == "leads":
             out[name] = _bool_labels(leads[column], yes, no)
     out |= {
-        "company_size_band": leads["account_id"].astype("str").map(size_by_account),
+        "company_size_band": _size_band(_employees_at_creation(leads, accounts, history)),
         "hs_lead_origin": _lead_origin(leads),
         "lifecyclestage": _lifecycle_stage(leads, opportunities),
         "hs_analytics_num_visits": lead_ids.map(visits).fillna(0).astype("int64"),
@@ -540,9 +648,10 @@ def _companies(accounts: pd.DataFrame) -> pd.DataFrame:
     out = {
         "hs_object_id": COMPANY_IDS.to_hubspot(accounts["account_id"]),
         "name": "Company " + accounts["account_id"].astype("str"),
-        "numberofemployees": accounts["employee_count"],
-        "annualrevenue": accounts["annual_revenue"],
     }
+    for (table, column), name in NUMBER_COLUMNS.items():
+        if table == "accounts":
+            out[name] = accounts[column]
     for (table, column), (name, _) in VALUE_LABELS.items():
         if table == "accounts":
             out[name] = _translate(table, column, accounts[column])
@@ -674,6 +783,63 @@ def _deals(
     ).astype({"closedate": "str", "dealstage": "str"})
 
 
+def _property_history(history: pd.DataFrame) -> pd.DataFrame:
+    """The native ``field_history`` as HubSpot's property history: every row, in its order.
+
+    ``objectType`` CONTACT / COMPANY, ``objectId`` through the contacts' / companies' id
+    bijection, ``property`` the export's column of the field and ``value`` as that column
+    writes it (labels, booleans, numbers as text); ``timestamp`` in :data:`HISTORY_TIME_FORMAT`.
+    A field the export has no column for keeps its name and its values as found.
+    ValueError if a row changes something else than a lead or an account (the synthetic CRM's
+    history does not).
+    """
+    history = history.reset_index(drop=True)
+    entity = normalise_category(history["entity"], ct.HISTORY_ENTITIES, {})
+    other = ~entity.isin(list(OBJECT_TYPES)).to_numpy(bool)
+    if other.any():
+        raise ValueError(
+            f"field_history: entity {history['entity'][other].iloc[0]!r} is neither leads nor "
+            "accounts: the foreign-shaped export re-exports the synthetic CRM"
+        )
+    field = history["field"].astype(object)
+    object_id = pd.array(np.zeros(len(history), dtype=np.int64), dtype="Int64")
+    prop = field.to_numpy(dtype=object).copy()
+    value = history["value"].astype("str").to_numpy(dtype=object).copy()
+    untranslated = 0
+    fields = history.groupby([entity.to_numpy(), field.to_numpy()]).groups
+    for (table, column), labels in fields.items():  # a loop over the tracked fields, not rows
+        rows = np.asarray(labels)  # positions: the index was reset above
+        values = history["value"].iloc[rows]
+        if (table, column) in VALUE_LABELS:
+            prop[rows] = VALUE_LABELS[(table, column)][0]
+            value[rows] = _translate(table, column, values).to_numpy(dtype=object)
+        elif (table, column) in NUMBER_COLUMNS:
+            prop[rows] = NUMBER_COLUMNS[(table, column)]
+            value[rows] = _number_text(values).to_numpy(dtype=object)
+        elif (table, column) in BOOLEAN_LABELS:
+            name, yes, no = BOOLEAN_LABELS[(table, column)]
+            prop[rows] = name
+            value[rows] = _bool_labels(values, yes, no).to_numpy(dtype=object)
+        else:
+            untranslated += len(rows)
+    for table, ids in (("leads", CONTACT_IDS), ("accounts", COMPANY_IDS)):  # two schemes
+        rows = (entity == table).to_numpy(bool)
+        object_id[rows] = ids.to_hubspot(history["entity_id"][rows]).array
+    if untranslated:
+        log.info(
+            "property_history: %d row(s) of fields without an export column, as found", untranslated
+        )
+    return pd.DataFrame(
+        {
+            "objectType": entity.map(OBJECT_TYPES).to_numpy(dtype=object),
+            "objectId": object_id,
+            "property": prop,
+            "value": value,
+            "timestamp": _history_time(history["changed_at"]).to_numpy(dtype=object),
+        }
+    ).astype({"objectType": "str", "property": "str", "value": "str", "timestamp": "str"})
+
+
 def _latest_record(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
     """A stand-in for the extraction time: the latest lead creation or deal date."""
     stamps = [_times(tables["leads"]["created_at"])[0].max()]
@@ -688,15 +854,17 @@ def export_like_hubspot(
     actions: CompanyActions = CompanyActions(),
 ) -> dict[str, pd.DataFrame]:
     """The raw native CRM ``tables`` re-exported as HubSpot would: contacts, companies,
-    engagements, deals (module docstring; docs/foreign-export.md).
+    engagements, deals, and property_history when ``tables`` has a field_history (module
+    docstring; docs/foreign-export.md).
 
     ``tables``: as ``generate_crm(...).tables`` or ``read_crm(folder)`` give them (defects
-    included; every row is kept). ``seed`` draws the added calls, meetings, notes, open deals'
-    stages and expected close dates. ``extracted_at`` (naive UTC): no added activity is dated at
-    or after it, and open deals' expected close dates fall after it; default: the latest lead
-    creation or deal date. The input is not modified.
+    included; every row is kept; field_history may be absent, as in older synthetic CRMs).
+    ``seed`` draws the added calls, meetings, notes, open deals' stages and expected close dates.
+    ``extracted_at`` (naive UTC): no added activity is dated at or after it, and open deals'
+    expected close dates fall after it; default: the latest lead creation or deal date. The
+    input is not modified.
     """
-    missing = [t for t in EXPORT_TABLES if t not in tables]
+    missing = [t for t in EXPORT_TABLES if t not in tables and t not in OPTIONAL_TABLES]
     if missing:
         raise ValueError(f"the native CRM lacks table(s) {', '.join(missing)}")
     extracted_at = pd.Timestamp(extracted_at) if extracted_at is not None else None
@@ -704,13 +872,24 @@ def export_like_hubspot(
     rng = np.random.default_rng(seed)
     leads, accounts = tables["leads"], tables["accounts"]
     events, opportunities = tables["events"], tables["opportunities"]
+    history = tables.get("field_history")
     added = _company_actions(leads, opportunities, when, actions, rng)
     export = {
-        "contacts": _contacts(leads, accounts, events, opportunities, added),
+        "contacts": _contacts(leads, accounts, events, opportunities, added, history),
         "companies": _companies(accounts),
         "engagements": _engagements(events, added),
         "deals": _deals(opportunities, when, actions, rng),
     }
+    if history is not None:
+        export[EXPORT_TABLES["field_history"]] = _property_history(history)
+    else:
+        log.warning(
+            "the native CRM has no field_history table (an older synthetic CRM): no %s written. "
+            "%s reads field history; without it, read this export with a mapping that has no "
+            "field_history section",
+            EXPORT_TABLES["field_history"],
+            EXAMPLE_MAPPING,
+        )
     counts = added["type"].value_counts()
     log.info(
         "HubSpot-shaped export: %s; added %d call(s), %d meeting(s), %d note(s)",
@@ -731,12 +910,14 @@ def run_export_foreign(
 ) -> dict[str, Any]:
     """Re-export the native CRM at ``crm_folder`` as HubSpot would, into ``out_folder``.
 
-    Writes contacts, companies, engagements and deals (``fmt`` csv or parquet) and
-    ``crm_meta.json`` with the native CRM's extraction time (``crm.extracted_at`` in params,
+    Writes contacts, companies, engagements, deals and, when the native CRM has a field
+    history, property_history (``fmt`` csv or parquet; without a field history, a
+    property_history an earlier run wrote there is removed, so that the folder holds one export)
+    and ``crm_meta.json`` with the native CRM's extraction time (``crm.extracted_at`` in params,
     else the folder's crm_meta.json), so that validating the export uses the same instant.
     Nothing leadscore did not write is replaced (features/outputs.py), and the output may not
-    overlap the input. Returns what was written: extraction time, rows per table, activities
-    added by type.
+    overlap the input. Returns what was written: extraction time, rows per table written,
+    activities added by type.
     """
     refuse_overlap({"crm": crm_folder}, {"--out": out_folder})
     out = Path(out_folder)
@@ -747,6 +928,10 @@ def run_export_foreign(
     native = read_crm(crm_folder, encoding=crm.get("encoding") or "utf-8")
     export = export_like_hubspot(native, seed=seed, extracted_at=extracted_at)
     write_crm(export, out, fmt=fmt)
+    for name in EXPORT_TABLES.values():
+        if name not in export:  # a stale table of an earlier export (ours; checked above)
+            for ending in ("csv", "parquet"):
+                remove_file(out / f"{name}.{ending}")
     types = export["engagements"]["type"]
     meta = {
         "extracted_at": extracted_at.isoformat(),

@@ -15,9 +15,14 @@ from typing import Any
 import pandas as pd
 
 from features.build import build_features, feature_plan
-from features.contract import TABLES
+from features.contract import EXTRA_TABLES, TABLES
 from features.mapping.apply import apply_flat, apply_mapping
-from features.mapping.contract import NATIVE, EffectiveContract, effective_contract
+from features.mapping.contract import (
+    NATIVE,
+    EffectiveContract,
+    effective_contract,
+    with_export_history,
+)
 from features.mapping.file import load_mapping
 from features.outputs import check_writable, refuse_overlap, write_json, write_parquet
 from features.readers import (
@@ -81,7 +86,7 @@ def run_generate(
     """Generate the synthetic CRM into ``out`` (folder or SQLAlchemy URL) and its oracle file."""
     refuse_overlap({}, {"--out": out, "--oracle": oracle_path})
     if "://" not in str(out):  # every file checked before a day is simulated
-        check_crm_folder_writable(out, {name: None for name in TABLES}, fmt)
+        check_crm_folder_writable(out, {name: None for name in (*TABLES, *EXTRA_TABLES)}, fmt)
         check_writable(Path(out) / META_FILE, oracle_path)
     cfg = synthetic_config(params, **overrides)
     crm = generate_crm(cfg, progress=progress)
@@ -290,7 +295,8 @@ def run_features(
     tables, _ = _read_validated(validated)
     snapshots = pd.read_parquet(snapshots_path, columns=["lead_id", "as_of"])
     builders = section(params, "features")["builders"]
-    contract = crm_contract(params)
+    # A native export's field history decides which fields are read as of each snapshot.
+    contract = with_export_history(crm_contract(params), tables.get("field_history"))
     behavioral = contract.behavioral(behavioral_params(params))
     frame = build_features(
         tables, snapshots, builders, behavioral, progress=progress, contract=contract

@@ -37,12 +37,14 @@ import numpy as np
 import pandas as pd
 
 from features import contract as ct
+from pipelines.synthetic_history import FieldChanges, synthetic_field_history
 
 log = logging.getLogger(__name__)
 
 DORMANT, COLD, ENGAGED, EVALUATING, OPPORTUNITY, WON, LOST = range(7)
 OPEN_STATES = 5  # D, C, E, V, O: the states a lead that has not closed can be in
 EMITTING = (COLD, ENGAGED, EVALUATING, OPPORTUNITY)
+HISTORY_STREAM = 13  # the field history's own random stream (seeded with the CRM's seed)
 
 # Daily event rates per emitting state (rows C, E, V, O), columns in contract.EVENT_TYPES order.
 DEFAULT_EVENT_RATES = {
@@ -100,6 +102,7 @@ class SyntheticCRMConfig:
     horizon_days: int = 90
     defects: DefectRates = field(default_factory=DefectRates)
     shift: MarketShift = field(default_factory=MarketShift)
+    field_changes: FieldChanges = field(default_factory=FieldChanges)
     #: multiplies every covariate effect: 0 = covariates carry no signal, 1 = default world
     signal_strength: float = 1.0
     #: daily hazards of the chain (before covariate effects)
@@ -764,6 +767,7 @@ def generate_crm(
     leads = _make_leads(cfg, accounts, days, rng)
     dr = cfg.defects
     # Missing values first, so the chain's odds depend on exactly what the data shows.
+    true_accounts = accounts  # before the defects: what enrichment fills in later
     accounts = _blank_out(
         accounts, ["industry", "employee_count", "annual_revenue"], dr.missing_value, rng
     )
@@ -829,10 +833,28 @@ def generate_crm(
     ).sort_values(["as_of", "lead_id"], ignore_index=True)
 
     # Defects that validation must undo or quarantine.
-    leads = leads.drop(columns=["_account_row", "_created_day"])
     for col in ("source", "seniority", "department", "authority", "budget", "timeline", "need"):
         leads[col] = _respell(leads[col], col, dr.inconsistent_spelling, rng)
     accounts["industry"] = _respell(accounts["industry"], "industry", dr.inconsistent_spelling, rng)
+    # Values set after creation (the world never sees them): field history, and today's values
+    # in the tables. A generator of its own, so the rest of the CRM is drawn as before.
+    outcome = pd.DataFrame(
+        {"closed_at": pd.Series(np.datetime64("NaT"), index=range(len(leads)), dtype="M8[s]")}
+    )
+    outcome["won"] = won
+    outcome["amount"] = np.nan
+    outcome.loc[has_opp, "closed_at"] = closed_at
+    outcome.loc[has_opp, "amount"] = amount
+    field_history = synthetic_field_history(
+        leads,
+        accounts,
+        true_accounts,
+        outcome,
+        extracted_at,
+        cfg.field_changes,
+        np.random.default_rng([cfg.seed, HISTORY_STREAM]),
+    )
+    leads = leads.drop(columns=["_account_row", "_created_day"])
     ev_lead, ev_ts, ev_type, unknown_ids = _inject_event_defects(
         ev_lead, ev_ts, ev_type, leads["created_at"].to_numpy(), dr, extracted_at, rng
     )
@@ -859,6 +881,7 @@ def generate_crm(
             "accounts": accounts,
             "events": events,
             "opportunities": opportunities,
+            "field_history": field_history,
         },
         oracle=oracle,
         extracted_at=extracted_at,

@@ -297,7 +297,7 @@ def reasons(run: Run, table: str) -> dict[str, int]:
 # The catalogue: files and formats
 # ------------------------------------------------------------------------------------------------
 def _all_csv(x: Export, **csv: Any) -> None:
-    for t in TABLES:
+    for t in x.base.frames:  # the four tables and the field history
         x.write(t, x.frame(t), "csv", **csv)
 
 
@@ -391,6 +391,10 @@ def csv_empty_file(x: Export) -> None:
 def _header_only(table: str) -> Callable[[Export], None]:
     def mutate(x: Export) -> None:
         x.write(table, x.frame(table).iloc[0:0], "csv")
+        if table == "accounts" and "field_history" in x.base.frames:
+            # A CRM without accounts keeps no history of their fields.
+            history = x.frame("field_history")
+            x.write("field_history", history[history["entity"] != "accounts"])
 
     mutate.__doc__ = f"{table}.csv with its header and no row."
     return mutate
@@ -515,6 +519,12 @@ def _rename_leads(
         elif t != "leads":
             f["lead_id"] = f["lead_id"].astype(str)
         x.write(t, f, fmt)
+    if "field_history" in x.base.frames:  # the leads' field changes name them too
+        f = x.frame("field_history")
+        leads = (f["entity"] == "leads").to_numpy()
+        ids = f["entity_id"].astype(str)
+        f["entity_id"] = ids.where(~leads, ids.map(lambda v: str(mapping.get(v, v))))
+        x.write("field_history", f, fmt)
 
 
 def _numbered(x: Export, width: int = 0) -> dict[str, str]:
@@ -1271,7 +1281,11 @@ class Suite:
         marker = folder / ".leadscore-outputs.json"
         if marker.exists():
             marker.unlink()  # an export from a CRM has no leadscore marker
-        frames = {t: pd.read_parquet(folder / f"{t}.parquet") for t in TABLES}
+        names = [
+            *TABLES,
+            *(["field_history"] if (folder / "field_history.parquet").exists() else []),
+        ]
+        frames = {t: pd.read_parquet(folder / f"{t}.parquet") for t in names}
         invoke(
             app,
             [

@@ -3,13 +3,16 @@ mappings/hubspot-example.yaml, gives the native CRM's features exactly, and more
 
 The first tests check the exporter and the mapping file on their own (fast). The end-to-end ones
 generate a small CRM, export it, and take both through validate, label and features (and the
-export through training), then compare.
+export through training), then compare. The synthetic CRM keeps a field history (BANT answers and
+firmographics change after creation); the export carries it as HubSpot's property history, and
+both paths read those fields from it as of each snapshot.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +30,12 @@ from features.validation import normalise_category
 from pipelines.foreign_export import (
     CALL,
     COMPANY_ACTION_TYPES,
+    COMPANY_IDS,
     EXPORT_TABLES,
     MEETING,
     NOTE,
+    NUMBER_COLUMNS,
+    OBJECT_TYPES,
     VALUE_LABELS,
     export_like_hubspot,
     hubspot_contact_id,
@@ -39,11 +45,22 @@ from pipelines.foreign_export import (
 from pipelines.params import synthetic_config
 from pipelines.steps import META_FILE
 from pipelines.synthetic_crm import generate_crm
+from pipelines.synthetic_history import ACCOUNT_FIELDS, LEAD_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 MAPPING = ROOT / "mappings" / "hubspot-example.yaml"
 #: The custom properties of the export that must become features.
 CUSTOM_FEATURES = ("lead_company_size_band", "lead_origin")
+#: The fields the synthetic CRM keeps a history of, as (table, column).
+TRACKED = {("leads", f) for f in LEAD_FIELDS} | {("accounts", f) for f in ACCOUNT_FIELDS}
+HISTORY = EXPORT_TABLES["field_history"]
+
+
+def _export_column(table: str, column: str) -> str:
+    """The export's column (HubSpot property) of native ``table.column``."""
+    if (table, column) in VALUE_LABELS:
+        return VALUE_LABELS[(table, column)][0]
+    return NUMBER_COLUMNS[(table, column)]
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +122,19 @@ def test_the_mapping_file_is_valid_and_undoes_every_bijection():
     assert knowledge[("leads", "lifecyclestage")] == Knowledge.AT_EXTRACTION
     for column in ("first_name", "last_name", "email", "phone"):
         assert contract.knowledge("leads", column) == Knowledge.PERSONAL
+    # Property history: the tracked fields are read from it (as_of), none rests on a declaration.
+    history = mapping.field_history
+    assert history.entities == {label: table for table, label in OBJECT_TYPES.items()}
+    assert history.fields == {_export_column(t, c): c for t, c in TRACKED}
+    assert contract.history == TRACKED
+    for table, column in TRACKED:
+        assert contract.knowledge(table, column) == Knowledge.AS_OF_SNAPSHOT, column
+        assert (table, column) not in contract.declared, column
+        tmap = mapping.leads if table == "leads" else mapping.accounts
+        assert tmap.column_map(column).knowledge is None, f"{column}: history decides"
+    # Fields without history stay declared.
+    assert contract.knowledge("leads", "seniority") == Knowledge.AT_CREATION
+    assert ("leads", "country") in contract.declared
 
 
 def test_every_row_is_kept_and_every_value_maps_back(native, export):
@@ -128,6 +158,66 @@ def test_every_row_is_kept_and_every_value_maps_back(native, export):
         )
         assert read_back.isna().equals(canonical.isna()), column
         assert (read_back.dropna() == canonical.dropna().astype(object)).all(), column
+
+
+def test_the_property_history_keeps_every_change_and_maps_back(native, export):
+    tables, _ = native
+    history, properties = tables["field_history"], export[HISTORY]
+    assert len(properties) == len(history) > 0  # every row, in its order
+    entity = history["entity"].astype(object).to_numpy()
+    assert (properties["objectType"].to_numpy() == pd.Series(entity).map(OBJECT_TYPES)).all()
+    leads = entity == "leads"
+    assert (
+        native_lead_id(properties["objectId"][leads]).to_numpy()
+        == history["entity_id"][leads].to_numpy()
+    ).all()
+    assert (
+        COMPANY_IDS.to_native(properties["objectId"][~leads]).to_numpy()
+        == history["entity_id"][~leads].to_numpy()
+    ).all()
+    stamps = pd.to_datetime(properties["timestamp"], format="%Y-%m-%dT%H:%M:%S.%fZ")
+    assert (stamps.to_numpy() == history["changed_at"].to_numpy()).all()
+    mapping = load_mapping(MAPPING)
+    for (table, column), part in history.groupby(["entity", "field"]):
+        rows = part.index
+        name = _export_column(table, column)
+        assert (properties.loc[rows, "property"] == name).all(), column
+        exported = properties.loc[rows, "value"]
+        if (table, column) in NUMBER_COLUMNS:  # numbers as text, whole ones without ".0"
+            assert not exported.str.endswith(".0").any(), column
+            assert np.allclose(pd.to_numeric(exported), pd.to_numeric(part["value"])), column
+            continue
+        tmap = mapping.leads if table == "leads" else mapping.accounts
+        undo = {normalise_key(k): v for k, v in tmap.column_map(column).values.items()}
+        read_back = exported.map(lambda v, u=undo: u.get(normalise_key(v)), na_action="ignore")
+        canonical = normalise_category(
+            part["value"], TABLES[table].by_name[column].vocabulary, SYNONYMS.get(column, {})
+        )
+        known = canonical.isin(TABLES[table].by_name[column].vocabulary)
+        assert (read_back[known] == canonical[known].astype(object)).all(), column
+        assert (exported[~known] == part["value"][~known]).all(), column  # as found
+
+
+def test_the_company_size_band_is_the_one_at_creation_not_today(native, export):
+    """Today's employee counts (enriched after won deals) must not reach a property that the
+    mapping declares known at creation: with a history, the band comes from it."""
+    tables, extracted_at = native
+    erased = dict(tables)
+    erased["accounts"] = tables["accounts"].assign(employee_count=np.nan)
+    again = export_like_hubspot(erased, seed=0, extracted_at=extracted_at)
+    pd.testing.assert_series_equal(
+        again["contacts"]["company_size_band"], export["contacts"]["company_size_band"]
+    )
+    assert export["contacts"]["company_size_band"].notna().mean() > 0.9
+
+
+def test_a_native_crm_without_field_history_still_exports(native, caplog):
+    tables, extracted_at = native
+    older = {name: frame for name, frame in tables.items() if name != "field_history"}
+    with caplog.at_level(logging.WARNING, logger="pipelines.foreign_export"):
+        export = export_like_hubspot(older, seed=0, extracted_at=extracted_at)
+    assert set(export) == set(EXPORT_TABLES.values()) - {HISTORY}
+    assert f"no {HISTORY} written" in caplog.text
 
 
 def test_company_actions_follow_an_opportunity_and_come_before_the_extraction(native, export):
@@ -200,6 +290,16 @@ def test_run_export_foreign_copies_the_extraction_time_and_protects_its_input(
     with pytest.raises(OutputError):
         run_export_foreign(params, tmp_path / "crm", tmp_path / "theirs")
     assert (tmp_path / "theirs" / "contacts.csv").read_text() == "not ours\n"
+    (tmp_path / "theirs" / "contacts.csv").unlink()
+    (tmp_path / "theirs" / f"{HISTORY}.csv").write_text("not ours either\n")
+    with pytest.raises(OutputError):  # the mapping would read it: never written beside
+        run_export_foreign(params, tmp_path / "crm", tmp_path / "theirs")
+    # An older native CRM without field history: no property history, and ours from an earlier
+    # run is removed (the folder holds one export).
+    (tmp_path / "crm" / "field_history.parquet").unlink()
+    older = run_export_foreign(params, tmp_path / "crm", tmp_path / "export")
+    assert HISTORY not in older["rows"] and HISTORY in meta["rows"]
+    assert not (tmp_path / "export" / f"{HISTORY}.csv").exists()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -246,6 +346,26 @@ def test_the_export_has_the_native_features_exactly(both_paths):
 
 
 @pytest.mark.slow
+def test_the_export_has_the_native_field_history_exactly(both_paths):
+    """The validated field history through the mapping is the native one, row for row, once the
+    ids are translated back: the same fields tracked, the same values, the same times."""
+    runs, _ = both_paths
+    native = pd.read_parquet(runs["native"]["where"] / "validated" / "field_history.parquet")
+    export = pd.read_parquet(runs["export"]["where"] / "validated" / "field_history.parquet")
+    assert len(native) > 0
+    leads = (export["entity"] == "leads").to_numpy()
+    ids = np.where(
+        leads,
+        native_lead_id(export["entity_id"].where(leads)).to_numpy(dtype=object),
+        COMPANY_IDS.to_native(export["entity_id"].where(~leads)).to_numpy(dtype=object),
+    )
+    back = export.assign(entity_id=pd.Series(ids, dtype=native["entity_id"].dtype))
+    tracked = set(native[["entity", "field"]].drop_duplicates().itertuples(index=False, name=None))
+    assert tracked == TRACKED
+    pd.testing.assert_frame_equal(back, native)
+
+
+@pytest.mark.slow
 def test_the_export_has_the_native_labels_exactly(both_paths):
     runs, _ = both_paths
     native = pd.read_parquet(runs["native"]["where"] / "labels.parquet")
@@ -287,7 +407,7 @@ def test_validation_quarantines_the_same_rows_on_both_paths(both_paths):
     counts = {
         name: pd.DataFrame(run["report"]["counts"]).set_index("table") for name, run in runs.items()
     }
-    for table in ("leads", "accounts", "opportunities"):
+    for table in ("leads", "accounts", "opportunities", "field_history"):
         assert counts["native"].loc[table].to_dict() == counts["export"].loc[table].to_dict()
     added = sum(meta["added_engagements"].values())
     assert (

@@ -208,6 +208,12 @@ def test_ids_of_another_type_in_one_table_still_match(export):
         frame = pd.read_parquet(crm / f"{table}.parquet")
         frame["lead_id"] = frame["lead_id"].map(numbers).astype("Int64").astype(str)  # text ids
         frame.to_parquet(crm / f"{table}.parquet", index=False)
+    history = pd.read_parquet(crm / "field_history.parquet")  # the leads' changes name them too
+    of_leads = history["entity"] == "leads"
+    renamed = history.loc[of_leads, "entity_id"].map(numbers).astype("Int64").astype(str)
+    history["entity_id"] = history["entity_id"].astype(object)
+    history.loc[of_leads, "entity_id"] = renamed
+    history.to_parquet(crm / "field_history.parquet", index=False)
     params_path = tmp / "params-ids.yaml"
     params_path.write_text(yaml.safe_dump(params))
     result = invoke("validate", crm, "-p", params_path, "--out", tmp / "v", "--rejects", tmp / "r")
@@ -452,7 +458,7 @@ def test_without_a_terminal_every_log_line_is_dated_levelled_and_named_with_prog
     )
     assert len(logged) > 10 and all(pattern.match(line) for line in logged), logged[:3]
     assert any("reading tables: 4 of 4 (100%)" in line for line in logged)
-    assert any("validating tables: 4 of 4 (100%)" in line for line in logged)
+    assert any("validating tables: 5 of 5 (100%)" in line for line in logged)  # + field history
     # The multi-line validation summary is one line too.
     assert any("validation:" in line and " | " in line for line in logged)
 

@@ -133,6 +133,45 @@ class EffectiveContract:
 NATIVE = EffectiveContract(tables={**ct.TABLES, **ct.EXTRA_TABLES})
 
 
+def with_export_history(contract: EffectiveContract, history) -> EffectiveContract:
+    """The native contract reading from ``history`` (the export's ``field_history`` table, raw
+    or validated) every field a rep can edit that it names, as of each snapshot.
+
+    A native export's history names the contract's own tables and columns (``entity`` leads or
+    accounts, ``field`` budget, industry, ...); each field it names is never read from its
+    current value. Fields it does not name keep the contract's declaration. Under a mapping,
+    the mapping's ``field_history.fields`` decides: ``contract`` is returned unchanged, as it is
+    when there is no history.
+    """
+    if contract.mapping is not None or history is None or not len(history):
+        return contract
+    if not {"entity", "field"} <= set(history.columns):
+        return contract  # validation names the missing column
+    pairs = history[["entity", "field"]].astype(object).drop_duplicates().dropna()
+    named = {(normalise_key(t), normalise_key(c)) for t, c in pairs.itertuples(index=False)}
+    tracked = {(t, c) for t, columns in MUTABLE.items() for c in columns if (t, c) in named}
+    if tracked <= contract.history:
+        return contract
+    tables = {
+        name: replace(
+            table,
+            columns=tuple(
+                replace(c, knowledge=Knowledge.AS_OF_SNAPSHOT) if (name, c.name) in tracked else c
+                for c in table.columns
+            ),
+        )
+        for name, table in contract.tables.items()
+    }
+    # The history's field names are read as the contract's own, spelled as the export spells them.
+    rules = dict(contract.read_rules)
+    rules[("field_history", "field")] = ReadRule(
+        values=tuple((normalise_key(c), c) for t, columns in MUTABLE.items() for c in columns)
+    )
+    return replace(
+        contract, tables=tables, read_rules=rules, history=contract.history | frozenset(tracked)
+    )
+
+
 def _rule(cmap: ColumnMap | CustomField | None, time_zone: str, timestamp: bool) -> ReadRule | None:
     """The read rule of a mapped column (None: nothing to do beyond the contract's typing)."""
     if cmap is None:

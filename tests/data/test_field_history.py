@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.build import build_features
-from features.mapping.contract import effective_contract
+from features.contract import Knowledge
+from features.mapping.contract import NATIVE, effective_contract, with_export_history
 from features.mapping.file import parse_mapping
 from features.validation import validate_crm
 
@@ -165,3 +166,40 @@ def test_a_change_at_or_after_as_of_never_alters_the_snapshot(past, future, at):
         tables = validate_crm(raw, EXTRACTED, contract=contract).tables
         built.append(build_features(tables, snapshots, ["bant"], contract=contract))
     pd.testing.assert_frame_equal(built[0], built[1])
+
+
+NATIVE_HISTORY = [  # a native export's history names the contract's own tables and columns
+    ("leads", "L1", "budget", "10k_50k", "2024-01-01 00:00:01"),
+    ("leads", "L1", "budget", "over_250k", "2024-03-05"),  # after the outcome
+    ("Leads", "L2", "Budget", "under_10k", "2024-01-02"),  # spelled otherwise: same field
+    ("leads", "L1", "created_at", "2023-01-01", "2024-01-02"),  # not editable: never read
+]
+
+
+def test_a_native_export_reads_every_editable_field_its_history_names():
+    history = pd.DataFrame(
+        NATIVE_HISTORY, columns=["entity", "entity_id", "field", "value", "changed_at"]
+    )
+    contract = with_export_history(NATIVE, history)
+    assert contract.history == {("leads", "budget")}
+    assert contract.knowledge("leads", "budget") == Knowledge.AS_OF_SNAPSHOT
+    assert contract.knowledge("leads", "timeline") == Knowledge.AT_CREATION  # not named
+    assert with_export_history(NATIVE, None) is NATIVE
+    assert with_export_history(NATIVE, history.iloc[0:0]) is NATIVE
+    mapped = _mapping(with_history=False)  # under a mapping, the mapping decides
+    assert with_export_history(mapped, history) is mapped
+
+    raw = _raw([])
+    raw["leads"] = raw["leads"].assign(budget=["over_250k", "under_10k"]).drop(columns="stage")
+    raw["field_history"] = history
+    result = validate_crm(raw, EXTRACTED)  # the native contract, resolved by the history
+    notes = result.notes.set_index(["table", "note"])["rows"]
+    assert notes[("field_history", "change of a field not read from history")] == 1
+    features = build_features(result.tables, SNAPSHOTS, ["bant"])
+    assert _values(features["bant_budget"]) == [
+        "10k_50k", "10k_50k", "10k_50k", "over_250k", "under_10k",
+    ]  # fmt: skip
+    # Without its history the same export is read as declared: today's value everywhere.
+    del raw["field_history"]
+    today = build_features(validate_crm(raw, EXTRACTED).tables, SNAPSHOTS, ["bant"])
+    assert _values(today["bant_budget"]) == ["over_250k"] * 4 + ["under_10k"]
