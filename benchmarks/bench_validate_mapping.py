@@ -76,8 +76,15 @@ GiB = 1024 * MiB
 # ------------------------------------------------------------------------------------------------
 # Helpers (run in the children)
 # ------------------------------------------------------------------------------------------------
+#: The field history beside them, read (and timed) when the CRM has one.
+HISTORY_FILES = {"native": "field_history", "export": "property_history"}
+
+
 def _files(folder: Path, stems: tuple[str, ...]) -> list[Path]:
-    return [folder / f"{stem}.parquet" for stem in stems]
+    """The Parquet files of ``stems`` in ``folder``, plus its field history if it has one."""
+    history = folder / f"{HISTORY_FILES.get(folder.name, '')}.parquet"
+    extra = [history] if history.name != ".parquet" and history.exists() else []
+    return [folder / f"{stem}.parquet" for stem in stems] + extra
 
 
 def _warm_up(paths: list[Path]) -> int:
@@ -192,14 +199,14 @@ def _floor(folder: Path, stems: tuple[str, ...]):
 def _validate(folder: Path, mapping: str | None):
     """``read_source`` + ``validate_crm`` with the native contract, or through ``mapping``."""
     import pipelines.steps as steps
-    from features.contract import TABLES
+    from features.contract import EXTRA_TABLES, TABLES
     from features.mapping.contract import NATIVE
     from features.validation import validate_crm
 
     params = _params()
     extracted_at = _extracted_at(params, folder)
     if mapping is None:
-        stems, read_order = NATIVE_FILES, list(TABLES)
+        stems, read_order = NATIVE_FILES, [*TABLES, *EXTRA_TABLES]
     else:  # read the mapping once here only to know the files: it is read again, timed, below
         contract = steps.crm_contract(params, mapping)
         stems = tuple(contract.export_tables[t] for t in NATIVE_FILES)

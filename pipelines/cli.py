@@ -215,8 +215,9 @@ def export_foreign(
     ] = FileFormat.csv,
     seed: Annotated[int, typer.Option(help="Seed of the sales calls and meetings added.")] = 0,
 ) -> None:
-    """Re-export a native CRM the way a HubSpot user gets it: contacts, companies, engagements
-    and deals, HubSpot's names and values, sales calls and meetings, custom properties.
+    """Re-export a native CRM the way a HubSpot user gets it: contacts, companies, engagements,
+    deals and property history (when the CRM has a field history), HubSpot's names and values,
+    sales calls and meetings, custom properties.
 
     The fixture for bring-your-own-CRM: validated with mappings/hubspot-example.yaml
     (`leadscore validate OUT --mapping mappings/hubspot-example.yaml`), it gives the native
