@@ -186,7 +186,8 @@ def _floor(folder: Path, stems: tuple[str, ...]):
 
     def run(phases: dict[str, float], progress, restart) -> dict:
         rows = {}
-        for stem, path in zip(stems, paths, strict=True):
+        for path in paths:  # the named tables and the field history, if there is one
+            stem = path.stem
             t = time.perf_counter()
             table = pq.read_table(path)
             phases[f"read_table {stem}"] = time.perf_counter() - t

@@ -603,7 +603,8 @@ def write_crm(
     Nothing that leadscore did not create is overwritten or deleted (features/outputs.py): in a
     folder, each file is written atomically over a file of ours only; a table's file in the other
     format is removed if we wrote it (readers prefer Parquet: a stale copy would shadow the new
-    one), else left with a warning. In a database, tables are replaced in one transaction, only
+    one), else left with a warning; an extra table (field history) of an earlier write that
+    ``tables`` lacks is removed if we wrote it. In a database, tables are replaced in one transaction, only
     those an earlier ``write_crm`` created (listed in :data:`OWNED_TABLES`).
     """
     if _is_url(dest):
@@ -622,6 +623,13 @@ def write_crm(
         else:
             write_csv(path, frame)
         log.info("wrote %s: %d rows to %s", name, len(frame), path)
+    # An extra table of an earlier write that this CRM lacks (a field history) would be read
+    # with it: remove it if we wrote it.
+    for name in ct.EXTRA_TABLES:
+        if name not in tables:
+            for ext in FORMATS:
+                if remove_file(folder / f"{name}.{ext}"):
+                    log.info("removed %s.%s, written earlier: this CRM has no %s", name, ext, name)
 
 
 def check_crm_folder_writable(folder: str | os.PathLike, tables, fmt: str) -> None:

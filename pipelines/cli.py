@@ -172,7 +172,8 @@ def generate(
     n_leads: Annotated[int | None, typer.Option(help="Override generate.n_leads.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override generate.seed.")] = None,
 ) -> None:
-    """Generate a synthetic B2B CRM (leads, accounts, events, opportunities) with known propensity.
+    """Generate a synthetic B2B CRM (leads, accounts, events, opportunities, and the history of
+    its BANT answers and firmographics, which the tables hold as of today) with known propensity.
 
     The world is a hidden Markov funnel (see docs/synthetic-crm.md); the oracle file holds the
     exact probability of closed-won within the horizon for each snapshot of the policy in
@@ -603,6 +604,14 @@ def _print_metrics(metrics: dict) -> None:
 def catalog(
     params: ParamsOpt = Path("params.yaml"),
     mapping: MappingOpt = None,
+    validated: Annotated[
+        Path | None,
+        typer.Option(
+            help="A validated CRM folder (`leadscore validate --out`): without a mapping, the "
+            "fields its field history names are listed as read as of each snapshot, as the "
+            "features step reads them."
+        ),
+    ] = None,
 ) -> None:
     """List every feature the configured builders produce under the CRM's mapping: name,
     readable label, sources and when each is known. Custom fields and the CRM's own activity
@@ -615,6 +624,15 @@ def catalog(
 
     p = _load(params)
     contract = crm_contract(p, mapping)
+    history = None if validated is None else Path(validated) / "field_history.parquet"
+    if history is not None and history.is_file():
+        import pandas as pd
+
+        from features.mapping.contract import with_export_history
+
+        contract = with_export_history(
+            contract, pd.read_parquet(history, columns=["entity", "field"])
+        )
     behavioral = contract.behavioral(behavioral_params(p))
     plan = feature_plan(section(p, "features")["builders"], behavioral, contract)
     table = Table(title="feature catalog")

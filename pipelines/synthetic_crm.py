@@ -25,6 +25,10 @@ Data-quality defects are injected so that validation has work to do: missing val
 *before* the transition odds are computed, so the oracle sees exactly what the data shows),
 inconsistent spelling of categories, duplicate lead rows, events for unknown leads, events dated
 in the future or before their lead existed. All are undone or quarantined by validation.
+
+BANT answers and firmographics also change after creation (pipelines/synthetic_history.py):
+the tables hold today's values and ``field_history`` every value set. The world never sees
+those changes: the chain's odds depend on the values at creation.
 """
 
 from __future__ import annotations
@@ -424,6 +428,10 @@ class _Chain:
 
 
 def _chain(cfg: SyntheticCRMConfig, leads: pd.DataFrame, accounts: pd.DataFrame) -> _Chain:
+    # Each lead's odds depend on its own and its account's values as shown at creation, and on
+    # nothing shared and hidden. Keep it so: with a hidden account-level effect, the enrichment
+    # of a won lead's account (synthetic_history.py) would tell its other leads something the
+    # oracle does not condition on, and the oracle would no longer be exact.
     s = cfg.signal_strength
     acc = accounts.iloc[leads["_account_row"].to_numpy()].reset_index(drop=True)
     firm = acc[["industry", "region", "employee_count"]]
@@ -751,7 +759,8 @@ def _inject_event_defects(
 def generate_crm(
     cfg: SyntheticCRMConfig, progress: Callable[[int, int], None] | None = None
 ) -> SyntheticCRM:
-    """Generate the four CRM tables (with defects) and the oracle for ``cfg``'s snapshot policy.
+    """Generate the four CRM tables (with defects, today's values), their field history, and the
+    oracle for ``cfg``'s snapshot policy.
 
     ``progress(day, n_days)`` is called once per simulated day, if given.
     """

@@ -24,7 +24,9 @@ lead's outcome. So the oracle, which conditions on the values at creation, stays
 
 Each lead's creation values are in the history at its ``created_at``; each account's at its
 first lead's creation. Changes dated at or after the extraction are not written (the export
-cannot hold them). Drawn with a generator of its own, so the rest of the CRM is unchanged.
+cannot hold them). Drawn with generators of its own (one for leads, one for accounts), so the
+rest of the CRM is unchanged, and every draw made before an outcome is the same whatever the
+outcome: fill-ins and corrections are drawn before any update that depends on one.
 """
 
 from __future__ import annotations
@@ -234,7 +236,10 @@ def synthetic_field_history(
     values the world used (missing-value defects applied); ``true_accounts``: before the defects;
     ``outcome``: per lead, ``closed_at`` (NaT while open), ``won`` and ``amount`` of its deal.
     """
-    lead_parts = _lead_changes(leads, outcome, changes, rng)
+    # One stream for leads, one for accounts: the accounts' draws do not shift with the number
+    # of leads won or lost (whose updates draw times), so nothing before an outcome depends on it.
+    lead_rng, account_rng = rng.spawn(2)
+    lead_parts = _lead_changes(leads, outcome, changes, lead_rng)
     lead_history = _frame(
         "leads", leads["lead_id"].to_numpy(dtype=object), lead_parts, extracted_at
     )
@@ -250,7 +255,7 @@ def synthetic_field_history(
         first_lead.to_numpy().astype("datetime64[s]"),
         first_win.to_numpy().astype("datetime64[s]"),
         changes,
-        rng,
+        account_rng,
     )
     account_history = _frame(
         "accounts", accounts["account_id"].to_numpy(dtype=object), account_parts, extracted_at

@@ -85,6 +85,12 @@ def test_generate_validate_label_features_training_set(tmp_path, small_params):
     manifest = json.loads((sets / "manifest.json").read_text())
     catalog = json.loads((feats.parent / "feature_catalog.json").read_text())["features"]
     assert manifest["n_features"] == len(catalog) == len(manifest["features"])
+    # The synthetic CRM's field history: its BANT answers and firmographics are read as of each
+    # snapshot (never from today's values), and the catalog says so.
+    knowledge = {f["name"]: dict(zip(f["sources"], f["knowledge"], strict=True)) for f in catalog}
+    assert knowledge["bant_budget"]["leads.budget"] == "as_of_snapshot"
+    assert knowledge["account_industry"]["accounts.industry"] == "as_of_snapshot"
+    assert knowledge["seniority"]["leads.seniority"] == "at_creation"  # no history of it
     assert sum(s["rows"] for s in manifest["splits"].values()) == manifest["rows"]
     assert 0 < manifest["positive_rate"] < 0.5
     train, test = pd.read_parquet(sets / "train.parquet"), pd.read_parquet(sets / "test.parquet")

@@ -103,6 +103,26 @@ def test_folder_round_trip_of_validated_tables(tmp_path, fmt):
     _assert_same_tables(again.tables, clean)
 
 
+def test_a_field_history_of_an_earlier_write_does_not_outlive_it(tmp_path):
+    history = pd.DataFrame(
+        {
+            "entity": ["leads"],
+            "entity_id": ["L1"],
+            "field": ["budget"],
+            "value": ["under_10k"],
+            "changed_at": [pd.Timestamp("2024-01-02")],
+        }
+    )
+    write_crm({**tiny_crm(), "field_history": history}, tmp_path)
+    assert "field_history" in read_crm(tmp_path)
+    write_crm(tiny_crm(), tmp_path)  # the same folder, a CRM without history
+    assert "field_history" not in read_crm(tmp_path)
+    # A history leadscore did not write is never removed.
+    history.to_parquet(tmp_path / "field_history.parquet")
+    write_crm(tiny_crm(), tmp_path)
+    assert (tmp_path / "field_history.parquet").exists()
+
+
 def test_parquet_keeps_types_and_reads_categories_as_dictionaries(tmp_path):
     clean = validate_crm(tiny_crm(), EXTRACTED_AT).tables
     write_crm(clean, tmp_path)

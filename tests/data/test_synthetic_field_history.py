@@ -21,7 +21,12 @@ from features.build import build_features
 from features.snapshots import snapshots_after_creation
 from features.validation import validate_crm
 from pipelines.synthetic_crm import SyntheticCRMConfig, generate_crm
-from pipelines.synthetic_history import ACCOUNT_FIELDS, LEAD_FIELDS, FieldChanges
+from pipelines.synthetic_history import (
+    ACCOUNT_FIELDS,
+    LEAD_FIELDS,
+    FieldChanges,
+    synthetic_field_history,
+)
 from pipelines.training_set import label_snapshots
 
 CONFIG = SyntheticCRMConfig(
@@ -45,7 +50,8 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
 def test_the_world_never_sees_a_change_made_after_creation(worlds):
     changed, static = worlds
     history = changed.tables["field_history"]
-    assert (history["changed_at"] > history["changed_at"].min()).any()
+    # Changes after creation exist: the history holds more than the values at creation.
+    assert len(history) > len(static.tables["field_history"]) * 1.1
     pd.testing.assert_frame_equal(changed.oracle, static.oracle)
     for name in ("events", "opportunities"):
         pd.testing.assert_frame_equal(changed.tables[name], static.tables[name])
@@ -130,3 +136,128 @@ def test_reading_todays_values_instead_of_history_leaks_the_outcome():
     # Measured: 0.70 read from history, 0.87 from today's values (the oracle, which sees every
     # event too, is about 0.86): the BANT answers alone would look as good as everything.
     assert today > as_of + 0.08, (as_of, today)
+
+
+def _world(seed: int, n: int = 400, n_accounts: int = 80):
+    """Leads and accounts as the generator hands them to the history, and one outcome."""
+    rng = np.random.default_rng(seed)
+    created = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 200 * 86_400, n), "s")
+    leads = pd.DataFrame(
+        {
+            "lead_id": [f"L{i:04d}" for i in range(n)],
+            "created_at": created.astype("datetime64[s]"),
+            "_account_row": rng.integers(0, n_accounts, n),
+        }
+    )
+    for name, options in (
+        ("budget", ["under_10k", "10k_50k"]),
+        ("authority", ["user", "influencer"]),
+        ("need", ["compliance", "none"]),
+        ("timeline", ["3_6_months", "6_12_months"]),
+    ):
+        values = rng.choice(np.asarray(options, dtype=object), n)
+        values[rng.random(n) < 0.5] = None
+        leads[name] = values
+    true_accounts = pd.DataFrame(
+        {
+            "account_id": [f"A{i:03d}" for i in range(n_accounts)],
+            "industry": rng.choice(np.asarray(["software", "retail"], dtype=object), n_accounts),
+            "employee_count": pd.array(rng.integers(1, 5_000, n_accounts), dtype="Int64"),
+            "annual_revenue": rng.integers(1, 10**6, n_accounts) * 1_000.0,
+        }
+    )
+    accounts = true_accounts.copy()
+    for name in ACCOUNT_FIELDS:
+        accounts[name] = accounts[name].mask(rng.random(n_accounts) < 0.3)
+    return leads, accounts, true_accounts
+
+
+def _outcome(leads: pd.DataFrame, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = len(leads)
+    closes = rng.random(n) < 0.5
+    at = leads["created_at"] + pd.to_timedelta(rng.integers(1, 150 * 86_400, n), "s")
+    return pd.DataFrame(
+        {
+            "closed_at": at.where(closes),
+            "won": closes & (rng.random(n) < 0.4),
+            "amount": rng.lognormal(10, 1, n),
+        }
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_nothing_in_the_history_before_an_outcome_depends_on_it(seed):
+    """Two outcomes of the same world: every change dated before a lead's (or its account's
+    first) outcome, in either, is the same. Only what follows an outcome may differ."""
+    leads, accounts, true_accounts = _world(seed)
+    extracted = pd.Timestamp("2025-01-01")
+    one, other = _outcome(leads, seed + 100), _outcome(leads, seed + 200)
+    histories, tables = [], []
+    for outcome in (one, other):
+        current = [leads.copy(), accounts.copy()]
+        history = synthetic_field_history(
+            *current, true_accounts, outcome, extracted, FieldChanges(), np.random.default_rng(7)
+        )
+        histories.append(history)
+        tables.append(current)
+    never = pd.Timestamp.max.as_unit("s")
+    lead_first = pd.concat([one["closed_at"], other["closed_at"]], axis=1).min(axis=1)
+    lead_first = lead_first.fillna(never).set_axis(leads["lead_id"])
+    won_at = [o["closed_at"].where(o["won"]) for o in (one, other)]
+    account_first = (
+        pd.concat([w.groupby(leads["_account_row"]).min() for w in won_at], axis=1)
+        .min(axis=1)
+        .reindex(range(len(accounts)))
+        .fillna(never)
+        .set_axis(accounts["account_id"])
+    )
+    before = []
+    for history in histories:
+        first = np.where(
+            history["entity"] == "leads",
+            history["entity_id"].map(lead_first),
+            history["entity_id"].map(account_first),
+        )
+        before.append(
+            history[history["changed_at"].to_numpy() < first.astype("datetime64[s]")]
+            .sort_values(["entity", "entity_id", "field", "changed_at"])
+            .reset_index(drop=True)
+        )
+    pd.testing.assert_frame_equal(before[0], before[1])
+    assert len(before[0]) > len(leads)  # creation values and changes before outcomes
+    # Outcomes do change what follows them: the updates after a win or a loss.
+    assert not histories[0].equals(histories[1])
+
+
+def test_accounts_hold_their_last_value_and_enrichment_follows_a_win(worlds):
+    changed, static = worlds
+    history = changed.tables["field_history"]
+    accounts = changed.tables["accounts"].set_index("account_id")
+    last = history[history["entity"] == "accounts"].drop_duplicates(
+        ["entity_id", "field"], keep="last"
+    )
+    for field in ACCOUNT_FIELDS:
+        rows = last[last["field"] == field].set_index("entity_id")["value"]
+        today = accounts.loc[rows.index, field]
+        if field == "industry":
+            assert (rows == today.astype(str)).all()
+        else:
+            assert np.allclose(pd.to_numeric(rows).to_numpy(float), today.to_numpy(float))
+    # A value missing at creation appears only after one of the account's leads was won.
+    leads = static.tables["leads"].drop_duplicates("lead_id")
+    deals = changed.tables["opportunities"]
+    won = deals[deals["is_won"].fillna(False).astype(bool)]
+    first_win = (
+        won.merge(leads[["lead_id", "account_id"]], on="lead_id")
+        .groupby("account_id")["closed_at"]
+        .min()
+    )
+    was_missing = static.tables["accounts"].set_index("account_id")["employee_count"].isna()
+    filled = history[
+        (history["entity"] == "accounts")
+        & (history["field"] == "employee_count")
+        & history["entity_id"].isin(was_missing[was_missing].index)
+    ]
+    assert len(filled)
+    assert (filled["changed_at"] > filled["entity_id"].map(first_win)).all()
