@@ -85,6 +85,17 @@ def replicate_open_leads(
     keep_ids = set(big["leads"]["lead_id"])
     big["events"] = events[events["lead_id"].isin(keep_ids)].reset_index(drop=True)
     big["opportunities"] = opps[opps["lead_id"].isin(keep_ids)].reset_index(drop=True)
+    history = tables.get("field_history")
+    if history is not None:  # scoring reads BANT and firmographics as of now from it: time that
+        of_leads = (history["entity"].astype(str) == "leads").to_numpy()
+        changes, change_codes = repeat_rows(
+            history[of_leads].rename(columns={"entity_id": "lead_id"})
+        )
+        changes["lead_id"] = new_ids.to_numpy()[change_codes]
+        changes = changes[changes["lead_id"].isin(keep_ids)].rename(
+            columns={"lead_id": "entity_id"}
+        )
+        big["field_history"] = pd.concat([history[~of_leads], changes], ignore_index=True)
     return big
 
 
@@ -148,7 +159,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="leadscore-bench-") as tmp:
         summary = timed(
             "run_score -> Parquet (no reasons)",
-            lambda: run_score(quiet, big, to=str(Path(tmp) / "a"), as_of=str(as_of)),
+            lambda: run_score(quiet, big, to=str(Path(tmp) / "a"), as_of=str(as_of), create=True),
             results,
         )
         written = pd.read_parquet(
@@ -159,7 +170,9 @@ def main() -> int:
             explained["score"]["reasons"]["top_k"] = 3
             timed(
                 "run_score -> Parquet (with reasons)",
-                lambda: run_score(explained, big, to=str(Path(tmp) / "b"), as_of=str(as_of)),
+                lambda: run_score(
+                    explained, big, to=str(Path(tmp) / "b"), as_of=str(as_of), create=True
+                ),
                 results,
             )
     ours = results["run_score -> Parquet (no reasons)"]["seconds"]
