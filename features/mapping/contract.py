@@ -164,11 +164,14 @@ def with_export_history(contract: EffectiveContract, history) -> EffectiveContra
         )
         for name, table in contract.tables.items()
     }
-    # The history's field names are read as the contract's own, spelled as the export spells them.
+    # The history's field names are read as the contract's own, spelled as the export spells
+    # them: a rule only when some name is spelled otherwise (else every row would be reported as
+    # "mapped" by a value map the user never wrote).
     rules = dict(contract.read_rules)
-    rules[("field_history", "field")] = ReadRule(
-        values=tuple((normalise_key(c), c) for t, columns in MUTABLE.items() for c in columns)
-    )
+    if any(str(c) != normalise_key(str(c)) for _, c in pairs):
+        rules[("field_history", "field")] = ReadRule(
+            values=tuple((normalise_key(c), c) for t, columns in MUTABLE.items() for c in columns)
+        )
     return replace(
         contract, tables=tables, read_rules=rules, history=contract.history | frozenset(tracked)
     )
