@@ -18,6 +18,7 @@ import joblib
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from features.outputs import refuse_overlap, save_figure, write_csv, write_file, write_json
 from models.baseline import logistic_baseline
@@ -28,9 +29,10 @@ from models.cutoffs import assign_stages, choose_cutoffs, tier_table
 from models.drift import drift_reference
 from models.frame import categorical_names, feature_matrix, feature_names
 from models.gates import BantGates
+from models.leakage import check_leakage, check_model, single_feature_scan, warnings_for
 from models.metrics import gains_table, reliability_table, score_report
 from pipelines.oracle import attach_oracle
-from pipelines.params import category_grouper, section
+from pipelines.params import category_grouper, leakage_rules, section
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,12 @@ def run_train(
     _log_grouping(grouper)
     x_train, x_valid = grouper.transform(x_train), feature_matrix(valid, names, grouper)
     y_train, y_valid = _labels(train, "train"), _labels(valid, "validation")
+    # The leakage alarm, before anything is fitted or written: a refusal leaves nothing behind.
+    rules = leakage_rules(params)
+    scan = single_feature_scan(x_train, y_train, x_valid, y_valid, rules)
+    _log_scan(scan, rules.allow)
+    check_leakage(scan, rules)
+    leak_warnings = warnings_for(scan, rules)
 
     booster = train_booster(
         x_train, y_train, x_valid, y_valid,
@@ -96,6 +104,12 @@ def run_train(
         monotone_increasing=list(settings.get("monotone_increasing", [])),
     )  # fmt: skip
     raw_valid = predict_scores(booster, x_valid)  # once: the calibrator and the cutoffs use it
+    # The whole model, too good to be true (a leak spread over several features): before writing.
+    model_warning = check_model(roc_auc_score(y_valid, raw_valid), scan, rules)
+    if model_warning:
+        leak_warnings.append(model_warning)
+    for line in leak_warnings:
+        log.warning("leakage alarm: %s", line)
     calibrator = ProbabilityCalibrator(
         methods=tuple(calibration["methods"]), cv=int(calibration["cv_folds"]), random_state=0
     ).fit(raw_valid, y_valid)
@@ -139,6 +153,12 @@ def run_train(
             "behavioral": section(params, "features").get("behavioral", {}),
         },
         "lightgbm": settings["lightgbm"],
+        # Each feature alone, out of time (the leakage alarm), and the features the user kept.
+        "leakage_scan": {
+            "allowed_features": list(rules.allow),
+            "warnings": leak_warnings,
+            "strongest": scan.head(10).round(4).to_dict(orient="records"),
+        },
         "training_rows": {"train": len(train), "validation": len(valid)},
         "training_data": {
             "input_fingerprint": manifest.get("input_fingerprint"),
@@ -149,6 +169,15 @@ def run_train(
     reference = _drift_reference(params, booster, calibrator, meta, valid, p_valid, validated)
     write_file(out / DRIFT_REFERENCE, lambda tmp: tmp.write_text(json.dumps(reference) + "\n"))
     return meta
+
+
+def _log_scan(scan: pd.DataFrame, allowed: tuple[str, ...]) -> None:
+    """One line: the strongest features alone, out of time (what the leakage alarm judged)."""
+    top = ", ".join(
+        f"{r.feature} {r.auc:.3f}{' (allowed)' if r.feature in allowed else ''}"
+        for r in scan.head(5).itertuples()
+    )
+    log.info("leakage alarm: strongest features alone on validation (ROC AUC): %s", top)
 
 
 def _log_grouping(grouper: CategoryGrouper) -> None:

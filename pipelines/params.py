@@ -75,6 +75,25 @@ def category_grouper(params: dict[str, Any]) -> CategoryGrouper:
     return CategoryGrouper(**settings)
 
 
+def leakage_rules(params: dict[str, Any]):
+    """LeakageRules from ``train.leakage`` (thresholds) and ``train.allow_features`` (features
+    the user has checked and keeps whatever they score). Without the block: the defaults."""
+    from models.leakage import LeakageRules
+
+    settings = section(params, "train")
+    rules = dict(settings.get("leakage") or {})
+    known = {
+        "max_auc", "far_above", "min_auc_far", "warn_auc", "max_model_auc", "bins", "smoothing",
+    }  # fmt: skip
+    unknown = sorted(set(rules) - known)
+    if unknown:
+        raise ValueError(
+            f"train.leakage: unknown setting(s) {unknown}; expected {', '.join(sorted(known))}"
+        )
+    allow = tuple(str(f) for f in settings.get("allow_features") or ())
+    return LeakageRules(**rules, allow=allow)
+
+
 def snapshot_offsets(params: dict[str, Any]) -> list[int]:
     """Days after creation of every snapshot, from the snapshots section's policy."""
     snaps = section(params, "snapshots")

@@ -47,7 +47,13 @@ def bank(tmp_path_factory, small_params_template):
         tmp / "validated",
         tmp / "training",
     )
-    return {"report": report, "features": features, "tmp": tmp, "manifest": manifest}
+    return {
+        "report": report,
+        "features": features,
+        "tmp": tmp,
+        "manifest": manifest,
+        "params": params,
+    }
 
 
 def test_every_category_value_is_kept(bank):
@@ -89,3 +95,29 @@ def test_the_reports_say_pseudo_time(bank):
     # One snapshot per contact a day after it, labelled with the call's outcome.
     assert labelled["lead_id"].is_unique and len(labelled) == 41_188
     assert labelled["label"].mean() == pytest.approx(4_640 / 41_188)
+
+
+def test_duration_declared_known_at_creation_stops_training_by_name(bank, tmp_path):
+    """The leakage alarm, untold: a mapping that declares `duration` known at the contact makes
+    it a feature, and train refuses, naming it."""
+    from models.leakage import LeakageError
+    from pipelines.modeling import run_train
+    from pipelines.steps import run_features, run_training_set
+
+    text = MAPPING.read_text().replace(
+        "duration: {kind: number, knowledge: after_outcome}",
+        "duration: {kind: number, knowledge: at_creation}",
+    )
+    assert "duration: {kind: number, knowledge: at_creation}" in text
+    mapping = tmp_path / "bank-with-duration.yaml"
+    mapping.write_text(text)
+    params = copy.deepcopy(bank["params"])
+    params["crm"]["mapping"] = str(mapping)
+    labels, validated = bank["tmp"] / "labels" / "l.parquet", bank["tmp"] / "validated"
+    run_features(params, validated, labels, tmp_path / "features" / "f.parquet")
+    run_training_set(
+        params, tmp_path / "features" / "f.parquet", labels, validated, tmp_path / "training"
+    )
+    with pytest.raises(LeakageError, match=r"lead_duration: AUC 0\.\d+ alone on validation"):
+        run_train(params, tmp_path / "training", tmp_path / "model")
+    assert not (tmp_path / "model").exists()
