@@ -14,7 +14,8 @@ useless. The alarm looks at each feature **alone, out of time**, before anything
 
 A feature is named when its AUC alone reaches ``max_auc``, or when it stands ``far_above`` every
 other feature (from ``min_auc_far`` up): honest lead data has many weak signals and no single
-field that knows the answer. ``allow`` lists the features a user has checked and keeps. All
+field that knows the answer. On a small validation split chance alone moves an AUC: both rules
+need the AUC two standard errors down (Hanley and McNeil) still at ``min_auc_far``. ``allow`` lists the features a user has checked and keeps. All
 computations are vectorised per feature over binned counts (no per-row Python).
 """
 
@@ -34,6 +35,7 @@ SCAN_COLUMNS = (
     "present_converted",
     "present_other",
     "levels",
+    "se",
 )
 
 
@@ -103,6 +105,18 @@ def _auc_from_counts(score: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> flo
     return float((pos_g * (below + 0.5 * neg_g)).sum() / (total_pos * total_neg))
 
 
+def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Standard error of a ROC AUC (Hanley and McNeil, 1982): how far chance alone moves it
+    with this many positives and negatives."""
+    if positives < 1 or negatives < 1 or not np.isfinite(auc):
+        return float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    variance = (
+        auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)
+    ) / (positives * negatives)
+    return float(np.sqrt(max(variance, 0.0)))
+
+
 def _feature_auc(
     train: pd.Series, y_train: np.ndarray, valid: pd.Series, y_valid: np.ndarray, rules
 ) -> tuple[float, int]:
@@ -153,6 +167,7 @@ def single_feature_scan(
                 if (~converted).any()
                 else np.nan,
                 "levels": levels,
+                "se": auc_standard_error(auc, int(converted.sum()), int((~converted).sum())),
             }
         )
     scan = pd.DataFrame(rows, columns=list(SCAN_COLUMNS))
@@ -165,12 +180,18 @@ def suspects(scan: pd.DataFrame, rules: LeakageRules = LeakageRules()) -> pd.Dat
     never named (and do not count as "every other feature" either: the user vouched for them)."""
     checked = scan[~scan["feature"].isin(rules.allow)].dropna(subset=["auc"])
     checked = checked.sort_values("auc", ascending=False, ignore_index=True)
+    # Chance alone: on a small validation split a weak feature can score high. Both rules need
+    # the AUC two standard errors down to stay at or above min_auc_far, and a gap wider than
+    # two standard errors.
+    se = checked["se"].fillna(0.0) if "se" in checked else pd.Series(0.0, index=checked.index)
+    sure = checked["auc"] - 2 * se >= rules.min_auc_far
     why = pd.Series("", index=checked.index, dtype=object)
-    high = checked["auc"] >= rules.max_auc
+    high = (checked["auc"] >= rules.max_auc) & sure
     why[high] = f"AUC alone at or above {rules.max_auc}"
     if len(checked) >= 2:
         top, second = checked["auc"].iloc[0], checked["auc"].iloc[1]
-        if top >= rules.min_auc_far and top - second >= rules.far_above and not high.iloc[0]:
+        gap = max(rules.far_above, 2 * se.iloc[0])
+        if sure.iloc[0] and top - second >= gap and not high.iloc[0]:
             why.iloc[0] = f"{top - second:.2f} above every other feature (next best {second:.3f})"
     out = checked.assign(why=why)
     return out[out["why"] != ""].reset_index(drop=True)

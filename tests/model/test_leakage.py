@@ -199,3 +199,26 @@ def test_strong_features_are_named_in_warnings_and_a_too_good_model_stops():
     assert "0.929: too good for lead data?" in check_model(0.929, scan, rules)
     with pytest.raises(LeakageError, match="authority 0.820"):
         check_model(0.96, scan, rules)
+
+
+def test_a_small_validation_split_does_not_stop_training_on_chance():
+    from models.leakage import auc_standard_error
+
+    # 5 positives: an AUC of 0.91 could be 0.73 (two standard errors down): chance, maybe.
+    se = auc_standard_error(0.91, 5, 600)
+    assert 0.08 < se < 0.1
+    scan = pd.DataFrame(
+        {
+            "feature": ["visits", "source"],
+            "auc": [0.91, 0.62],
+            "missing_auc": 0.5,
+            "present_converted": 1.0,
+            "present_other": 1.0,
+            "levels": 20,
+            "se": [se, auc_standard_error(0.62, 5, 600)],
+        }
+    )
+    assert suspects(scan).empty
+    # The same AUCs on a large split: named.
+    large = scan.assign(se=[auc_standard_error(0.91, 300, 15_000), 0.01])
+    assert suspects(large)["feature"].tolist() == ["visits"]
