@@ -197,6 +197,13 @@ def suspects(scan: pd.DataFrame, rules: LeakageRules = LeakageRules()) -> pd.Dat
     return out[out["why"] != ""].reset_index(drop=True)
 
 
+def _looks(present_converted: float, present_other: float) -> str:
+    """How a feature looks, in words: how often it is filled for converted leads and others."""
+    return (
+        f"filled for {present_converted:.0%} of converted leads, {present_other:.0%} of the others"
+    )
+
+
 def warnings_for(scan: pd.DataFrame, rules: LeakageRules = LeakageRules()) -> list[str]:
     """Lines naming the features strong enough alone to deserve a look (at or above
     ``warn_auc``) that the alarm does not stop on: worth checking that each is known when the
@@ -208,9 +215,9 @@ def warnings_for(scan: pd.DataFrame, rules: LeakageRules = LeakageRules()) -> li
         & ~scan["feature"].isin(rules.allow)
     ]
     return [
-        f"{r.feature}: AUC {r.auc:.3f} alone on validation (at or above {rules.warn_auc}); filled "
-        f"for {r.present_converted:.0%} of converted leads, {r.present_other:.0%} of the others: "
-        "check that it is known when a lead is scored"
+        f"{r.feature}: AUC {r.auc:.3f} alone on validation (at or above {rules.warn_auc}); "
+        f"{_looks(r.present_converted, r.present_other)}: check that it is known when a lead "
+        "is scored"
         for r in strong.itertuples()
     ]
 
@@ -235,10 +242,7 @@ def check_model(auc: float, scan: pd.DataFrame, rules: LeakageRules = LeakageRul
 
 def describe(row: pd.Series) -> str:
     """One line a data scientist can act on: the column, its AUC, how it looks."""
-    looks = (
-        f"filled for {row['present_converted']:.0%} of converted leads, "
-        f"{row['present_other']:.0%} of the others"
-    )
+    looks = _looks(row["present_converted"], row["present_other"])
     hint = (
         "known only after the outcome?"
         if row["present_converted"] - row["present_other"] >= 0.3
