@@ -3,12 +3,27 @@
 Policies (params.yaml ``cutoffs``):
 - ``precision``: the lowest cutoff whose leads convert at least ``target`` of the time
   (e.g. SQL = leads that convert >= 30%); the most leads that still meet the precision.
+  Target in (0, 1]. Beware: a target below the base rate is met by everyone.
+- ``lift``: as ``precision``, but relative to the base rate of the data given: the lowest cutoff
+  whose leads convert at least ``target`` times the average (SQL lift 3 = SQL leads convert 3x
+  the average). Transfers between data sets with different base rates. Target > 0; a lift of 1
+  or less is met by the whole population (logged).
 - ``recall``: the highest cutoff that still catches ``target`` of future customers
-  (e.g. MQL catches 80% of them).
+  (e.g. MQL catches 80% of them). Target in (0, 1].
 - ``capacity``: the cutoff that lets about ``target`` snapshots a week through, measured on the
-  validation split's weekly volume (e.g. what a sales team can call).
+  validation split's weekly volume (e.g. what a sales team can call). Target > 0.
+- ``top_share``: the cutoff that lets about ``target`` of the rows through, the highest scores
+  first (e.g. SQL = the top 5%). Target in (0, 1]. Only a distinct score can be a cutoff, so tied
+  scores go through together: the cutoff is the lowest score whose "score >= cutoff" set does not
+  exceed the share; when even the top score's tie group exceeds it, that top group alone.
 
 A stage always comes with why: the score against the cutoff, and which gate blocked SQL.
+
+``choose_cutoffs`` returns only {"sql", "mql"} (the model metadata and the MLflow tags read that).
+Whether the result is degenerate (everyone or nobody passes, MQL capped at SQL, a target out of
+reach, a required gate unknown for almost everyone, an empty stage) is for ``cutoff_warnings``
+to say: a pure function of the validation scores, outcomes, cutoffs, settings and, optionally,
+the gates and stages, that re-derives what ``choose_cutoffs`` did instead of being told.
 """
 
 from __future__ import annotations
@@ -20,10 +35,57 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.gates import CRITERIA, WORDS
+
 log = logging.getLogger(__name__)
 
-POLICIES = ("precision", "recall", "capacity")
+POLICIES = ("precision", "lift", "recall", "capacity", "top_share")
+#: Policies whose target is a share of leads or customers: in (0, 1].
+SHARE_POLICIES = ("precision", "recall", "top_share")
+#: Policies met by the conversion rate above the cutoff (a target that may be out of reach).
+RATE_POLICIES = ("precision", "lift")
 STAGES = ("disqualified", "SQL", "MQL", "nurture")
+TIERS = ("sql", "mql")
+
+# Why a cutoff at the lowest score lets everyone through, and what to do, by policy.
+_WHOLE_POPULATION = {
+    "precision": ("is met by the whole population", "use lift or top_share"),
+    "lift": ("is met by the whole population", "use a lift above 1"),
+    "recall": ("needs the whole population", "lower the target"),
+    "capacity": ("is at least the whole validation volume", "lower the target"),
+    "top_share": ("takes the whole population", "lower the target"),
+}
+
+
+def _check_target(policy: str, target: float) -> None:
+    """Refuse an unknown policy or a target outside its range, in one line."""
+    if policy not in POLICIES:
+        raise ValueError(f"unknown cutoff policy {policy!r}; choose from {POLICIES}")
+    # Written as "not (in range)" so that NaN is refused too.
+    if policy in SHARE_POLICIES and not 0 < target <= 1:
+        raise ValueError(f"cutoff policy {policy}: target must be in (0, 1], got {target!r}")
+    if policy not in SHARE_POLICIES and not target > 0:
+        raise ValueError(f"cutoff policy {policy}: target must be above 0, got {target!r}")
+
+
+def _curve(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct scores, highest first, and at each: rows and conversions with score >= it."""
+    order = np.argsort(-p, kind="stable")
+    p_sorted, y_sorted = p[order], y[order]
+    # Only distinct scores can be cutoffs: evaluate "p >= value" at the last row of each run.
+    last_of_value = np.r_[p_sorted[1:] != p_sorted[:-1], True]
+    hits = np.cumsum(y_sorted)[last_of_value]
+    taken = (np.arange(len(p)) + 1)[last_of_value]
+    return p_sorted[last_of_value], taken, hits
+
+
+def _rate(policy: str, taken: np.ndarray, hits: np.ndarray) -> np.ndarray:
+    """Precision, or lift over the base rate, of "p >= value" for each distinct value."""
+    if policy == "precision":
+        return hits / taken
+    # hits/taken over total/n as one division of exact integer products: a lift that equals
+    # the target exactly is not lost to rounding.
+    return hits * taken[-1] / (taken * hits[-1])
 
 
 def choose_cutoff(
@@ -31,21 +93,28 @@ def choose_cutoff(
 ) -> float:
     """The cutoff on ``p`` that meets ``policy``'s ``target`` on these outcomes (see module doc)."""
     p, y = np.asarray(p, dtype=float), np.asarray(y, dtype=int)
-    order = np.argsort(-p, kind="stable")
-    p_sorted, y_sorted = p[order], y[order]
-    # Only distinct scores can be cutoffs: evaluate "p >= value" at the last row of each run.
-    last_of_value = np.r_[p_sorted[1:] != p_sorted[:-1], True]
-    hits = np.cumsum(y_sorted)[last_of_value]
-    taken = (np.arange(len(p)) + 1)[last_of_value]
-    values = p_sorted[last_of_value]
-    if policy == "precision":
-        ok = hits / taken >= target
+    _check_target(policy, target)
+    if p.size == 0 or p.shape != y.shape:
+        raise ValueError(
+            f"a cutoff needs scores and outcomes of the same non-zero length, got {p.size} and {y.size}"
+        )
+    values, taken, hits = _curve(p, y)
+    nobody = float(np.nextafter(values[0], np.inf))
+    if policy in RATE_POLICIES:
+        if policy == "lift" and hits[-1] == 0:
+            raise ValueError("the lift policy needs at least one conversion in the validation data")
+        if policy == "lift" and target <= 1:
+            log.warning(
+                "a lift target of %g is met by every lead (the whole population has lift 1)", target
+            )
+        rate = _rate(policy, taken, hits)
+        ok = rate >= target
         if not ok.any():
             log.warning(
-                "no cutoff reaches precision %.2f on this data (best %.3f): nobody qualifies",
-                target, float((hits / taken).max()),
+                "no cutoff reaches %s %g on this data (best %.3f): nobody qualifies",
+                policy, target, float(rate.max()),
             )  # fmt: skip
-            return float(np.nextafter(values[0], np.inf))
+            return nobody
         return float(values[np.flatnonzero(ok)[-1]])
     if policy == "recall":
         if y.sum() == 0:
@@ -59,12 +128,13 @@ def choose_cutoff(
             raise ValueError("the capacity policy needs the number of weeks the data covers")
         allowed = target * weeks
         ok = taken <= allowed
-        return (
-            float(values[np.flatnonzero(ok)[-1]])
-            if ok.any()
-            else float(np.nextafter(values[0], np.inf))
-        )
-    raise ValueError(f"unknown cutoff policy {policy!r}; choose from {POLICIES}")
+        return float(values[np.flatnonzero(ok)[-1]]) if ok.any() else nobody
+    # top_share. taken / n, not taken <= target * n: the share is compared as written (0.57 of
+    # 100 rows is 57 rows, whereas 0.57 * 100 == 56.99999999999999).
+    ok = taken / p.size <= target
+    # Even the top tie group is over the share: take it, a policy of "the top x%" never means
+    # nobody.
+    return float(values[np.flatnonzero(ok)[-1]]) if ok.any() else float(values[0])
 
 
 def choose_cutoffs(
@@ -73,14 +143,111 @@ def choose_cutoffs(
     """SQL and MQL cutoffs from ``settings`` ({"sql": {"policy", "target"}, "mql": {...}}).
 
     The MQL cutoff is never above the SQL cutoff: a lead good enough for sales is a marketing
-    qualified lead too.
+    qualified lead too. ``cutoff_warnings`` says when the result is degenerate.
     """
     cut = {
         tier: choose_cutoff(p, y, settings[tier]["policy"], float(settings[tier]["target"]), weeks)
-        for tier in ("sql", "mql")
+        for tier in TIERS
     }
     cut["mql"] = min(cut["mql"], cut["sql"])
     return cut
+
+
+def _policy_text(spec: Mapping[str, Any]) -> str:
+    """'policy precision 0.12', as the settings say it."""
+    target = spec.get("target")
+    target = f"{target:g}" if isinstance(target, int | float) else repr(target)
+    return f"policy {spec.get('policy')} {target}"
+
+
+def cutoff_warnings(
+    p: np.ndarray,
+    y: np.ndarray,
+    cutoffs: Mapping[str, float],
+    settings: Mapping[str, Mapping[str, Any]],
+    *,
+    gates: pd.DataFrame | None = None,
+    stages: Any = None,
+    max_unknown_share: float = 0.95,
+) -> list[str]:
+    """One-line sentences on what is degenerate about ``cutoffs`` on the data they were chosen on.
+
+    ``p``, ``y``: validation scores and outcomes; ``cutoffs``: {"sql", "mql"} as
+    ``choose_cutoffs`` returned them for ``settings``. Optional: ``gates``, the ``BantGates``
+    output on the same rows (a required gate unknown for at least ``max_unknown_share`` of them),
+    and ``stages``, the stage names per row (an empty SQL, MQL or nurture stage). Empty: healthy.
+    """
+    if not 0 < max_unknown_share <= 1:
+        raise ValueError(f"max_unknown_share must be in (0, 1], got {max_unknown_share!r}")
+    p, y = np.asarray(p, dtype=float), np.asarray(y, dtype=int)
+    if p.size == 0:
+        return ["no validation leads: the cutoffs could not be checked"]
+    lowest, highest, base = float(p.min()), float(p.max()), float(y.mean())
+    _, taken, hits = _curve(p, y)
+    out = []
+    capped = cutoffs["mql"] >= cutoffs["sql"]
+    for tier in TIERS:
+        name, cut, spec = tier.upper(), float(cutoffs[tier]), settings.get(tier, {})
+        policy, target = spec.get("policy"), spec.get("target")
+        # The choice's own note (logged by choose_cutoff), re-derived: a lift needs conversions.
+        unreachable = False
+        if policy in RATE_POLICIES and (policy == "precision" or hits[-1] > 0):
+            best = float(_rate(policy, taken, hits).max())
+            unreachable = best < float(target)
+            if unreachable:
+                out.append(
+                    f"no {name} cutoff reaches {policy} {float(target):g} on validation "
+                    f"(best {best:.3f}): {name} gets nobody by this policy; lower the target "
+                    "or use top_share"
+                )
+        if tier == "mql" and capped:
+            continue  # MQL sits at SQL: what is said of SQL holds for it, the cap is said below
+        if cut <= lowest:
+            why, fix = _WHOLE_POPULATION.get(policy, ("is met by the whole population", "check it"))
+            out.append(
+                f"{name} cutoff {cut:.3f} lets every validation lead through "
+                f"({_policy_text(spec)} {why}, base rate {base:.2f}): {fix}"
+            )
+        elif cut > highest and not unreachable:
+            out.append(
+                f"{name} cutoff {cut:.3f} is above every validation score (highest "
+                f"{highest:.3f}): no lead passes it ({_policy_text(spec)})"
+            )
+    if capped:
+        out.append(
+            f"MQL cutoff {cutoffs['mql']:.3f} is not below the SQL cutoff {cutoffs['sql']:.3f} "
+            "(MQL is capped at SQL): no score falls between them, so MQL only holds leads a gate "
+            "kept out of SQL; loosen the MQL target or tighten SQL"
+        )
+    if gates is not None and len(gates):
+        # BantGates names a required gate "<Word> unknown" in gates_blocking exactly when its
+        # result is unknown (an optional gate never blocks): count those labels.
+        labels = gates["gates_blocking"].dropna().astype(str).str.split("; ").explode()
+        counts = labels.value_counts()
+        for criterion in CRITERIA:
+            unknown = int(counts.get(f"{WORDS[criterion]} unknown", 0))
+            share = unknown / len(gates)
+            if share >= max_unknown_share:
+                consequence = (
+                    "SQL is empty"
+                    if unknown == len(gates)
+                    else f"at most {len(gates) - unknown} of {len(gates)} leads can reach SQL"
+                )
+                out.append(
+                    f"gate {criterion} is required but unknown for {share:.0%} of validation "
+                    f"leads: {consequence}; make it optional or map the field"
+                )
+    if stages is not None:
+        per_stage = (
+            pd.Series(np.asarray(stages, dtype=object))
+            .value_counts()
+            .reindex(list(STAGES), fill_value=0)
+        )
+        summary = ", ".join(f"{stage} {int(n)}" for stage, n in per_stage.items())
+        for stage in STAGES[1:]:  # disqualified may well be empty
+            if per_stage[stage] == 0:
+                out.append(f"the {stage} stage is empty on validation ({summary})")
+    return out
 
 
 def assign_stages(p: np.ndarray, gates: pd.DataFrame, cutoffs: Mapping[str, float]) -> pd.DataFrame:

@@ -36,13 +36,9 @@ from features.snapshots import snapshots_after_creation
 from features.urls import display_url
 from features.validation import ContractError, validate_crm, write_rejects
 from pipelines.params import behavioral_params, section, snapshot_offsets, synthetic_config
+from pipelines.splits import SplitRule, split_snapshots
 from pipelines.synthetic_crm import generate_crm
-from pipelines.training_set import (
-    fingerprint,
-    label_snapshots,
-    manifest,
-    temporal_split,
-)
+from pipelines.training_set import fingerprint, label_snapshots, manifest
 
 log = logging.getLogger(__name__)
 
@@ -350,12 +346,10 @@ def run_training_set(
         )
     split_settings = section(params, "split")
     horizon = int(section(params, "label")["horizon_days"])
-    split = temporal_split(
-        features["as_of"],
-        int(split_settings["validation_days"]),
-        int(split_settings["test_days"]),
-        purge_days=horizon if split_settings.get("purge", True) else 0,
+    divided = split_snapshots(
+        features[["lead_id", "as_of"]], SplitRule.from_params(split_settings, horizon)
     )
+    split = divided.labels
     purged = (split == "purged").to_numpy()
     training = (
         features[~purged]
@@ -380,6 +374,7 @@ def run_training_set(
         "purged_label_window_crosses_next_split": int(purged.sum()),
     }
     result = manifest(training, excluded, report["input_fingerprint"], feature_names, settings)
+    result["split"] = divided.report
     # What the training set rests on: the time axis, and the features whose fields a mapping
     # declared known (rather than reading them from history): claims about the CRM to check.
     result["time"] = report.get("time", "dates")

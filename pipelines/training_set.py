@@ -5,8 +5,7 @@
 - left out, each counted by reason: snapshots whose lead was already won or lost before as_of,
   snapshots whose horizon runs past the end of the data (censored: the label is not known yet),
   snapshots taken before the lead existed.
-- split by as_of: the last ``test_days`` of labelled as_of dates are the test set, the
-  ``validation_days`` before them the validation set, everything earlier the training set.
+- the split into train, validation and test is :mod:`pipelines.splits`.
 """
 
 from __future__ import annotations
@@ -19,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-log = logging.getLogger(__name__)
+from pipelines.splits import SPLITS
 
-SPLITS = ("train", "validation", "test")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -89,42 +88,6 @@ def _count_per_row(pairs: pd.DataFrame, mask: np.ndarray, n: int) -> np.ndarray:
 
 def _any_per_row(pairs: pd.DataFrame, mask: np.ndarray, n: int) -> np.ndarray:
     return _count_per_row(pairs, mask, n) > 0
-
-
-def temporal_split(
-    as_of: pd.Series, validation_days: int, test_days: int, purge_days: int = 0
-) -> pd.Series:
-    """'train' / 'validation' / 'test' (or 'purged') by as_of: the test set is the last ``test_days``.
-
-    With ``purge_days`` = the label horizon, a train row whose label window reaches into the
-    validation period, or a validation row whose window reaches into the test period, is
-    'purged': then everything a split learns from was known when the next split begins, as it
-    would be for a model trained on that day.
-    """
-    if len(as_of) == 0:
-        raise ValueError("no labelled snapshots to split")
-    last = as_of.max()
-    test_start = last.normalize() - pd.Timedelta(days=test_days - 1)
-    validation_start = test_start - pd.Timedelta(days=validation_days)
-    split = np.where(
-        as_of >= test_start, "test", np.where(as_of >= validation_start, "validation", "train")
-    )
-    if purge_days:
-        label_end = as_of + pd.Timedelta(days=purge_days)
-        crosses = ((split == "train") & (label_end > validation_start).to_numpy()) | (
-            (split == "validation") & (label_end > test_start).to_numpy()
-        )
-        split = np.where(crosses, "purged", split)
-    out = pd.Series(split, index=as_of.index, dtype="str")
-    missing = [s for s in SPLITS if not (out == s).any()]
-    if missing:
-        raise ValueError(
-            f"the temporal split leaves {missing} empty: the labelled as_of dates span "
-            f"{as_of.min():%Y-%m-%d}..{last:%Y-%m-%d}, validation needs more than "
-            f"{purge_days} days (the purge gap); lengthen split.validation_days, shorten "
-            "split.test_days, or bring more months of data"
-        )
-    return out
 
 
 def fingerprint(tables: Mapping[str, pd.DataFrame]) -> str:

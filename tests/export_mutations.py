@@ -1617,6 +1617,8 @@ def shrink_params(params: dict) -> dict:
     params["snapshots"]["offsets_days"] = [1, 7, 30]
     params["label"]["horizon_days"] = 45
     params["split"].update(validation_days=100, test_days=60)
+    for key in ("validation_fraction", "test_fraction"):  # days, whatever params.yaml says
+        params["split"].pop(key, None)
     params["train"].update(num_boost_round=200, early_stopping_rounds=20)
     return params
 

@@ -11,7 +11,6 @@ from pipelines.training_set import (
     fingerprint,
     label_snapshots,
     manifest,
-    temporal_split,
     won_or_lost_before,
 )
 
@@ -63,20 +62,6 @@ def test_closed_leads_censored_and_unborn_snapshots_are_left_out_and_counted(tin
     }
 
 
-def test_temporal_split_takes_the_last_days_as_test():
-    as_of = pd.Series(pd.date_range("2024-01-01", periods=100, freq="D"))
-    split = temporal_split(as_of, validation_days=20, test_days=10)
-    assert split.value_counts().to_dict() == {"train": 70, "validation": 20, "test": 10}
-    assert as_of[split == "test"].min() == pd.Timestamp("2024-03-31")
-    assert as_of[split == "train"].max() < as_of[split == "validation"].min()
-
-
-def test_temporal_split_refuses_to_leave_a_split_empty():
-    as_of = pd.Series(pd.date_range("2024-01-01", periods=10, freq="D"))
-    with pytest.raises(ValueError, match="empty"):
-        temporal_split(as_of, validation_days=20, test_days=10)
-
-
 def test_manifest_counts_and_fingerprint(tiny_tables):
     training = pd.DataFrame(
         {
@@ -100,28 +85,6 @@ def test_manifest_counts_and_fingerprint(tiny_tables):
     assert len(fp) == 64 and fp == fingerprint(tiny_tables)
     changed = dict(tiny_tables, events=tiny_tables["events"].iloc[:-1])
     assert fingerprint(changed) != fp
-
-
-def test_purge_drops_rows_whose_label_window_reaches_the_next_split():
-    as_of = pd.Series(pd.date_range("2024-01-01", periods=100, freq="D"))
-    split = temporal_split(as_of, validation_days=30, test_days=10, purge_days=7)
-    # test starts 04-01, validation 03-02; a window [as_of, as_of + 7 d) ending exactly at a
-    # split start stays: 6 days before each boundary are purged
-    assert split.value_counts().to_dict() == {
-        "train": 54,
-        "validation": 24,
-        "test": 10,
-        "purged": 12,
-    }
-    train_end = as_of[split == "train"].max() + pd.Timedelta(days=7)
-    assert train_end <= as_of[split == "validation"].min()
-    assert as_of[split == "validation"].max() + pd.Timedelta(days=7) <= as_of[split == "test"].min()
-
-
-def test_purge_that_empties_validation_says_what_to_change():
-    as_of = pd.Series(pd.date_range("2024-01-01", periods=100, freq="D"))
-    with pytest.raises(ValueError, match="validation_days"):
-        temporal_split(as_of, validation_days=10, test_days=10, purge_days=30)
 
 
 def opportunities(*rows):

@@ -1,0 +1,216 @@
+"""The out-of-time split of labelled snapshots into train, validation and test.
+
+- **By lead** (default): each lead belongs to one split, chosen by when it entered the labelled
+  data (its first labelled ``as_of``): the newest leads are the test set, those before them the
+  validation set, all earlier ones the training set. A lead's snapshots never sit in two splits,
+  so a model is never scored on a lead it has seen. **By snapshot**: each row by its own
+  ``as_of`` (a lead's early snapshots can be in train and its late ones in test: counted and
+  warned about).
+- **Sizes** as days (``validation_days``, ``test_days``: the last days of entry dates) or as
+  fractions (``validation_fraction``, ``test_fraction``: shares of the leads, newest last), so
+  that a one-year export and a ten-year one both get a sensible split.
+- **Purge**: a row whose label window (``as_of + horizon``) reaches the start of the next split
+  is left out, so that every label a split learns from was known on the day the next split
+  begins, as for a model trained on that day.
+
+Every way a split can fail (no rows, a split left empty, a purge that removes a whole split) is
+one ``ValueError`` sentence with the figures and what to change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+PURGED = "purged"
+BY = ("lead", "snapshot")
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """How labelled snapshots are split: by lead or by snapshot, sizes in days or fractions,
+    and the purge gap (the label horizon, or 0)."""
+
+    by: str = "lead"
+    validation_days: int | None = None
+    test_days: int | None = None
+    validation_fraction: float | None = None
+    test_fraction: float | None = None
+    purge_days: int = 0
+
+    def __post_init__(self) -> None:
+        if self.by not in BY:
+            raise ValueError(f"split.by must be one of {', '.join(BY)}, got {self.by!r}")
+        for part in ("validation", "test"):
+            days, fraction = getattr(self, f"{part}_days"), getattr(self, f"{part}_fraction")
+            if (days is None) == (fraction is None):
+                raise ValueError(
+                    f"split: give exactly one of {part}_days and {part}_fraction "
+                    f"(got {part}_days={days}, {part}_fraction={fraction})"
+                )
+            if days is not None and days < 1:
+                raise ValueError(f"split.{part}_days must be at least 1, got {days}")
+            if fraction is not None and not 0 < fraction < 1:
+                raise ValueError(f"split.{part}_fraction must be between 0 and 1, got {fraction}")
+        shares = (self.validation_fraction or 0) + (self.test_fraction or 0)
+        if shares >= 1:
+            raise ValueError(
+                f"split: validation_fraction + test_fraction is {shares:g}: nothing is left to "
+                "train on; keep their sum below 1"
+            )
+        if self.purge_days < 0:
+            raise ValueError(f"the purge gap must be >= 0 days, got {self.purge_days}")
+
+    @classmethod
+    def from_params(cls, split: Mapping[str, Any], horizon_days: int) -> SplitRule:
+        """The rule from params.yaml's ``split`` section; ``purge: true`` purges by the horizon."""
+        known = {
+            "by", "validation_days", "test_days", "validation_fraction", "test_fraction", "purge",
+        }  # fmt: skip
+        unknown = sorted(set(split) - known)
+        if unknown:
+            raise ValueError(f"split: unknown setting(s) {unknown}; expected {sorted(known)}")
+
+        def number(key: str, kind: type) -> Any:
+            value = split.get(key)
+            return None if value is None else kind(value)
+
+        return cls(
+            by=str(split.get("by", "lead")),
+            validation_days=number("validation_days", int),
+            test_days=number("test_days", int),
+            validation_fraction=number("validation_fraction", float),
+            test_fraction=number("test_fraction", float),
+            purge_days=int(horizon_days) if split.get("purge", True) else 0,
+        )
+
+    def describe(self, part: str) -> str:
+        """``test_days 90`` or ``test_fraction 0.2``: the setting that sized ``part``."""
+        days = getattr(self, f"{part}_days")
+        return (
+            f"{part}_days {days}"
+            if days is not None
+            else f"{part}_fraction {getattr(self, f'{part}_fraction'):g}"
+        )
+
+
+@dataclass(frozen=True)
+class Split:
+    """Per row of the snapshots: ``train``, ``validation``, ``test`` or ``purged``; and a report
+    (boundaries, rows and leads per split, rows purged, leads in more than one split)."""
+
+    labels: pd.Series
+    report: dict[str, Any]
+
+
+def split_snapshots(snapshots: pd.DataFrame, rule: SplitRule) -> Split:
+    """Split labelled snapshots (``lead_id``, ``as_of``) by ``rule`` (see the module doc)."""
+    if len(snapshots) == 0:
+        raise ValueError(
+            "no labelled snapshots to split: every snapshot was left out (see the label step's "
+            "counts: a horizon longer than the data leaves every label unknown)"
+        )
+    as_of = snapshots["as_of"].reset_index(drop=True)
+    lead = snapshots["lead_id"].reset_index(drop=True)
+    # When each row's unit entered the data: the lead's first labelled as_of, or the row's own.
+    entry = as_of.groupby(lead, sort=False).transform("min") if rule.by == "lead" else as_of
+    units = (
+        pd.DataFrame({"unit": lead, "entry": entry}).drop_duplicates("unit")
+        if rule.by == "lead"
+        else pd.DataFrame({"unit": np.arange(len(as_of)), "entry": entry})
+    )
+    ordered = units.sort_values(["entry", "unit"], kind="stable")["entry"].to_numpy()
+    test_start = _start(ordered, rule, "test", later=None)
+    validation_start = _start(ordered, rule, "validation", later=test_start)
+    entry_values = entry.to_numpy()
+    split = np.where(
+        entry_values >= test_start,
+        "test",
+        np.where(entry_values >= validation_start, "validation", "train"),
+    )
+    _refuse_empty(split, as_of, rule, "before purge")
+    purged_by = {}
+    if rule.purge_days:
+        label_end = (as_of + pd.Timedelta(days=rule.purge_days)).to_numpy()
+        crosses = ((split == "train") & (label_end > validation_start)) | (
+            (split == "validation") & (label_end > test_start)
+        )
+        purged_by = {s: int((crosses & (split == s)).sum()) for s in ("train", "validation")}
+        split = np.where(crosses, PURGED, split)
+        _refuse_empty(split, as_of, rule, "after purge")
+    labels = pd.Series(split, index=snapshots.index, dtype="str")
+    kept = split != PURGED
+    in_two = int((pd.Series(split[kept]).groupby(lead[kept].to_numpy()).nunique() > 1).sum())
+    if in_two:
+        log.warning(
+            "split by snapshot: %d lead(s) have snapshots in two splits (a model is tested on "
+            "leads it trained on); split.by: lead keeps each lead in one split",
+            in_two,
+        )
+    report = {
+        "by": rule.by,
+        "sizes": {part: rule.describe(part) for part in ("validation", "test")},
+        "purge_days": rule.purge_days,
+        "validation_start": f"{pd.Timestamp(validation_start):%Y-%m-%d %H:%M}",
+        "test_start": f"{pd.Timestamp(test_start):%Y-%m-%d %H:%M}",
+        "purged_rows": purged_by,
+        "leads_in_more_than_one_split": in_two,
+    }
+    log.info(
+        "split by %s: validation from %s, test from %s; rows %s%s",
+        rule.by,
+        report["validation_start"],
+        report["test_start"],
+        {s: int((split == s).sum()) for s in SPLITS},
+        f"; purged (label window reaches the next split): {purged_by}" if purged_by else "",
+    )
+    return Split(labels, report)
+
+
+def _start(ordered: np.ndarray, rule: SplitRule, part: str, later: Any) -> Any:
+    """The first entry time of ``part`` (test: counted from the end; validation: before ``later``)."""
+    days = getattr(rule, f"{part}_days")
+    if days is not None:
+        # The last `days` calendar days of entries: a whole first day, whatever its hour.
+        end = pd.Timestamp(ordered[-1] if later is None else later)
+        if later is None:
+            return np.datetime64(end.normalize() - pd.Timedelta(days=days - 1))
+        return np.datetime64(end - pd.Timedelta(days=days))
+    fraction = getattr(rule, f"{part}_fraction")
+    n = len(ordered)
+    take = max(1, round(fraction * n))
+    # Units entering at the same instant stay together: the boundary is a time, not a count.
+    before = n if later is None else int(np.searchsorted(ordered, later, side="left"))
+    return ordered[max(before - take, 0)]
+
+
+def _refuse_empty(split: np.ndarray, as_of: pd.Series, rule: SplitRule, when: str) -> None:
+    """One sentence with the figures and the settings to change, if a split is empty."""
+    empty = [s for s in SPLITS if not (split == s).any()]
+    if not empty:
+        return
+    span = f"{as_of.min():%Y-%m-%d}..{as_of.max():%Y-%m-%d}"
+    days = (as_of.max() - as_of.min()).days + 1
+    sizes = f"split.{rule.describe('validation')}, split.{rule.describe('test')}"
+    if when == "after purge":
+        raise ValueError(
+            f"the purge (label windows of {rule.purge_days} days may not reach the next split) "
+            f"leaves {' and '.join(empty)} empty: the labelled snapshots span {span} "
+            f"({days} days), too short for this horizon; shorten label.horizon_days, give "
+            f"the splits more time ({sizes}), or set split.purge: false (with split.by: lead "
+            "a lead still stays in one split)"
+        )
+    raise ValueError(
+        f"the split leaves {' and '.join(empty)} empty: the labelled snapshots span {span} "
+        f"({days} days) and {sizes} take {'all of it' if 'train' in empty else 'too little'}; "
+        "change the sizes (fractions such as test_fraction 0.2 fit any history) or bring "
+        "more months of data"
+    )
