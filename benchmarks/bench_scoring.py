@@ -133,7 +133,8 @@ def main() -> int:
     as_of = pd.Timestamp(
         json.loads((args.data / "validated" / "crm_meta.json").read_text())["extracted_at"]
     )
-    max_age = params["score"].get("max_lead_age_days")
+    meta = json.loads((args.data / "model" / "model_meta.json").read_text())
+    max_age = (meta.get("population") or {}).get("max_age_days")
     big = replicate_open_leads(tables, as_of, args.leads, max_age)
     model = load_scoring_model(str(args.data / "model"))
     builders, behavioral = model.feature_config(params["features"])

@@ -53,6 +53,21 @@ def train_booster(
     return booster
 
 
+def fixed_booster(
+    x: pd.DataFrame,
+    y: np.ndarray,
+    params: Mapping[str, Any],
+    num_boost_round: int,
+    monotone_increasing: list[str] | tuple[str, ...] = (),
+) -> lgb.Booster:
+    """A binary LightGBM booster with a fixed number of trees (chosen before by early stopping):
+    to refit on more rows, where no held-out set is left to stop on."""
+    params = {"objective": "binary", "verbose": -1, **params}
+    if monotone_increasing:
+        params["monotone_constraints"] = [int(c in monotone_increasing) for c in x.columns]
+    return lgb.train(params, lgb.Dataset(x, label=y), num_boost_round=num_boost_round)
+
+
 def predict_scores(booster: lgb.Booster, x: pd.DataFrame) -> np.ndarray:
     """Uncalibrated probabilities from the booster's best iteration."""
     return booster.predict(x, num_iteration=booster.best_iteration or None)

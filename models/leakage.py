@@ -226,13 +226,18 @@ def check_model(auc: float, scan: pd.DataFrame, rules: LeakageRules = LeakageRul
     """The whole model, too good to be true: raise :class:`LeakageError` at or above
     ``max_model_auc``; return a warning line at or above ``max_auc``; else None. Lead data is
     noisy (published lead-scoring models reach 0.75-0.9): a model far above that has usually
-    found a field written after the outcome, spread over several features."""
+    found a field written after the outcome, spread over several features. A model no more
+    than ``far_above`` above a feature listed in ``allow`` is explained by it: a warning."""
     strongest = ", ".join(f"{r.feature} {r.auc:.3f}" for r in scan.head(5).itertuples())
     line = (
         f"the model's ROC AUC on validation is {auc:.3f}: too good for lead data? its strongest "
         f"features alone: {strongest}"
     )
-    if auc >= rules.max_model_auc:
+    allowed = scan[scan["feature"].isin(rules.allow)]
+    # A feature the user checked and kept explains a model as strong as itself: a warning then,
+    # unless the model stands far above it (a leak elsewhere).
+    explained = not allowed.empty and auc < float(allowed["auc"].max()) + rules.far_above
+    if auc >= rules.max_model_auc and not explained:
         raise LeakageError(
             f"training stopped: {line}. Check that each is known when a lead is scored, then "
             "list the ones you keep under train.allow_features"
@@ -259,5 +264,5 @@ def check_leakage(scan: pd.DataFrame, rules: LeakageRules = LeakageRules()) -> N
         raise LeakageError(
             f"training stopped: {len(found)} feature(s) look known only after the outcome: "
             f"{named}. Fix the mapping (declare the field's knowledge time), or list the "
-            "feature under train.leakage.allow if you have checked it"
+            "feature under train.allow_features if you have checked it"
         )

@@ -62,17 +62,29 @@ def gains_table(y, p, n_bins: int = 10) -> pd.DataFrame:
     )
 
 
-def score_report(y, p, n_bins: int = 10) -> dict[str, float]:
-    """ROC AUC, PR AUC, log loss, Brier score, ECE and the lift of the top decile."""
+def score_report(y, p, n_bins: int = 10, ece_bins: int = 20) -> dict[str, float]:
+    """ROC AUC, PR AUC, log loss, Brier score, ECE, top-decile lift and top-decile calibration.
+
+    ``ece`` uses ``ece_bins`` equal-count bins (reported as ``ece_bins``); ``lift_top_decile`` uses the
+    first of ``n_bins`` gains bins. The ``top_decile_*`` keys look at the 10% highest scores (always
+    10%, ties broken by row order as in the bins), where the leads worth calling sit: mean predicted
+    probability, observed rate, and ``ece_top_decile`` = ECE over those rows alone with
+    ``ece_bins // 2`` equal-count bins (fewer bins, since the decile holds a tenth of the rows).
+    """
     y, p = _arrays(y, p)
     gains = gains_table(y, p, n_bins)
+    top = _bins(p, 10) == 0
     return {
         "roc_auc": float(roc_auc_score(y, p)),
         "pr_auc": float(average_precision_score(y, p)),
         "log_loss": float(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1])),
         "brier": float(brier_score_loss(y, p)),
-        "ece": expected_calibration_error(y, p, n_bins),
+        "ece": expected_calibration_error(y, p, ece_bins),
+        "ece_bins": int(ece_bins),
         "lift_top_decile": float(gains["lift"].iloc[0]),
+        "top_decile_predicted": float(p[top].mean()),
+        "top_decile_observed": float(y[top].mean()),
+        "ece_top_decile": expected_calibration_error(y[top], p[top], max(ece_bins // 2, 1)),
         "positive_rate": float(y.mean()),
         "rows": int(len(y)),
     }

@@ -49,6 +49,7 @@ class Stage(StrEnum):
     MQL = "MQL"
     nurture = "nurture"
     disqualified = "disqualified"
+    in_sales = "in_sales"
 
 
 class FileFormat(StrEnum):
@@ -444,18 +445,71 @@ def train(
     ] = None,
     mapping: MappingOpt = None,
 ) -> None:
-    """Train the propensity model: LightGBM early-stopped on validation, then calibrated on it.
+    """Train the propensity model: LightGBM with settings fitted to the data, then calibrated.
 
-    Categorical features are handled natively. The calibrator (isotonic or sigmoid, whichever
-    has the lower cross-validated log loss on the validation split) is saved beside the booster.
-    A logistic-regression baseline is trained on the same split for every report to compare.
+    First the leakage alarm: each feature alone, out of time; a leak stops training and is
+    named. LightGBM's size-dependent settings are scaled to the rows and positives, then a
+    budgeted search (train.search) tries variations around them. Validation is cut in two by
+    lead: one part stops the trees and judges the search, the other (rows neither saw) fits
+    the calibrator (isotonic or sigmoid, folds grouped by lead), the MQL/SQL cutoffs and the
+    validation report that registration is judged on. A logistic-regression baseline is
+    trained on the same split for every report to compare.
     """
     from pipelines.modeling import run_train
 
     meta = run_train(_with_mapping(_load(params), mapping), training, out, validated)
+    v = meta["validation"]
+    auc = v["intervals"]["roc_auc"]
+    search = meta["search"]
     out_console.print(
-        f"LightGBM: {meta['best_iteration']} trees, {len(meta['features'])} features; "
-        f"calibration: {meta['calibration']['method']} -> {out}"
+        f"LightGBM: {meta['best_iteration']} trees, {len(meta['features'])} features, "
+        f"{search['n_trials']} search trial(s) in {search['seconds']:.0f} s; calibration: "
+        f"{meta['calibration']['method']}; validation ROC AUC {v['roc_auc']:.3f} "
+        f"[{auc['low']:.3f}, {auc['high']:.3f}], ECE {v['ece']:.4f} -> {out}"
+    )
+    for line in meta.get("cutoff_warnings", []):
+        out_console.print(f"[yellow]cutoffs:[/yellow] {line}")
+
+
+@app.command("cross-validate")
+@_user_errors
+def cross_validate(
+    params: ParamsOpt = Path("params.yaml"),
+    training: Annotated[
+        Path, typer.Option(help="Folder written by `leadscore training-set`.")
+    ] = Path("data/training"),
+    out: Annotated[Path, typer.Option(help="JSON report.")] = Path(
+        "data/evaluation/cross_validation.json"
+    ),
+    folds: Annotated[int, typer.Option(help="Number of folds.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the fold assignment.")] = 0,
+    stop_fraction: Annotated[
+        float, typer.Option(help="Share of each fold's training leads used for early stopping.")
+    ] = 0.2,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="A `leadscore train` folder: each fold refits its settings and number of trees (else scaled settings, early-stopped per fold)."
+        ),
+    ] = None,
+    mapping: MappingOpt = None,
+) -> None:
+    """Cross-validate the booster by lead (stratified, grouped): NOT out of time.
+
+    Every labelled row (train, validation and test together) in folds that keep each lead on
+    one side. Folds mix periods, so the figure compares with published cross-validated ones;
+    the out-of-time test split of `leadscore evaluate` is the honest figure for production.
+    """
+    from pipelines.cross_validation import run_cross_validate
+
+    summary = run_cross_validate(
+        _with_mapping(_load(params), mapping), training, out, folds, seed, stop_fraction, model
+    )
+    mean, sd = summary["mean"], summary["sd"]
+    out_console.print(
+        f"{summary['what']}: ROC AUC {mean['roc_auc']:.4f} (sd {sd['roc_auc']:.4f}), PR AUC "
+        f"{mean['pr_auc']:.4f} (sd {sd['pr_auc']:.4f}), lift in top decile "
+        f"{mean['lift_top_decile']:.2f}; {summary['caveat']} -> {out}"
     )
 
 
@@ -783,8 +837,8 @@ def score(
     """Score every open lead with a registered model and write score, stage and reasons back.
 
     Open leads: created before the scoring instant, no opportunity closed (won or lost), younger
-    than score.max_lead_age_days. For each: calibrated probability, score 0-100, BANT gates,
-    stage (SQL / MQL / nurture / disqualified) with the cutoffs of that model version, and the
+    than the model's max_age_days (score.older_leads). For each: probability, score, BANT gates,
+    stage (SQL / MQL / nurture / disqualified / in_sales) with the cutoffs of that model version, and the
     top reasons for and against in words. Writes are upserts of the current score plus an
     append-only history, in all-or-nothing batches; a failed batch is recorded with its lead
     ids, and running the command again finishes an interrupted run without duplicates.

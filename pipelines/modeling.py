@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +24,17 @@ from sklearn.metrics import roc_auc_score
 
 from features.outputs import refuse_overlap, save_figure, write_csv, write_file, write_json
 from models.baseline import logistic_baseline
-from models.boosting import predict_scores, train_booster
+from models.boosting import fixed_booster, predict_scores, train_booster
 from models.calibration import ProbabilityCalibrator
 from models.categories import META_KEY, CategoryGrouper, stored_grouper
-from models.cutoffs import assign_stages, choose_cutoffs, tier_table
+from models.cutoffs import assign_stages, choose_cutoffs, cutoff_warnings, tier_table
 from models.drift import drift_reference
 from models.frame import categorical_names, feature_matrix, feature_names
 from models.gates import BantGates
+from models.intervals import clustered_bootstrap
 from models.leakage import check_leakage, check_model, single_feature_scan, warnings_for
 from models.metrics import gains_table, reliability_table, score_report
+from models.search import scaled_defaults, scaled_rounds, search_params
 from pipelines.oracle import attach_oracle
 from pipelines.params import category_grouper, leakage_rules, section
 
@@ -43,6 +47,8 @@ BOOSTER, CALIBRATOR, BASELINE, META = (
     "model_meta.json",
 )
 DRIFT_REFERENCE = "drift_reference.json"
+#: Validation leads are assigned to the calibration part by their hash modulo this.
+HASH_BUCKETS = 10_000
 LABELS = {
     "model": "model (calibrated LightGBM)",
     "model_uncalibrated": "model (uncalibrated)",
@@ -51,7 +57,8 @@ LABELS = {
 }
 
 
-def _split(folder: Path, name: str) -> pd.DataFrame:
+def read_split(folder: Path, name: str) -> pd.DataFrame:
+    """One split of a training set (``train``, ``validation``, ``test``)."""
     path = folder / f"{name}.parquet"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run `leadscore training-set` first")
@@ -73,7 +80,11 @@ def run_train(
     out: str | Path,
     validated: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train the booster (early-stopped on validation), calibrate it on validation, fit the baseline.
+    """Train the booster, calibrate it, choose the cutoffs, fit the baseline (see ``leadscore
+    train --help``): settings scaled and searched on one part of validation (by lead), early
+    stopping there, then (``train.refit``) the same settings and number of trees refitted on
+    train and validation, calibrated on cross-fitted validation scores; without refit, the
+    booster of the training split, calibrated on the other part of validation.
 
     Category features are grouped first (``train.categories``): the rule is fitted on the
     training split only, applied to every split, and stored in ``model_meta.json``.
@@ -82,7 +93,7 @@ def run_train(
     refuse_overlap({"--training": training, "--validated": validated}, {"--out": out})
     training, out = Path(training), Path(out)
     settings, calibration = section(params, "train"), section(params, "calibration")
-    train, valid = _split(training, "train"), _split(training, "validation")
+    train, valid = read_split(training, "train"), read_split(training, "validation")
     names = feature_names(train)
     x_train = feature_matrix(train, names)
     grouper = category_grouper(params).fit(x_train)  # on the training rows only
@@ -96,41 +107,95 @@ def run_train(
     check_leakage(scan, rules)
     leak_warnings = warnings_for(scan, rules)
 
+    # Validation in two parts, by lead: one for early stopping and the search, the other (rows
+    # neither has seen) for the calibrator, the cutoffs and the validation report.
+    held = calibration_holdout(valid["lead_id"], float(calibration.get("holdout_fraction", 0.5)))
+    x_stop, y_stop = x_valid[~held], y_valid[~held]
+    x_hold, y_hold, hold = x_valid[held], y_valid[held], valid[held]
+    _labels(hold, "calibration part of the validation")
+    _labels(valid[~held], "early-stopping part of the validation")
+    search = fit_settings(settings, x_train, y_train, x_stop, y_stop)
     booster = train_booster(
-        x_train, y_train, x_valid, y_valid,
-        params=settings["lightgbm"],
-        num_boost_round=int(settings["num_boost_round"]),
-        early_stopping_rounds=int(settings["early_stopping_rounds"]),
+        x_train, y_train, x_stop, y_stop,
+        params=search.best_params,
+        num_boost_round=search.rounds["num_boost_round"],
+        early_stopping_rounds=search.rounds["early_stopping_rounds"],
         monotone_increasing=list(settings.get("monotone_increasing", [])),
     )  # fmt: skip
-    raw_valid = predict_scores(booster, x_valid)  # once: the calibrator and the cutoffs use it
+    raw_hold = predict_scores(booster, x_hold)  # once: the calibrator and the cutoffs use it
     # The whole model, too good to be true (a leak spread over several features): before writing.
-    model_warning = check_model(roc_auc_score(y_valid, raw_valid), scan, rules)
+    model_warning = check_model(roc_auc_score(y_hold, raw_hold), scan, rules)
     if model_warning:
         leak_warnings.append(model_warning)
     for line in leak_warnings:
         log.warning("leakage alarm: %s", line)
+    trees = max(int(booster.best_iteration), 1)
+    if settings.get("refit", True):
+        # The model in production learns from everything before the test split: the most recent
+        # leads carry the most of a drifting market. Its calibration data: each validation
+        # part scored by a booster fitted on train and the other part (cross-fitting), so every
+        # row is scored by a model that never saw its lead.
+        mono = list(settings.get("monotone_increasing", []))
+
+        def refit(x: pd.DataFrame, y: np.ndarray) -> lgb.Booster:
+            return fixed_booster(x, y, search.best_params, trees, mono)
+
+        raw_cal = np.empty(len(valid))
+        raw_cal[held] = predict_scores(
+            refit(pd.concat([x_train, x_stop]), np.r_[y_train, y_stop]), x_hold
+        )
+        raw_cal[~held] = predict_scores(
+            refit(pd.concat([x_train, x_hold]), np.r_[y_train, y_hold]), x_stop
+        )
+        cal, y_cal = valid, y_valid
+        booster = refit(pd.concat([x_train, x_valid]), np.r_[y_train, y_valid])
+        learned = pd.concat([train["as_of"], valid["as_of"]])
+        log.info(
+            "refit on train and validation (%d rows, %d trees); calibration on cross-fitted "
+            "validation scores",
+            len(train) + len(valid), trees,
+        )  # fmt: skip
+    else:
+        raw_cal, cal, y_cal, learned = raw_hold, hold, y_hold, train["as_of"]
     calibrator = ProbabilityCalibrator(
         methods=tuple(calibration["methods"]), cv=int(calibration["cv_folds"]), random_state=0
-    ).fit(raw_valid, y_valid)
+    ).fit(raw_cal, y_cal, groups=cal["lead_id"].to_numpy())
     log.info(
-        "calibration: %s chosen (cross-validated log loss %s)",
-        calibrator.method_,
-        calibrator.cv_log_loss_,
-    )
-    p_valid = calibrator.predict(raw_valid)
-    weeks = max((valid["as_of"].max() - valid["as_of"].min()).days + 1, 7) / 7
-    cutoffs = choose_cutoffs(p_valid, y_valid, section(params, "cutoffs"), weeks)
+        "calibration on %d validation rows (%d leads), each scored by a booster that did not "
+        "see it: %s chosen (cross-validated log loss %s)",
+        len(cal), cal["lead_id"].nunique(), calibrator.method_, calibrator.cv_log_loss_,
+    )  # fmt: skip
+    p_cal = calibrator.predict(raw_cal)
+    # Leads a week in the calibration rows: capacity policies count per week of all validation.
+    span_days = (valid["as_of"].max() - valid["as_of"].min()).days + 1
+    weeks = max(span_days, 7) / 7 * len(cal) / len(valid)
+    cutoff_settings = section(params, "cutoffs")
+    cutoffs = choose_cutoffs(p_cal, y_cal, cutoff_settings, weeks)
+    gates = BantGates(**section(params, "gates")).fit().transform(cal)
+    stages = assign_stages(p_cal, gates, cutoffs)["stage"]
+    cutoff_notes = cutoff_warnings(
+        p_cal, y_cal, cutoffs, cutoff_settings, gates=gates, stages=stages,
+        max_unknown_share=float(cutoff_settings.get("warn_gate_unknown_share", 0.95)),
+    )  # fmt: skip
     log.info("cutoffs chosen on validation: SQL %.4f, MQL %.4f", cutoffs["sql"], cutoffs["mql"])
+    for line in cutoff_notes:
+        log.warning("cutoffs: %s", line)
+    validation_report = _validation_report(
+        params, y_cal, raw_cal, calibrator.oof_predictions_, cal["lead_id"].to_numpy()
+    )
     categorical = categorical_names(x_train)
     numeric = [n for n in names if n not in categorical]
+    # The baseline learns from the same rows as the booster, so the comparison is fair.
+    x_base, y_base = (
+        (pd.concat([x_train, x_valid]), np.r_[y_train, y_valid])
+        if cal is valid
+        else (x_train, y_train)
+    )
     baseline = logistic_baseline(categorical, numeric, c=float(settings["baseline_c"])).fit(
-        x_train, y_train
+        x_base, y_base
     )
 
-    write_file(
-        out / BOOSTER, lambda tmp: booster.save_model(tmp, num_iteration=booster.best_iteration)
-    )
+    write_file(out / BOOSTER, lambda tmp: booster.save_model(tmp, num_iteration=trees))
     write_file(out / CALIBRATOR, lambda tmp: joblib.dump(calibrator, tmp))
     write_file(out / BASELINE, lambda tmp: joblib.dump(baseline, tmp))
     manifest = (
@@ -142,33 +207,163 @@ def run_train(
         "features": names,
         "categorical_features": categorical,
         META_KEY: grouper.to_dict(),
-        "best_iteration": int(booster.best_iteration),
-        "calibration": {"method": calibrator.method_, "cv_log_loss": calibrator.cv_log_loss_},
+        "best_iteration": trees,
+        "calibration": {
+            "method": calibrator.method_,
+            "cv_log_loss": calibrator.cv_log_loss_,
+            "rows": len(cal),
+            "leads": int(cal["lead_id"].nunique()),
+            "cross_fitted": cal is valid,
+        },
         "cutoffs": cutoffs,
-        "cutoff_policies": section(params, "cutoffs"),
+        "cutoff_policies": cutoff_settings,
+        "cutoff_warnings": cutoff_notes,
+        "validation": validation_report,
         "gates": section(params, "gates"),
         # How to rebuild the features at scoring time, whatever params.yaml says by then.
         "feature_config": {
             "builders": list(section(params, "features")["builders"]),
             "behavioral": section(params, "features").get("behavioral", {}),
         },
-        "lightgbm": settings["lightgbm"],
+        "lightgbm": search.best_params,
+        "search": search.summary,
         # Each feature alone, out of time (the leakage alarm), and the features the user kept.
         "leakage_scan": {
             "allowed_features": list(rules.allow),
             "warnings": leak_warnings,
             "strongest": scan.head(10).round(4).to_dict(orient="records"),
         },
-        "training_rows": {"train": len(train), "validation": len(valid)},
+        "training_rows": {
+            "booster": len(learned),
+            "train": len(train),
+            "early_stopping": int((~held).sum()),
+            "calibration": len(cal),
+        },
+        # What the booster learned from (train), what stopped it and what calibrated it.
         "training_data": {
             "input_fingerprint": manifest.get("input_fingerprint"),
             "splits": manifest.get("splits"),
+            "booster_range": _range(pd.DataFrame({"as_of": learned})),
+            "refit_on_validation": cal is valid,
+            "validation_range": _range(valid),
         },
+        # Which leads the model is for and how old (scoring reads it from here, not params).
+        "population": manifest.get("population") or {"policy": "all", "max_age_days": None},
     }
     write_json(out / META, meta)
+    p_valid = calibrator.predict(predict_scores(booster, x_valid))
     reference = _drift_reference(params, booster, calibrator, meta, valid, p_valid, validated)
     write_file(out / DRIFT_REFERENCE, lambda tmp: tmp.write_text(json.dumps(reference) + "\n"))
     return meta
+
+
+def calibration_holdout(lead_id: pd.Series, fraction: float) -> np.ndarray:
+    """Per validation row: True if its lead is in the calibration part (about ``fraction`` of
+    the leads, chosen by a hash of the lead id: the same leads on every run, whatever the row
+    order), False if in the early-stopping part. A lead's rows stay together."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"calibration.holdout_fraction must be between 0 and 1, got {fraction}")
+    hashed = pd.util.hash_pandas_object(lead_id.astype(str), index=False).to_numpy()
+    return (hashed % HASH_BUCKETS) < round(fraction * HASH_BUCKETS)
+
+
+@dataclass(frozen=True)
+class FittedSettings:
+    """The LightGBM params training uses, its round cap and patience, and how they were found."""
+
+    best_params: dict[str, Any]
+    rounds: dict[str, int]
+    summary: dict[str, Any]
+
+
+def fit_settings(
+    settings: dict[str, Any],
+    x_train: pd.DataFrame,
+    y_train: np.ndarray,
+    x_stop: pd.DataFrame,
+    y_stop: np.ndarray,
+) -> FittedSettings:
+    """LightGBM params for this data: the size-scaled defaults (``scaled_defaults``), overridden
+    by what ``train.lightgbm`` sets, then a budgeted search around them (``train.search``) on
+    the early-stopping part of validation. Round cap and patience: ``train`` if set, else from
+    the learning rate (``scaled_rounds``)."""
+    scaled = scaled_defaults(len(y_train), int(y_train.sum()))
+    base = {**scaled, **settings["lightgbm"]}
+    rounds = scaled_rounds(float(base["learning_rate"]))
+    for key in ("num_boost_round", "early_stopping_rounds"):
+        if settings.get(key) is not None:
+            rounds[key] = int(settings[key])
+    budget = dict(settings.get("search") or {})
+    unknown = sorted(set(budget) - {"trials", "timeout_s", "seed"})
+    if unknown:
+        raise ValueError(
+            f"train.search: unknown setting(s) {unknown}; expected trials, timeout_s, seed"
+        )
+    result = search_params(
+        x_train, y_train, x_stop, y_stop, base,
+        n_trials=int(budget.get("trials", 0)),
+        timeout_s=None if budget.get("timeout_s") is None else float(budget["timeout_s"]),
+        num_boost_round=rounds["num_boost_round"],
+        early_stopping_rounds=rounds["early_stopping_rounds"],
+        monotone_increasing=list(settings.get("monotone_increasing", [])),
+        seed=int(budget.get("seed", 0)),
+    )  # fmt: skip
+    # A trial with a slower rate had a longer patience in the search: keep it for the final fit.
+    chosen_rate = float(result.best_params["learning_rate"])
+    patience = max(
+        rounds["early_stopping_rounds"],
+        math.ceil(rounds["early_stopping_rounds"] * float(base["learning_rate"]) / chosen_rate),
+    )
+    rounds = {**rounds, "early_stopping_rounds": patience}
+    log.info(
+        "LightGBM settings: %s (scaled to %d rows, %d positives%s); validation log loss %.5f "
+        "(base %.5f), %d trial(s) in %.0f s",
+        {k: result.best_params[k] for k in ("num_leaves", "min_data_in_leaf", "learning_rate")},
+        len(y_train), int(y_train.sum()),
+        f"; set in train.lightgbm: {sorted(settings['lightgbm'])}" if settings["lightgbm"] else "",
+        result.best_score, result.base_score, result.n_trials, result.seconds,
+    )  # fmt: skip
+    summary = {
+        "scaled_defaults": scaled,
+        "rounds": rounds,
+        **{k: v for k, v in result.to_dict().items() if k != "space"},
+    }
+    return FittedSettings(dict(result.best_params), rounds, summary)
+
+
+def _range(frame: pd.DataFrame) -> str:
+    """``YYYY-MM-DD..YYYY-MM-DD``: the as_of dates of a split."""
+    return f"{frame['as_of'].min():%Y-%m-%d}..{frame['as_of'].max():%Y-%m-%d}"
+
+
+def _validation_report(
+    params: dict[str, Any], y: np.ndarray, raw: np.ndarray, oof: np.ndarray, leads: np.ndarray
+) -> dict[str, Any]:
+    """The calibration part of validation, which registration is gated on (test only reports):
+    ROC AUC of the booster, ECE of the calibrated model from its out-of-fold predictions (each
+    row calibrated by a map fitted without its lead), with lead-clustered intervals."""
+    evaluation = section(params, "evaluate")
+    ece_bins = int(evaluation.get("ece_bins", 20))
+    report = score_report(y, oof, int(evaluation["n_bins"]), ece_bins)
+    report["roc_auc"] = float(roc_auc_score(y, raw))  # the booster's order, before calibration
+    report["leads"] = int(pd.unique(leads).size)
+    report["won_leads"] = int(pd.unique(leads[y == 1]).size)
+    boot = _bootstrap_settings(params)
+    report["intervals"] = clustered_bootstrap(
+        y, {"model": oof}, leads, metrics=("roc_auc", "pr_auc", "ece"), pairs=(), ratios=(),
+        ece_bins=ece_bins, **boot,
+    )["scorers"]["model"]  # fmt: skip
+    return report
+
+
+def _bootstrap_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """``evaluate.bootstrap``: replicates, alpha and seed of the lead-clustered intervals."""
+    boot = dict(section(params, "evaluate").get("bootstrap") or {})
+    return {
+        "n_boot": int(boot.get("replicates", 1000)),
+        "alpha": float(boot.get("alpha", 0.05)),
+        "seed": int(boot.get("seed", 0)),
+    }
 
 
 def _log_scan(scan: pd.DataFrame, allowed: tuple[str, ...]) -> None:
@@ -216,7 +411,7 @@ def _drift_reference(params, booster, calibrator, meta, valid, p_valid, validate
 
     tables = read_crm(validated)
     as_of = pd.Timestamp(valid["as_of"].max())
-    snapshots, counts = open_leads(tables, as_of, params.get("score", {}).get("max_lead_age_days"))
+    snapshots, counts = open_leads(tables, as_of, meta["population"]["max_age_days"])
     contract = crm_contract(params)
     frame = build_features(
         tables,
@@ -258,7 +453,7 @@ def run_evaluate(
     from models import plots
 
     n_bins = int(section(params, "evaluate")["n_bins"])
-    test = _split(Path(training), "test")
+    test = read_split(Path(training), "test")
     y = _labels(test, "test")
     booster, calibrator, baseline, meta = load_model(model)
     x = feature_matrix(test, meta["features"], stored_grouper(meta))  # as LeadScorer.matrix
@@ -277,15 +472,36 @@ def run_evaluate(
             oracle_note = (
                 f"oracle missing for {int(p_true.isna().sum())} test snapshots: not reported"
             )
+    ece_bins = int(section(params, "evaluate").get("ece_bins", 20))
+    leads = test["lead_id"].astype(str).to_numpy()
     metrics: dict[str, Any] = {
-        "test": {name: score_report(y, p, n_bins) for name, p in scores.items()},
+        "test": {name: score_report(y, p, n_bins, ece_bins) for name, p in scores.items()},
+        "test_rows": {
+            "rows": len(test),
+            "leads": int(pd.unique(leads).size),
+            "positives": int(y.sum()),
+            "won_leads": int(pd.unique(leads[y == 1]).size),
+        },
         "calibration_method": meta["calibration"]["method"],
         "best_iteration": meta["best_iteration"],
     }
+    # Rows of one lead are not independent: intervals resample leads, paired across scorers.
+    metrics["intervals"] = clustered_bootstrap(
+        y, scores, leads, metrics=("roc_auc", "pr_auc", "ece"),
+        pairs=(("model", "baseline"), ("model", "model_uncalibrated")),
+        ratios=(("model", "oracle"),), ece_bins=ece_bins, **_bootstrap_settings(params),
+    )  # fmt: skip
     if "oracle" in scores:
         metrics["model_roc_auc_vs_oracle"] = (
             metrics["test"]["model"]["roc_auc"] / metrics["test"]["oracle"]["roc_auc"]
         )
+    worse = metrics["test"]["model"]["ece"] - metrics["test"]["model_uncalibrated"]["ece"]
+    if worse > 0:
+        metrics["calibration_note"] = (
+            f"calibration made test ECE worse: {metrics['test']['model']['ece']:.4f} calibrated "
+            f"vs {metrics['test']['model_uncalibrated']['ece']:.4f} uncalibrated"
+        )
+        log.warning("%s", metrics["calibration_note"])
     if oracle_note:
         metrics["oracle_note"] = oracle_note
     gates = BantGates(**meta["gates"]).fit().transform(test)

@@ -6,7 +6,8 @@ manifest and data fingerprint, and the git commit. The packaged model (booster +
 gates + cutoffs) is registered as ``register.model_name``; its version carries the MQL and SQL
 cutoffs, the gate rules and the training data range as tags, so a scoring job reads the cutoffs
 of the version it loads, never today's params. The first version gets the alias ``champion``.
-A model that misses the thresholds in ``register`` is logged but not registered.
+A model that misses the thresholds in ``register`` on validation is logged but not registered:
+the test split only reports, so it is never a selection set.
 """
 
 from __future__ import annotations
@@ -94,6 +95,25 @@ def _signature_and_example(model_dir: Path, training: Path):
         return infer_signature(plain, output), plain.head(5)
 
 
+def registration_failures(meta: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    """Why a model may not be registered, judged on validation (its calibration part, which
+    neither early stopping nor the search saw); the test split only reports, so it stays a test.
+    """
+    validation = meta.get("validation")
+    if validation is None:
+        return ["the model has no validation report (trained before it existed): retrain it"]
+    failures = []
+    if validation["roc_auc"] < float(settings["min_validation_roc_auc"]):
+        failures.append(
+            f"validation ROC AUC {validation['roc_auc']:.3f} < {settings['min_validation_roc_auc']}"
+        )
+    if validation["ece"] > float(settings["max_validation_ece"]):
+        failures.append(
+            f"validation ECE {validation['ece']:.4f} > {settings['max_validation_ece']}"
+        )
+    return failures
+
+
 def run_register(
     params: dict[str, Any],
     model_dir: str | Path,
@@ -116,17 +136,18 @@ def run_register(
     meta = json.loads((model_dir / "model_meta.json").read_text())
     manifest = json.loads((training / "manifest.json").read_text())
     test = metrics["test"]["model"]
-    failures = []
-    if test["roc_auc"] < float(settings["min_test_roc_auc"]):
-        failures.append(f"test ROC AUC {test['roc_auc']:.3f} < {settings['min_test_roc_auc']}")
-    if test["ece"] > float(settings["max_test_ece"]):
-        failures.append(f"test ECE {test['ece']:.4f} > {settings['max_test_ece']}")
+    failures = registration_failures(meta, settings)
 
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(settings["experiment"])
     splits = manifest["splits"]
-    data_range = f"{splits['train']['as_of_from']}..{splits['test']['as_of_to']}"
+    learned = meta.get("training_data", {})
+    # What the booster learned from: the training split only (validation stopped and
+    # calibrated it; test only reports).
+    data_range = learned.get("booster_range") or (
+        f"{splits['train']['as_of_from']}..{splits['train']['as_of_to']}"
+    )
     with mlflow.start_run(run_name="train-evaluate-register") as run:
         # Secrets never reach the tracking store: a URL's password in crm.source or score.to
         # is masked in the params and in the params.yaml artifact alike.
@@ -136,12 +157,19 @@ def run_register(
         if "model_roc_auc_vs_oracle" in metrics:
             flat["test.model_roc_auc_vs_oracle"] = metrics["model_roc_auc_vs_oracle"]
         flat |= {f"cutoff.{k}": v for k, v in meta["cutoffs"].items()}
+        flat |= {
+            f"validation.{k}": v
+            for k, v in meta.get("validation", {}).items()
+            if isinstance(v, int | float)
+        }
         mlflow.log_metrics({k: float(v) for k, v in flat.items() if isinstance(v, int | float)})
         mlflow.set_tags(
             {
                 "git_commit": _git_commit() or "unknown",
                 "input_fingerprint": manifest["input_fingerprint"],
                 "training_data_range": data_range,
+                "validation_range": learned.get("validation_range", "unknown"),
+                "cutoff_warnings": "; ".join(meta.get("cutoff_warnings", [])) or "none",
             }
         )
         if Path(params_path).exists():
@@ -189,9 +217,15 @@ def run_register(
         "cutoff_policies": json.dumps(meta["cutoff_policies"]),
         "gates": json.dumps(meta["gates"]),
         "training_data_range": data_range,
+        "validation_range": learned.get("validation_range", "unknown"),
         "input_fingerprint": manifest["input_fingerprint"],
+        "validation_roc_auc": f"{meta['validation']['roc_auc']:.4f}",
+        "validation_ece": f"{meta['validation']['ece']:.4f}",
         "test_roc_auc": f"{test['roc_auc']:.4f}",
         "test_ece": f"{test['ece']:.4f}",
+        # A degenerate cutoff (everyone SQL, MQL = SQL, a gate nobody answers) travels along.
+        "cutoff_warnings": "; ".join(meta.get("cutoff_warnings", [])) or "none",
+        "population": json.dumps(meta.get("population")),
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version.version, key, value)

@@ -4,7 +4,9 @@ Order of work, so that bad input stops the job before anything is written:
 
 1. load the model (by URI) and open the sink and the ledger;
 2. read and validate the CRM as of the scoring instant (quarantined rows are counted);
-3. pick the open leads; build their features; predict, gate, stage; reasons in words;
+3. pick the open leads of the model's population (its ``max_age_days``; ``score.older_leads``);
+   build their features; predict, gate, stage (``in_sales`` for a lead sales works, under a
+   model of the lead-scoring population); reasons in words;
 4. check drift (PSI of each feature and of the scores against the model's training reference):
    warn, or refuse before writing if configured;
 5. write in batches, each all-or-nothing; a batch that fails is recorded with its lead ids.
@@ -34,6 +36,8 @@ from features.urls import display_url
 from features.validation import TABLE_ORDER, ValidationResult, validate_crm, write_rejects
 from pipelines.params import section
 from pipelines.scoring import (
+    OLDER_LEADS,
+    SCORING_STAGES,
     load_scoring_model,
     open_leads,
     report_unseen_categories,
@@ -41,6 +45,7 @@ from pipelines.scoring import (
     scoring_features,
     select_leads,
     specs_by_name,
+    stage_in_sales,
 )
 from pipelines.steps import (
     _read_meta,
@@ -135,6 +140,40 @@ def _write_quarantine(settings: dict[str, Any], validation) -> None:
         log.info("quarantined rows written to %s: %s", settings["rejects"], quarantined)
 
 
+def older_leads_setting(settings: Mapping[str, Any]) -> str:
+    """``score.older_leads``: ``leave_out`` (default) or ``score`` the open leads older than the
+    model's population (its ``max_age_days``).
+
+    The retired ``score.max_lead_age_days`` is still read, with a warning: ``null`` (no cap) as
+    ``older_leads: score``; a number is ignored (the cap is the model's); either is ignored when
+    ``older_leads`` is set.
+    """
+    chosen = settings.get("older_leads")
+    if "max_lead_age_days" in settings:
+        old = settings["max_lead_age_days"]
+        if chosen is not None:
+            what = "ignored (score.older_leads is set)"
+        elif old is None:
+            chosen, what = "score", "read as score.older_leads: score (older leads are scored)"
+        else:
+            what = (
+                f"ignored ({old} days): the age cap is the model's population max_age_days, "
+                "older leads are left out"
+            )
+        log.warning(
+            "score.max_lead_age_days is deprecated and %s; remove it and set score.older_leads "
+            "(%s) instead",
+            what,
+            " | ".join(OLDER_LEADS),
+        )
+    chosen = "leave_out" if chosen is None else chosen
+    if chosen not in OLDER_LEADS:
+        raise ValueError(
+            f"score.older_leads must be one of {', '.join(OLDER_LEADS)}, got {chosen!r}"
+        )
+    return chosen
+
+
 def score_crm(
     params: dict[str, Any],
     source: str | Path | Mapping[str, pd.DataFrame],
@@ -147,12 +186,25 @@ def score_crm(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], ValidationResult | None]:
     """Validate the CRM at ``source`` (or take already validated tables), score its open leads.
 
+    The leads are the model's population: leads older than its ``max_age_days`` are left out
+    (or scored, with a warning, under ``score.older_leads: score``), and under a model of the
+    lead-scoring population a lead with an opportunity open is staged ``in_sales`` (scored all
+    the same).
+
     Returns the scores (one row per lead, reasons included), the features they were scored
-    from, counts (leads read, left out by reason, quarantined rows, already written, leads
-    per category feature with a value unseen in training) and the
-    validation result (None for tables validated by the caller).
+    from, counts (leads read, left out by reason, older leads scored, leads staged in_sales,
+    quarantined rows, already written, leads per category feature with a value unseen in
+    training) and the validation result (None for tables validated by the caller).
     """
     settings = section(params, "score")
+    population, older_leads = model.population, older_leads_setting(settings)
+    if population.max_age_days is None:
+        log.info(
+            "model %s version %s does not record the age of its training leads "
+            "(population.max_age_days): open leads of every age are scored",
+            model.name,
+            model.version,
+        )
     contract = crm_contract(params)  # the mapping file, read once per run
     validation = None
     if isinstance(source, str | Path):
@@ -163,7 +215,15 @@ def score_crm(
         }
     else:  # tables validated by the caller (e.g. `leadscore validate` output, or a benchmark)
         tables, quarantined = source, {}
-    snapshots, counts = open_leads(tables, as_of, settings.get("max_lead_age_days"))
+    snapshots, counts = open_leads(tables, as_of, population.max_age_days, older_leads)
+    if counts["older_than_max_age_scored"]:
+        log.warning(
+            "scoring %d open lead(s) created more than %d days before %s, older than any the "
+            "model was trained on (score.older_leads: score): their scores are extrapolations",
+            counts["older_than_max_age_scored"],
+            population.max_age_days,
+            as_of,
+        )
     counts["quarantined_rows"] = quarantined
     snapshots = select_leads(snapshots, lead_ids, limit)
     if skip:
@@ -171,10 +231,15 @@ def score_crm(
         counts["already_written"] = int(already.sum())
         snapshots = snapshots[~already].reset_index(drop=True)
     if snapshots.empty and not counts.get("already_written"):
+        too_old = (
+            "no age cap"
+            if population.max_age_days is None
+            else f"older than the model's {population.max_age_days} days "
+            f"{counts['older_than_max_age']}"
+        )
         raise NothingToScore(
             f"no open lead to score as of {as_of} (leads in the CRM: {counts['leads_in_crm']}, "
-            f"won {counts['already_won']}, lost {counts['already_lost']}, "
-            f"older than {settings.get('max_lead_age_days')} days {counts['older_than_max_age']}, "
+            f"won {counts['already_won']}, lost {counts['already_lost']}, {too_old}, "
             f"created later {counts['created_after_as_of']})"
         )
     features_settings = section(params, "features")
@@ -198,7 +263,10 @@ def score_crm(
             )
         )  # fmt: skip
         progress("score", min(start + chunk, len(features)), len(features))
-    scored = pd.concat(parts) if parts else pd.DataFrame(columns=SCORE_COLUMNS)
+    scored = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SCORE_COLUMNS)
+    counts["in_sales"] = 0
+    if population.policy == "lead_scoring":  # sales works these leads: not lead scoring's to route
+        scored, counts["in_sales"] = stage_in_sales(scored, tables["opportunities"], as_of)
     scored = scored.assign(model_name=model.name, model_version=model.version, scored_at=as_of)
     scored["scored_at"] = scored["scored_at"].astype("datetime64[us]")
     counts["scored"] = len(scored)
@@ -317,13 +385,18 @@ def run_score(
             "model_version": model.version,
             "model_uri": model.uri,
             "cutoffs": model.cutoffs,
+            # The leads the model is for: in_sales staging (lead_scoring) and the age cap.
+            "population": {
+                "policy": model.population.policy,
+                "max_age_days": model.population.max_age_days,
+            },
             "as_of": as_of_ts.isoformat(),
             "sink": sink.describe(),
             "dry_run": dry_run,
             "counts": counts,
             "stages": scored["stage"]
             .value_counts()
-            .reindex(["SQL", "MQL", "nurture", "disqualified"], fill_value=0)
+            .reindex(list(SCORING_STAGES), fill_value=0)
             .to_dict(),
             "drift": drift,
         }

@@ -9,7 +9,9 @@ The pieces a nightly scoring job is made of, each usable on its own:
 - :func:`open_leads`: the leads to score as of an instant, and how many were left out and why
   (already won or lost, older than the model's population, created later);
 - :func:`score_leads`: features as of the instant, calibrated probability, BANT gates, stage, and
-  the top reasons for and against in words.
+  the top reasons for and against in words;
+- :func:`stage_in_sales`: for a model of the lead-scoring population (``population.policy`` in
+  its metadata), the stage ``in_sales`` for the leads sales already works (an opportunity open).
 """
 
 from __future__ import annotations
@@ -32,11 +34,31 @@ from features.mapping.contract import NATIVE, EffectiveContract
 from models.contributions import TreeContributions
 from models.packaged import LeadScorer
 from models.reasons import top_reasons
-from pipelines.training_set import won_or_lost_before
+from pipelines.training_set import POPULATIONS, in_sales_before, won_or_lost_before
 
 log = logging.getLogger(__name__)
 
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+
+#: The stage of a lead sales already works (an opportunity open at the scoring instant), written
+#: instead of a score-based stage when the model was trained on the lead-scoring population.
+IN_SALES = "in_sales"
+IN_SALES_REASON = "an opportunity is open: sales works this lead"
+#: Every stage a scoring run writes, in the order summaries list them: the score-based stages of
+#: :data:`models.cutoffs.STAGES`, then ``in_sales``.
+SCORING_STAGES = ("SQL", "MQL", "nurture", "disqualified", IN_SALES)
+#: ``score.older_leads``: what to do with open leads older than the model's population.
+OLDER_LEADS = ("leave_out", "score")
+
+
+@dataclass(frozen=True)
+class Population:
+    """Which leads a model is for: ``policy`` ``lead_scoring`` (leads no opportunity is open for;
+    those sales works are staged ``in_sales``) or ``all``, and ``max_age_days``, the oldest its
+    training snapshots reach after creation (None: not known, no age cap)."""
+
+    policy: str
+    max_age_days: int | None
 
 
 @dataclass
@@ -58,6 +80,25 @@ class ScoringModel:
     def explainer(self) -> TreeContributions:
         """Exact SHAP contributions of the booster, fast (built once per loaded model)."""
         return TreeContributions(self.scorer.booster)
+
+    @property
+    def population(self) -> Population:
+        """The model's population (``population`` of its metadata). A model trained before it
+        was recorded: ``all`` open leads, of any age."""
+        raw = self.scorer.meta.get("population") or {}
+        policy, age = raw.get("policy") or "all", raw.get("max_age_days")
+        if policy not in POPULATIONS:
+            raise ValueError(
+                f"model {self.name} version {self.version}: population policy {policy!r} is not "
+                f"one of {', '.join(POPULATIONS)}"
+            )
+        whole = isinstance(age, int | float) and not isinstance(age, bool) and age >= 0
+        if age is not None and not (whole and float(age).is_integer()):
+            raise ValueError(
+                f"model {self.name} version {self.version}: population max_age_days must be a "
+                f"whole number of days >= 0 or null, got {age!r}"
+            )
+        return Population(policy, None if age is None else int(age))
 
     @property
     def features(self) -> list[str]:
@@ -146,15 +187,25 @@ def load_scoring_model(uri: str) -> ScoringModel:
 
 
 def open_leads(
-    tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp, max_lead_age_days: int | None = None
+    tables: Mapping[str, pd.DataFrame],
+    as_of: pd.Timestamp,
+    max_lead_age_days: int | None = None,
+    older_leads: str = "leave_out",
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """The snapshots to score (``lead_id``, ``as_of``) and how many leads were left out, by reason.
 
     Open: created before ``as_of``, not already won (an opportunity closed won before it) nor
-    lost (every opportunity opened before it closed lost, none open), and, if
-    ``max_lead_age_days`` is set, created within that many days (older leads are outside the
-    population the model was trained on). Sorted by lead id, so batches are reproducible.
+    lost (every opportunity opened before it closed lost, none open). ``max_lead_age_days``
+    (the model's ``population.max_age_days``; None: no cap): a lead created more than that many
+    days before ``as_of`` is outside the population the model was trained on; ``older_leads``
+    ``leave_out`` (default) leaves it out, counted as ``older_than_max_age``; ``score`` keeps it,
+    counted as ``older_than_max_age_scored``. A lead exactly that old is in. Sorted by lead id,
+    so batches are reproducible.
     """
+    if older_leads not in OLDER_LEADS:
+        raise ValueError(
+            f"score.older_leads must be one of {', '.join(OLDER_LEADS)}, got {older_leads!r}"
+        )
     leads, opps = tables["leads"], tables["opportunities"]
     ids = leads["lead_id"].astype(str)
     created = leads["created_at"]
@@ -173,13 +224,15 @@ def open_leads(
             & ~won
             & ~lost
         )
-    keep = ~(not_yet | won | lost | too_old)
+    left_out_old = too_old if older_leads == "leave_out" else np.zeros_like(too_old)
+    keep = ~(not_yet | won | lost | left_out_old)
     counts = {
         "leads_in_crm": len(leads),
         "open": int(keep.sum()),
         "already_won": int(won.sum()),
         "already_lost": int(lost.sum()),
-        "older_than_max_age": int(too_old.sum()),
+        "older_than_max_age": int(left_out_old.sum()),
+        "older_than_max_age_scored": int((too_old & keep).sum()),
         "created_after_as_of": int(not_yet.sum()),
     }
     snapshots = pd.DataFrame({"lead_id": ids[keep].to_numpy(), "as_of": as_of})
@@ -281,6 +334,25 @@ def score_leads(
     else:
         scored["reasons_for"], scored["reasons_against"] = "", ""
     return scored
+
+
+def stage_in_sales(
+    scored: pd.DataFrame, opportunities: pd.DataFrame, as_of: pd.Timestamp
+) -> tuple[pd.DataFrame, int]:
+    """``scored`` with the stage ``in_sales`` (and :data:`IN_SALES_REASON`) for each lead sales
+    works as of ``as_of`` (an opportunity opened before it is still open, none won: the rule the
+    lead-scoring training population uses), and how many. Probability, score, gates and reasons
+    stay as scored: only the stage says the lead is out of lead scoring's hands."""
+    if scored.empty:
+        return scored, 0
+    in_sales = in_sales_before(
+        pd.DataFrame({"lead_id": scored["lead_id"].astype(str).to_numpy(), "as_of": as_of}),
+        opportunities.assign(lead_id=opportunities["lead_id"].astype(str)),
+    )
+    scored = scored.copy()
+    scored.loc[in_sales, "stage"] = IN_SALES
+    scored.loc[in_sales, "stage_reason"] = IN_SALES_REASON
+    return scored, int(in_sales.sum())
 
 
 def specs_by_name(

@@ -256,6 +256,11 @@ def _read_validated(folder: str | Path) -> tuple[dict[str, pd.DataFrame], pd.Tim
     return tables, naive_utc(meta["extracted_at"])
 
 
+def label_population(params: dict[str, Any]) -> str:
+    """``label.population``: ``lead_scoring`` (default: leads without an open opportunity) or ``all``."""
+    return str(section(params, "label").get("population", "lead_scoring"))
+
+
 def run_label(params: dict[str, Any], validated: str | Path, out: str | Path) -> dict[str, Any]:
     """Snapshots by the policy in params, labelled, censored; written to ``out`` (Parquet)."""
     refuse_overlap({"--validated": validated}, {"--out": out})
@@ -267,10 +272,12 @@ def run_label(params: dict[str, Any], validated: str | Path, out: str | Path) ->
         tables["opportunities"],
         horizon_days=int(section(params, "label")["horizon_days"]),
         data_end=extracted_at,
+        population=label_population(params),
     )
     out = Path(out)
     write_parquet(out, labelled.frame)
     summary = {
+        "population": label_population(params),
         "snapshots": len(snapshots),
         "labelled": len(labelled.frame),
         "excluded": labelled.excluded,
@@ -375,6 +382,11 @@ def run_training_set(
     }
     result = manifest(training, excluded, report["input_fingerprint"], feature_names, settings)
     result["split"] = divided.report
+    # Which leads the model is for, and how old: scoring reads both from the model, not params.
+    result["population"] = {
+        "policy": label_population(params),
+        "max_age_days": max(snapshot_offsets(params)),
+    }
     # What the training set rests on: the time axis, and the features whose fields a mapping
     # declared known (rather than reading them from history): claims about the CRM to check.
     result["time"] = report.get("time", "dates")

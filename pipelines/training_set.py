@@ -20,6 +20,9 @@ import pandas as pd
 
 from pipelines.splits import SPLITS
 
+#: Which snapshots are labelled: the leads lead scoring routes (no open opportunity) or all.
+POPULATIONS = ("lead_scoring", "all")
+
 log = logging.getLogger(__name__)
 
 
@@ -37,6 +40,7 @@ def label_snapshots(
     opportunities: pd.DataFrame,
     horizon_days: int,
     data_end: pd.Timestamp,
+    population: str = "lead_scoring",
 ) -> LabelledSnapshots:
     """Label each snapshot with closed-won within ``horizon_days``; leave out what can't be used.
 
@@ -44,9 +48,17 @@ def label_snapshots(
     opportunity closed before it); leads already lost (every opportunity opened before as_of
     closed lost before it, none still open); snapshots whose horizon ends after ``data_end``.
     A lead may have several opportunities: a lost one does not hide a later win.
+    ``population`` ``lead_scoring`` (default) also leaves out leads already in sales (an
+    opportunity opened before as_of and still open): lead scoring routes the leads sales has not
+    picked up, and a model judged on leads sales already works is flattered by them. ``all``
+    keeps them.
     """
     if horizon_days < 1:
         raise ValueError("horizon_days must be >= 1")
+    if population not in POPULATIONS:
+        raise ValueError(
+            f"label.population must be one of {', '.join(POPULATIONS)}, got {population!r}"
+        )
     horizon = pd.Timedelta(days=horizon_days)
     snaps = snapshots[["lead_id", "as_of"]].reset_index(drop=True)
     created = snaps[["lead_id"]].merge(
@@ -55,11 +67,17 @@ def label_snapshots(
     before_lead = ~(created < snaps["as_of"]).to_numpy()
 
     pairs = _opportunity_pairs(snaps, opportunities)
-    won_before, lost_before = _won_lost(pairs, len(snaps))
+    won_before, lost_before, in_sales = _won_lost(pairs, len(snaps))
     is_won = pairs["is_won"].fillna(False).astype(bool).to_numpy()
     already_closed = (won_before | lost_before) & ~before_lead
-    censored = (snaps["as_of"] + horizon > data_end).to_numpy() & ~before_lead & ~already_closed
-    keep = ~(before_lead | already_closed | censored)
+    in_sales &= ~before_lead & ~already_closed & (population == "lead_scoring")
+    censored = (
+        (snaps["as_of"] + horizon > data_end).to_numpy()
+        & ~before_lead
+        & ~already_closed
+        & ~in_sales
+    )
+    keep = ~(before_lead | already_closed | in_sales | censored)
 
     # Won within the horizon: any won opportunity closing in [as_of, as_of + horizon).
     in_window = (pairs["closed_at"] >= pairs["as_of"]) & (
@@ -70,6 +88,7 @@ def label_snapshots(
     excluded = {
         "before_lead_created": int(before_lead.sum()),
         "already_won_or_lost": int(already_closed.sum()),
+        "in_sales_opportunity_open": int(in_sales.sum()),
         "censored_horizon_after_data_end": int(censored.sum()),
     }
     log.info(
@@ -140,9 +159,10 @@ def _opportunity_pairs(snaps: pd.DataFrame, opportunities: pd.DataFrame) -> pd.D
     return snaps.assign(_row=np.arange(len(snaps))).merge(opps, on="lead_id", suffixes=("", "_opp"))
 
 
-def _won_lost(pairs: pd.DataFrame, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _won_lost(pairs: pd.DataFrame, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per snapshot: already won (a won opportunity closed before as_of); already lost (every
-    opportunity opened before as_of closed lost before it, none still open, none won).
+    opportunity opened before as_of closed lost before it, none still open, none won); in sales
+    (an opportunity opened before as_of is still open, none won).
 
     Neither reads the lead's creation time: an opportunity opened before its lead record (a
     CRM merge) counts like any other. One closed before as_of was opened before it, even when
@@ -154,7 +174,8 @@ def _won_lost(pairs: pd.DataFrame, n: int) -> tuple[np.ndarray, np.ndarray]:
     won_before = _any_per_row(pairs, closed_before.to_numpy() & is_won, n)
     n_opened = _count_per_row(pairs, opened.to_numpy(), n)
     n_still_open = _count_per_row(pairs, (opened & ~closed_before).to_numpy(), n)
-    return won_before, (n_opened > 0) & (n_still_open == 0) & ~won_before
+    lost_before = (n_opened > 0) & (n_still_open == 0) & ~won_before
+    return won_before, lost_before, (n_still_open > 0) & ~won_before
 
 
 def won_or_lost_before(
@@ -163,4 +184,11 @@ def won_or_lost_before(
     """Per snapshot (``lead_id``, ``as_of``): already won, already lost, by the rule labels use
     (a lost opportunity does not close a lead that has another one open or won)."""
     snaps = snapshots[["lead_id", "as_of"]].reset_index(drop=True)
-    return _won_lost(_opportunity_pairs(snaps, opportunities), len(snaps))
+    return _won_lost(_opportunity_pairs(snaps, opportunities), len(snaps))[:2]
+
+
+def in_sales_before(snapshots: pd.DataFrame, opportunities: pd.DataFrame) -> np.ndarray:
+    """Per snapshot (``lead_id``, ``as_of``): an opportunity opened before as_of is still open
+    (and none won): sales works the lead, the ``in_sales`` stage."""
+    snaps = snapshots[["lead_id", "as_of"]].reset_index(drop=True)
+    return _won_lost(_opportunity_pairs(snaps, opportunities), len(snaps))[2]

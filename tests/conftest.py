@@ -134,7 +134,7 @@ def trained_world(tmp_path_factory, small_params_template) -> tuple[Path, dict]:
     tmp = tmp_path_factory.mktemp("world")
     params = copy.deepcopy(small_params_template)
     params["generate"]["seed"] = 8
-    params["register"].update(min_test_roc_auc=0.5, max_test_ece=0.5)
+    params["register"].update(min_validation_roc_auc=0.5, max_validation_ece=0.5)
     p = tmp / "params.yaml"
     p.write_text(yaml.safe_dump(params))
     steps = [

@@ -59,7 +59,7 @@ def export(trained_world, tmp_path):
     params = copy.deepcopy(params)
     params["score"].update(
         model_uri=str(root / "model"), to=f"sqlite:///{tmp_path / 'scores.db'}", rejects=str(tmp_path / "score-rejects"),
-        max_lead_age_days=None,
+        older_leads="score",
     )  # fmt: skip
     params["score"]["drift"] = {**params["score"]["drift"], "plot": str(tmp_path / "drift.png")}
     path = tmp_path / "params.yaml"

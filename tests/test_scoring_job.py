@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -16,8 +17,9 @@ from typer.testing import CliRunner
 
 from pipelines import score_job
 from pipelines.cli import app
-from pipelines.score_job import DriftRefused, NothingToScore
-from pipelines.scoring import load_scoring_model, open_leads
+from pipelines.score_job import DriftRefused, NothingToScore, score_crm
+from pipelines.scoring import IN_SALES, IN_SALES_REASON, load_scoring_model, open_leads
+from pipelines.steps import _read_validated
 from pipelines.writeback.base import SCORE_COLUMNS, BatchWriteError
 from pipelines.writeback.sql import SqlSink
 
@@ -39,7 +41,7 @@ def world(trained_world, tmp_path):
         to=f"sqlite:///{tmp_path / 'crm.db'}",
         rejects=str(tmp_path / "rejects"),
         batch_size={"sql": 150, "files": 150},
-        max_lead_age_days=None,
+        older_leads="score",  # every open lead, whatever the model's max_age_days
     )
     params["score"]["drift"] = {**params["score"]["drift"], "plot": str(tmp_path / "drift.png")}
     return root, params, tmp_path
@@ -435,7 +437,6 @@ def test_a_crm_database_without_an_extraction_time_resumes_the_killed_run(world,
         source,
     )
     params["crm"]["extracted_at"] = None
-    params["score"]["max_lead_age_days"] = None
     restore = kill_at_batch(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         run_score(params, source)
@@ -511,3 +512,106 @@ def test_csv_sink_writes_the_same_scores_as_parquet(world):
     np.testing.assert_allclose(text["probability"], binary["probability"], rtol=1e-12)
     assert (text["lead_id"] == binary["lead_id"]).all() and (text["stage"] == binary["stage"]).all()
     assert (pd.to_datetime(text["scored_at"]) == binary["scored_at"]).all()
+
+
+def with_population(model, policy: str, max_age_days: int | None):
+    """``model`` as if trained on ``policy``'s leads up to ``max_age_days`` old."""
+    model.scorer.meta["population"] = {"policy": policy, "max_age_days": max_age_days}
+    return model
+
+
+def test_a_lead_sales_works_is_staged_in_sales_under_a_lead_scoring_model_only(world):
+    root, params, tmp = world
+    tables, as_of = _read_validated(root / "v")
+    uri = str(root / "model")
+    routed, _, counts, _ = score_crm(
+        params, tables, with_population(load_scoring_model(uri), "lead_scoring", 90), as_of
+    )
+    everyone, _, counts_all, _ = score_crm(
+        params, tables, with_population(load_scoring_model(uri), "all", 90), as_of
+    )
+    # Sales works a lead when an opportunity opened before as_of is not closed by then.
+    opps = tables["opportunities"]
+    working_ids = opps.loc[
+        (opps["created_at"] < as_of) & ~(opps["closed_at"] < as_of), "lead_id"
+    ].astype(str)
+    working = routed["lead_id"].isin(working_ids).to_numpy()
+    assert working.sum() == counts["in_sales"] > 0 and counts_all["in_sales"] == 0
+    assert (routed.loc[working, "stage"] == IN_SALES).all()
+    assert (routed.loc[working, "stage_reason"] == IN_SALES_REASON).all()
+    assert not (routed.loc[~working, "stage"] == IN_SALES).any()
+    # Under an `all` model the same leads get a score-based stage; everything else is the same.
+    assert (everyone["lead_id"] == routed["lead_id"]).all()
+    assert everyone.loc[working, "stage"].isin(["SQL", "MQL", "nurture", "disqualified"]).all()
+    score_based = ["stage", "stage_reason"]
+    pd.testing.assert_frame_equal(
+        routed.drop(columns=score_based), everyone.drop(columns=score_based)
+    )
+    pd.testing.assert_frame_equal(routed.loc[~working], everyone.loc[~working])
+
+    # The job writes the stage (the sink takes it) and counts it in the run's summary.
+    folder = tmp / "model"
+    shutil.copytree(root / "model", folder)
+    meta = json.loads((folder / "model_meta.json").read_text())
+    meta["population"] = {"policy": "lead_scoring", "max_age_days": 90}
+    (folder / "model_meta.json").write_text(json.dumps(meta))
+    params["score"]["model_uri"] = str(folder)
+    summary = run_score(params, str(root / "crm"))
+    current = read_table(params["score"]["to"], "lead_scores")
+    in_sales = current[current["stage"] == IN_SALES]
+    assert summary["status"] == "succeeded"
+    assert summary["stages"][IN_SALES] == summary["counts"]["in_sales"] == len(in_sales) > 0
+    assert summary["population"] == {"policy": "lead_scoring", "max_age_days": 90}
+    assert (in_sales["stage_reason"] == IN_SALES_REASON).all() and in_sales["score"].notna().all()
+
+
+def test_the_age_cap_is_the_models_max_age_days_and_older_leads_can_be_scored(world, caplog):
+    root, params, _ = world
+    tables, as_of = _read_validated(root / "v")
+    every_age, _ = open_leads(tables, as_of)
+    # Two open leads made exactly 60 days old and 61 days old; the model's reach is 60 days.
+    at_cap, past_cap = every_age["lead_id"].iloc[[0, 1]]
+    leads = tables["leads"].copy()
+    ids = leads["lead_id"].astype(str)
+    leads.loc[ids == at_cap, "created_at"] = as_of - pd.Timedelta(days=60)
+    leads.loc[ids == past_cap, "created_at"] = as_of - pd.Timedelta(days=61)
+    tables = {**tables, "leads": leads}
+    age = pd.Series((as_of - leads["created_at"]).to_numpy(), index=ids)
+    older = set(
+        every_age["lead_id"][age.reindex(every_age["lead_id"]).to_numpy() > pd.Timedelta(days=60)]
+    )
+    assert past_cap in older and at_cap not in older
+
+    uri = str(root / "model")
+    params["score"]["older_leads"] = "leave_out"
+    with caplog.at_level(logging.INFO, logger="pipelines.score_job"):
+        scored, _, counts, _ = score_crm(
+            params, tables, with_population(load_scoring_model(uri), "all", 60), as_of
+        )
+    assert at_cap in set(scored["lead_id"]) and past_cap not in set(scored["lead_id"])
+    assert set(scored["lead_id"]) == set(every_age["lead_id"]) - older
+    assert counts["older_than_max_age"] == len(older) and counts["older_than_max_age_scored"] == 0
+    assert "older than any the model was trained on" not in caplog.text
+
+    # older_leads: score: scored, with one warning giving the count.
+    params["score"]["older_leads"] = "score"
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="pipelines.score_job"):
+        scored, _, counts, _ = score_crm(
+            params, tables, with_population(load_scoring_model(uri), "all", 60), as_of
+        )
+    assert set(scored["lead_id"]) == set(every_age["lead_id"])
+    assert counts["older_than_max_age"] == 0 and counts["older_than_max_age_scored"] == len(older)
+    warned = [r for r in caplog.records if "older than any the model" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING
+    assert warned[0].getMessage().startswith(f"scoring {len(older)} open lead(s)")
+
+    # A model that does not record its population's age: no cap, and the log says so.
+    params["score"]["older_leads"] = "leave_out"
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="pipelines.score_job"):
+        scored, _, counts, _ = score_crm(
+            params, tables, with_population(load_scoring_model(uri), "all", None), as_of
+        )
+    assert set(scored["lead_id"]) == set(every_age["lead_id"]) and counts["older_than_max_age"] == 0
+    assert "does not record the age of its training leads" in caplog.text

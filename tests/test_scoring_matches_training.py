@@ -29,7 +29,7 @@ def scoring(trained_world):
     scoring every open lead (no age limit)."""
     root, params = trained_world
     params = copy.deepcopy(params)
-    params["score"]["max_lead_age_days"] = None
+    params["score"]["older_leads"] = "score"
     tables, extracted_at = _read_validated(root / "v")
     return root, params, tables, extracted_at, load_scoring_model(str(root / "model"))
 
@@ -62,6 +62,7 @@ def test_scoring_features_equal_training_features(scoring, tmp_path, which):
         tables["opportunities"],
         horizon_days=1,
         data_end=as_of + pd.Timedelta(days=1),  # no snapshot left out as censored
+        population="all",  # the job scores leads in sales too (their stage says in_sales)
     ).frame
     assert sorted(scored_features["lead_id"]) == sorted(labelled["lead_id"])
 

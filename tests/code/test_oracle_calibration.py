@@ -72,6 +72,7 @@ def labelled_with_oracle() -> pd.DataFrame:
         tables["opportunities"],
         horizon_days=FAST_WORLD.horizon_days,
         data_end=world.extracted_at,
+        population="all",  # the oracle covers every open lead, in sales or not
     ).frame
     oracle = world.oracle[["lead_id", "as_of", "p_true"]]
     joined = labels.astype({"as_of": "datetime64[us]"}).merge(

@@ -1,12 +1,27 @@
-"""Unit tests of the scoring job's parts on tiny frames: open leads, the SQL sink's batches."""
+"""Unit tests of the scoring job's parts on tiny frames: open leads, the model's population
+(age cap, in_sales), the SQL sink's batches."""
 
 from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipelines.scoring import open_leads, select_leads
+from models.cutoffs import STAGES
+from pipelines.score_job import older_leads_setting
+from pipelines.scoring import (
+    IN_SALES,
+    IN_SALES_REASON,
+    SCORING_STAGES,
+    Population,
+    ScoringModel,
+    open_leads,
+    select_leads,
+    stage_in_sales,
+)
 from pipelines.writeback.base import SCORE_COLUMNS, BatchWriteError, SinkConfigurationError
 from pipelines.writeback.sql import SqlSink
 
@@ -46,8 +61,116 @@ def test_open_leads_follow_the_training_rule_for_won_and_lost():
     assert (snapshots["as_of"] == AS_OF).all()
     assert counts == {
         "leads_in_crm": 6, "open": 2, "already_won": 1, "already_lost": 1,
-        "older_than_max_age": 1, "created_after_as_of": 1,
+        "older_than_max_age": 1, "older_than_max_age_scored": 0, "created_after_as_of": 1,
     }  # fmt: skip
+
+
+def aged(days: list[float]) -> dict[str, pd.DataFrame]:
+    """Leads L0, L1, ... created ``days`` before AS_OF, no opportunity."""
+    leads = pd.DataFrame(
+        {
+            "lead_id": [f"L{i}" for i in range(len(days))],
+            "created_at": [AS_OF - pd.Timedelta(days=d) for d in days],
+        }
+    )
+    opps = pd.DataFrame(
+        {
+            "opportunity_id": pd.Series(dtype=str), "lead_id": pd.Series(dtype=str),
+            "created_at": pd.Series(dtype="datetime64[ns]"),
+            "closed_at": pd.Series(dtype="datetime64[ns]"), "is_won": pd.array([], dtype="boolean"),
+        }
+    )  # fmt: skip
+    return {"leads": leads, "opportunities": opps}
+
+
+def test_the_age_cap_keeps_a_lead_exactly_at_it_and_leaves_out_one_a_day_older():
+    snapshots, counts = open_leads(aged([1, 90, 91, 400]), AS_OF, 90)
+    assert snapshots["lead_id"].tolist() == ["L0", "L1"]
+    assert (counts["open"], counts["older_than_max_age"], counts["older_than_max_age_scored"]) == (
+        2, 2, 0,
+    )  # fmt: skip
+    # No cap (a model that does not record its population's age): every age is scored.
+    everyone, counts = open_leads(aged([1, 90, 91, 400]), AS_OF, None)
+    assert len(everyone) == 4 and counts["older_than_max_age"] == 0
+
+
+def test_older_leads_score_keeps_the_older_leads_and_counts_them():
+    snapshots, counts = open_leads(aged([1, 90, 91, 400]), AS_OF, 90, older_leads="score")
+    assert snapshots["lead_id"].tolist() == ["L0", "L1", "L2", "L3"]
+    assert (counts["open"], counts["older_than_max_age"], counts["older_than_max_age_scored"]) == (
+        4, 0, 2,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="score.older_leads must be one of leave_out, score"):
+        open_leads(aged([1]), AS_OF, 90, older_leads="keep")
+
+
+def test_older_leads_setting_reads_the_retired_max_lead_age_days_with_a_warning(caplog):
+    assert older_leads_setting({}) == "leave_out"
+    assert older_leads_setting({"older_leads": "score"}) == "score"
+    with pytest.raises(ValueError, match="score.older_leads must be one of leave_out, score"):
+        older_leads_setting({"older_leads": "drop"})
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="pipelines.score_job"):
+        assert older_leads_setting({"max_lead_age_days": None}) == "score"  # null: no cap
+        assert older_leads_setting({"max_lead_age_days": 180}) == "leave_out"  # model's cap
+        assert older_leads_setting({"max_lead_age_days": None, "older_leads": "leave_out"}) == (
+            "leave_out"
+        )
+    deprecations = [r for r in caplog.records if "max_lead_age_days is deprecated" in r.message]
+    assert len(deprecations) == 3 and all(r.levelno == logging.WARNING for r in deprecations)
+    assert "(180 days)" in deprecations[1].message
+
+
+def model_with(meta: dict) -> ScoringModel:
+    return ScoringModel(SimpleNamespace(meta=meta), "lead-conversion", "7", "models:/x/7")
+
+
+def test_the_population_is_read_from_the_model_and_defaults_to_all_of_any_age():
+    assert model_with({}).population == Population("all", None)  # trained before it was recorded
+    meta = {"population": {"policy": "lead_scoring", "max_age_days": 90}}
+    assert model_with(meta).population == Population("lead_scoring", 90)
+    assert model_with({"population": {"policy": "all", "max_age_days": None}}).population == (
+        Population("all", None)
+    )
+    with pytest.raises(ValueError, match="population policy 'sales'"):
+        _ = model_with({"population": {"policy": "sales", "max_age_days": 90}}).population
+    with pytest.raises(ValueError, match="max_age_days must be a whole number"):
+        _ = model_with({"population": {"policy": "all", "max_age_days": -1}}).population
+
+
+def test_in_sales_is_a_stage_of_every_scoring_summary():
+    assert set(SCORING_STAGES) == set(STAGES) | {IN_SALES} and len(SCORING_STAGES) == 5
+
+
+def test_a_lead_with_an_open_opportunity_is_staged_in_sales_and_keeps_its_score():
+    tables = crm()
+    # A: an opportunity open (another lost). D: opened before as_of, won only after: open then.
+    # G: no opportunity. H: its only opportunity opens after as_of.
+    opps = pd.concat(
+        [
+            tables["opportunities"],
+            pd.DataFrame(
+                {
+                    "opportunity_id": ["6"], "lead_id": ["H"],
+                    "created_at": pd.to_datetime(["2024-06-05"]), "closed_at": pd.NaT,
+                    "is_won": pd.array([None], dtype="boolean"),
+                }
+            ),
+        ],
+        ignore_index=True,
+    )  # fmt: skip
+    scored = scores(["A", "D", "G", "H"])
+    staged, n = stage_in_sales(scored, opps, AS_OF)
+    assert n == 2
+    assert staged["stage"].tolist() == [IN_SALES, IN_SALES, "MQL", "MQL"]
+    assert staged.loc[staged["stage"] == IN_SALES, "stage_reason"].eq(IN_SALES_REASON).all()
+    assert IN_SALES_REASON == "an opportunity is open: sales works this lead"
+    # Everything else as scored (the sinks need no null handling); the input is not changed.
+    others = [c for c in SCORE_COLUMNS if c not in ("stage", "stage_reason")]
+    pd.testing.assert_frame_equal(staged[others], scored[others])
+    assert scored["stage"].eq("MQL").all()
+    empty, n = stage_in_sales(scored.iloc[:0], opps, AS_OF)
+    assert empty.empty and n == 0
 
 
 def test_select_leads_by_id_and_limit():

@@ -21,7 +21,9 @@ def label(tiny_tables, as_of: list[str], horizon: int = 30, end: pd.Timestamp = 
     snaps = pd.DataFrame(
         {"lead_id": ["L1"] * len(as_of), "as_of": pd.to_datetime(as_of, format="ISO8601")}
     )
-    return label_snapshots(snaps, tiny_tables["leads"], tiny_tables["opportunities"], horizon, end)
+    return label_snapshots(
+        snaps, tiny_tables["leads"], tiny_tables["opportunities"], horizon, end, population="all"
+    )
 
 
 def test_label_is_closed_won_within_the_horizon(tiny_tables):
@@ -53,11 +55,14 @@ def test_closed_leads_censored_and_unborn_snapshots_are_left_out_and_counted(tin
             "as_of": pd.to_datetime(["2024-02-01", "2024-05-01", "2024-03-10", "2024-12-15"]),
         }
     )
-    out = label_snapshots(snaps, tiny_tables["leads"], tiny_tables["opportunities"], 30, END)
+    out = label_snapshots(
+        snaps, tiny_tables["leads"], tiny_tables["opportunities"], 30, END, population="all"
+    )
     assert out.frame["as_of"].dt.strftime("%m-%d").tolist() == ["03-10"]
     assert out.excluded == {
         "before_lead_created": 1,
         "already_won_or_lost": 1,
+        "in_sales_opportunity_open": 0,
         "censored_horizon_after_data_end": 1,
     }
 
@@ -105,7 +110,7 @@ def test_a_lost_opportunity_does_not_hide_a_later_win(tiny_tables):
     snaps = pd.DataFrame(
         {"lead_id": ["L1"] * 3, "as_of": pd.to_datetime(["2024-03-10", "2024-03-25", "2024-04-05"])}
     )
-    out = label_snapshots(snaps, tiny_tables["leads"], opps, 30, END)
+    out = label_snapshots(snaps, tiny_tables["leads"], opps, 30, END, population="all")
     # 03-25: the first opportunity is lost, none open -> lost, left out; 04-05: a new one is open.
     assert out.frame["as_of"].dt.strftime("%m-%d").tolist() == ["03-10", "04-05"]
     assert out.frame["label"].tolist() == [0, 1]
@@ -117,9 +122,11 @@ def test_labelling_works_without_any_closed_opportunity(tiny_tables):
     snaps = pd.DataFrame(
         {"lead_id": ["L1", "L2"], "as_of": pd.to_datetime(["2024-03-10", "2024-03-10"])}
     )
-    out = label_snapshots(snaps, tiny_tables["leads"], open_only, 30, END)
+    out = label_snapshots(snaps, tiny_tables["leads"], open_only, 30, END, population="all")
     assert out.frame["label"].tolist() == [0, 0]
-    none = label_snapshots(snaps, tiny_tables["leads"], open_only.iloc[:0], 30, END)
+    none = label_snapshots(
+        snaps, tiny_tables["leads"], open_only.iloc[:0], 30, END, population="all"
+    )
     assert len(none.frame) == 2
 
 
@@ -134,12 +141,13 @@ def test_a_won_opportunity_opened_before_its_lead_labels_the_lead(tiny_tables):
     # L1 was created 2024-03-01 09:30; its opportunity was opened a month before the record
     opps = opportunities(("2024-02-01", "2024-03-20", True))
     snaps = snapshots_of_l1("2024-02-15", "2024-03-10", "2024-03-25")
-    out = label_snapshots(snaps, tiny_tables["leads"], opps, 30, END)
+    out = label_snapshots(snaps, tiny_tables["leads"], opps, 30, END, population="all")
     assert out.frame["as_of"].dt.strftime("%m-%d").tolist() == ["03-10"]
     assert out.frame["label"].tolist() == [1]  # closes after as_of, within the horizon
     assert out.excluded == {
         "before_lead_created": 1,  # 02-15: the lead did not exist yet
         "already_won_or_lost": 1,  # 03-25: closed won before as_of
+        "in_sales_opportunity_open": 0,
         "censored_horizon_after_data_end": 0,
     }
 
@@ -186,6 +194,29 @@ def test_validation_keeps_an_opportunity_opened_before_its_lead_for_the_label():
     }
     tables = validate_crm(raw, pd.Timestamp("2024-12-31")).tables
     out = label_snapshots(
-        snapshots_of_l1("2024-03-10"), tables["leads"], tables["opportunities"], 30, END
+        snapshots_of_l1("2024-03-10"),
+        tables["leads"],
+        tables["opportunities"],
+        30,
+        END,
+        population="all",
     )
     assert out.frame["label"].tolist() == [1]
+
+
+def test_the_lead_scoring_population_ends_a_leads_snapshots_when_an_opportunity_opens(tiny_tables):
+    """L1's opportunity opens 2024-03-10 10:00 and is won 2024-04-20: a snapshot before the
+    opening is labelled; one after it (sales works the lead) is left out and counted, unless
+    population all."""
+    snaps = pd.DataFrame(
+        {"lead_id": ["L1", "L1"], "as_of": pd.to_datetime(["2024-03-10", "2024-03-11"])}
+    )
+    leads, opps = tiny_tables["leads"], tiny_tables["opportunities"]
+    scoring = label_snapshots(snaps, leads, opps, 60, END)
+    assert scoring.frame["as_of"].tolist() == [pd.Timestamp("2024-03-10")]
+    assert scoring.excluded["in_sales_opportunity_open"] == 1
+    everyone = label_snapshots(snaps, leads, opps, 60, END, population="all")
+    assert everyone.frame["label"].tolist() == [1, 1]
+    assert everyone.excluded["in_sales_opportunity_open"] == 0
+    with pytest.raises(ValueError, match="label.population"):
+        label_snapshots(snaps, leads, opps, 60, END, population="sales")

@@ -70,7 +70,7 @@ def test_a_field_filled_after_the_outcome_is_named_and_stops_training():
     message = str(stop.value)
     assert "\n" not in message
     assert "deal_size: AUC " in message and "filled for 100% of converted leads" in message
-    assert "known only after the outcome?" in message and "train.leakage.allow" in message
+    assert "known only after the outcome?" in message and "train.allow_features" in message
     # Checked by the user and kept: training goes on.
     check_leakage(scan, LeakageRules(allow=("deal_size",)))
 

@@ -67,7 +67,7 @@ def test_champion_loaded_by_uri_scores_like_memory_and_carries_its_cutoffs(train
 @pytest.mark.slow
 def test_a_model_below_the_thresholds_is_not_registered(trained, monkeypatch, tmp_path):
     tmp, params = trained
-    strict = {**params, "register": {**params["register"], "min_test_roc_auc": 0.999}}
+    strict = {**params, "register": {**params["register"], "min_validation_roc_auc": 0.999}}
     work = tmp_path / "copy"
     shutil.copytree(tmp, work, ignore=shutil.ignore_patterns("mlflow.db", "mlruns", "mlartifacts"))
     result = register(work, strict, monkeypatch)
