@@ -10,7 +10,8 @@ if TYPE_CHECKING:
     from models.categories import CategoryGrouper
 
 #: Columns of a training-set file that are never features.
-NOT_FEATURES = ("lead_id", "as_of", "label", "split")
+#: ``unsubscribed``: the gates' disqualifier input as of the snapshot (features/gate_inputs.py).
+NOT_FEATURES = ("lead_id", "as_of", "label", "split", "unsubscribed")
 
 
 def feature_names(frame: pd.DataFrame) -> list[str]:

@@ -30,6 +30,7 @@ import pandas as pd
 
 from features.behavioral import BehavioralParams
 from features.build import build_features, feature_specs
+from features.gate_inputs import unsubscribed_as_of
 from features.mapping.contract import NATIVE, EffectiveContract
 from models.contributions import TreeContributions
 from models.packaged import LeadScorer
@@ -264,8 +265,8 @@ def scoring_features(
     params_features: Mapping[str, Any],
     contract: EffectiveContract = NATIVE,
 ) -> pd.DataFrame:
-    """The model's features for each snapshot, plus the lead's current ``unsubscribed`` flag
-    (the gates' hard disqualifier is a current fact, not a feature). ``contract``: the CRM's
+    """The model's features for each snapshot, plus the lead's ``unsubscribed`` flag as of it
+    (the gates' hard disqualifier, not a feature; ``features.gate_inputs``). ``contract``: the CRM's
     mapping (custom fields, activity types)."""
     builders, behavioral = model.feature_config(params_features)
     frame = build_features(
@@ -277,12 +278,10 @@ def scoring_features(
             f"model {model.name} version {model.version} needs feature(s) the builders did not produce: "
             f"{missing[:10]}; the model and the feature code do not match"
         )
-    leads = tables["leads"]
-    if "unsubscribed" in leads:
-        flags = pd.Series(leads["unsubscribed"].to_numpy(), index=leads["lead_id"].astype(str))
-        frame["unsubscribed"] = (
-            flags[~flags.index.duplicated()].reindex(frame["lead_id"]).to_numpy()
-        )
+    # The disqualifier's input, by the rule evaluation uses (features/gate_inputs.py).
+    unsubscribed, _ = unsubscribed_as_of(tables, frame[["lead_id", "as_of"]])
+    if unsubscribed is not None:
+        frame["unsubscribed"] = unsubscribed.to_numpy()
     return frame
 
 

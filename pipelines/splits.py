@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
 PURGED = "purged"
 BY = ("lead", "snapshot")
+#: A purge taking more than this share of a split's rows is worth a warning.
+MOST = 0.5
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,16 @@ def split_snapshots(snapshots: pd.DataFrame, rule: SplitRule) -> Split:
             (split == "validation") & (label_end > test_start)
         )
         purged_by = {s: int((crosses & (split == s)).sum()) for s in ("train", "validation")}
+        for part, n in purged_by.items():
+            total = int((split == part).sum())
+            if n > total * MOST:
+                log.warning(
+                    "the purge leaves %d of %d %s rows (label windows of %d days reach the next "
+                    "split): give %s more time (split.%s) or shorten label.horizon_days",
+                    total - n, total, part, rule.purge_days,
+                    "validation" if part == "validation" else "the splits",
+                    rule.describe("validation"),
+                )  # fmt: skip
         split = np.where(crosses, PURGED, split)
         _refuse_empty(split, as_of, rule, "after purge")
     labels = pd.Series(split, index=snapshots.index, dtype="str")

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from features.build import build_features, feature_plan
 from features.contract import EXTRA_TABLES, TABLES
+from features.gate_inputs import unsubscribed_as_of
 from features.mapping.apply import apply_flat, apply_mapping
 from features.mapping.contract import (
     NATIVE,
@@ -327,6 +329,22 @@ def run_features(
     return frame
 
 
+def _gate_tables(validated: str | Path) -> dict[str, pd.DataFrame]:
+    """The validated leads' ids and ``unsubscribed`` flags, and the field history if any: all
+    the gate inputs read (not the events, which a large CRM holds by the million)."""
+    folder = Path(validated)
+    columns = pq.read_schema(folder / "leads.parquet").names
+    tables = {
+        "leads": pd.read_parquet(
+            folder / "leads.parquet",
+            columns=[c for c in ("lead_id", "unsubscribed") if c in columns],
+        )
+    }
+    if (folder / "field_history.parquet").is_file():
+        tables["field_history"] = pd.read_parquet(folder / "field_history.parquet")
+    return tables
+
+
 def run_training_set(
     params: dict[str, Any],
     features_path: str | Path,
@@ -363,6 +381,12 @@ def run_training_set(
         .assign(label=labelled["label"].to_numpy()[~purged], split=split[~purged].to_numpy())
         .reset_index(drop=True)
     )
+    # The disqualifier's input, by the rule the nightly job applies (not a feature).
+    unsubscribed, gate_source = unsubscribed_as_of(
+        _gate_tables(validated), training[["lead_id", "as_of"]]
+    )
+    if unsubscribed is not None:
+        training["unsubscribed"] = unsubscribed.to_numpy()
     out = Path(out)
     for name, part in training.groupby("split", sort=False):
         write_parquet(out / f"{name}.parquet", part.drop(columns="split"))
@@ -382,6 +406,7 @@ def run_training_set(
     }
     result = manifest(training, excluded, report["input_fingerprint"], feature_names, settings)
     result["split"] = divided.report
+    result["gate_inputs"] = {"unsubscribed": gate_source}
     # Which leads the model is for, and how old: scoring reads both from the model, not params.
     result["population"] = {
         "policy": label_population(params),

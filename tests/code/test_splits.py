@@ -180,3 +180,11 @@ def test_no_lead_in_two_splits_and_no_label_window_reaches_the_next_split(
     starts = {s: snaps["as_of"][labels == s].min() for s in ("validation", "test")}
     assert (snaps["as_of"][labels == "train"] + window <= starts["validation"]).all()
     assert (snaps["as_of"][labels == "validation"] + window <= starts["test"]).all()
+
+
+def test_a_purge_that_takes_most_of_a_split_is_a_warning(caplog):
+    snaps = daily(100)
+    split_snapshots(snaps, SplitRule(validation_days=30, test_days=10, purge_days=7))
+    assert "the purge leaves" not in caplog.text
+    split_snapshots(snaps, SplitRule(validation_days=30, test_days=10, purge_days=20))
+    assert "the purge leaves 11 of 30 validation rows" in caplog.text
