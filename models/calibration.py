@@ -3,9 +3,9 @@
 A :class:`ProbabilityCalibrator` maps raw scores to calibrated probabilities, strictly
 increasingly, so it adds no ties the booster did not have (see :class:`_InterpolatedIsotonic`).
 It is its own fitted object beside the booster (so a retrained booster can be recalibrated, and
-a calibrator refitted without retraining). ``fit`` chooses between isotonic regression and a
-sigmoid (Platt scaling) by cross-validated log loss on the data it is given (the validation
-split), then refits the chosen method on all of it. The folds are grouped by lead when lead ids
+a calibrator refitted without retraining). ``fit`` chooses between isotonic regression, a
+sigmoid (Platt scaling) and none (the booster's own probability) by cross-validated log loss on
+the data it is given (the validation split), then refits the chosen method on all of it. The folds are grouped by lead when lead ids
 are given: one lead's snapshot rows are not independent, so they must not sit on both sides.
 """
 
@@ -24,7 +24,9 @@ from sklearn.utils.validation import check_is_fitted
 
 log = logging.getLogger(__name__)
 
-METHODS = ("isotonic", "sigmoid")
+#: ``none`` keeps the booster's probability: it wins when the booster is already calibrated (its
+#: log loss objective often makes it so), and no map fitted on fewer rows can then improve it.
+METHODS = ("none", "isotonic", "sigmoid")
 EPS = 1e-6
 # Pseudo-observations of the rarer outcome (under the Platt prior) added to every isotonic block:
 # one is the smallest amount that keeps a block with no positive (or no negative) off 0 (or 1).
@@ -106,6 +108,10 @@ class _InterpolatedIsotonic:
     def predict(self, scores: np.ndarray) -> np.ndarray:
         """Interpolated between block centres, extrapolated in logit space beyond them."""
         p = np.interp(scores, self.centres, self.values)
+        if not hasattr(self, "slope"):
+            # Pickled before extrapolation existed (a registered champion): it scores as it was
+            # validated, clamped at its outer centres, not by a rule it was never checked with.
+            return np.clip(p, EPS, 1 - EPS)
         x = _logit(scores, _TINY)
         # The edge each row would extrapolate from; only rows beyond the outer centres use it.
         below, above = scores < self.centres[0], scores > self.centres[-1]
@@ -122,12 +128,16 @@ def _fit_method(
         return _InterpolatedIsotonic(scores, y, platt, prior_count)
     if method == "sigmoid":
         return platt
+    if method == "none":
+        return None
     raise ValueError(f"unknown calibration method {method!r}; choose from {METHODS}")
 
 
 def _apply(method: str, model, scores: np.ndarray) -> np.ndarray:
     if method == "isotonic":
         return model.predict(scores)
+    if method == "none":
+        return np.clip(scores, EPS, 1 - EPS)
     return model.predict_proba(_logit(scores)[:, None])[:, 1]
 
 

@@ -451,7 +451,7 @@ def train(
     named. LightGBM's size-dependent settings are scaled to the rows and positives, then a
     budgeted search (train.search) tries variations around them. Validation is cut in two by
     lead: one part stops the trees and judges the search, the other (rows neither saw) fits
-    the calibrator (isotonic or sigmoid, folds grouped by lead), the MQL/SQL cutoffs and the
+    the calibrator (isotonic, sigmoid or none, folds grouped by lead), the MQL/SQL cutoffs and the
     validation report that registration is judged on. A logistic-regression baseline is
     trained on the same split for every report to compare.
     """
@@ -562,7 +562,8 @@ def register(
 
     Tracking URI: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db. The version carries its MQL and
     SQL cutoffs, gate rules and training data range as tags; the first version becomes
-    `champion`. A model below the thresholds in params.yaml `register` is not registered.
+    `champion`. A model below the thresholds in params.yaml `register` (judged on validation;
+    the test split only reports) is not registered.
     Browse with: mlflow ui --backend-store-uri sqlite:///mlflow.db
     """
     from features.outputs import check_writable, refuse_overlap
@@ -631,13 +632,37 @@ def _print_metrics(metrics: dict) -> None:
             f"{r['lift_top_decile']:.2f}",
         )
     out_console.print(table)
+    intervals = metrics.get("intervals") or {}
+
+    def between(block: dict | None) -> str:
+        return f" [{block['low']:.3f}, {block['high']:.3f}]" if block else ""
+
+    if intervals:
+        rows = metrics.get("test_rows", {})
+        out_console.print(
+            f"95% intervals: a lead-clustered bootstrap ({intervals['valid']} replicates; "
+            f"{rows.get('rows', '?'):,} rows of {rows.get('leads', '?'):,} leads, "
+            f"{rows.get('won_leads', '?'):,} won)"
+        )
+        scorers = intervals.get("scorers", {})
+        for name in ("model", "baseline", "oracle"):
+            if name in scorers:
+                auc = scorers[name]["roc_auc"]
+                out_console.print(f"  {name} ROC AUC {auc['value']:.3f}{between(auc)}")
+        gap = intervals.get("differences", {}).get("model_vs_baseline", {}).get("roc_auc")
+        if gap:
+            out_console.print(f"  model - baseline ROC AUC {gap['value']:+.3f}{between(gap)}")
     if "model_roc_auc_vs_oracle" in metrics:
+        ratio = intervals.get("ratios", {}).get("model_over_oracle", {}).get("roc_auc")
         out_console.print(
             f"model ROC AUC / oracle ROC AUC = {metrics['model_roc_auc_vs_oracle']:.3f}"
+            f"{between(ratio)}"
         )
     out_console.print(
         f"calibration: {metrics['calibration_method']}; trees: {metrics['best_iteration']}"
     )
+    if metrics.get("calibration_note"):
+        out_console.print(f"[yellow]{metrics['calibration_note']}[/yellow]")
     if "tiers" in metrics:
         cut = metrics["cutoffs"]
         tiers = Table(

@@ -163,6 +163,25 @@ def run_register(
             if isinstance(v, int | float)
         }
         mlflow.log_metrics({k: float(v) for k, v in flat.items() if isinstance(v, int | float)})
+        # What the data-scaled defaults and the search chose (params.yaml holds only the base).
+        search = meta.get("search") or {}
+        mlflow.log_params(
+            {f"chosen.lightgbm.{k}": str(v) for k, v in meta.get("lightgbm", {}).items()}
+            | {
+                "chosen.trees": meta.get("best_iteration"),
+                "chosen.calibration": meta["calibration"]["method"],
+                "search.trials_run": search.get("n_trials"),
+                "search.best_trial": search.get("best_trial"),
+            }
+        )
+        if search:
+            mlflow.log_metrics(
+                {
+                    "search.best_validation_log_loss": float(search["best_score"]),
+                    "search.base_validation_log_loss": float(search["base_score"]),
+                    "search.seconds": float(search["seconds"]),
+                }
+            )
         mlflow.set_tags(
             {
                 "git_commit": _git_commit() or "unknown",

@@ -135,6 +135,8 @@ def manifest(
             "rows": int(len(part)),
             "leads": int(part["lead_id"].nunique()),
             "positives": int(part["label"].sum()),
+            # Rows of one lead are not independent: the wins behind the positives.
+            "won_leads": int(part.loc[part["label"] == 1, "lead_id"].nunique()),
             "positive_rate": round(float(part["label"].mean()), 5) if len(part) else None,
             "as_of_from": f"{part['as_of'].min():%Y-%m-%d}" if len(part) else None,
             "as_of_to": f"{part['as_of'].max():%Y-%m-%d}" if len(part) else None,

@@ -82,6 +82,7 @@ def test_manifest_counts_and_fingerprint(tiny_tables):
         "rows": 2,
         "leads": 2,
         "positives": 1,
+        "won_leads": 1,
         "positive_rate": 0.5,
         "as_of_from": "2024-01-01",
         "as_of_to": "2024-01-02",

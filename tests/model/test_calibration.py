@@ -137,3 +137,29 @@ def test_out_of_fold_predictions_give_the_cross_validated_log_loss():
 def test_prior_count_must_be_non_negative():
     with pytest.raises(ValueError, match="prior_count"):
         ProbabilityCalibrator(prior_count=-1).fit([0.1, 0.2, 0.3, 0.4], [0, 1, 0, 1])
+
+
+def test_a_calibrator_pickled_before_extrapolation_still_scores_as_it_did():
+    """A registered champion's calibrator has no ``slope``: it clamps at its outer centres (as
+    when it was validated) instead of failing the nightly job."""
+    rng = np.random.default_rng(3)
+    scores = rng.uniform(0.01, 0.5, 2_000)
+    y = (rng.uniform(size=scores.size) < scores).astype(int)
+    calibrator = ProbabilityCalibrator(methods=("isotonic",)).fit(scores, y)
+    old = calibrator.model_
+    del old.slope  # what unpickling an older calibrator gives
+    beyond = np.array([0.0, 0.001, 0.9, 0.99])
+    p = calibrator.predict(beyond)
+    assert p[0] == p[1] == np.clip(old.values[0], 1e-6, 1 - 1e-6)
+    assert p[2] == p[3] == np.clip(old.values[-1], 1e-6, 1 - 1e-6)
+
+
+def test_a_calibrated_booster_is_left_as_it_is():
+    """Scores that are the true probabilities: no map fitted on these rows beats them, so
+    ``none`` wins and the probabilities pass through unchanged."""
+    rng = np.random.default_rng(5)
+    p = rng.beta(0.5, 12, size=30_000)
+    y = (rng.uniform(size=p.size) < p).astype(int)
+    calibrator = ProbabilityCalibrator(cv=5).fit(p, y, groups=np.arange(p.size) // 3)
+    assert calibrator.method_ == "none", calibrator.cv_log_loss_
+    assert np.array_equal(calibrator.predict(p[:100]), np.clip(p[:100], 1e-6, 1 - 1e-6))

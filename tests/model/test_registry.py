@@ -33,6 +33,7 @@ def register(tmp: Path, params: dict, monkeypatch) -> dict:
 def test_champion_loaded_by_uri_scores_like_memory_and_carries_its_cutoffs(trained, monkeypatch):
     import mlflow
 
+    from models.frame import NOT_FEATURES
     from models.packaged import LeadScorer
     from pipelines.registry import plain_features
 
@@ -40,7 +41,8 @@ def test_champion_loaded_by_uri_scores_like_memory_and_carries_its_cutoffs(train
     first = register(tmp, params, monkeypatch)
     assert first["registered"] and first["version"] == 1 and first["champion"]
     test = pd.read_parquet(tmp / "sets" / "test.parquet")
-    features = test.drop(columns=["lead_id", "as_of", "label"])
+    # The pyfunc's input is the features (its signature); the gate input unsubscribed is not one.
+    features = test.drop(columns=[c for c in NOT_FEATURES if c in test])
     loaded = mlflow.pyfunc.load_model("models:/lead-conversion@champion")
     by_uri = loaded.predict(plain_features(features))
     in_memory = LeadScorer.from_folder(tmp / "model").score(features)
