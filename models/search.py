@@ -391,10 +391,13 @@ def search_params(
 
     def fit(params: dict[str, Any]) -> tuple[float, int]:
         rate = float(params.get("learning_rate", base_rate))
+        # A slower rate than the base's gets proportionally more rounds and patience: the same
+        # total shrinkage, so it is neither capped nor stopped before it can get there.
         patience = max(early_stopping_rounds, math.ceil(early_stopping_rounds * base_rate / rate))
+        cap = max(num_boost_round, math.ceil(num_boost_round * base_rate / rate))
         booster = train_booster(
             x_train, y_train, x_valid, y_valid, params,
-            num_boost_round=num_boost_round,
+            num_boost_round=cap,
             early_stopping_rounds=patience,
             monotone_increasing=monotone_increasing,
         )  # fmt: skip

@@ -308,13 +308,17 @@ def fit_settings(
         monotone_increasing=list(settings.get("monotone_increasing", [])),
         seed=int(budget.get("seed", 0)),
     )  # fmt: skip
-    # A trial with a slower rate had a longer patience in the search: keep it for the final fit.
+    # A trial with a slower rate had a longer patience and cap in the search: keep them.
     chosen_rate = float(result.best_params["learning_rate"])
     patience = max(
         rounds["early_stopping_rounds"],
         math.ceil(rounds["early_stopping_rounds"] * float(base["learning_rate"]) / chosen_rate),
     )
-    rounds = {**rounds, "early_stopping_rounds": patience}
+    cap = max(
+        rounds["num_boost_round"],
+        math.ceil(rounds["num_boost_round"] * float(base["learning_rate"]) / chosen_rate),
+    )
+    rounds = {"num_boost_round": cap, "early_stopping_rounds": patience}
     log.info(
         "LightGBM settings: %s (scaled to %d rows, %d positives%s); validation log loss %.5f "
         "(base %.5f), %d trial(s) in %.0f s",
