@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 
 #: ``none`` keeps the booster's probability: it wins when the booster is already calibrated (its
 #: log loss objective often makes it so), and no map fitted on fewer rows can then improve it.
-METHODS = ("none", "isotonic", "sigmoid")
+METHODS = ("none", "sigmoid", "isotonic")
+#: One standard error: see ``ProbabilityCalibrator``.
+TOLERANCE_SE = 1.0
 EPS = 1e-6
 # Pseudo-observations of the rarer outcome (under the Platt prior) added to every isotonic block:
 # one is the smallest amount that keeps a block with no positive (or no negative) off 0 (or 1).
@@ -141,6 +143,43 @@ def _apply(method: str, model, scores: np.ndarray) -> np.ndarray:
     return model.predict_proba(_logit(scores)[:, None])[:, 1]
 
 
+def _row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, EPS, 1 - EPS)
+    return -(y * np.log(p) + (1 - y) * np.log1p(-p))
+
+
+def _simplest_within(
+    oof: dict[str, np.ndarray], y: np.ndarray, groups, losses: dict[str, float], tolerance: float
+) -> str:
+    """The simplest method (order of ``METHODS``) whose out-of-fold log loss is within
+    ``tolerance`` standard errors of the lowest; the error of the paired difference is clustered
+    by ``groups`` (rows of one lead are not independent)."""
+    best = min(losses, key=losses.get)
+    if tolerance <= 0:
+        return best
+    codes = (
+        np.arange(y.size)
+        if groups is None
+        else np.unique(np.asarray(groups), return_inverse=True)[1]
+    )
+    best_rows = _row_log_loss(y, oof[best])
+    for method in sorted(oof, key=METHODS.index):
+        diff = _row_log_loss(y, oof[method]) - best_rows
+        mean = diff.mean()
+        # Cluster-robust variance of a mean: the groups' sums of deviations, squared.
+        per_group = np.bincount(codes, weights=diff - mean)
+        se = np.sqrt((per_group**2).sum()) / y.size
+        if mean <= tolerance * se:
+            if method != best:
+                log.info(
+                    "calibration: %s chosen, within %.1f standard error(s) of %s (log loss %.5f "
+                    "vs %.5f, standard error of the difference %.5f)",
+                    method, tolerance, best, losses[method], losses[best], se,
+                )  # fmt: skip
+            return method
+    return best
+
+
 def calibration_folds(
     y, groups=None, n_splits: int = 5, random_state: int = 0
 ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -194,7 +233,11 @@ class ProbabilityCalibrator(BaseEstimator):
     Parameters: ``methods`` to consider, ``cv`` folds (reduced when too few leads or rows carry an
     outcome), ``random_state`` for the folds, ``prior_count`` pseudo-observations of the rarer
     outcome shrinking each isotonic block towards the Platt fit (see
-    :class:`_InterpolatedIsotonic`; 0 = no shrinkage).
+    :class:`_InterpolatedIsotonic`; 0 = no shrinkage), ``tolerance_se``: the simplest method
+    (none, then sigmoid, then isotonic) whose cross-validated log loss is within this many
+    standard errors of the lowest is chosen (the one-standard-error rule: a gain smaller than the
+    noise of the validation rows does not carry to new leads; the error is clustered by group
+    when groups are given); 0 = the lowest loss wins.
     Fitted attributes: ``method_``, ``model_`` (refitted on all rows), ``cv_log_loss_`` (method ->
     out-of-fold log loss, i.e. fold losses averaged with weights by held-out rows),
     ``oof_predictions_`` (the chosen method's out-of-fold probabilities, one per input row, for
@@ -207,11 +250,13 @@ class ProbabilityCalibrator(BaseEstimator):
         cv: int = 5,
         random_state: int = 0,
         prior_count: float = PRIOR_COUNT,
+        tolerance_se: float = TOLERANCE_SE,
     ):
         self.methods = methods
         self.cv = cv
         self.random_state = random_state
         self.prior_count = prior_count
+        self.tolerance_se = tolerance_se
 
     def fit(self, scores, y, groups=None) -> ProbabilityCalibrator:
         """Choose the method by cross-validated log loss, then fit it on all of ``scores``.
@@ -240,7 +285,7 @@ class ProbabilityCalibrator(BaseEstimator):
                 oof[method][test_idx] = _apply(method, model, scores[test_idx])
         losses = {m: float(log_loss(y, pred, labels=[0, 1])) for m, pred in oof.items()}
         self.cv_log_loss_ = losses
-        self.method_ = min(losses, key=losses.get)
+        self.method_ = _simplest_within(oof, y, groups, losses, float(self.tolerance_se))
         self.oof_predictions_ = oof[self.method_]
         self.n_folds_ = len(folds)
         self.model_ = _fit_method(self.method_, scores, y, _platt(scores, y), self.prior_count)

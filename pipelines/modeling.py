@@ -158,7 +158,10 @@ def run_train(
     else:
         raw_cal, cal, y_cal, learned = raw_hold, hold, y_hold, train["as_of"]
     calibrator = ProbabilityCalibrator(
-        methods=tuple(calibration["methods"]), cv=int(calibration["cv_folds"]), random_state=0
+        methods=tuple(calibration["methods"]),
+        cv=int(calibration["cv_folds"]),
+        random_state=0,
+        tolerance_se=float(calibration.get("tolerance_se", 1.0)),
     ).fit(raw_cal, y_cal, groups=cal["lead_id"].to_numpy())
     log.info(
         "calibration on %d validation rows (%d leads), each scored by a booster that did not "

@@ -124,7 +124,7 @@ def test_calibration_repairs_an_underconfident_booster_on_fresh_data(methods):
 
 def test_out_of_fold_predictions_give_the_cross_validated_log_loss():
     scores, y, lead = _leads(np.random.default_rng(6), leads=600)
-    calibrator = ProbabilityCalibrator(cv=4).fit(scores, y, groups=lead)
+    calibrator = ProbabilityCalibrator(cv=4, tolerance_se=0).fit(scores, y, groups=lead)
     oof = calibrator.oof_predictions_
     assert oof.shape == y.shape and np.all((oof > 0) & (oof < 1))
     # The cross-validated loss is the pooled held-out loss of the chosen (lowest) method.
@@ -163,3 +163,18 @@ def test_a_calibrated_booster_is_left_as_it_is():
     calibrator = ProbabilityCalibrator(cv=5).fit(p, y, groups=np.arange(p.size) // 3)
     assert calibrator.method_ == "none", calibrator.cv_log_loss_
     assert np.array_equal(calibrator.predict(p[:100]), np.clip(p[:100], 1e-6, 1 - 1e-6))
+
+
+def test_the_simplest_method_within_one_standard_error_wins():
+    """600 leads: the lowest cross-validated loss (sigmoid) is within noise of none, so the
+    simpler none is kept; with 60,000 rows of a squashed booster the gain is far beyond the
+    noise and a map is fitted."""
+    scores, y, lead = _leads(np.random.default_rng(6), leads=600)
+    few = ProbabilityCalibrator(cv=4).fit(scores, y, groups=lead)
+    lowest = min(few.cv_log_loss_, key=few.cv_log_loss_.get)
+    assert lowest != "none" and few.method_ == "none", few.cv_log_loss_
+    rng = np.random.default_rng(7)
+    true_p = rng.beta(0.5, 8, size=60_000)
+    outcome = (rng.uniform(size=true_p.size) < true_p).astype(int)
+    many = ProbabilityCalibrator(cv=4).fit(true_p**0.5, outcome)
+    assert many.method_ != "none"
