@@ -199,6 +199,11 @@ def test_strong_features_are_named_in_warnings_and_a_too_good_model_stops():
     assert "0.929: too good for lead data?" in check_model(0.929, scan, rules)
     with pytest.raises(LeakageError, match="authority 0.820"):
         check_model(0.96, scan, rules)
+    # A feature the user checked and kept explains a model up to far_above over it: a warning.
+    kept = LeakageRules(max_auc=0.9, warn_auc=0.8, max_model_auc=0.95, allow=("authority",))
+    assert "too good" in check_model(0.96, scan.assign(auc=[0.90, 0.8, 0.74, 0.5]), kept)
+    with pytest.raises(LeakageError):  # far above even the kept feature: a leak elsewhere
+        check_model(0.96, scan, kept)
 
 
 def test_a_small_validation_split_does_not_stop_training_on_chance():
