@@ -272,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     import lightgbm as lgb
     import optuna
 
-    from models.search import scaled_defaults, scaled_rounds, search_params
+    from models.search import search_params
+    from pipelines.modeling import search_setup
     from pipelines.params import load_params, section
 
     params = load_params(args.params)
@@ -307,13 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("validation log loss of the true probabilities: %.5f", oracle)
 
     # ---- exactly as pipelines.modeling.fit_settings
-    scaled = scaled_defaults(n_rows, n_pos)
-    base = {**scaled, **settings["lightgbm"]}
-    rounds = scaled_rounds(float(base["learning_rate"]))
-    for key in ("num_boost_round", "early_stopping_rounds"):
-        if settings.get(key) is not None:
-            rounds[key] = int(settings[key])
-    budget = dict(settings.get("search") or {})
+    setup = search_setup(settings, n_rows, n_pos)
+    scaled, base, rounds, budget = setup.scaled, setup.base, setup.rounds, dict(setup.budget)
     if args.trials is not None:
         budget["trials"] = args.trials
     if args.timeout is not None:

@@ -186,6 +186,20 @@ def scaled_defaults(n_rows: int, n_positives: int) -> dict[str, Any]:
     }
 
 
+def rounds_for_rate(
+    num_boost_round: int, early_stopping_rounds: int, base_rate: float, rate: float
+) -> dict[str, int]:
+    """Round cap and patience for a trial at ``rate``, given those of the base at ``base_rate``:
+    a slower rate gets proportionally more of both (the same total shrinkage), so it is neither
+    capped nor stopped before it can get there; a faster one keeps the base's."""
+    return {
+        "num_boost_round": max(num_boost_round, math.ceil(num_boost_round * base_rate / rate)),
+        "early_stopping_rounds": max(
+            early_stopping_rounds, math.ceil(early_stopping_rounds * base_rate / rate)
+        ),
+    }
+
+
 def scaled_rounds(learning_rate: float) -> dict[str, int]:
     """Round cap and early-stopping patience for ``learning_rate``.
 
@@ -280,7 +294,8 @@ class SearchResult:
     ``best_params``: the full merged params (base keys kept) of the best trial; ``best_iteration``
     its early-stopped tree count; ``best_score`` its validation log loss; ``base_score`` trial
     0's (the base params); ``n_trials`` trials run; ``seconds`` wall time; ``trials`` one row per
-    trial (number, params, value, trees, seconds, state); ``space`` the searched ranges.
+    trial (number, params, value, trees, seconds, state); ``space`` the searched ranges;
+    ``booster`` the best trial's booster, early-stopped on the validation rows.
     """
 
     best_params: dict[str, Any]
@@ -292,6 +307,8 @@ class SearchResult:
     seconds: float
     trials: pd.DataFrame
     space: dict[str, ParamRange] = field(default_factory=dict)
+    #: The best trial's early-stopped booster (not serialised by ``to_dict``).
+    booster: lgb.Booster | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary, for model_meta.json and MLflow."""
@@ -389,16 +406,17 @@ def search_params(
         k: _base_value(base, k) for k, r in space.items() if r.contains(_base_value(base, k))
     }
 
+    # The best trial's booster so far: the caller gets it instead of fitting it a second time.
+    kept: dict[str, Any] = {"score": math.inf, "booster": None}
+
     def fit(params: dict[str, Any]) -> tuple[float, int]:
-        rate = float(params.get("learning_rate", base_rate))
-        # A slower rate than the base's gets proportionally more rounds and patience: the same
-        # total shrinkage, so it is neither capped nor stopped before it can get there.
-        patience = max(early_stopping_rounds, math.ceil(early_stopping_rounds * base_rate / rate))
-        cap = max(num_boost_round, math.ceil(num_boost_round * base_rate / rate))
+        rounds = rounds_for_rate(
+            num_boost_round, early_stopping_rounds, base_rate,
+            float(params.get("learning_rate", base_rate)),
+        )  # fmt: skip
         booster = train_booster(
             x_train, y_train, x_valid, y_valid, params,
-            num_boost_round=cap,
-            early_stopping_rounds=patience,
+            **rounds,
             monotone_increasing=monotone_increasing,
         )  # fmt: skip
         trees = int(booster.best_iteration)
@@ -407,6 +425,9 @@ def search_params(
         else:
             p = booster.predict(x_valid, num_iteration=trees or None)
             score = _group_log_loss(np.asarray(y_valid), p, groups_valid)
+        # Strictly lower: a tie keeps the earlier trial, as the choice of the best below does.
+        if score < kept["score"]:
+            kept.update(score=score, booster=booster)
         return score, trees
 
     started = time.perf_counter()
@@ -429,7 +450,9 @@ def search_params(
                 }
             ]
         )
-        return SearchResult(base, trees, score, score, 0, 1, seconds, table, space)
+        return SearchResult(
+            base, trees, score, score, 0, 1, seconds, table, space, booster=kept["booster"]
+        )
 
     def objective(trial: optuna.Trial) -> float:
         t0 = time.perf_counter()
@@ -507,4 +530,5 @@ def search_params(
         seconds=seconds,
         trials=table,
         space=space,
+        booster=kept["booster"],
     )

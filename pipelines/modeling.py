@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from features.outputs import refuse_overlap, save_figure, write_csv, write_file, write_json
 from models.baseline import logistic_baseline
-from models.boosting import fixed_booster, predict_scores, train_booster
+from models.boosting import fixed_booster, predict_scores
 from models.calibration import ProbabilityCalibrator
 from models.categories import META_KEY, CategoryGrouper, stored_grouper
 from models.cutoffs import assign_stages, choose_cutoffs, cutoff_warnings, tier_table
@@ -34,7 +33,7 @@ from models.gates import BantGates
 from models.intervals import clustered_bootstrap
 from models.leakage import check_leakage, check_model, single_feature_scan, warnings_for
 from models.metrics import gains_table, reliability_table, score_report
-from models.search import scaled_defaults, scaled_rounds, search_params
+from models.search import rounds_for_rate, scaled_defaults, scaled_rounds, search_params
 from pipelines.oracle import attach_oracle
 from pipelines.params import category_grouper, leakage_rules, section
 
@@ -115,13 +114,7 @@ def run_train(
     _labels(hold, "calibration part of the validation")
     _labels(valid[~held], "early-stopping part of the validation")
     search = fit_settings(settings, x_train, y_train, x_stop, y_stop)
-    booster = train_booster(
-        x_train, y_train, x_stop, y_stop,
-        params=search.best_params,
-        num_boost_round=search.rounds["num_boost_round"],
-        early_stopping_rounds=search.rounds["early_stopping_rounds"],
-        monotone_increasing=list(settings.get("monotone_increasing", [])),
-    )  # fmt: skip
+    booster = search.booster  # the chosen trial's, early-stopped on the stopping part
     raw_hold = predict_scores(booster, x_hold)  # once: the calibrator and the cutoffs use it
     # The whole model, too good to be true (a leak spread over several features): before writing.
     model_warning = check_model(roc_auc_score(y_hold, raw_hold), scan, rules)
@@ -130,7 +123,8 @@ def run_train(
     for line in leak_warnings:
         log.warning("leakage alarm: %s", line)
     trees = max(int(booster.best_iteration), 1)
-    if settings.get("refit", True):
+    refitted = bool(settings.get("refit", True))
+    if refitted:
         # The model in production learns from everything before the test split: the most recent
         # leads carry the most of a drifting market. Its calibration data: each validation
         # part scored by a booster fitted on train and the other part (cross-fitting), so every
@@ -148,7 +142,8 @@ def run_train(
             refit(pd.concat([x_train, x_hold]), np.r_[y_train, y_hold]), x_stop
         )
         cal, y_cal = valid, y_valid
-        booster = refit(pd.concat([x_train, x_valid]), np.r_[y_train, y_valid])
+        x_learned, y_learned = pd.concat([x_train, x_valid]), np.r_[y_train, y_valid]
+        booster = refit(x_learned, y_learned)
         learned = pd.concat([train["as_of"], valid["as_of"]])
         log.info(
             "refit on train and validation (%d rows, %d trees); calibration on cross-fitted "
@@ -157,6 +152,7 @@ def run_train(
         )  # fmt: skip
     else:
         raw_cal, cal, y_cal, learned = raw_hold, hold, y_hold, train["as_of"]
+        x_learned, y_learned = x_train, y_train
     calibrator = ProbabilityCalibrator(
         methods=tuple(calibration["methods"]),
         cv=int(calibration["cv_folds"]),
@@ -189,13 +185,8 @@ def run_train(
     categorical = categorical_names(x_train)
     numeric = [n for n in names if n not in categorical]
     # The baseline learns from the same rows as the booster, so the comparison is fair.
-    x_base, y_base = (
-        (pd.concat([x_train, x_valid]), np.r_[y_train, y_valid])
-        if cal is valid
-        else (x_train, y_train)
-    )
     baseline = logistic_baseline(categorical, numeric, c=float(settings["baseline_c"])).fit(
-        x_base, y_base
+        x_learned, y_learned
     )
 
     write_file(out / BOOSTER, lambda tmp: booster.save_model(tmp, num_iteration=trees))
@@ -216,7 +207,7 @@ def run_train(
             "cv_log_loss": calibrator.cv_log_loss_,
             "rows": len(cal),
             "leads": int(cal["lead_id"].nunique()),
-            "cross_fitted": cal is valid,
+            "cross_fitted": refitted,
         },
         "cutoffs": cutoffs,
         "cutoff_policies": cutoff_settings,
@@ -247,7 +238,7 @@ def run_train(
             "input_fingerprint": manifest.get("input_fingerprint"),
             "splits": manifest.get("splits"),
             "booster_range": _range(pd.DataFrame({"as_of": learned})),
-            "refit_on_validation": cal is valid,
+            "refit_on_validation": refitted,
             "validation_range": _range(valid),
         },
         # Which leads the model is for and how old (scoring reads it from here, not params).
@@ -271,11 +262,42 @@ def calibration_holdout(lead_id: pd.Series, fraction: float) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class SearchSetup:
+    """What the search starts from: the size-scaled defaults, the base params (``train.lightgbm``
+    over them), the base's round cap and patience, and the checked ``train.search`` budget."""
+
+    scaled: dict[str, Any]
+    base: dict[str, Any]
+    rounds: dict[str, int]
+    budget: dict[str, Any]
+
+
+def search_setup(settings: dict[str, Any], n_rows: int, n_positives: int) -> SearchSetup:
+    """The search's starting point for ``n_rows`` training rows with ``n_positives`` positives
+    (see :func:`fit_settings`): round cap and patience from ``train`` if set, else from the
+    learning rate (``scaled_rounds``)."""
+    scaled = scaled_defaults(n_rows, n_positives)
+    base = {**scaled, **settings["lightgbm"]}
+    rounds = scaled_rounds(float(base["learning_rate"]))
+    for key in ("num_boost_round", "early_stopping_rounds"):
+        if settings.get(key) is not None:
+            rounds[key] = int(settings[key])
+    budget = dict(settings.get("search") or {})
+    unknown = sorted(set(budget) - {"trials", "timeout_s", "seed"})
+    if unknown:
+        raise ValueError(
+            f"train.search: unknown setting(s) {unknown}; expected trials, timeout_s, seed"
+        )
+    return SearchSetup(scaled, base, rounds, budget)
+
+
+@dataclass(frozen=True)
 class FittedSettings:
-    """The LightGBM params training uses, its round cap and patience, and how they were found."""
+    """The LightGBM params training uses, the booster they gave (early-stopped on the
+    early-stopping part of validation), and how they were found."""
 
     best_params: dict[str, Any]
-    rounds: dict[str, int]
+    booster: lgb.Booster
     summary: dict[str, Any]
 
 
@@ -288,22 +310,11 @@ def fit_settings(
 ) -> FittedSettings:
     """LightGBM params for this data: the size-scaled defaults (``scaled_defaults``), overridden
     by what ``train.lightgbm`` sets, then a budgeted search around them (``train.search``) on
-    the early-stopping part of validation. Round cap and patience: ``train`` if set, else from
-    the learning rate (``scaled_rounds``)."""
-    scaled = scaled_defaults(len(y_train), int(y_train.sum()))
-    base = {**scaled, **settings["lightgbm"]}
-    rounds = scaled_rounds(float(base["learning_rate"]))
-    for key in ("num_boost_round", "early_stopping_rounds"):
-        if settings.get(key) is not None:
-            rounds[key] = int(settings[key])
-    budget = dict(settings.get("search") or {})
-    unknown = sorted(set(budget) - {"trials", "timeout_s", "seed"})
-    if unknown:
-        raise ValueError(
-            f"train.search: unknown setting(s) {unknown}; expected trials, timeout_s, seed"
-        )
+    the early-stopping part of validation; and the chosen trial's booster."""
+    setup = search_setup(settings, len(y_train), int(y_train.sum()))
+    budget, rounds = setup.budget, setup.rounds
     result = search_params(
-        x_train, y_train, x_stop, y_stop, base,
+        x_train, y_train, x_stop, y_stop, setup.base,
         n_trials=int(budget.get("trials", 0)),
         timeout_s=None if budget.get("timeout_s") is None else float(budget["timeout_s"]),
         num_boost_round=rounds["num_boost_round"],
@@ -311,17 +322,6 @@ def fit_settings(
         monotone_increasing=list(settings.get("monotone_increasing", [])),
         seed=int(budget.get("seed", 0)),
     )  # fmt: skip
-    # A trial with a slower rate had a longer patience and cap in the search: keep them.
-    chosen_rate = float(result.best_params["learning_rate"])
-    patience = max(
-        rounds["early_stopping_rounds"],
-        math.ceil(rounds["early_stopping_rounds"] * float(base["learning_rate"]) / chosen_rate),
-    )
-    cap = max(
-        rounds["num_boost_round"],
-        math.ceil(rounds["num_boost_round"] * float(base["learning_rate"]) / chosen_rate),
-    )
-    rounds = {"num_boost_round": cap, "early_stopping_rounds": patience}
     log.info(
         "LightGBM settings: %s (scaled to %d rows, %d positives%s); validation log loss %.5f "
         "(base %.5f), %d trial(s) in %.0f s",
@@ -331,11 +331,17 @@ def fit_settings(
         result.best_score, result.base_score, result.n_trials, result.seconds,
     )  # fmt: skip
     summary = {
-        "scaled_defaults": scaled,
-        "rounds": rounds,
+        "scaled_defaults": setup.scaled,
+        # The chosen trial's: a slower rate than the base's had more rounds and patience.
+        "rounds": rounds_for_rate(
+            rounds["num_boost_round"],
+            rounds["early_stopping_rounds"],
+            float(setup.base["learning_rate"]),
+            float(result.best_params["learning_rate"]),
+        ),  # fmt: skip
         **{k: v for k, v in result.to_dict().items() if k != "space"},
     }
-    return FittedSettings(dict(result.best_params), rounds, summary)
+    return FittedSettings(dict(result.best_params), result.booster, summary)
 
 
 def _range(frame: pd.DataFrame) -> str:

@@ -156,6 +156,11 @@ def test_score_is_validation_log_loss_of_the_best_trial(data):
     expected = -np.mean(y_valid * np.log(p) + (1 - y_valid) * np.log(1 - p))
     assert result.best_score == pytest.approx(expected, rel=1e-6)
     assert result.best_iteration == refit.best_iteration
+    # The result carries that booster: the caller need not fit it a second time.
+    assert result.booster.best_iteration == refit.best_iteration
+    np.testing.assert_array_equal(
+        result.booster.predict(x_valid, num_iteration=result.booster.best_iteration), p
+    )
 
 
 def test_search_is_reproducible_with_a_trial_budget(data):
