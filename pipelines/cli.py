@@ -39,6 +39,7 @@ out_console = Console()
 log = logging.getLogger("leadscore")
 
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="The params.yaml to read.")]
+TrainingOpt = Annotated[Path, typer.Option(help="Folder written by `leadscore training-set`.")]
 _state = {"verbose": False}
 
 
@@ -431,9 +432,7 @@ def _print_manifest(result: dict, oracle_auc: dict | None = None) -> None:
 @_user_errors
 def train(
     params: ParamsOpt = Path("params.yaml"),
-    training: Annotated[
-        Path, typer.Option(help="Folder written by `leadscore training-set`.")
-    ] = Path("data/training"),
+    training: TrainingOpt = Path("data/training"),
     out: Annotated[
         Path, typer.Option(help="Folder for the booster, calibrator, baseline and metadata.")
     ] = Path("data/model"),
@@ -475,9 +474,7 @@ def train(
 @_user_errors
 def cross_validate(
     params: ParamsOpt = Path("params.yaml"),
-    training: Annotated[
-        Path, typer.Option(help="Folder written by `leadscore training-set`.")
-    ] = Path("data/training"),
+    training: TrainingOpt = Path("data/training"),
     out: Annotated[Path, typer.Option(help="JSON report.")] = Path(
         "data/evaluation/cross_validation.json"
     ),
@@ -517,9 +514,7 @@ def cross_validate(
 @_user_errors
 def evaluate(
     params: ParamsOpt = Path("params.yaml"),
-    training: Annotated[
-        Path, typer.Option(help="Folder written by `leadscore training-set`.")
-    ] = Path("data/training"),
+    training: TrainingOpt = Path("data/training"),
     model: Annotated[Path, typer.Option(help="Folder written by `leadscore train`.")] = Path(
         "data/model"
     ),
@@ -551,9 +546,7 @@ def register(
     evaluation: Annotated[
         Path, typer.Option(help="Folder written by `leadscore evaluate`.")
     ] = Path("data/evaluation"),
-    training: Annotated[
-        Path, typer.Option(help="Folder written by `leadscore training-set`.")
-    ] = Path("data/training"),
+    training: TrainingOpt = Path("data/training"),
     summary: Annotated[
         Path | None, typer.Option(help="Write what was registered to this JSON file.")
     ] = None,
