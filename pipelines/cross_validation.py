@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
 from features.outputs import refuse_overlap, write_json
-from models.boosting import fixed_booster, predict_scores, train_booster
+from models.boosting import fixed_booster, predict_scores
 from models.frame import feature_matrix, feature_names
 from models.metrics import score_report
 from pipelines.modeling import calibration_holdout, fit_settings, load_model, read_split
@@ -70,27 +70,28 @@ def run_cross_validate(
     for k, (fit_idx, test_idx) in enumerate(splitter.split(frame, y, leads), start=1):
         part = frame.iloc[fit_idx]
         if chosen is not None:
-            grouper = category_grouper(params).fit(feature_matrix(part, names))
-            booster = fixed_booster(
-                feature_matrix(part, names, grouper), y[fit_idx], chosen[0], chosen[1], mono
-            )
+            x_part = feature_matrix(part, names)
+            grouper = category_grouper(params).fit(x_part)
+            booster = fixed_booster(grouper.transform(x_part), y[fit_idx], *chosen, mono)
         else:
             booster, grouper = _early_stopped(params, settings, part, names, stop_fraction)
         x_test = feature_matrix(frame.iloc[test_idx], names, grouper)
         oof[test_idx] = predict_scores(booster, x_test)
+        # Early-stopped: its best iteration; refitted with the model's trees: all of them.
+        trees = int(booster.best_iteration or booster.current_iteration())
         report = score_report(y[test_idx], oof[test_idx])
         per_fold.append(
             {
                 "fold": k,
                 "rows": len(test_idx),
                 "leads": int(pd.unique(leads[test_idx]).size),
-                "trees": int(booster.best_iteration),
+                "trees": trees,
                 **{m: report[m] for m in ("roc_auc", "pr_auc", "lift_top_decile")},
             }
         )
         log.info(
             "cross-validation fold %d/%d: ROC AUC %.4f, PR AUC %.4f, %d trees",
-            k, folds, report["roc_auc"], report["pr_auc"], booster.best_iteration,
+            k, folds, report["roc_auc"], report["pr_auc"], trees,
         )  # fmt: skip
     table = pd.DataFrame(per_fold)
     summary = {
@@ -123,12 +124,4 @@ def _early_stopped(
     x_all = feature_matrix(part, names)
     grouper = category_grouper(params).fit(x_all[~stop])
     x_fit, x_stop = grouper.transform(x_all[~stop]), grouper.transform(x_all[stop])
-    fitted = fit_settings(settings, x_fit, y[~stop], x_stop, y[stop])
-    booster = train_booster(
-        x_fit, y[~stop], x_stop, y[stop],
-        params=fitted.best_params,
-        num_boost_round=fitted.rounds["num_boost_round"],
-        early_stopping_rounds=fitted.rounds["early_stopping_rounds"],
-        monotone_increasing=list(settings.get("monotone_increasing", [])),
-    )  # fmt: skip
-    return booster, grouper
+    return fit_settings(settings, x_fit, y[~stop], x_stop, y[stop]).booster, grouper
