@@ -41,66 +41,70 @@ _SOURCES = ("events.lead_id", "events.timestamp", "events.event_type")
 #: Per event type: how to say a count, the days since the last one, and that there was none.
 EVENT_PHRASES: dict[str, tuple[str, str, str]] = {
     "page_view": (
-        "Visited {value} web pages",
-        "Last visited the website {value} days ago",
+        "Visited {value} web [page|pages]",
+        "Last visited the website {value} [day|days] ago",
         "Never visited the website",
     ),
     "pricing_page_view": (
-        "Viewed the pricing page {value} times",
-        "Last viewed the pricing page {value} days ago",
+        "Viewed the pricing page {value} [time|times]",
+        "Last viewed the pricing page {value} [day|days] ago",
         "Never viewed the pricing page",
     ),
     "email_open": (
-        "Opened {value} marketing emails",
-        "Last opened an email {value} days ago",
+        "Opened {value} marketing [email|emails]",
+        "Last opened an email {value} [day|days] ago",
         "Never opened a marketing email",
     ),
     "email_click": (
-        "Clicked {value} marketing emails",
-        "Last clicked an email {value} days ago",
+        "Clicked {value} marketing [email|emails]",
+        "Last clicked an email {value} [day|days] ago",
         "Never clicked a marketing email",
     ),
     "content_download": (
-        "Downloaded {value} pieces of content",
-        "Last downloaded content {value} days ago",
+        "Downloaded {value} [piece|pieces] of content",
+        "Last downloaded content {value} [day|days] ago",
         "Never downloaded content",
     ),
     "webinar_registration": (
-        "Registered for {value} webinars",
-        "Last registered for a webinar {value} days ago",
+        "Registered for {value} [webinar|webinars]",
+        "Last registered for a webinar {value} [day|days] ago",
         "Never registered for a webinar",
     ),
     "webinar_attendance": (
-        "Attended {value} webinars",
-        "Last attended a webinar {value} days ago",
+        "Attended {value} [webinar|webinars]",
+        "Last attended a webinar {value} [day|days] ago",
         "Never attended a webinar",
     ),
     "demo_request": (
-        "Requested a demo {value} times",
-        "Requested a demo {value} days ago",
+        "Requested a demo {value} [time|times]",
+        "Requested a demo {value} [day|days] ago",
         "Never requested a demo",
     ),
     "trial_signup": (
-        "Signed up for a trial {value} times",
-        "Signed up for a trial {value} days ago",
+        "Signed up for a trial {value} [time|times]",
+        "Signed up for a trial {value} [day|days] ago",
         "Never signed up for a trial",
     ),
     "product_inquiry": (
-        "Sent {value} product inquiries",
-        "Last sent a product inquiry {value} days ago",
+        "Sent {value} product [inquiry|inquiries]",
+        "Last sent a product inquiry {value} [day|days] ago",
         "Never sent a product inquiry",
     ),
     "form_submit": (
-        "Submitted {value} forms",
-        "Last submitted a form {value} days ago",
+        "Submitted {value} [form|forms]",
+        "Last submitted a form {value} [day|days] ago",
         "Never submitted a form",
     ),
     "social_interaction": (
-        "Interacted on social media {value} times",
-        "Last interacted on social media {value} days ago",
+        "Interacted on social media {value} [time|times]",
+        "Last interacted on social media {value} [day|days] ago",
         "Never interacted on social media",
     ),
 }
+
+#: What a group's reason adds with the days since the last activity, when another member (a
+#: count) is the strongest: "Requested a demo 2 times in the last 7 days, last 3 days ago".
+RECENCY_CLAUSE = "last {value} [day|days] ago"
 
 #: Default weights of the engagement score (points per event before decay).
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
@@ -129,7 +133,7 @@ class ActivityType:
 
     name: str
     count: str  # "Had {value} calls with sales"
-    last: str  # "Last call {value} days ago"
+    last: str  # "Last call {value} [day|days] ago"
     never: str  # "No call with sales yet"
     weight: float = 1.0
     actor: str = "lead"  # lead: the lead's own action (engagement); company: ours (history)
@@ -205,38 +209,74 @@ def behavioral_specs(params: BehavioralParams = BehavioralParams()) -> list[Feat
     """The features :func:`build_behavioral` returns, in column order."""
     specs: list[FeatureSpec] = []
 
-    def add(name: str, label: str, missing: str | None = None, extra: tuple[str, ...] = ()) -> None:
-        specs.append(FeatureSpec(name, label, _SOURCES + extra, BUILDER, missing_label=missing))
+    def add(
+        name: str,
+        label: str,
+        group: tuple[str, str],
+        missing: str | None = None,
+        extra: tuple[str, ...] = (),
+        clause: str | None = None,
+    ) -> None:
+        specs.append(
+            FeatureSpec(
+                name,
+                label,
+                _SOURCES + extra,
+                BUILDER,
+                missing_label=missing,
+                group=group[0],
+                group_title=group[1],
+                clause=clause,
+            )  # fmt: skip
+        )
 
+    def titled(kind: str, name: str) -> tuple[str, str]:
+        return f"{kind}:{name}", f"{name.replace('_', ' ').capitalize()} (every window)"
+
+    # One group per activity type (its counts in every window and its recency), per event value
+    # (sums and means), and one for activity as a whole: a reason says each behaviour once.
     types = params.types()
     for w in params.windows_days:
         for t in types:
-            add(f"n_{t.name}_{w}d", f"{t.count} in the last {w} days")
+            add(f"n_{t.name}_{w}d", f"{t.count} in the last {w} days", titled("activity", t.name))
     for t in types:
-        add(f"days_since_last_{t.name}", t.last, t.never)
+        add(
+            f"days_since_last_{t.name}", t.last, titled("activity", t.name), t.never,
+            clause=RECENCY_CLAUSE,
+        )  # fmt: skip
     for v in params.event_values:
         for w in params.windows_days:
             add(
-                f"sum_{v.name}_{w}d", f"{v.label} in the last {w} days", extra=(f"events.{v.name}",)
+                f"sum_{v.name}_{w}d",
+                f"{v.label} in the last {w} days",
+                titled("value", v.name),
+                extra=(f"events.{v.name}",),
             )
             add(
                 f"mean_{v.name}_{w}d",
                 f"{v.label} per activity on average, in the last {w} days",
+                titled("value", v.name),
                 missing=f"No {v.name.replace('_', ' ')} recorded in the last {w} days",
                 extra=(f"events.{v.name}",),
             )
-    add("days_since_last_event", "Last activity {value} days ago", "No activity yet")
+    overall = ("activity", "Activity overall (every window)")
+    add(
+        "days_since_last_event", "Last activity {value} [day|days] ago", overall,
+        "No activity yet", clause=RECENCY_CLAUSE,
+    )  # fmt: skip
     for w in params.windows_days:
-        add(f"events_{w}d", f"{{value}} interactions in the last {w} days")
-        add(f"active_days_{w}d", f"Active on {{value}} of the last {w} days")
+        add(f"events_{w}d", f"{{value}} [interaction|interactions] in the last {w} days", overall)
+        add(f"active_days_{w}d", f"Active on {{value}} of the last {w} days", overall)
     add(
         "engagement_score",
         f"Engagement score {{value}} (decays by half every {params.half_life_days:g} days)",
+        overall,
     )
     add(
         "engagement_trend",
         f"Activity trend {{value}} (log2 of the last {params.trend_recent_days} days "
         f"against the {params.trend_baseline_days} days before)",
+        overall,
     )
     return specs
 

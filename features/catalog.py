@@ -9,10 +9,21 @@ future is a property that a test checks, not a promise.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
 from features.contract import FEATURE_SAFE_KNOWLEDGE, Knowledge, knowledge_of
+
+#: ``[one|many]`` in a label: the first word when the value is exactly 1, else the second
+#: ("Requested a demo {value} [time|times]" reads "1 time" and "3 times").
+NUMBER_CHOICE = re.compile(r"\[([^\[\]|]*)\|([^\[\]|]*)\]")
+
+
+def choose_number(text: str, value: object) -> str:
+    """``text`` with each ``[one|many]`` replaced by ``one`` if ``value`` is exactly 1."""
+    one = isinstance(value, int | float) and not isinstance(value, bool) and value == 1
+    return NUMBER_CHOICE.sub(lambda m: m.group(1 if one else 2), text)
 
 
 class Contract(Protocol):
@@ -34,6 +45,28 @@ class FeatureSpec:
     categorical: bool = False
     #: What a missing value means, in words ("Never requested a demo"); default: "unknown".
     missing_label: str | None = None
+    #: Features that describe one behaviour (a type of activity's counts in every window and its
+    #: recency) share a group: a reason sums their contributions and says them once, in the
+    #: words of the strongest member. None: the feature is a group of its own.
+    group: str | None = None
+    #: What the group is, without a value, for plots and reports ("Demo requests").
+    group_title: str | None = None
+    #: A short clause a group's reason adds with this member's value when another member is the
+    #: strongest ("last {value} days ago"): "Visited 21 web pages in the last 30 days, last 2 days ago".
+    clause: str | None = None
+
+    @property
+    def group_key(self) -> str:
+        """The group this feature's contribution is summed into (its own name if none)."""
+        return self.group or self.name
+
+    @property
+    def title(self) -> str:
+        """The label without a value, for plots: "Requested a demo # times in the last 7 days",
+        "Seniority" (a label that ends in ": {value}" loses it)."""
+        text = choose_number(self.label, None)
+        text = text.removesuffix(": {value}") if text.endswith(": {value}") else text
+        return text.replace("{value}", "#")
 
     @property
     def knowledge(self) -> tuple[Knowledge, ...]:
@@ -60,18 +93,31 @@ class FeatureSpec:
         ]
 
     def describe(self, value: object) -> str:
-        """The label filled with ``value`` (numbers without needless decimals); a missing value
-        is said by ``missing_label`` if the feature has one, else filled in as 'unknown'."""
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        """The label filled with ``value`` (numbers without needless decimals, "1 time" but "2
+        times" where the label says ``[time|times]``); a missing value is said by
+        ``missing_label`` if the feature has one, else filled in as 'unknown'."""
+        if _missing(value):
             if self.missing_label is not None:
                 return self.missing_label
-            shown = "unknown"
-        elif isinstance(value, float):
-            # As a person says it: 180 days, 2.2 days, 0.77 days; never 1.8e+02.
-            shown = f"{value:,.0f}" if value.is_integer() or abs(value) >= 10 else f"{value:.2g}"
-        else:
-            shown = str(value).replace("_", " ")
-        return self.label.format(value=shown)
+            return choose_number(self.label, None).format(value="unknown")
+        return choose_number(self.label, value).format(value=_shown(value))
+
+    def describe_clause(self, value: object) -> str | None:
+        """:attr:`clause` filled with ``value``; None without a clause or a value."""
+        if self.clause is None or _missing(value):
+            return None
+        return choose_number(self.clause, value).format(value=_shown(value))
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _shown(value: object) -> str:
+    """A value as a person says it: 180 days, 2.2 days, 0.77 days; never 1.8e+02."""
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value.is_integer() or abs(value) >= 10 else f"{value:.2g}"
+    return str(value).replace("_", " ")
 
 
 def check_point_in_time_safe(specs: list[FeatureSpec]) -> None:

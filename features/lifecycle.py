@@ -14,6 +14,7 @@ from features.snapshots import to_microseconds
 
 BUILDER = "lifecycle"
 DAY_US = 86_400 * 1_000_000
+OPPORTUNITY_TITLE = "Sales opportunities (count and recency)"
 
 
 def lifecycle_specs() -> list[FeatureSpec]:
@@ -28,15 +29,25 @@ def lifecycle_specs() -> list[FeatureSpec]:
             categorical=True,
         ),
         FeatureSpec(
-            "lead_age_days", "Lead created {value} days ago", ("leads.created_at",), BUILDER
+            "lead_age_days", "Lead created {value} [day|days] ago", ("leads.created_at",), BUILDER
         ),
-        FeatureSpec("opportunities_opened", "Sales opportunities opened: {value}", opp, BUILDER),
+        FeatureSpec(
+            "opportunities_opened",
+            "Sales opportunities opened: {value}",
+            opp,
+            BUILDER,
+            group="opportunity",
+            group_title=OPPORTUNITY_TITLE,
+        ),
         FeatureSpec(
             "days_since_opportunity_opened",
-            "Sales opportunity opened {value} days ago",
+            "Sales opportunity opened {value} [day|days] ago",
             opp,
             BUILDER,
             missing_label="No sales opportunity opened",
+            group="opportunity",
+            group_title=OPPORTUNITY_TITLE,
+            clause="the last {value} [day|days] ago",
         ),
     ]
 

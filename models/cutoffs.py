@@ -250,30 +250,50 @@ def cutoff_warnings(
     return out
 
 
+def _percent(p: np.ndarray | float) -> pd.Series | str:
+    """Probabilities as a rep reads them: 18.7%."""
+    if np.ndim(p) == 0:
+        return f"{float(p):.1%}"
+    return pd.Series(np.asarray(p, dtype=float)).map("{:.1%}".format)
+
+
+def _points(gap: np.ndarray) -> pd.Series:
+    """Probability gaps in percentage points: "2.3 points"."""
+    return pd.Series(100 * np.asarray(gap, dtype=float)).map("{:.1f} points".format)
+
+
 def assign_stages(p: np.ndarray, gates: pd.DataFrame, cutoffs: Mapping[str, float]) -> pd.DataFrame:
-    """Stage and why, per row: disqualified by a hard rule, else SQL (score >= SQL cutoff and
-    every required gate passes), else MQL (score >= MQL cutoff), else nurture."""
+    """Stage and why, per row: disqualified by a hard rule, else SQL (probability at or above
+    the SQL cutoff and every required gate passes), else MQL (at or above the MQL cutoff), else
+    nurture. The reason says the probability and, below SQL, what stands between the lead and
+    the next stage up ("2.3 points below the SQL cutoff 9.3%", "Authority not met")."""
     p = np.asarray(p, dtype=float)
     sql_cut, mql_cut = cutoffs["sql"], cutoffs["mql"]
     disq = gates["disqualified_reason"].notna().to_numpy()
     gates_ok = gates["required_gates_pass"].to_numpy(dtype=bool)
-    score = pd.Series(p, index=gates.index).map("{:.3f}".format)
+    prob = "probability " + _percent(p).to_numpy(dtype=object)
+    sql, mql = _percent(sql_cut), _percent(mql_cut)
     stage = np.select(
         [disq, (p >= sql_cut) & gates_ok, p >= mql_cut], ["disqualified", "SQL", "MQL"], "nurture"
     )
     blocked = (p >= sql_cut) & ~gates_ok & ~disq
+    to_sql = _points(sql_cut - p).to_numpy(dtype=object)
+    to_mql = _points(mql_cut - p).to_numpy(dtype=object)
     why = np.select(
         [disq, stage == "SQL", blocked, stage == "MQL"],
         [
-            "disqualified: " + gates["disqualified_reason"].astype(str),
-            "score " + score + f" >= SQL cutoff {sql_cut:.3f} and required gates pass",
-            "score "
-            + score
-            + f" >= SQL cutoff {sql_cut:.3f} but "
-            + gates["gates_blocking"].astype(str),
-            "score " + score + f" >= MQL cutoff {mql_cut:.3f}",
+            "disqualified: "
+            + gates["disqualified_reason"].fillna("").astype(str).to_numpy(dtype=object),
+            prob + f", at or above the SQL cutoff {sql}; required gates pass",
+            prob
+            + f", at or above the SQL cutoff {sql}, but "
+            + gates["gates_blocking"].fillna("").astype(str).to_numpy(dtype=object),
+            prob
+            + f", at or above the MQL cutoff {mql}; "
+            + to_sql
+            + f" below the SQL cutoff {sql}",
         ],
-        "score " + score + f" < MQL cutoff {mql_cut:.3f}",
+        prob + ", " + to_mql + f" below the MQL cutoff {mql}",
     )
     return pd.DataFrame({"stage": stage, "stage_reason": why}, index=gates.index)
 

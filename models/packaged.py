@@ -13,6 +13,7 @@ Category values are grouped as at training (rare and unseen ones as "other", see
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,9 @@ from models.categories import no_values, stored_grouper
 from models.cutoffs import assign_stages
 from models.frame import feature_matrix
 from models.gates import BantGates
+from models.score_scale import ScoreScale, legacy_score
+
+log = logging.getLogger(__name__)
 
 #: Columns the packaged model returns, in order.
 OUTPUT_COLUMNS = [
@@ -49,6 +53,10 @@ class LeadScorer:
         self.gates = BantGates(**meta["gates"]).fit()
         #: The category grouping fitted on the training split (None: a model trained before it).
         self.grouper = stored_grouper(meta)
+        #: The 1-99 score's cut points (None: a model trained before them scores 100 x p).
+        raw_scale = meta.get("score_scale")
+        self.score_scale = None if raw_scale is None else ScoreScale.from_dict(raw_scale)
+        self._legacy_warned = False
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> LeadScorer:
@@ -82,14 +90,26 @@ class LeadScorer:
         x = self.matrix(features) if x is None else x
         return self.calibrator.predict(predict_scores(self.booster, x))
 
+    def scores(self, p: np.ndarray) -> np.ndarray:
+        """The 1-99 score of each probability: its percentile among the model version's
+        reference leads (:mod:`models.score_scale`); 100 x p for a model trained before."""
+        if self.score_scale is None:
+            if not self._legacy_warned:  # once per loaded model, not per batch
+                log.warning(
+                    "this model was trained before score scales: score = 100 x probability "
+                    "(retrain for a 1-99 percentile score)"
+                )
+                self._legacy_warned = True
+            return legacy_score(p)
+        return self.score_scale.score(p)
+
     def score(self, features: pd.DataFrame, x: pd.DataFrame | None = None) -> pd.DataFrame:
-        """Probability, score 0-100, stage and why, and the gate results, per row (same index)."""
+        """Probability (calibrated), score (1-99, a percentile: :meth:`scores`), stage and why,
+        and the gate results, per row (same index)."""
         p = self.predict_proba(features, x)
         gates = self.gates.transform(features)
         stages = assign_stages(p, gates, self.meta["cutoffs"])
-        out = pd.DataFrame(
-            {"probability": p, "score": np.rint(100 * p).astype(int)}, index=features.index
-        )
+        out = pd.DataFrame({"probability": p, "score": self.scores(p)}, index=features.index)
         out = out.join(stages).join(
             gates[["bant_score", "gate_budget", "gate_authority", "gate_need", "gate_timeline"]]
         )

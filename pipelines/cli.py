@@ -855,8 +855,10 @@ def score(
     """Score every open lead with a registered model and write score, stage and reasons back.
 
     Open leads: created before the scoring instant, no opportunity closed (won or lost), younger
-    than the model's max_age_days (score.older_leads). For each: probability, score, BANT gates,
-    stage (SQL / MQL / nurture / disqualified / in_sales) with the cutoffs of that model version, and the
+    than the model's max_age_days (score.older_leads). For each: probability (calibrated chance
+    of closed-won within the horizon), score (1-99: the lead's percentile among the model
+    version's reference leads, so the best leads score in the 90s), BANT gates, stage (SQL /
+    MQL / nurture / disqualified / in_sales) with the cutoffs of that model version, and the
     top reasons for and against in words. Writes are upserts of the current score plus an
     append-only history, in all-or-nothing batches; a failed batch is recorded with its lead
     ids, and running the command again finishes an interrupted run without duplicates.
@@ -1013,7 +1015,8 @@ def show_scores(
     )
     for r in shown.itertuples(index=False):
         out_console.print(
-            f"[bold]{escape(str(r.lead_id))}[/]  score {r.score}  [bold]{r.stage}[/]  ({escape(str(r.stage_reason))})"
+            f"[bold]{escape(str(r.lead_id))}[/]  score {r.score}/99, probability "
+            f"{r.probability:.1%}  [bold]{r.stage}[/]  ({escape(str(r.stage_reason))})"
         )
         out_console.print(
             f"   for: {escape(r.reasons_for) if isinstance(r.reasons_for, str) else '-'}"

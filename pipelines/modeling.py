@@ -33,6 +33,7 @@ from models.gates import BantGates
 from models.intervals import clustered_bootstrap
 from models.leakage import check_leakage, check_model, single_feature_scan, warnings_for
 from models.metrics import gains_table, reliability_table, score_report
+from models.score_scale import ScoreScale
 from models.search import rounds_for_rate, scaled_defaults, scaled_rounds, search_params
 from pipelines.oracle import attach_oracle
 from pipelines.params import category_grouper, leakage_rules, section
@@ -244,9 +245,20 @@ def run_train(
         # Which leads the model is for and how old (scoring reads it from here, not params).
         "population": manifest.get("population") or {"policy": "all", "max_age_days": None},
     }
-    write_json(out / META, meta)
     p_valid = calibrator.predict(predict_scores(booster, x_valid))
-    reference = _drift_reference(params, booster, calibrator, meta, valid, p_valid, validated)
+    reference, reference_p = _drift_reference(
+        params, booster, calibrator, meta, valid, p_valid, validated
+    )
+    # The 1-99 score: a percentile among the same leads the drift is measured against.
+    scale = ScoreScale.fit(reference_p, reference.get("population", "the validation split"))
+    meta["score_scale"] = scale.to_dict()
+    log.log(
+        logging.WARNING if scale.coarse else logging.INFO,
+        "score scale: percentiles of %d reference leads (%s)%s; score 90 from probability %.2f%%",
+        scale.leads, scale.population, ", too few for 98 distinct steps" if scale.coarse else "",
+        100 * scale.lowest_probability(90),
+    )  # fmt: skip
+    write_json(out / META, meta)
     write_file(out / DRIFT_REFERENCE, lambda tmp: tmp.write_text(json.dumps(reference) + "\n"))
     return meta
 
@@ -404,8 +416,10 @@ def _log_grouping(grouper: CategoryGrouper) -> None:
     )  # fmt: skip
 
 
-def _drift_reference(params, booster, calibrator, meta, valid, p_valid, validated) -> dict:
-    """What scoring runs measure their drift (PSI) against.
+def _drift_reference(
+    params, booster, calibrator, meta, valid, p_valid, validated
+) -> tuple[dict, np.ndarray]:
+    """What scoring runs measure their drift (PSI) against, and its leads' probabilities.
 
     With the validated CRM: the population a scoring run would have seen at the end of the
     validation period (the open leads then, their features and scores), so that a nightly run
@@ -414,7 +428,9 @@ def _drift_reference(params, booster, calibrator, meta, valid, p_valid, validate
     """
     n_bins = int(section(params, "evaluate")["n_bins"])
     if validated is None:
-        return drift_reference(valid[meta["features"]], p_valid, n_bins=n_bins)
+        return drift_reference(valid[meta["features"]], p_valid, n_bins=n_bins) | {
+            "population": "the validation split"
+        }, p_valid
     from features.build import build_features
     from features.readers import read_crm
     from models.packaged import LeadScorer
@@ -441,7 +457,7 @@ def _drift_reference(params, booster, calibrator, meta, valid, p_valid, validate
     )
     return drift_reference(frame[meta["features"]], scores, n_bins=n_bins) | {
         "population": f"open leads as of {as_of.isoformat()}"
-    }
+    }, scores
 
 
 def load_model(folder: str | Path) -> tuple[lgb.Booster, ProbabilityCalibrator, Any, dict]:

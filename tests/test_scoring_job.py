@@ -87,7 +87,13 @@ def test_every_open_lead_is_written_once_with_its_score_stage_and_reasons(world)
     # The scores are the packaged model's scores of the open leads' features as of the run.
     model = load_scoring_model(params["score"]["model_uri"])
     assert set(current["model_version"]) == {model.version}
-    assert (current["score"] == np.rint(100 * current["probability"])).all()
+    # The score is the probability's percentile among the version's reference leads: 1-99,
+    # in the probability's order, and spread (the best open leads in the 90s).
+    scale = model.scorer.score_scale
+    assert (current["score"] == scale.score(current["probability"].to_numpy())).all()
+    assert current["score"].between(1, 99).all() and current["score"].max() >= 90
+    ranked = current.sort_values("probability")
+    assert ranked["score"].is_monotonic_increasing
     assert current["stage"].value_counts().to_dict() == {
         k: v for k, v in summary["stages"].items() if v
     }

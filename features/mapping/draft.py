@@ -541,8 +541,8 @@ def _write_event_types(
         # Calls, meetings and tasks are logged by reps: history, not the lead's engagement.
         company = any(p in normalise_name(value) for p in _COMPANY_ACTIONS)
         lines.key(2, key, comment=f"{shorten(value)}: {counts[value]:,} rows")
-        lines.key(3, "count", f"Had {{value}} {words} events")
-        lines.key(3, "last", f"Last {words} event {{value}} days ago")
+        lines.key(3, "count", f"Had {{value}} {words} [event|events]")
+        lines.key(3, "last", f"Last {words} event {{value}} [day|days] ago")
         lines.key(3, "never", f"No {words} event yet")
         lines.key(3, "weight", 1.0)
         lines.key(

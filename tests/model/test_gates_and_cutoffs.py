@@ -104,8 +104,8 @@ def test_a_failed_required_gate_never_yields_sql():
     out = assign_stages(np.array([0.9, 0.9, 0.9]), g, {"sql": 0.3, "mql": 0.05})
     assert out["stage"].tolist() == ["MQL", "SQL", "disqualified"]
     assert out["stage_reason"].tolist() == [
-        "score 0.900 >= SQL cutoff 0.300 but Authority not met",
-        "score 0.900 >= SQL cutoff 0.300 and required gates pass",
+        "probability 90.0%, at or above the SQL cutoff 30.0%, but Authority not met",
+        "probability 90.0%, at or above the SQL cutoff 30.0%; required gates pass",
         "disqualified: unsubscribed",
     ]
 
@@ -115,8 +115,8 @@ def test_nurture_and_mql_reasons():
     out = assign_stages(np.array([0.01, 0.1]), g, {"sql": 0.3, "mql": 0.05})
     assert out["stage"].tolist() == ["nurture", "MQL"]
     assert out["stage_reason"].tolist() == [
-        "score 0.010 < MQL cutoff 0.050",
-        "score 0.100 >= MQL cutoff 0.050",
+        "probability 1.0%, 4.0 points below the MQL cutoff 5.0%",
+        "probability 10.0%, at or above the MQL cutoff 5.0%; 20.0 points below the SQL cutoff 30.0%",
     ]
 
 

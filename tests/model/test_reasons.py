@@ -8,7 +8,7 @@ import pytest
 
 from features.build import feature_specs
 from features.catalog import FeatureSpec
-from models.reasons import top_reasons
+from models.reasons import FeatureGroups, top_reasons
 
 SPECS = {
     "demos": FeatureSpec("demos", "Requested a demo {value} times in the last 7 days", (), "t"),
@@ -77,3 +77,109 @@ def test_every_days_since_feature_says_what_missing_means():
         if spec.name.startswith("days_since"):
             assert spec.missing_label and "unknown" not in spec.describe(None), spec.name
             assert spec.describe(3.0) != spec.missing_label
+
+
+# --- grouped reasons and number agreement (issue 15) -------------------------------------------
+DEMO = ("activity:demo_request", "Demo request (every window)")
+GROUPED = {
+    "demo_7d": FeatureSpec(
+        "demo_7d", "Requested a demo {value} [time|times] in the last 7 days", (), "t",
+        group=DEMO[0], group_title=DEMO[1],
+    ),
+    "demo_30d": FeatureSpec(
+        "demo_30d", "Requested a demo {value} [time|times] in the last 30 days", (), "t",
+        group=DEMO[0], group_title=DEMO[1],
+    ),
+    "demo_last": FeatureSpec(
+        "demo_last", "Requested a demo {value} [day|days] ago", (), "t",
+        missing_label="Never requested a demo", group=DEMO[0], group_title=DEMO[1],
+        clause="last {value} [day|days] ago",
+    ),
+    "size": FeatureSpec("size", "Company has {value} [employee|employees]", (), "t"),
+}  # fmt: skip
+GROUPED_NAMES = list(GROUPED)
+
+
+def grouped_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "demo_7d": [1.0, 0.0, 2.0],
+            "demo_30d": [3.0, 0.0, 2.0],
+            "demo_last": [1.0, np.nan, 4.0],
+            "size": [1, 40, 250],
+        }
+    )
+
+
+def test_a_group_is_ranked_by_its_sum_and_said_once_by_its_strongest_member():
+    contributions = np.array(
+        [
+            # The 7-day count pushes up, the 30-day one down: the group nets +0.5, said once
+            # in the 7-day count's words, with the recency clause.
+            [0.9, -0.6, 0.2, 0.3],
+            # Every member pushes down: said by the strongest (the missing recency), no clause.
+            [-0.1, -0.2, -0.5, 0.05],
+            # Members cancel out: the group is no reason either way, though two members are big.
+            [0.4, -0.4, 0.0, -0.2],
+        ]
+    )
+    reasons = top_reasons(contributions, grouped_frame(), GROUPED_NAMES, GROUPED, k=3)
+    assert reasons["reasons_for"].tolist() == [
+        "Requested a demo 1 time in the last 7 days, last 1 day ago; Company has 1 employee",
+        "Company has 40 employees",
+        "",
+    ]
+    assert reasons["reasons_against"].tolist() == [
+        "",
+        "Never requested a demo",
+        "Company has 250 employees",
+    ]
+
+
+def test_the_clause_is_not_repeated_when_the_recency_member_is_the_strongest():
+    contributions = np.array([[0.1, 0.0, 0.8, 0.0]] * 3)
+    reasons = top_reasons(contributions, grouped_frame(), GROUPED_NAMES, GROUPED, k=1)
+    assert reasons["reasons_for"].tolist() == [
+        "Requested a demo 1 day ago",
+        "Never requested a demo",  # the recency member says what missing means
+        "Requested a demo 4 days ago",
+    ]
+
+
+def test_groups_follow_the_catalog_and_sum_their_members():
+    specs = {s.name: s for s in feature_specs(["behavioral", "lifecycle"])}
+    names = list(specs)
+    groups = FeatureGroups.of(names, specs)
+    members = [n for n, g in zip(names, groups.member_of, strict=True)
+               if groups.keys[g] == "activity:demo_request"]  # fmt: skip
+    assert members == [
+        "n_demo_request_7d", "n_demo_request_30d", "n_demo_request_90d",
+        "days_since_last_demo_request",
+    ]  # fmt: skip
+    assert names[groups.clause_member[groups.keys.index("activity:demo_request")]] == (
+        "days_since_last_demo_request"
+    )
+    # Demographic and lifecycle's source stand alone.
+    assert "source" in groups.keys
+    rng = np.random.default_rng(0)
+    contributions = rng.normal(size=(5, len(names) + 1))
+    summed = groups.sum(contributions)
+    assert summed.shape == (5, len(groups.keys))
+    np.testing.assert_allclose(summed.sum(axis=1), contributions[:, :-1].sum(axis=1))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(1, "1 time"), (1.0, "1 time"), (2, "2 times"), (0, "0 times"), (0.5, "0.5 times"),
+     (True, "True times"), (None, "unknown times")],
+)  # fmt: skip
+def test_number_agreement(value, expected):
+    spec = FeatureSpec("x", "{value} [time|times]", (), "t")
+    assert spec.describe(value) == expected
+
+
+def test_every_built_in_count_label_agrees_in_number():
+    for spec in feature_specs(["behavioral", "lifecycle", "firmographic"]):
+        one, many = spec.describe(1.0), spec.describe(3.0)
+        assert not any(w in one for w in (" 1 times", " 1 days", " 1 webinars", " 1 forms")), one
+        assert "[" not in one and "[" not in many, (one, many)
