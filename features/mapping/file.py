@@ -121,7 +121,9 @@ class EventValue(_Strict):
 class EventType(_Strict):
     """One of the CRM's own activity types, after the event_type value map."""
 
-    count: str = Field(description="'Had {value} [call|calls] with sales' ([one|many]: by the value)")
+    count: str = Field(
+        description="'Had {value} [call|calls] with sales' ([one|many]: by the value)"
+    )
     last: str = Field(description="'Last call {value} [day|days] ago'")
     never: str = Field(description="'No call with sales yet'")
     weight: float = Field(1.0, ge=0, description="Engagement points per event, before decay.")
