@@ -36,6 +36,7 @@ def bant_specs() -> list[FeatureSpec]:
             "Answered {value} of the 4 BANT questions",
             tuple(f"leads.{c}" for c in _ANSWERS) + ("leads.created_at",),
             BUILDER,
+            short="BANT questions answered",
         )
     )
     return specs

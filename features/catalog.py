@@ -54,6 +54,9 @@ class FeatureSpec:
     #: A short clause a group's reason adds with this member's value when another member is the
     #: strongest ("last {value} days ago"): "Visited 21 web pages in the last 30 days, last 2 days ago".
     clause: str | None = None
+    #: A short name for plots when the label does not read well without its value ("Lead
+    #: source" for "Came in through {value}"); default: derived from the label (:attr:`title`).
+    short: str | None = None
 
     @property
     def group_key(self) -> str:
@@ -63,7 +66,9 @@ class FeatureSpec:
     @property
     def title(self) -> str:
         """The label without a value, for plots: "Requested a demo # times in the last 7 days",
-        "Seniority" (a label that ends in ": {value}" loses it)."""
+        "Seniority" (a label that ends in ": {value}" loses it); :attr:`short` if set."""
+        if self.short:
+            return self.short
         text = choose_number(self.label, None)
         text = text.removesuffix(": {value}") if text.endswith(": {value}") else text
         return text.replace("{value}", "#")

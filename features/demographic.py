@@ -19,10 +19,21 @@ _FEATURES = {
 }
 
 
+#: Plot titles where the label does not read well without its value.
+_SHORT = {"department": "Department", "country": "Country", "email_domain_kind": "Email domain"}
+
+
 def demographic_specs() -> list[FeatureSpec]:
     """The features :func:`build_demographic` returns, in column order."""
     return [
-        FeatureSpec(name, label, (f"leads.{name}", "leads.created_at"), BUILDER, categorical=True)
+        FeatureSpec(
+            name,
+            label,
+            (f"leads.{name}", "leads.created_at"),
+            BUILDER,
+            categorical=True,
+            short=_SHORT.get(name),
+        )  # fmt: skip
         for name, label in _FEATURES.items()
     ]
 

@@ -13,9 +13,11 @@ from features.lookup import account_rows, as_category
 BUILDER = "firmographic"
 _CATEGORICAL = {"industry": "Industry: {value}", "region": "Region: {value}"}
 _NUMERIC = {
-    "employee_count": "Company of {value} employees",
+    "employee_count": "Company of {value} [employee|employees]",
     "annual_revenue": "Company revenue of {value} USD",
 }
+#: Plot titles of the numeric ones (their labels do not read well without a value).
+_SHORT = {"employee_count": "Company size (employees)", "annual_revenue": "Company revenue (USD)"}
 
 
 def firmographic_specs() -> list[FeatureSpec]:
@@ -36,6 +38,7 @@ def firmographic_specs() -> list[FeatureSpec]:
             label,
             ("leads.account_id", "leads.created_at", f"accounts.{c}"),
             BUILDER,
+            short=_SHORT[c],
         )
         for c, label in _NUMERIC.items()
     ]

@@ -27,9 +27,14 @@ def lifecycle_specs() -> list[FeatureSpec]:
             ("leads.source", "leads.created_at"),
             BUILDER,
             categorical=True,
+            short="Lead source",
         ),
         FeatureSpec(
-            "lead_age_days", "Lead created {value} [day|days] ago", ("leads.created_at",), BUILDER
+            "lead_age_days",
+            "Lead created {value} [day|days] ago",
+            ("leads.created_at",),
+            BUILDER,
+            short="Lead age (days)",
         ),
         FeatureSpec(
             "opportunities_opened",

@@ -250,11 +250,19 @@ def cutoff_warnings(
     return out
 
 
+def percent(p: float) -> str:
+    """A probability as a rep reads it: 18.7%, 2.0%; below 0.1%, two significant digits
+    (0.015%), never a bare 0.0%."""
+    p = float(p)
+    if not np.isfinite(p):
+        return "unknown"
+    return f"{p:.1%}" if p >= 0.001 or p == 0 else f"{100 * p:.2g}%"
+
+
 def _percent(p: np.ndarray | float) -> pd.Series | str:
-    """Probabilities as a rep reads them: 18.7%."""
     if np.ndim(p) == 0:
-        return f"{float(p):.1%}"
-    return pd.Series(np.asarray(p, dtype=float)).map("{:.1%}".format)
+        return percent(float(p))
+    return pd.Series(np.asarray(p, dtype=float)).map(percent)
 
 
 def _points(gap: np.ndarray) -> pd.Series:

@@ -147,7 +147,7 @@ def top_reasons(
                 rows = np.flatnonzero(real[:, rank])
                 if not len(rows):
                     continue
-                said = _group_words(contributions, features, names, specs, groups, rows,
+                said = group_words(contributions, features, names, specs, groups, rows,
                                     top[rows, rank], sign)  # fmt: skip
                 joined = np.where(text[rows] == "", said, text[rows] + SEPARATOR + said)
                 text[rows] = joined
@@ -155,7 +155,7 @@ def top_reasons(
     return pd.DataFrame(result, index=features.index)
 
 
-def _group_words(
+def group_words(
     contributions: np.ndarray,
     features: pd.DataFrame,
     names: Sequence[str],

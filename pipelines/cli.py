@@ -512,6 +512,80 @@ def cross_validate(
 
 @app.command()
 @_user_errors
+def explain(
+    params: ParamsOpt = Path("params.yaml"),
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="models:/name@alias, models:/name/N or a `leadscore train` folder (default: explain.model_uri in params.yaml, the champion)."
+        ),
+    ] = None,
+    training: TrainingOpt = Path("data/training"),
+    split: Annotated[
+        str, typer.Option(help="Which split's snapshots to explain: train, validation or test.")
+    ] = "test",
+    out: Annotated[
+        Path, typer.Option(help="Folder for the PNG plots, CSV tables and report.html.")
+    ] = Path("data/explain"),
+    lead_id: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--lead-id",
+            help="A lead to explain on its own (its newest snapshot in the split): a waterfall, its probability, score, stage, gates and reasons. Repeat for several.",
+        ),
+    ] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            help="Another model (URI or folder), e.g. the champion when explaining a challenger: which feature groups gained or lost weight."
+        ),
+    ] = None,
+    mapping: MappingOpt = None,
+    no_mlflow: Annotated[
+        bool,
+        typer.Option(
+            "--no-mlflow", help="Do not attach the results to the registered version's MLflow run."
+        ),
+    ] = False,
+) -> None:
+    """Explain a model with SHAP: what it has learned, by cohort, and why one lead scores as it does.
+
+    On a sample of a training set's split (explain.sample snapshots, the test split by default):
+    global importance (mean |SHAP| per group of features, and in probability points), a
+    beeswarm, dependence plots of the strongest numeric features, mean contributions by cohort
+    (each category feature and the stage, side by side), a waterfall per --lead-id in the
+    lead's own words, and with --compare the change from another version. Contributions are
+    exact (equal to LightGBM's pred_contrib) and in log-odds: +0.7 doubles the odds. Writes PNG
+    and CSV files and one self-contained report.html (no network needed) to --out, and for a
+    registered version logs them to its MLflow run (explain/). Lead ids only: no names, emails
+    or phones are read or written.
+    """
+    from models.cutoffs import percent
+    from pipelines.explain import run_explain
+
+    loaded = _with_mapping(_load(params), mapping)
+    uri = model or loaded.get("explain", {}).get("model_uri") or "models:/lead-conversion@champion"
+    summary = run_explain(
+        loaded, uri, training, out, lead_ids=lead_id, compare=compare, split=split,
+        mapping=mapping, log_to_mlflow=not no_mlflow,
+    )  # fmt: skip
+    top = ", ".join(g["title"] for g in summary["top_groups"][:5])
+    out_console.print(
+        f"explained {summary['model']['name']} version {summary['model']['version']} on "
+        f"{summary['rows']:,} snapshots of the {summary['split']} split; strongest: {top}; "
+        f"{len(summary['figures'])} figures and report.html -> {out}"
+    )
+    for lead in summary["leads"]:
+        out_console.print(
+            f"[bold]{escape(lead['lead_id'])}[/]  score {lead['score']}/99, probability "
+            f"{percent(lead['probability'])}  [bold]{lead['stage']}[/]  ({escape(lead['stage_reason'])})"
+        )
+        out_console.print(f"   for: {escape(lead['reasons_for']) or '-'}")
+        out_console.print(f"   against: {escape(lead['reasons_against']) or '-'}")
+
+
+@app.command()
+@_user_errors
 def evaluate(
     params: ParamsOpt = Path("params.yaml"),
     training: TrainingOpt = Path("data/training"),
@@ -1009,6 +1083,8 @@ def show_scores(
         )
     if stage:
         scores = scores[scores["stage"] == str(stage)]
+    from models.cutoffs import percent
+
     shown = scores.sort_values(["probability", "lead_id"], ascending=[False, True]).head(top)
     out_console.print(
         f"{len(scores):,} leads scored in {display_url(where)}; the {len(shown)} highest:"
@@ -1016,7 +1092,7 @@ def show_scores(
     for r in shown.itertuples(index=False):
         out_console.print(
             f"[bold]{escape(str(r.lead_id))}[/]  score {r.score}/99, probability "
-            f"{r.probability:.1%}  [bold]{r.stage}[/]  ({escape(str(r.stage_reason))})"
+            f"{percent(r.probability)}  [bold]{r.stage}[/]  ({escape(str(r.stage_reason))})"
         )
         out_console.print(
             f"   for: {escape(r.reasons_for) if isinstance(r.reasons_for, str) else '-'}"
