@@ -73,6 +73,23 @@ class FeatureSpec:
         text = text.removesuffix(": {value}") if text.endswith(": {value}") else text
         return text.replace("{value}", "#")
 
+    def to_dict(self) -> dict[str, object]:
+        """JSON-safe, for the model's metadata (the packaged model says its reasons with it)."""
+        return {
+            "name": self.name, "label": self.label, "sources": list(self.sources),
+            "builder": self.builder, "categorical": self.categorical,
+            "missing_label": self.missing_label, "group": self.group,
+            "group_title": self.group_title, "clause": self.clause, "short": self.short,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, object]) -> FeatureSpec:
+        """Read :meth:`to_dict`'s output back (keys it does not know are ignored)."""
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in raw.items() if k in known}
+        values["sources"] = tuple(values.get("sources") or ())
+        return cls(**values)
+
     @property
     def knowledge(self) -> tuple[Knowledge, ...]:
         """When each source field becomes known (same order as ``sources``)."""

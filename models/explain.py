@@ -22,15 +22,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-import shap
 
 from features.catalog import FeatureSpec
 from models.contributions import TreeContributions
 from models.reasons import FeatureGroups, fallback_spec, group_words, top_reasons
+
+if TYPE_CHECKING:  # shap (and its matplotlib) only where an Explanation is built
+    import shap
 
 
 def _unique(titles: Sequence[str], names: Sequence[str]) -> list[str]:
@@ -104,6 +107,8 @@ class LeadExplainer:
         """``shap.Explanation`` of the rows: per feature (``data`` the leads' values as numbers,
         ``display_data`` as read) or per group (``grouped``: summed contributions; ``data`` the
         values of the group's member that matters most in these rows)."""
+        import shap
+
         contributions = np.asarray(contributions, dtype=float)
         values, base = contributions[:, : len(self.names)], contributions[:, -1]
         shown = features[self.names].reset_index(drop=True)
@@ -141,6 +146,8 @@ class LeadExplainer:
     ) -> shap.Explanation:
         """One row's grouped explanation, each group named in the lead's own words ("Requested
         a demo 2 times in the last 7 days, last 3 days ago"): for a waterfall a rep can read."""
+        import shap
+
         contributions = np.asarray(contributions, dtype=float)
         summed = self.groups.sum(contributions[row : row + 1])[0]
         phrases = np.empty(len(summed), dtype=object)

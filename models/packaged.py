@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +28,25 @@ try:  # MLflow is needed to log and load the model, not to use it in memory
 except ImportError:  # pragma: no cover
     PythonModel = object
 
+from features.catalog import FeatureSpec
 from models.boosting import predict_scores
 from models.categories import no_values, stored_grouper
 from models.cutoffs import assign_stages
+from models.explain import LeadExplainer
 from models.frame import feature_matrix
 from models.gates import BantGates
 from models.score_scale import ScoreScale, legacy_score
 
 log = logging.getLogger(__name__)
 
-#: Columns the packaged model returns, in order.
+#: Columns the packaged model returns, in order (and, asked for reasons, :data:`REASON_COLUMNS`).
 OUTPUT_COLUMNS = [
     "probability", "score", "stage", "stage_reason", "bant_score",
     "gate_budget", "gate_authority", "gate_need", "gate_timeline",
 ]  # fmt: skip
+REASON_COLUMNS = ["reasons_for", "reasons_against"]
+#: Reasons each way the registered model returns unless the caller's params say otherwise.
+PYFUNC_REASONS = 3
 
 
 class LeadScorer:
@@ -57,6 +63,16 @@ class LeadScorer:
         raw_scale = meta.get("score_scale")
         self.score_scale = None if raw_scale is None else ScoreScale.from_dict(raw_scale)
         self._legacy_warned = False
+        #: The catalog entries the model was trained with (labels, groups), by feature name; a
+        #: model trained before they were stored says its reasons with the column names.
+        self.specs = {
+            entry["name"]: FeatureSpec.from_dict(entry) for entry in meta.get("catalog") or []
+        }
+
+    @cached_property
+    def explainer(self) -> LeadExplainer:
+        """Contributions, groups and words for this model (:mod:`models.explain`)."""
+        return LeadExplainer(self.booster, list(self.meta["features"]), self.specs)
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> LeadScorer:
@@ -103,9 +119,12 @@ class LeadScorer:
             return legacy_score(p)
         return self.score_scale.score(p)
 
-    def score(self, features: pd.DataFrame, x: pd.DataFrame | None = None) -> pd.DataFrame:
+    def score(
+        self, features: pd.DataFrame, x: pd.DataFrame | None = None, reasons: int = 0
+    ) -> pd.DataFrame:
         """Probability (calibrated), score (1-99, a percentile: :meth:`scores`), stage and why,
-        and the gate results, per row (same index)."""
+        and the gate results, per row (same index); with ``reasons`` > 0, also that many
+        reasons for and against in words (:data:`REASON_COLUMNS`)."""
         p = self.predict_proba(features, x)
         gates = self.gates.transform(features)
         stages = assign_stages(p, gates, self.meta["cutoffs"])
@@ -113,6 +132,13 @@ class LeadScorer:
         out = out.join(stages).join(
             gates[["bant_score", "gate_budget", "gate_authority", "gate_need", "gate_timeline"]]
         )
+        if reasons > 0:
+            x = self.matrix(features) if x is None else x
+            said = self.explainer.reasons(
+                features.reset_index(drop=True), self.explainer.contributions(x), k=reasons
+            )
+            out[REASON_COLUMNS] = said[REASON_COLUMNS].to_numpy()
+            return out[OUTPUT_COLUMNS + REASON_COLUMNS]
         return out[OUTPUT_COLUMNS]
 
 
@@ -126,5 +152,8 @@ class LeadPropensityModel(PythonModel):
     def predict(
         self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        """Score a frame of features (text columns are fine: they become categories)."""
-        return self.scorer.score(model_input)
+        """Score a frame of features (text or category columns, as the training set has them):
+        probability, score, stage and why, gates, and reasons for and against in words
+        (``params={"reasons": k}``: k each way, 0 for none; default 3)."""
+        k = int((params or {}).get("reasons", PYFUNC_REASONS))
+        return self.scorer.score(model_input, reasons=k)

@@ -244,6 +244,9 @@ def run_train(
         },
         # Which leads the model is for and how old (scoring reads it from here, not params).
         "population": manifest.get("population") or {"policy": "all", "max_age_days": None},
+        # How each feature reads in words and which group it belongs to: the packaged model
+        # (and every scoring run of it) says its reasons with the labels it was trained with.
+        "catalog": _catalog(params, names),
     }
     p_valid = calibrator.predict(predict_scores(booster, x_valid))
     reference, reference_p = _drift_reference(
@@ -414,6 +417,23 @@ def _log_grouping(grouper: CategoryGrouper) -> None:
         sum(len(v) for v in grouper.levels_.values()), int(grouped.sum()), grouper.other,
         f" ({most})" if most else "",
     )  # fmt: skip
+
+
+def _catalog(params: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
+    """The feature catalog entries of ``names`` (labels, groups) under params' builders and
+    mapping; a feature the catalog does not know gets its name in words."""
+    from features.build import feature_specs
+    from models.reasons import fallback_spec
+    from pipelines.params import behavioral_params
+    from pipelines.steps import crm_contract
+
+    contract = crm_contract(params)
+    builders = section(params, "features")["builders"]
+    specs = {
+        s.name: s
+        for s in feature_specs(builders, contract.behavioral(behavioral_params(params)), contract)
+    }
+    return [(specs.get(n) or fallback_spec(n)).to_dict() for n in names]
 
 
 def _drift_reference(

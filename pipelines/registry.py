@@ -77,22 +77,27 @@ def plain_features(features: pd.DataFrame) -> pd.DataFrame:
 
 
 def _signature_and_example(model_dir: Path, training: Path):
-    """Input: plain feature columns; output: the scorer's frame. Example: five validation rows."""
-    from mlflow.models import infer_signature
+    """Output: the scorer's frame with reasons, and a ``reasons`` parameter; no input schema, so
+    that the training set's own columns (category or text, integers with or without missing
+    values, the gates' ``unsubscribed``) reach the scorer as they are: MLflow's schema check
+    refuses ``category`` columns, and the scorer converts what it gets (``LeadScorer.matrix``).
+    Example: five validation rows as a client sends them (plain columns)."""
+    from mlflow.models import ModelSignature, infer_signature
 
     from models.frame import NOT_FEATURES
-    from models.packaged import LeadScorer
+    from models.packaged import PYFUNC_REASONS, LeadScorer
 
     sample = pd.read_parquet(training / "validation.parquet").head(200)
     features = sample.drop(columns=[c for c in NOT_FEATURES if c in sample.columns])
-    output = LeadScorer.from_folder(model_dir).score(features)
+    output = LeadScorer.from_folder(model_dir).score(features, reasons=PYFUNC_REASONS)
     plain = plain_features(features)
     with warnings.catch_warnings():
         # The output's score and bant_score are whole numbers by design and never missing.
         warnings.filterwarnings(
             "ignore", message="Hint: Inferred schema contains integer column", category=UserWarning
         )
-        return infer_signature(plain, output), plain.head(5)
+        inferred = infer_signature(plain, output, params={"reasons": PYFUNC_REASONS})
+    return ModelSignature(outputs=inferred.outputs, params=inferred.params), plain.head(5)
 
 
 def registration_failures(meta: dict[str, Any], settings: dict[str, Any]) -> list[str]:

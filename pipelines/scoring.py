@@ -357,6 +357,10 @@ def stage_in_sales(
 def specs_by_name(
     model: ScoringModel, params_features: Mapping[str, Any], contract: EffectiveContract = NATIVE
 ) -> dict[str, Any]:
-    """The feature specs (labels for reasons) of the model's builders, by feature name."""
+    """The feature specs (labels and groups for reasons), by feature name: the catalog the model
+    was trained with (so the CRM, the registered model and ``leadscore explain`` say the same);
+    for a model trained before it was stored, its builders' specs under this code."""
+    if model.scorer.specs:
+        return dict(model.scorer.specs)
     builders, behavioral = model.feature_config(params_features)
     return {s.name: s for s in feature_specs(builders, contract.behavioral(behavioral), contract)}

@@ -67,6 +67,51 @@ def test_champion_loaded_by_uri_scores_like_memory_and_carries_its_cutoffs(train
 
 
 @pytest.mark.slow
+def test_the_registered_model_explains_itself_from_the_training_sets_columns(
+    trained, monkeypatch, tmp_path
+):
+    """The pyfunc takes the training set's columns as they are (text or category, the gates'
+    unsubscribed), returns reasons in the catalog's words (the scoring job's), and its input
+    example is what `mlflow models predict` sends."""
+    import mlflow
+
+    from models.frame import NOT_FEATURES
+    from models.packaged import REASON_COLUMNS, LeadScorer
+
+    tmp, params = trained
+    work = tmp_path / "copy"
+    shutil.copytree(tmp, work, ignore=shutil.ignore_patterns("mlflow.db", "mlruns", "mlartifacts"))
+    result = register(work, params, monkeypatch)
+    loaded = mlflow.pyfunc.load_model(f"models:/lead-conversion/{result['version']}")
+    assert loaded.metadata.signature.inputs is None  # no schema check: category is accepted
+    test = pd.read_parquet(work / "sets" / "test.parquet").head(300)
+    features = test.drop(columns=[c for c in NOT_FEATURES if c in test])
+    as_category = features.apply(
+        lambda c: c.astype("category") if pd.api.types.is_string_dtype(c) else c
+    )
+    in_memory = LeadScorer.from_folder(work / "model").score(test, reasons=3)
+    for frame in (features, as_category, test):
+        out = loaded.predict(frame)
+        assert out.columns[-2:].tolist() == REASON_COLUMNS
+        np.testing.assert_allclose(out["probability"], in_memory["probability"])
+        assert out["reasons_for"].tolist() == in_memory["reasons_for"].tolist()
+    # The gates read unsubscribed when it is sent, as the scoring job's do.
+    assert (loaded.predict(test)["stage"] == in_memory["stage"]).all()
+    assert loaded.predict(features, params={"reasons": 0}).columns[-1] == "gate_timeline"
+    # The logged input example, through `mlflow models predict` (its Python entry point).
+    uri = f"models:/lead-conversion/{result['version']}"
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    answer = tmp_path / "predictions.json"
+    mlflow.models.predict(
+        uri, input_path=str(local / "serving_input_example.json"), content_type="json",
+        output_path=str(answer), env_manager="local",
+    )  # fmt: skip
+    served = pd.DataFrame(json.loads(answer.read_text())["predictions"])
+    said = served["reasons_for"].str.len() + served["reasons_against"].str.len()
+    assert len(served) == 5 and (said > 0).all()
+
+
+@pytest.mark.slow
 def test_a_model_below_the_thresholds_is_not_registered(trained, monkeypatch, tmp_path):
     tmp, params = trained
     strict = {**params, "register": {**params["register"], "min_validation_roc_auc": 0.999}}
