@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -41,13 +42,35 @@ def _ranked(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Column indices of each row's k largest contributions in direction ``sign``, and a mask of
     which of them are real reasons (the right sign and at least ``min_log_odds``)."""
-    signed = sign * contributions
-    k = min(k, signed.shape[1])
-    top = np.argpartition(-signed, k - 1, axis=1)[:, :k]
-    values = np.take_along_axis(signed, top, axis=1)
-    order = np.argsort(-values, axis=1, kind="stable")
-    top, values = np.take_along_axis(top, order, axis=1), np.take_along_axis(values, order, axis=1)
+    signed = sign * np.asarray(contributions, dtype=float)  # a copy: taken columns are erased
+    n, k = signed.shape[0], min(k, signed.shape[1])
+    top = np.empty((n, k), dtype=np.int64)
+    values = np.empty((n, k))
+    rows = np.arange(n)
+    # k rounds of a row-wise argmax: faster than a partition for the few reasons said, already
+    # in order, and ties go to the first column (the catalog's order) every time.
+    for j in range(k):
+        top[:, j] = signed.argmax(axis=1)
+        values[:, j] = signed[rows, top[:, j]]
+        signed[rows, top[:, j]] = -np.inf
     return top, values >= max(min_log_odds, np.finfo(float).tiny)
+
+
+def _displayed(values: pd.Series) -> pd.Series:
+    """Float values rounded as :meth:`FeatureSpec.describe` shows them (whole numbers from 10
+    up, two significant digits below), so that each *shown* value is described once: a column
+    of 100,000 distinct day counts reads as a few hundred phrases."""
+    if not pd.api.types.is_float_dtype(values.dtype):
+        return values
+    v = values.to_numpy(dtype=float)
+    out = v.copy()
+    size = np.abs(v)
+    small = np.isfinite(v) & (size < 10) & (size > 0)
+    step = 10.0 ** (np.floor(np.log10(size[small])) - 1)
+    out[small] = np.round(v[small] / step) * step
+    large = np.isfinite(v) & (size >= 10)
+    out[large] = np.round(v[large])
+    return pd.Series(out, index=values.index)
 
 
 def _words(
@@ -61,20 +84,21 @@ def _words(
     """The described value of feature ``cols[i]`` for row ``rows[i]``, for every i (``clause``:
     its short clause instead, None where it has none or no value)."""
     out = np.empty(len(rows), dtype=object)
-    for col in np.unique(cols):
-        pick = cols == col
-        name = names[col]
+    order = np.argsort(cols, kind="stable")
+    bounds = np.flatnonzero(np.diff(cols[order])) + 1
+    for pick in np.split(order, bounds) if len(order) else ():
+        name = names[cols[pick[0]]]
         spec = specs.get(name) or fallback_spec(name)
         say = spec.describe_clause if clause else spec.describe
-        values = features[name].iloc[rows[pick]]
-        # Describe each distinct value once; missing values are one "unknown" group.
+        values = _displayed(features[name].iloc[rows[pick]])
+        # Describe each distinct shown value once; missing values are one "unknown" group.
         codes, distinct = pd.factorize(values, use_na_sentinel=True)
         said = np.array([say(v) for v in distinct] + [say(None)], dtype=object)
         out[pick] = said[codes]  # code -1 (missing) picks the last entry
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays inside: compared by identity
 class FeatureGroups:
     """Which group each feature's contribution is summed into (:attr:`FeatureSpec.group_key`,
     in order of first appearance), and each group's clause member (-1: none)."""
@@ -102,6 +126,23 @@ class FeatureGroups:
             if spec.clause is not None and clause_member[keys[key]] < 0:
                 clause_member[keys[key]] = i
         return cls(tuple(keys), tuple(titles), member_of, np.array(clause_member, np.int64))
+
+    @cached_property
+    def members(self) -> list[np.ndarray]:
+        """Each group's features (column indices), in column order."""
+        order = np.argsort(self.member_of, kind="stable")
+        bounds = np.flatnonzero(np.diff(self.member_of[order])) + 1
+        return np.split(order, bounds) if len(order) else []
+
+    @cached_property
+    def first_member(self) -> np.ndarray:
+        """Each group's first feature (its only one, for a group of one)."""
+        return np.array([m[0] for m in self.members], dtype=np.int64)
+
+    @cached_property
+    def multi_member(self) -> list[int]:
+        """The groups with more than one feature."""
+        return [g for g, m in enumerate(self.members) if len(m) > 1]
 
     def indicator(self) -> np.ndarray:
         """features x groups, 1 where a feature belongs to a group: ``contributions @ it``
@@ -143,14 +184,13 @@ def top_reasons(
         text = np.full(n, "", dtype=object)
         if n and len(names):
             top, real = _ranked(grouped, k, sign, min_log_odds)
+            rows, ranks = np.nonzero(real)  # every reason of every row, row by row
+            said = group_words(contributions, features, names, specs, groups, rows,
+                               top[rows, ranks], sign)  # fmt: skip
             for rank in range(top.shape[1]):
-                rows = np.flatnonzero(real[:, rank])
-                if not len(rows):
-                    continue
-                said = group_words(contributions, features, names, specs, groups, rows,
-                                    top[rows, rank], sign)  # fmt: skip
-                joined = np.where(text[rows] == "", said, text[rows] + SEPARATOR + said)
-                text[rows] = joined
+                at = ranks == rank
+                r = rows[at]
+                text[r] = said[at] if rank == 0 else text[r] + SEPARATOR + said[at]
         result[column] = text
     return pd.DataFrame(result, index=features.index)
 
@@ -167,9 +207,16 @@ def group_words(
 ) -> np.ndarray:
     """Group ``chosen[i]`` of row ``rows[i]`` in words: its strongest member in direction
     ``sign``, then the group's clause member's clause if that is another member."""
-    signed = sign * contributions[rows]
-    signed[groups.member_of[None, :] != chosen[:, None]] = -np.inf
-    strongest = np.argmax(signed, axis=1)
+    contributions = np.asarray(contributions, dtype=float)
+    # A group of one speaks with its only member; larger groups pick theirs, group by group, on
+    # the rows that chose them only (a few columns each, never the whole matrix).
+    strongest = groups.first_member[chosen]
+    for g in groups.multi_member:
+        at = np.flatnonzero(chosen == g)
+        if len(at):
+            members = groups.members[g]
+            signed = sign * contributions[rows[at][:, None], members[None, :]]
+            strongest[at] = members[np.argmax(signed, axis=1)]
     said = _words(features, names, specs, rows, strongest)
     extra = groups.clause_member[chosen]
     add = np.flatnonzero((extra >= 0) & (extra != strongest))
