@@ -267,7 +267,9 @@ def _percent(p: np.ndarray | float) -> pd.Series | str:
 
 def _points(gap: np.ndarray) -> pd.Series:
     """Probability gaps in percentage points: "2.3 points"."""
-    return pd.Series(100 * np.asarray(gap, dtype=float)).map("{:.1f} points".format)
+    points = pd.Series(100 * np.asarray(gap, dtype=float))
+    # A gap that rounds to 0.0 is still a gap: say it is under a tenth of a point.
+    return points.map(lambda v: "less than 0.1 points" if v < 0.05 else f"{v:.1f} points")
 
 
 def assign_stages(p: np.ndarray, gates: pd.DataFrame, cutoffs: Mapping[str, float]) -> pd.DataFrame:

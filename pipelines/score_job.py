@@ -616,8 +616,19 @@ def _check_drift(
         from models.plots import drift_figure
 
         path = Path(settings["plot"])
+        explainer = model.scorer.explainer
+        when = scored["scored_at"].iloc[0] if "scored_at" in scored else None
         figure = drift_figure(
-            table, bin_shares(reference["score"], scored["probability"].to_numpy(dtype=float))
+            table,
+            bin_shares(reference["score"], scored["probability"].to_numpy(dtype=float)),
+            labels=dict(zip(explainer.names, explainer.titles, strict=True)),
+            title=f"Drift of {len(scored):,} open leads against {model.name} version "
+            f"{model.version}'s reference"
+            + (
+                f", scored as of {pd.Timestamp(when):%Y-%m-%d %H:%M} UTC"
+                if when is not None
+                else ""
+            ),
         )
         save_figure(path, figure, dpi=110)
         plt.close(figure)
