@@ -347,7 +347,7 @@ def drift_verdict(
         raise ValueError(f"refuse_above ({refuse_above}) must be >= warn_above ({warn_above})")
     level, messages = "ok", []
     for row in table.itertuples(index=False):
-        what = "the scores" if row.feature == SCORE else f"feature {row.feature!r}"
+        what = "the probabilities" if row.feature == SCORE else f"feature {row.feature!r}"
         if pd.isna(row.psi):
             why = "absent from the data" if row.missing_in_data else row.largest_shift
             messages.append(f"{what}: PSI not computed ({why})")

@@ -138,7 +138,7 @@ def drift_figure(
     labels: Mapping[str, str] | None = None,
     title: str | None = None,
 ) -> Figure:
-    """Drift at a glance: the scores' distribution now against the model's reference, and the
+    """Drift at a glance: the probabilities' distribution now against the model's reference, and the
     features whose distribution moved most (PSI, with the 0.1 and 0.25 rules of thumb in the
     legend). ``labels``: feature -> readable title (the catalog's); ``title``: which run and
     model version."""

@@ -1016,10 +1016,10 @@ def _print_score_summary(r: dict) -> None:
     out_console.print(stages)
     drift = r["drift"]
     if drift["verdict"] != "not_checked":
-        psi = drift.get("score_psi")
+        psi = drift.get("probability_psi")
         out_console.print(
             f"drift: {drift['verdict']}"
-            + (f"; score PSI {psi:.3f}" if psi is not None else "")
+            + (f"; probability PSI {psi:.3f}" if psi is not None else "")
             + "; largest: "
             + ", ".join(f"{t['feature']} {t['psi']}" for t in drift["top"][:3])
         )

@@ -7,7 +7,7 @@ Order of work, so that bad input stops the job before anything is written:
 3. pick the open leads of the model's population (its ``max_age_days``; ``score.older_leads``);
    build their features; predict, gate, stage (``in_sales`` for a lead sales works, under a
    model of the lead-scoring population); reasons in words;
-4. check drift (PSI of each feature and of the scores against the model's training reference):
+4. check drift (PSI of each feature and of the probabilities against the model's training reference):
    warn, or refuse before writing if configured;
 5. write in batches, each all-or-nothing; a batch that fails is recorded with its lead ids.
 
@@ -592,7 +592,7 @@ def _write(
 def _check_drift(
     model, features: pd.DataFrame, scored: pd.DataFrame, settings: dict[str, Any]
 ) -> dict[str, Any]:
-    """PSI of each feature and of the scores against the model's reference; the verdict."""
+    """PSI of each feature and of the probabilities against the model's reference; the verdict."""
     reference = model.scorer.meta.get("drift_reference")
     if reference is None or scored.empty:
         return {
@@ -636,7 +636,7 @@ def _check_drift(
     return {
         "verdict": verdict,
         "messages": messages,
-        "score_psi": float(table.loc[table["feature"] == "__score__", "psi"].iloc[0])
+        "probability_psi": float(table.loc[table["feature"] == "__score__", "psi"].iloc[0])
         if (table["feature"] == "__score__").any()
         else None,
         "top": [
@@ -675,8 +675,8 @@ def _track_in_mlflow(settings: dict[str, Any], summary: dict[str, Any]) -> str |
                 "leads_written": summary["leads_written"], "leads_failed": summary["leads_failed"],
                 **{f"stage_{stage}": n for stage, n in summary["stages"].items()},
             }  # fmt: skip
-            if summary["drift"].get("score_psi") is not None:
-                metrics["psi_score"] = summary["drift"]["score_psi"]
+            if summary["drift"].get("probability_psi") is not None:
+                metrics["psi_probability"] = summary["drift"]["probability_psi"]
             metrics |= {
                 f"psi_{t['feature']}": t["psi"]
                 for t in summary["drift"]["top"]

@@ -318,7 +318,7 @@ def test_model_by_registry_uri_uses_the_cutoffs_of_that_version(world, monkeypat
         and tracked.data.tags["model_version"] == "1"
     )
     assert tracked.data.metrics["leads_written"] == written["leads_written"] > 0
-    assert "psi_score" in tracked.data.metrics
+    assert "psi_probability" in tracked.data.metrics
 
 
 def test_drift_is_measured_against_the_models_reference_and_can_refuse(world):
@@ -329,7 +329,7 @@ def test_drift_is_measured_against_the_models_reference_and_can_refuse(world):
     summary = run_score(params, str(root / "crm"))
     assert (tmp / "drift.png").stat().st_size > 20_000
     drift = summary["drift"]
-    assert drift["verdict"] in ("ok", "warn") and 0 <= drift["score_psi"] < 0.25
+    assert drift["verdict"] in ("ok", "warn") and 0 <= drift["probability_psi"] < 0.25
     assert drift["top"][0]["psi"] >= drift["top"][-1]["psi"] >= 0
     strict = copy.deepcopy(params)
     strict["score"]["drift"] = {"warn_above": 0.0, "refuse_above": 0.0}

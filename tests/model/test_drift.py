@@ -217,12 +217,12 @@ def test_verdict_thresholds():
     assert level == "warn"  # 0.10 is not above 0.1
     assert messages == [
         "feature 'a': PSI 0.300 > 0.1 (warn; significant shift); largest shift > 1: 10.0% -> 30.0%",
-        "the scores: PSI 0.150 > 0.1 (warn; moderate shift); largest shift <= 0.1: 10.0% -> 20.0%",
+        "the probabilities: PSI 0.150 > 0.1 (warn; moderate shift); largest shift <= 0.1: 10.0% -> 20.0%",
     ]
     level, messages = drift_verdict(table, warn_above=0.1, refuse_above=0.25)
     assert level == "refuse"
     assert messages[0].startswith("feature 'a': PSI 0.300 > 0.25 (refuse")
-    assert messages[1].startswith("the scores: PSI 0.150 > 0.1 (warn")
+    assert messages[1].startswith("the probabilities: PSI 0.150 > 0.1 (warn")
     assert drift_verdict(table, warn_above=0.3, refuse_above=0.3) == ("ok", [])
     with pytest.raises(ValueError, match="refuse_above"):
         drift_verdict(table, warn_above=0.2, refuse_above=0.1)
