@@ -135,11 +135,16 @@ def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+#: An underscore between two numbers in a category value is a range: "10k_50k" reads "10k-50k".
+_RANGE = re.compile(r"(?<=\d)([kKmM]?)_(?=\d)")
+
+
 def _shown(value: object) -> str:
-    """A value as a person says it: 180 days, 2.2 days, 0.77 days; never 1.8e+02."""
+    """A value as a person says it: 180 days, 2.2 days, 0.77 days, never 1.8e+02; category
+    codes in words: "under_3_months" -> "under 3 months", "10k_50k" -> "10k-50k"."""
     if isinstance(value, float):
         return f"{value:,.0f}" if value.is_integer() or abs(value) >= 10 else f"{value:.2g}"
-    return str(value).replace("_", " ")
+    return _RANGE.sub(r"\1-", str(value)).replace("_", " ")
 
 
 def check_point_in_time_safe(specs: list[FeatureSpec]) -> None:

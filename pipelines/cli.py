@@ -624,6 +624,12 @@ def register(
     summary: Annotated[
         Path | None, typer.Option(help="Write what was registered to this JSON file.")
     ] = None,
+    explain: Annotated[
+        Path | None,
+        typer.Option(
+            help="A `leadscore explain` folder of this model: its plots and report.html are logged to the run (explain/)."
+        ),
+    ] = None,
 ) -> None:
     """Track the run in MLflow and register the model version with its cutoffs.
 
@@ -642,7 +648,9 @@ def register(
             {"--summary": summary},
         )
         check_writable(summary)
-    result = run_register(_load(params), model, evaluation, training, params_path=params)
+    result = run_register(
+        _load(params), model, evaluation, training, params_path=params, explain=explain
+    )
     if summary is not None:
         from features.outputs import write_json
 

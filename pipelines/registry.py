@@ -100,6 +100,27 @@ def _signature_and_example(model_dir: Path, training: Path):
     return ModelSignature(outputs=inferred.outputs, params=inferred.params), plain.head(5)
 
 
+def _log_explain(folder: Path, model_dir: Path) -> None:
+    """Attach a `leadscore explain` folder to the active run, if it explains this model."""
+    import mlflow
+
+    from pipelines.scoring import folder_version
+
+    summary = folder / "summary.json"
+    if not summary.is_file():
+        log.warning("%s holds no explain summary.json: explanations not logged", folder)
+        return
+    explained = json.loads(summary.read_text()).get("model", {}).get("version")
+    if explained != folder_version(model_dir):
+        log.warning(
+            "%s explains model %s, not %s (%s): explanations not logged (run `leadscore explain` "
+            "on this model first)", folder, explained, model_dir, folder_version(model_dir),
+        )  # fmt: skip
+        return
+    mlflow.log_artifacts(str(folder), artifact_path="explain")
+    log.info("logged the explanations in %s to the run (explain/)", folder)
+
+
 def registration_failures(meta: dict[str, Any], settings: dict[str, Any]) -> list[str]:
     """Why a model may not be registered, judged on validation (its calibration part, which
     neither early stopping nor the search saw); the test split only reports, so it stays a test.
@@ -125,8 +146,10 @@ def run_register(
     evaluation: str | Path,
     training: str | Path,
     params_path: str | Path = "params.yaml",
+    explain: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Log the run and register the model version (if it meets the thresholds); return a summary."""
+    """Log the run and register the model version (if it meets the thresholds); return a summary.
+    ``explain``: a `leadscore explain` folder of this model, logged to the run as ``explain/``."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -207,6 +230,8 @@ def run_register(
                 mlflow.log_artifact(str(path))
         if (evaluation / "plots").exists():
             mlflow.log_artifacts(str(evaluation / "plots"), artifact_path="plots")
+        if explain is not None:
+            _log_explain(Path(explain), model_dir)
         signature, example = _signature_and_example(model_dir, training)
         info = mlflow.pyfunc.log_model(
             name="model",

@@ -117,7 +117,8 @@ class ScoringModel:
         return list(config["builders"]), BehavioralParams(**behavioral)
 
 
-def _folder_version(folder: Path) -> str:
+def folder_version(folder: Path) -> str:
+    """The version a `leadscore train` folder is known by: ``local-`` and its booster's hash."""
     digest = hashlib.sha256((folder / "booster.txt").read_bytes()).hexdigest()
     return f"local-{digest[:12]}"
 
@@ -135,7 +136,7 @@ def load_scoring_model(uri: str) -> ScoringModel:
                 f"model folder {folder} has no booster.txt: run `leadscore train` or pass a models:/ URI"
             )
         return ScoringModel(
-            LeadScorer.from_folder(folder), "local", _folder_version(folder), str(folder)
+            LeadScorer.from_folder(folder), "local", folder_version(folder), str(folder)
         )
     match = MODEL_URI.match(uri)
     if not match:

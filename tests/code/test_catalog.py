@@ -80,3 +80,10 @@ def test_build_features_returns_one_row_per_snapshot_in_order(tiny_tables):
     out = build_features(tiny_tables, snaps, ALL)
     assert out[["lead_id", "as_of"]].equals(snaps)
     assert list(out.columns[2:]) == [s.name for s in feature_specs(ALL)]
+
+
+def test_category_codes_read_as_words_and_ranges():
+    spec = FeatureSpec("b", "Budget: {value}", (), "t", categorical=True)
+    assert [spec.describe(v) for v in ("10k_50k", "3_6_months", "under_3_months", "c_level")] == [
+        "Budget: 10k-50k", "Budget: 3-6 months", "Budget: under 3 months", "Budget: c level",
+    ]  # fmt: skip

@@ -169,9 +169,12 @@ def test_explain_of_a_registered_version_is_logged_to_its_run(trained_world, tmp
     result, _ = _explain(root, tmp_path / "explain", "--model", uri)
     assert result.exit_code == 0, result.output
     run_id = (
-        mlflow.MlflowClient().get_model_version("lead-conversion", registered["version"]).run_id
+        mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+        .get_model_version("lead-conversion", registered["version"])
+        .run_id
     )
-    logged = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "explain")}
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    logged = {a.path for a in client.list_artifacts(run_id, "explain")}
     assert {"explain/report.html", "explain/importance.png", "explain/summary.json"} <= logged
 
 
@@ -188,3 +191,28 @@ def test_an_unknown_lead_is_one_line(trained_world, tmp_path):
     assert result.exit_code == 1
     assert "1 lead id(s) have no snapshot in the explained split: ['NOPE']" in result.output
     assert "Traceback" not in result.output
+
+
+def test_register_logs_the_explanations_of_its_own_model_only(trained_world, tmp_path, monkeypatch):
+    import mlflow
+
+    from pipelines.registry import run_register
+
+    root, params = trained_world
+    explained = tmp_path / "explain"
+    result, _ = _explain(root, explained, "--model", str(root / "model"), "--no-mlflow")
+    assert result.exit_code == 0, result.output
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "summary.json").write_text(json.dumps({"model": {"version": "local-000000000000"}}))
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.chdir(tmp_path)
+    client = mlflow.MlflowClient(tracking_uri=store)  # not whatever an earlier test set
+    for folder, expected in ((explained, True), (other, False)):
+        registered = run_register(
+            params, root / "model", root / "eval", root / "sets",
+            params_path=root / "params.yaml", explain=folder,
+        )  # fmt: skip
+        logged = {a.path for a in client.list_artifacts(registered["run_id"], "explain")}
+        assert ("explain/report.html" in logged) is expected, logged
