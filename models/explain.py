@@ -44,15 +44,15 @@ def _unique(titles: Sequence[str], names: Sequence[str]) -> list[str]:
 
 
 def _numeric(column: pd.Series) -> np.ndarray:
-    """A column as numbers SHAP can colour by: categories by their code, missing as NaN."""
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        codes = column.cat.codes.to_numpy(dtype=float)
-        codes[codes < 0] = np.nan
-        return codes
-    if column.dtype == object or pd.api.types.is_string_dtype(column):
-        codes = pd.factorize(column, use_na_sentinel=True)[0].astype(float)
-        codes[codes < 0] = np.nan
-        return codes
+    """A column as numbers SHAP can colour by. Categories have no order to colour (a code's
+    red or blue would mean nothing): NaN, which SHAP draws grey; their values stay readable in
+    ``display_data``."""
+    if (
+        isinstance(column.dtype, pd.CategoricalDtype)
+        or column.dtype == object
+        or pd.api.types.is_string_dtype(column)
+    ):
+        return np.full(len(column), np.nan)
     return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
 
 

@@ -8,7 +8,9 @@ analyst can put on a slide. Matplotlib's Agg backend: no display, no network.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -25,6 +27,19 @@ from features.outputs import write_file  # noqa: E402
 log = logging.getLogger(__name__)
 
 DPI = 150
+
+
+@contextmanager
+def _quiet_nan() -> Iterator[None]:
+    """Category columns carry no colour values (all NaN, drawn grey): numpy's warnings about
+    all-NaN slices inside SHAP's plots are expected there, and only there."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
+        warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+        yield
+
+
 LOG_ODDS_NOTE = "SHAP value (log-odds; +0.7 doubles the odds of conversion)"
 
 
@@ -43,20 +58,25 @@ def _save(path: Path, title: str, xlabel: str | None = LOG_ODDS_NOTE) -> Path:
 def importance(explanation: shap.Explanation, path: Path, title: str, top: int) -> Path:
     """Global importance: mean |SHAP| per feature (or group), largest first."""
     plt.figure(figsize=(8, 0.4 * min(top, explanation.shape[1]) + 1.5))
-    shap.plots.bar(explanation, max_display=top, show=False)
+    with _quiet_nan():
+        shap.plots.bar(explanation, max_display=top, show=False)
     return _save(path, title, "mean |SHAP value| (log-odds)")
 
 
 def beeswarm(explanation: shap.Explanation, path: Path, title: str, top: int) -> Path:
     """Every row's SHAP value per feature, coloured by the feature's value."""
-    shap.plots.beeswarm(explanation, max_display=top, show=False, plot_size=(9, 0.45 * top + 1.5))
+    with _quiet_nan():
+        shap.plots.beeswarm(
+            explanation, max_display=top, show=False, plot_size=(9, 0.45 * top + 1.5)
+        )
     return _save(path, title)
 
 
 def dependence(explanation: shap.Explanation, column: int, path: Path, title: str) -> Path:
     """One feature's value against its SHAP value: where its effect turns."""
     plt.figure(figsize=(7, 4.5))
-    shap.plots.scatter(explanation[:, column], show=False, ax=plt.gca())
+    with _quiet_nan():
+        shap.plots.scatter(explanation[:, column], show=False, ax=plt.gca())
     ax = plt.gca()
     ax.axhline(0.0, color="grey", linewidth=0.8, linestyle="--")
     ax.set_ylabel("SHAP value (log-odds)", fontsize=9)
@@ -66,14 +86,16 @@ def dependence(explanation: shap.Explanation, column: int, path: Path, title: st
 def cohorts(by_cohort: Mapping[str, shap.Explanation], path: Path, title: str, top: int) -> Path:
     """Mean (signed) contribution per group, cohort beside cohort."""
     plt.figure(figsize=(9, 0.55 * top + 2))
-    shap.plots.bar(dict(by_cohort), max_display=top, show=False)
+    with _quiet_nan():
+        shap.plots.bar(dict(by_cohort), max_display=top, show=False)
     return _save(path, title, "mean SHAP value (log-odds): + raises, - lowers the probability")
 
 
 def waterfall(explanation: shap.Explanation, path: Path, title: str, top: int) -> Path:
     """One lead: from the average lead's log-odds to its own, group by group."""
     plt.figure(figsize=(9, 0.45 * top + 2))
-    shap.plots.waterfall(explanation, max_display=top, show=False)
+    with _quiet_nan():
+        shap.plots.waterfall(explanation, max_display=top, show=False)
     return _save(path, title, xlabel=None)
 
 

@@ -314,7 +314,9 @@ def _log_to_run(model: ScoringModel, out: Path) -> str | None:
     if not run_id:
         log.warning("%s version %s has no run: explain not logged", model.name, model.version)
         return None
-    client.log_artifacts(run_id, str(out), artifact_path="explain")
+    for path in sorted(out.iterdir()):  # the views, not the folder's bookkeeping marker
+        if path.is_file() and not path.name.startswith("."):
+            client.log_artifact(run_id, str(path), artifact_path="explain")
     log.info("logged %s to MLflow run %s (explain/)", out, run_id)
     return run_id
 

@@ -117,7 +117,9 @@ def _log_explain(folder: Path, model_dir: Path) -> None:
             "on this model first)", folder, explained, model_dir, folder_version(model_dir),
         )  # fmt: skip
         return
-    mlflow.log_artifacts(str(folder), artifact_path="explain")
+    for path in sorted(folder.iterdir()):  # the views, not the folder's bookkeeping marker
+        if path.is_file() and not path.name.startswith("."):
+            mlflow.log_artifact(str(path), artifact_path="explain")
     log.info("logged the explanations in %s to the run (explain/)", folder)
 
 
