@@ -47,8 +47,6 @@ REPORT = "report.html"
 #: The cohort column made from the model's own stage of each snapshot.
 STAGE = "stage"
 OTHER = "other"
-#: Groups a cohort plot shows (beyond a handful, bars of several cohorts are unreadable).
-COHORT_GROUPS = 6
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -56,7 +54,8 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 class ExplainSettings:
     """params.yaml ``explain``: sample size and seed, how many features the views show, which
     cohort columns (None: every category feature of the model, and the stage) with how many
-    values each."""
+    values each and how many groups a cohort plot compares, and how many groups a lead's
+    waterfall names."""
 
     sample: int = 5000
     seed: int = 0
@@ -64,13 +63,18 @@ class ExplainSettings:
     dependence: int = 6
     cohorts: tuple[str, ...] | None = None
     cohort_values: int = 6
+    cohort_groups: int = 6
+    lead_groups: int = 12
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> ExplainSettings:
         """The ``explain`` section, checked (unknown keys and bad sizes are one-line errors)."""
         raw = dict(section(params, "explain")) if "explain" in params else {}
         raw.pop("model_uri", None)
-        known = {"sample", "seed", "top_features", "dependence", "cohorts", "cohort_values"}
+        known = {
+            "sample", "seed", "top_features", "dependence", "cohorts", "cohort_values",
+            "cohort_groups", "lead_groups",
+        }  # fmt: skip
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ValueError(
@@ -79,7 +83,7 @@ class ExplainSettings:
         if raw.get("cohorts") is not None:
             raw["cohorts"] = tuple(str(c) for c in raw["cohorts"])
         settings = cls(**raw)
-        for name in ("sample", "top_features", "cohort_values"):
+        for name in ("sample", "top_features", "cohort_values", "cohort_groups", "lead_groups"):
             if int(getattr(settings, name)) < 1:
                 raise ValueError(
                     f"explain.{name} must be at least 1, got {getattr(settings, name)}"
@@ -219,7 +223,7 @@ def run_explain(
         figures.append(("Cohorts", f"By {column}: the mean contribution of each group",
                         plots.cohorts(groups, out / f"cohort_{_slug(column)}.png",
                                       f"{who}: mean contribution by {column}",
-                                      COHORT_GROUPS)))  # fmt: skip
+                                      settings.cohort_groups)))  # fmt: skip
         means = pd.DataFrame(
             {k: e.values for k, e in groups.items()}, index=by_group.feature_names
         ).T
@@ -239,7 +243,7 @@ def run_explain(
         )
         png = plots.waterfall(
             explainer.lead_explanation(rows, contributions, i),
-            out / f"lead_{_slug(lead)}.png", title, min(top, 12),
+            out / f"lead_{_slug(lead)}.png", title, settings.lead_groups,
         )  # fmt: skip
         leads.append(
             {

@@ -218,3 +218,15 @@ def test_register_logs_the_explanations_of_its_own_model_only(trained_world, tmp
         logged = {a.path for a in client.list_artifacts(registered["run_id"], "explain")}
         assert ("explain/report.html" in logged) is expected, logged
         assert not [p for p in logged if "/." in p]  # no bookkeeping marker
+
+
+def test_explain_settings_are_checked_in_one_line():
+    from pipelines.explain import ExplainSettings
+
+    assert ExplainSettings.from_params({}).sample == 5000
+    settings = ExplainSettings.from_params({"explain": {"cohorts": ["source"], "sample": 10}})
+    assert settings.cohorts == ("source",) and settings.sample == 10
+    with pytest.raises(ValueError, match=r"explain: unknown setting\(s\) \['samples'\]"):
+        ExplainSettings.from_params({"explain": {"samples": 10}})
+    with pytest.raises(ValueError, match="explain.lead_groups must be at least 1, got 0"):
+        ExplainSettings.from_params({"explain": {"lead_groups": 0}})
