@@ -49,18 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
     from pipelines.params import load_params, section
-    from pipelines.scoring import load_scoring_model, specs_by_name
+    from pipelines.scoring import explainer_for, load_scoring_model
 
     model = load_scoring_model(str(REPO / args.model))
     names = model.features
-    specs = specs_by_name(model, section(load_params(REPO / "params.yaml"), "features"))
     x, pool, _ = build_rows(REPO / args.training, names, args.rows, args.seed)
     # The reasons read the leads' values as the training set holds them (text, not category).
     features = pd.DataFrame(
         {c: x[c].astype(object) if isinstance(x[c].dtype, pd.CategoricalDtype) else x[c] for c in x}
     )
-    explainer = model.scorer.explainer
-    explainer.specs = specs  # the catalog the scoring job uses for this model
+    # The labels and groups the scoring job uses for this model.
+    explainer = explainer_for(model, section(load_params(REPO / "params.yaml"), "features"))
     print(
         f"machine: {_cores()} cores, load {_load()}; {len(x):,} rows from {pool:,}; "
         f"{len(names)} features in {len(explainer.groups.keys)} groups; "

@@ -63,12 +63,14 @@ class LeadExplainer:
     booster: lgb.Booster
     names: list[str]
     specs: Mapping[str, FeatureSpec]
-    #: The fast exact contributions; built from the booster when not given.
+    #: The fast exact contributions, if the caller has them built (see :attr:`fast`).
     tree_contributions: TreeContributions | None = field(default=None, repr=False)
 
-    def __post_init__(self) -> None:
-        if self.tree_contributions is None:
-            self.tree_contributions = TreeContributions(self.booster)
+    @cached_property
+    def fast(self) -> TreeContributions:
+        """The fast exact contributions: the ones given, else built from the booster on first
+        use (titles and groups alone never pay for the lookup tables)."""
+        return self.tree_contributions or TreeContributions(self.booster)
 
     @cached_property
     def groups(self) -> FeatureGroups:
@@ -89,7 +91,7 @@ class LeadExplainer:
     def contributions(self, x: pd.DataFrame) -> np.ndarray:
         """Exact SHAP contributions of the booster's matrix ``x``: rows x (features + 1), in
         log-odds; the last column is the expected value."""
-        return self.tree_contributions.contributions(x)
+        return self.fast.contributions(x)
 
     def reasons(
         self,

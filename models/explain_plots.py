@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import shap  # noqa: E402
 
-from features.outputs import write_file  # noqa: E402
+from features.outputs import save_figure  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ def _save(path: Path, title: str, xlabel: str | None = LOG_ODDS_NOTE) -> Path:
     ax.set_title(title, fontsize=11, loc="left")
     if xlabel is not None:
         ax.set_xlabel(xlabel, fontsize=9)
-    # Through the project's writer: atomic, and never over a file this tool did not write.
-    write_file(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight"))
+    # The project's writer: atomic, and never over a file this tool did not write.
+    save_figure(path, fig, dpi=DPI, bbox_inches="tight")
     plt.close("all")
     return path
 

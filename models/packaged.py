@@ -125,6 +125,7 @@ class LeadScorer:
         """Probability (calibrated), score (1-99, a percentile: :meth:`scores`), stage and why,
         and the gate results, per row (same index); with ``reasons`` > 0, also that many
         reasons for and against in words (:data:`REASON_COLUMNS`)."""
+        x = self.matrix(features) if x is None else x  # once: probabilities and reasons read it
         p = self.predict_proba(features, x)
         gates = self.gates.transform(features)
         stages = assign_stages(p, gates, self.meta["cutoffs"])
@@ -133,7 +134,6 @@ class LeadScorer:
             gates[["bant_score", "gate_budget", "gate_authority", "gate_need", "gate_timeline"]]
         )
         if reasons > 0:
-            x = self.matrix(features) if x is None else x
             said = self.explainer.reasons(
                 features.reset_index(drop=True), self.explainer.contributions(x), k=reasons
             )

@@ -144,13 +144,6 @@ class FeatureGroups:
         """The groups with more than one feature."""
         return [g for g, m in enumerate(self.members) if len(m) > 1]
 
-    def indicator(self) -> np.ndarray:
-        """features x groups, 1 where a feature belongs to a group: ``contributions @ it``
-        sums each group's contributions."""
-        out = np.zeros((len(self.member_of), len(self.keys)))
-        out[np.arange(len(self.member_of)), self.member_of] = 1.0
-        return out
-
     def sum(self, contributions: np.ndarray) -> np.ndarray:
         """Per row, each group's summed contribution (rows x groups)."""
         contributions = np.asarray(contributions, dtype=float)[:, : len(self.member_of)]

@@ -37,7 +37,7 @@ import shap
 from models.cutoffs import percent
 from pipelines.modeling import read_split
 from pipelines.params import load_params, section
-from pipelines.scoring import load_scoring_model, specs_by_name
+from pipelines.scoring import explainer_for, load_scoring_model
 
 MODEL_URI = os.environ.get("LEADSCORE_MODEL", "models:/lead-conversion@champion")
 TRAINING = Path(os.environ.get("LEADSCORE_TRAINING", "data/training"))
@@ -46,9 +46,8 @@ SAMPLE = int(os.environ.get("LEADSCORE_SAMPLE", "3000"))
 
 # %%
 model = load_scoring_model(MODEL_URI)
-explainer = model.scorer.explainer
-# A model trained before its catalog was stored: the builders' labels and groups of today.
-explainer.specs = specs_by_name(model, section(PARAMS, "features"))
+# The labels and groups the nightly job says reasons with (the model's own catalog).
+explainer = explainer_for(model, section(PARAMS, "features"))
 test = read_split(TRAINING, "test")
 sample = test.sample(n=min(SAMPLE, len(test)), random_state=0).reset_index(drop=True)
 x = model.scorer.matrix(sample)

@@ -31,14 +31,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.outputs import check_writable, refuse_overlap, write_file, write_json
+from features.outputs import (
+    check_writable,
+    owned_files,
+    refuse_overlap,
+    write_csv,
+    write_file,
+    write_json,
+)
 from models import explain_plots as plots
 from models.cutoffs import percent
 from models.explain import LeadExplainer
 from models.frame import categorical_names
 from pipelines.modeling import read_split
 from pipelines.params import section
-from pipelines.scoring import ScoringModel, load_scoring_model, specs_by_name
+from pipelines.scoring import ScoringModel, explainer_for, load_scoring_model
 from pipelines.splits import SPLITS
 
 log = logging.getLogger(__name__)
@@ -132,15 +139,11 @@ def _cohort_values(column: pd.Series, keep: int) -> pd.Series:
 
 def _explained(
     model: ScoringModel, params: dict[str, Any], rows: pd.DataFrame, contract: Any
-) -> tuple[LeadExplainer, pd.DataFrame, np.ndarray, pd.DataFrame]:
-    specs = specs_by_name(model, section(params, "features"), contract)
-    explainer = LeadExplainer(
-        model.scorer.booster, model.features, specs, tree_contributions=model.explainer
-    )
+) -> tuple[LeadExplainer, pd.DataFrame, np.ndarray]:
+    """The model's explainer, its matrix of ``rows`` and their contributions."""
+    explainer = explainer_for(model, section(params, "features"), contract)
     x = model.scorer.matrix(rows)
-    contributions = explainer.contributions(x)
-    scored = model.scorer.score(rows, x)
-    return explainer, x, contributions, scored
+    return explainer, x, explainer.contributions(x)
 
 
 def run_explain(
@@ -169,7 +172,8 @@ def run_explain(
     rows, at = sample_rows(frame, settings.sample, settings.seed, lead_ids)
     model = load_scoring_model(model_uri)
     contract = crm_contract(params, mapping)
-    explainer, x, contributions, scored = _explained(model, params, rows, contract)
+    explainer, x, contributions = _explained(model, params, rows, contract)
+    scored = model.scorer.score(rows, x)
     by_feature = explainer.explanation(rows, contributions)
     by_group = explainer.explanation(rows, contributions, grouped=True)
     who = f"{model.name} version {model.version}"
@@ -179,7 +183,7 @@ def run_explain(
     figures: list[tuple[str, str, Path]] = []  # (section, caption, png)
 
     worth = explainer.probability_points(contributions)
-    write_file(out / "importance.csv", lambda tmp: worth.to_csv(tmp, index=False))
+    write_csv(out / "importance.csv", worth)
     figures.append(("Global", "What moves the probability most, on average (groups of features "
                     "that describe one behaviour are summed)",
                     plots.importance(by_group, out / "importance.png",
@@ -230,7 +234,7 @@ def run_explain(
         cohort_tables.append(means.rename_axis("cohort").reset_index().assign(column=column))
     if cohort_tables:
         table = pd.concat(cohort_tables, ignore_index=True)
-        write_file(out / "cohorts.csv", lambda tmp: table.to_csv(tmp, index=False))
+        write_csv(out / "cohorts.csv", table)
 
     # Leads: a waterfall each, with what the CRM gets for it.
     reasons = explainer.reasons(rows, contributions)
@@ -267,7 +271,7 @@ def run_explain(
     comparison = None
     if compare:
         other = load_scoring_model(compare)
-        other_explainer, _, other_contributions, _ = _explained(other, params, rows, contract)
+        other_explainer, _, other_contributions = _explained(other, params, rows, contract)
         before = other_explainer.probability_points(other_contributions)
         comparison = (
             before[["title", "mean_abs_log_odds"]].rename(columns={"mean_abs_log_odds": "before"})
@@ -277,7 +281,7 @@ def run_explain(
         )  # fmt: skip
         comparison["change"] = comparison["after"] - comparison["before"]
         comparison = comparison.sort_values("change", key=np.abs, ascending=False)
-        write_file(out / "comparison.csv", lambda tmp: comparison.to_csv(tmp, index=False))
+        write_csv(out / "comparison.csv", comparison)
         other_who = f"{other.name} version {other.version}"
         figures.append(("Versions", f"{who} against {other_who}: which groups gained or lost weight",
                         plots.comparison(comparison, out / "comparison.png",
@@ -302,6 +306,12 @@ def run_explain(
     return summary
 
 
+def explain_files(folder: Path) -> list[Path]:
+    """The files `leadscore explain` wrote in ``folder`` (its marker's list; not the marker,
+    nor anything else someone put there): what MLflow gets."""
+    return [folder / name for name in sorted(owned_files(folder)) if (folder / name).is_file()]
+
+
 def _log_to_run(model: ScoringModel, out: Path) -> str | None:
     """Attach ``out`` to the MLflow run of a registered version (``explain/``)."""
     if not model.uri.startswith("models:/"):
@@ -318,9 +328,8 @@ def _log_to_run(model: ScoringModel, out: Path) -> str | None:
     if not run_id:
         log.warning("%s version %s has no run: explain not logged", model.name, model.version)
         return None
-    for path in sorted(out.iterdir()):  # the views, not the folder's bookkeeping marker
-        if path.is_file() and not path.name.startswith("."):
-            client.log_artifact(run_id, str(path), artifact_path="explain")
+    for path in explain_files(out):
+        client.log_artifact(run_id, str(path), artifact_path="explain")
     log.info("logged %s to MLflow run %s (explain/)", out, run_id)
     return run_id
 

@@ -104,6 +104,7 @@ def _log_explain(folder: Path, model_dir: Path) -> None:
     """Attach a `leadscore explain` folder to the active run, if it explains this model."""
     import mlflow
 
+    from pipelines.explain import explain_files
     from pipelines.scoring import folder_version
 
     summary = folder / "summary.json"
@@ -117,9 +118,8 @@ def _log_explain(folder: Path, model_dir: Path) -> None:
             "on this model first)", folder, explained, model_dir, folder_version(model_dir),
         )  # fmt: skip
         return
-    for path in sorted(folder.iterdir()):  # the views, not the folder's bookkeeping marker
-        if path.is_file() and not path.name.startswith("."):
-            mlflow.log_artifact(str(path), artifact_path="explain")
+    for path in explain_files(folder):
+        mlflow.log_artifact(str(path), artifact_path="explain")
     log.info("logged the explanations in %s to the run (explain/)", folder)
 
 

@@ -33,6 +33,7 @@ from features.build import build_features, feature_specs
 from features.gate_inputs import unsubscribed_as_of
 from features.mapping.contract import NATIVE, EffectiveContract
 from models.contributions import TreeContributions
+from models.explain import LeadExplainer
 from models.packaged import LeadScorer
 from models.reasons import top_reasons
 from pipelines.training_set import POPULATIONS, in_sales_before, won_or_lost_before
@@ -79,8 +80,9 @@ class ScoringModel:
 
     @cached_property
     def explainer(self) -> TreeContributions:
-        """Exact SHAP contributions of the booster, fast (built once per loaded model)."""
-        return TreeContributions(self.scorer.booster)
+        """Exact SHAP contributions of the booster, fast (built once per loaded model: the
+        packaged scorer's own, so reasons from either side share the lookup tables)."""
+        return self.scorer.explainer.fast
 
     @property
     def population(self) -> Population:
@@ -353,6 +355,19 @@ def stage_in_sales(
     scored.loc[in_sales, "stage"] = IN_SALES
     scored.loc[in_sales, "stage_reason"] = IN_SALES_REASON
     return scored, int(in_sales.sum())
+
+
+def explainer_for(
+    model: ScoringModel, params_features: Mapping[str, Any], contract: EffectiveContract = NATIVE
+) -> LeadExplainer:
+    """The model's explainer with the labels and groups the scoring job says reasons with
+    (:func:`specs_by_name`), on the model's own contribution tables."""
+    return LeadExplainer(
+        model.scorer.booster,
+        model.features,
+        specs_by_name(model, params_features, contract),
+        tree_contributions=model.explainer,
+    )
 
 
 def specs_by_name(
