@@ -30,7 +30,7 @@ import pandas as pd
 
 from features.catalog import FeatureSpec
 from models.contributions import TreeContributions
-from models.reasons import FeatureGroups, fallback_spec, group_words, top_reasons
+from models.reasons import FeatureGroups, PhraseBook, fallback_spec, group_words, top_reasons
 
 if TYPE_CHECKING:  # shap (and its matplotlib) only where an Explanation is built
     import shap
@@ -78,6 +78,11 @@ class LeadExplainer:
         return FeatureGroups.of(self.names, self.specs)
 
     @cached_property
+    def phrases(self) -> PhraseBook:
+        """The features' phrases, each said once for the explainer's life."""
+        return PhraseBook(self.names, self.specs)
+
+    @cached_property
     def titles(self) -> list[str]:
         """Each feature's readable title (distinct), for plots."""
         specs = [self.specs.get(n) or fallback_spec(n) for n in self.names]
@@ -101,7 +106,10 @@ class LeadExplainer:
         min_log_odds: float = 0.01,
     ) -> pd.DataFrame:
         """``reasons_for`` / ``reasons_against`` per row, grouped and in words."""
-        return top_reasons(contributions, features, self.names, self.specs, k, min_log_odds)
+        return top_reasons(
+            contributions, features, self.names, self.specs, k, min_log_odds,
+            groups=self.groups, phrases=self.phrases,
+        )  # fmt: skip
 
     def explanation(
         self, features: pd.DataFrame, contributions: np.ndarray, grouped: bool = False
@@ -158,7 +166,7 @@ class LeadExplainer:
             if len(chosen):
                 phrases[chosen] = group_words(
                     contributions[:, : len(self.names)], shown, self.names, self.specs,
-                    self.groups, np.full(len(chosen), row), chosen, sign,
+                    self.groups, np.full(len(chosen), row), chosen, sign, self.phrases,
                 )  # fmt: skip
         return shap.Explanation(
             values=summed,

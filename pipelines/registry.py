@@ -58,7 +58,8 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
 def _pip_requirements() -> list[str]:
     from importlib.metadata import version
 
-    names = ["lightgbm", "scikit-learn", "pandas", "numpy", "pyarrow", "joblib", "mlflow"]
+    # numba: the compiled kernel that ranks the reasons (models.reasons)
+    names = ["lightgbm", "scikit-learn", "pandas", "numpy", "pyarrow", "joblib", "mlflow", "numba"]
     return [f"{n}=={version(n)}" for n in names]
 
 

@@ -38,13 +38,13 @@ from pipelines.params import section
 from pipelines.scoring import (
     OLDER_LEADS,
     SCORING_STAGES,
+    explainer_for,
     load_scoring_model,
     open_leads,
     report_unseen_categories,
     score_leads,
     scoring_features,
     select_leads,
-    specs_by_name,
     stage_in_sales,
 )
 from pipelines.steps import (
@@ -249,15 +249,14 @@ def score_crm(
     # Category values the model never saw in training (scored as "other"), per feature.
     counts["unseen_categories"] = report_unseen_categories(features, model)
     reasons = settings.get("reasons", {})
-    specs = specs_by_name(model, features_settings, contract)
+    explainer = explainer_for(model, features_settings, contract)
     chunk = int(reasons.get("chunk_rows", 100_000))
     parts = []
     for start in range(0, len(features), chunk):
         part = features.iloc[start : start + chunk]
         parts.append(
             score_leads(
-                part, model, specs,
-                contributions=model.explainer.contributions,
+                part, model, explainer,
                 top_k=int(reasons.get("top_k", 3)),
                 min_log_odds=float(reasons.get("min_log_odds", 0.01)),
             )

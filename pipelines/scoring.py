@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -35,7 +35,6 @@ from features.mapping.contract import NATIVE, EffectiveContract
 from models.contributions import TreeContributions
 from models.explain import LeadExplainer
 from models.packaged import LeadScorer
-from models.reasons import top_reasons
 from pipelines.training_set import POPULATIONS, in_sales_before, won_or_lost_before
 
 log = logging.getLogger(__name__)
@@ -313,25 +312,20 @@ def report_unseen_categories(
 def score_leads(
     features: pd.DataFrame,
     model: ScoringModel,
-    specs: Mapping[str, Any],
-    contributions: Callable[[pd.DataFrame], np.ndarray] | None = None,
+    explainer: LeadExplainer,
     top_k: int = 3,
     min_log_odds: float = 0.01,
 ) -> pd.DataFrame:
     """Per snapshot: lead_id, probability, score, stage and why, gates, reasons for and against.
 
-    ``contributions`` maps the model's feature matrix to SHAP values (n x features+1); default:
-    LightGBM's ``pred_contrib``. ``top_k=0`` skips reasons.
+    ``explainer``: the model's (:func:`explainer_for`), kept across batches so that its phrases
+    are said once per job. ``top_k=0`` skips reasons.
     """
     x = model.scorer.matrix(features)  # once: the probabilities and the contributions read it
     scored = model.scorer.score(features, x)
     scored.insert(0, "lead_id", features["lead_id"].to_numpy())
     if top_k > 0 and len(features):
-        booster = model.scorer.booster
-        contrib = contributions(x) if contributions else booster.predict(x, pred_contrib=True)
-        reasons = top_reasons(
-            contrib, features, model.features, specs, k=top_k, min_log_odds=min_log_odds
-        )
+        reasons = explainer.reasons(features, explainer.contributions(x), top_k, min_log_odds)
         scored = scored.join(reasons)
     else:
         scored["reasons_for"], scored["reasons_against"] = "", ""

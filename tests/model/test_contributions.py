@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.contributions import K_ZERO_THRESHOLD, TreeContributions
-from models.reasons import _ranked
+from models.reasons import FeatureGroups, top_groups
 
 RTOL, ATOL = 1e-12, 1e-13
 LEVELS = ["a", "b", "c", "d", "e", "f", "g"]
@@ -136,13 +136,11 @@ def assert_same(ours: np.ndarray, ref: np.ndarray) -> None:
 
 def assert_same_reasons(ours: np.ndarray, ref: np.ndarray, n_features: int) -> None:
     """Top-3 for and against (as models.reasons ranks them) are the same features per row."""
-    for sign in (1, -1):
-        top_ours, real_ours = _ranked(ours[:, :n_features], 3, sign, 0.0)
-        top_ref, real_ref = _ranked(ref[:, :n_features], 3, sign, 0.0)
-        np.testing.assert_array_equal(real_ours, real_ref)
-        np.testing.assert_array_equal(
-            np.where(real_ours, top_ours, -1), np.where(real_ref, top_ref, -1)
-        )
+    alone = FeatureGroups.of([f"f{i}" for i in range(n_features)], {})
+    np.testing.assert_array_equal(
+        top_groups(ours[:, :n_features], alone, 3, 0.0),
+        top_groups(ref[:, :n_features], alone, 3, 0.0),
+    )
 
 
 # ------------------------------------------------------------------------------------------------

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from features.build import feature_specs
 from features.catalog import FeatureSpec
-from models.reasons import FeatureGroups, top_reasons
+from models.reasons import FeatureGroups, PhraseBook, _combinations, _displayed, top_reasons
 
 SPECS = {
     "demos": FeatureSpec("demos", "Requested a demo {value} times in the last 7 days", (), "t"),
@@ -183,3 +185,136 @@ def test_every_built_in_count_label_agrees_in_number():
         one, many = spec.describe(1.0), spec.describe(3.0)
         assert not any(w in one for w in (" 1 times", " 1 days", " 1 webinars", " 1 forms")), one
         assert "[" not in one and "[" not in many, (one, many)
+
+
+# --- the fast path against a plain reading of the rules (issue 15's speed work) ----------------
+def reference_reasons(contributions, features, names, specs, k, min_log_odds):
+    """The rules of the module doc, row by row in plain Python: group sums (first member plus
+    the others), ranked largest first with the catalog's order on ties, kept while at least the
+    floor; each said by its strongest member (first of equals), plus the clause member's clause."""
+    groups = FeatureGroups.of(names, specs)
+    floor = max(min_log_odds, np.finfo(float).tiny)
+    said = {"reasons_for": [], "reasons_against": []}
+
+    def value(row, col):
+        v = features[names[col]].iloc[row]
+        if isinstance(v, float) and not np.isnan(v):
+            v = float(_displayed(np.array([v]))[0])
+        return None if pd.isna(v) else v
+
+    for i in range(len(features)):
+        c = contributions[i]
+        sums = [c[m[0]] + sum(c[j] for j in m[1:]) for m in groups.members]
+        for column, sign in (("reasons_for", 1.0), ("reasons_against", -1.0)):
+            order = sorted(range(len(sums)), key=lambda g: (-sign * sums[g], g))
+            phrases = []
+            for g in order[:k]:
+                if not sign * sums[g] >= floor:
+                    break
+                members = list(groups.members[g])
+                best = max(members, key=lambda m: sign * c[m])  # first of equals
+                text = specs[names[best]].describe(value(i, best))
+                extra = int(groups.clause_member[g])
+                if extra >= 0 and extra != best:
+                    clause = specs[names[extra]].describe_clause(value(i, extra))
+                    text += f", {clause}" if clause is not None else ""
+                phrases.append(text)
+            said[column].append("; ".join(phrases))
+    return said
+
+
+@st.composite
+def reason_cases(draw):
+    n_features = draw(st.integers(1, 7))
+    names = [f"f{j}" for j in range(n_features)]
+    specs = {}
+    for j, name in enumerate(names):
+        group = draw(st.sampled_from([None, "a", "b"]))
+        specs[name] = FeatureSpec(
+            name, f"F{j} is {{value}} [unit|units]", (), "t", group=group,
+            group_title=group, missing_label=draw(st.sampled_from([None, f"No F{j}"])),
+            clause=draw(st.sampled_from([None, f"F{j} {{value}}"])),
+        )  # fmt: skip
+    n = draw(st.integers(1, 12))
+    # Few distinct contributions: ties, zeros and values at the floor are common.
+    small = st.sampled_from([-0.5, -0.2, -0.01, 0.0, 0.005, 0.01, 0.2, 0.5])
+    contributions = np.array(draw(st.lists(st.lists(small, min_size=n_features + 1,
+        max_size=n_features + 1), min_size=n, max_size=n)))  # fmt: skip
+    values = st.sampled_from([0.0, 1.0, 2.0, 2.24, 17.6, np.nan])
+    features = pd.DataFrame(
+        {name: draw(st.lists(values, min_size=n, max_size=n)) for name in names}
+    )
+    if draw(st.booleans()):  # one categorical column, with missing values
+        features[names[0]] = pd.Categorical(draw(st.lists(st.sampled_from(["vp", "c_level", None]),
+            min_size=n, max_size=n)))  # fmt: skip
+    k = draw(st.integers(1, 5))
+    return contributions, features, names, specs, k, draw(st.sampled_from([0.0, 0.01, 0.3]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(reason_cases())
+def test_reasons_follow_the_rules_row_by_row(case):
+    contributions, features, names, specs, k, floor = case
+    expected = reference_reasons(contributions, features, names, specs, k, floor)
+    book = PhraseBook(names, specs)
+    for _ in range(2):  # a fresh phrase book, then the same book with every phrase known
+        got = top_reasons(contributions, features, names, specs, k, floor, phrases=book)
+        assert got["reasons_for"].tolist() == expected["reasons_for"]
+        assert got["reasons_against"].tolist() == expected["reasons_against"]
+
+
+def test_many_reasons_per_row_are_combined_without_overflow():
+    # 12 reasons a row over 300 distinct phrases: the rows' keys would not fit 64 bits in one.
+    rng = np.random.default_rng(5)
+    names = [f"f{j}" for j in range(12)]
+    specs = {n: FeatureSpec(n, f"{n} is {{value}}", (), "t") for n in names}
+    features = pd.DataFrame({n: rng.integers(0, 25, 200).astype(float) for n in names})
+    contributions = rng.normal(size=(200, 13))
+    got = top_reasons(contributions, features, names, specs, k=12, min_log_odds=0.0)
+    expected = reference_reasons(contributions, features, names, specs, 12, 0.0)
+    assert got["reasons_for"].tolist() == expected["reasons_for"]
+    assert got["reasons_against"].tolist() == expected["reasons_against"]
+
+
+class CountingSpec(FeatureSpec):
+    """A spec that counts how often it is put into words."""
+
+    calls: list[object] = []
+
+    def describe(self, value):
+        CountingSpec.calls.append(value)
+        return super().describe(value)
+
+
+def test_a_phrase_book_describes_each_value_once_and_stays_bounded():
+    names = ["visits"]
+    specs = {"visits": CountingSpec("visits", "Visited {value} [time|times]", (), "t")}
+    features = pd.DataFrame({"visits": [1.0, 2.0, 1.0, 2.0, np.nan]})
+    contributions = np.array([[0.5, 0.0]] * 5)
+    book = PhraseBook(names, specs)
+    CountingSpec.calls.clear()
+    first = top_reasons(contributions, features, names, specs, k=1, phrases=book)
+    assert sorted(map(str, CountingSpec.calls)) == ["1.0", "2.0", "None"]
+    again = top_reasons(contributions, features, names, specs, k=1, phrases=book)
+    assert len(CountingSpec.calls) == 3  # nothing said twice
+    assert first["reasons_for"].tolist() == again["reasons_for"].tolist() == [
+        "Visited 1 time", "Visited 2 times", "Visited 1 time", "Visited 2 times",
+        "Visited unknown times",
+    ]  # fmt: skip
+    small = PhraseBook(names, specs, max_phrases=2)
+    CountingSpec.calls.clear()
+    top_reasons(contributions, features, names, specs, k=1, phrases=small)
+    assert len(small.texts) == 3  # one call's phrases are kept whole, the bound is checked after
+    later = top_reasons(contributions[:2], features[:2], names, specs, k=1, phrases=small)
+    assert len(CountingSpec.calls) == 6  # a new book: its phrases said again
+    assert later["reasons_for"].tolist() == ["Visited 1 time", "Visited 2 times"]
+
+
+def test_rows_differing_only_in_their_first_reason_stay_apart_past_64_bits():
+    # 255 ids: base 256, so 12 ranks are 96 bits; a key kept in 64 bits would lose the first
+    # ranks and merge these two rows.
+    ids = np.array([0] + [7] * 11 + [1] + [7] * 11)
+    codes = _combinations(ids, np.array([0, 12]), np.array([12, 12]), n_ids=255)
+    assert codes[0] != codes[1]
+    same = _combinations(np.array([3, 4, 3, 4, 5]), np.array([0, 2, 4]), np.array([2, 2, 1]), 9)
+    assert same[0] == same[1] != same[2]
