@@ -130,6 +130,7 @@ def run_ours_booster(params_path: str, training_dir: str, work_dir: str) -> dict
     import numpy as np
 
     from models.boosting import train_booster
+    from pipelines.modeling import search_setup
 
     t = time.perf_counter()
     x_train, y_train, x_valid, y_valid, settings = _load_matrices(params_path, training_dir)
@@ -142,11 +143,14 @@ def run_ours_booster(params_path: str, training_dir: str, work_dir: str) -> dict
     rss_loaded = _rss_bytes()
     reset = _reset_peak()
     cpu, busy, t = _cpu_seconds(), _busy_seconds(), time.perf_counter()
+    # The search's starting point, as `leadscore train` fits it (scaled to the data, then what
+    # train.lightgbm sets; rounds from the learning rate unless set).
+    setup = search_setup(settings, len(y_train), int(np.sum(y_train)))
     booster = train_booster(
         x_train, y_train, x_valid, y_valid,
-        params=settings["lightgbm"],
-        num_boost_round=int(settings["num_boost_round"]),
-        early_stopping_rounds=int(settings["early_stopping_rounds"]),
+        params=setup.base,
+        num_boost_round=setup.rounds["num_boost_round"],
+        early_stopping_rounds=setup.rounds["early_stopping_rounds"],
         **kwargs,
     )  # fmt: skip
     seconds, cpu = time.perf_counter() - t, _cpu_seconds() - cpu

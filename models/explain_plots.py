@@ -40,6 +40,20 @@ def _quiet_nan() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def _repeatable() -> Iterator[None]:
+    """SHAP's beeswarm and scatter jitter and shuffle points with numpy's global random state:
+    drawn from a fixed state (the caller's restored after), the same explanation gives the same
+    PNG bits on every run, so a pipeline re-run leaves DVC's record (dvc.lock) unchanged."""
+    # The legacy global state is what SHAP draws from: no Generator can stand in for it.
+    state = np.random.get_state()  # noqa: NPY002
+    np.random.seed(0)  # noqa: NPY002
+    try:
+        yield
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
+
+
 LOG_ODDS_NOTE = "SHAP value (log-odds; +0.7 doubles the odds of conversion)"
 
 
@@ -65,7 +79,7 @@ def importance(explanation: shap.Explanation, path: Path, title: str, top: int) 
 
 def beeswarm(explanation: shap.Explanation, path: Path, title: str, top: int) -> Path:
     """Every row's SHAP value per feature, coloured by the feature's value."""
-    with _quiet_nan():
+    with _quiet_nan(), _repeatable():
         shap.plots.beeswarm(
             explanation, max_display=top, show=False, plot_size=(9, 0.45 * top + 1.5)
         )
@@ -75,7 +89,7 @@ def beeswarm(explanation: shap.Explanation, path: Path, title: str, top: int) ->
 def dependence(explanation: shap.Explanation, column: int, path: Path, title: str) -> Path:
     """One feature's value against its SHAP value: where its effect turns."""
     plt.figure(figsize=(7, 4.5))
-    with _quiet_nan():
+    with _quiet_nan(), _repeatable():
         shap.plots.scatter(explanation[:, column], show=False, ax=plt.gca())
     ax = plt.gca()
     ax.axhline(0.0, color="grey", linewidth=0.8, linestyle="--")

@@ -310,15 +310,17 @@ class SearchResult:
     #: The best trial's early-stopped booster (not serialised by ``to_dict``).
     booster: lgb.Booster | None = field(default=None, repr=False)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe summary, for model_meta.json and MLflow."""
+    def to_dict(self, timings: bool = True) -> dict[str, Any]:
+        """JSON-safe summary, for model_meta.json and MLflow. ``timings=False`` leaves out the
+        seconds: what goes into the model folder must be the same bits on every run of the same
+        inputs (DVC records its hash; a fresh ``make demo`` must leave ``dvc.lock`` unchanged)."""
         trials = [
             {
                 "number": int(row.number),
                 "params": dict(row.params),
                 "value": None if pd.isna(row.value) else float(row.value),
                 "trees": None if pd.isna(row.trees) else int(row.trees),
-                "seconds": float(row.seconds),
+                **({"seconds": float(row.seconds)} if timings else {}),
                 "state": str(row.state),
             }
             for row in self.trials.itertuples(index=False)
@@ -330,7 +332,7 @@ class SearchResult:
             "base_score": float(self.base_score),
             "best_trial": int(self.best_trial),
             "n_trials": int(self.n_trials),
-            "seconds": float(self.seconds),
+            **({"seconds": float(self.seconds)} if timings else {}),
             "space": {name: asdict(r) for name, r in self.space.items()},
             "trials": trials,
         }

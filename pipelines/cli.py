@@ -462,7 +462,7 @@ def train(
     search = meta["search"]
     out_console.print(
         f"LightGBM: {meta['best_iteration']} trees, {len(meta['features'])} features, "
-        f"{search['n_trials']} search trial(s) in {search['seconds']:.0f} s; calibration: "
+        f"{search['n_trials']} search trial(s); calibration: "
         f"{meta['calibration']['method']}; validation ROC AUC {v['roc_auc']:.3f} "
         f"[{auc['low']:.3f}, {auc['high']:.3f}], ECE {v['ece']:.4f} -> {out}"
     )
@@ -636,7 +636,11 @@ def register(
     Tracking URI: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db. The version carries its MQL and
     SQL cutoffs, gate rules and training data range as tags; the first version becomes
     `champion`. A model below the thresholds in params.yaml `register` (judged on validation;
-    the test split only reports) is not registered.
+    the test split only reports) is not registered. A model folder registered before is not
+    registered again (the version says which folder it holds: tag model_digest).
+
+    Not a DVC stage: an experiment (`dvc exp run`) never registers anything; `make demo` runs
+    this after `dvc repro`.
     Browse with: mlflow ui --backend-store-uri sqlite:///mlflow.db
     """
     from features.outputs import check_writable, refuse_overlap
@@ -655,7 +659,12 @@ def register(
         from features.outputs import write_json
 
         write_json(summary, result)
-    if result["registered"]:
+    if result.get("already_registered"):
+        out_console.print(
+            f"{model} is registered already: [bold]{result['model_name']}[/] version "
+            f"{result['version']} (nothing new); tracking {result['tracking_uri']}"
+        )
+    elif result["registered"]:
         cut = result["cutoffs"]
         out_console.print(
             f"registered [bold]{result['model_name']}[/] version {result['version']}"

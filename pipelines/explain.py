@@ -24,7 +24,6 @@ import html
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -292,7 +291,6 @@ def run_explain(
         "compared_with": compare,
         "rows": len(rows),
         "split": split,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "top_groups": worth.head(top).round(6).to_dict(orient="records"),
         "leads": leads,
         "figures": [p.name for _, _, p in figures],

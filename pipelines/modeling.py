@@ -287,12 +287,18 @@ class SearchSetup:
     budget: dict[str, Any]
 
 
+def set_lightgbm(settings: dict[str, Any]) -> dict[str, Any]:
+    """The LightGBM params ``train.lightgbm`` sets (null: scaled to the data, as if absent; so
+    params.yaml can list them and `dvc exp run -S train.lightgbm.num_leaves=8` can set one)."""
+    return {k: v for k, v in (settings.get("lightgbm") or {}).items() if v is not None}
+
+
 def search_setup(settings: dict[str, Any], n_rows: int, n_positives: int) -> SearchSetup:
     """The search's starting point for ``n_rows`` training rows with ``n_positives`` positives
     (see :func:`fit_settings`): round cap and patience from ``train`` if set, else from the
     learning rate (``scaled_rounds``)."""
     scaled = scaled_defaults(n_rows, n_positives)
-    base = {**scaled, **settings["lightgbm"]}
+    base = {**scaled, **set_lightgbm(settings)}
     rounds = scaled_rounds(float(base["learning_rate"]))
     for key in ("num_boost_round", "early_stopping_rounds"):
         if settings.get(key) is not None:
@@ -342,7 +348,7 @@ def fit_settings(
         "(base %.5f), %d trial(s) in %.0f s",
         {k: result.best_params[k] for k in ("num_leaves", "min_data_in_leaf", "learning_rate")},
         len(y_train), int(y_train.sum()),
-        f"; set in train.lightgbm: {sorted(settings['lightgbm'])}" if settings["lightgbm"] else "",
+        f"; set in train.lightgbm: {sorted(set_lightgbm(settings))}" if set_lightgbm(settings) else "",
         result.best_score, result.base_score, result.n_trials, result.seconds,
     )  # fmt: skip
     summary = {
@@ -354,7 +360,7 @@ def fit_settings(
             float(setup.base["learning_rate"]),
             float(result.best_params["learning_rate"]),
         ),  # fmt: skip
-        **{k: v for k, v in result.to_dict().items() if k != "space"},
+        **{k: v for k, v in result.to_dict(timings=False).items() if k != "space"},
     }
     return FittedSettings(dict(result.best_params), result.booster, summary)
 

@@ -143,6 +143,29 @@ def registration_failures(meta: dict[str, Any], settings: dict[str, Any]) -> lis
     return failures
 
 
+def model_digest(model_dir: Path) -> str:
+    """A hash of everything in a `leadscore train` folder (booster, calibrator, metadata): the
+    same folder registered twice is one version."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(model_dir).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _registered_as(client: Any, name: str, digest: str) -> int | None:
+    """The version of ``name`` that holds this model folder already, if any."""
+    import mlflow
+
+    try:
+        found = client.search_model_versions(f"name='{name}' and tags.model_digest='{digest}'")
+    except mlflow.exceptions.MlflowException:  # no such registered model yet
+        return None
+    return min((int(v.version) for v in found), default=None)
+
+
 def run_register(
     params: dict[str, Any],
     model_dir: str | Path,
@@ -171,6 +194,16 @@ def run_register(
 
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
+    name, digest = settings["model_name"], model_digest(model_dir)
+    already = _registered_as(MlflowClient(), name, digest)
+    if already is not None:  # e.g. `make demo` run again on the same model: nothing new
+        log.info(
+            "%s is registered already as %s version %d: nothing to do", model_dir, name, already
+        )
+        return {
+            "tracking_uri": display_url(uri), "registered": True, "model_name": name,
+            "version": already, "already_registered": True, "cutoffs": meta["cutoffs"],
+        }  # fmt: skip
     mlflow.set_experiment(settings["experiment"])
     splits = manifest["splits"]
     learned = meta.get("training_data", {})
@@ -210,7 +243,6 @@ def run_register(
                 {
                     "search.best_validation_log_loss": float(search["best_score"]),
                     "search.base_validation_log_loss": float(search["base_score"]),
-                    "search.seconds": float(search["seconds"]),
                 }
             )
         mlflow.set_tags(
@@ -261,9 +293,9 @@ def run_register(
             return summary
 
     client = MlflowClient()
-    name = settings["model_name"]
     version = mlflow.register_model(info.model_uri, name)
     tags = {
+        "model_digest": digest,
         "sql_cutoff": f"{meta['cutoffs']['sql']:.6f}",
         "mql_cutoff": f"{meta['cutoffs']['mql']:.6f}",
         "cutoff_policies": json.dumps(meta["cutoff_policies"]),

@@ -184,22 +184,49 @@ def test_a_missing_column_stops_validation_with_a_clear_message(tmp_path, tiny_t
     assert not (tmp_path / "v" / "events.parquet").exists()
 
 
+def _registry_state(db: Path) -> list[tuple]:
+    """Every registered version and alias in the MLflow store ``db`` (empty if none)."""
+    import sqlalchemy as sa
+
+    if not db.exists():
+        return []
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        tables = set(sa.inspect(conn).get_table_names())
+        versions = conn.exec_driver_sql(
+            "SELECT name, version, source FROM model_versions ORDER BY name, version"
+        ).all() if "model_versions" in tables else []  # fmt: skip
+        aliases = conn.exec_driver_sql(
+            "SELECT name, alias, version FROM registered_model_aliases ORDER BY name, alias"
+        ).all() if "registered_model_aliases" in tables else []  # fmt: skip
+    engine.dispose()
+    return [tuple(r) for r in versions] + [tuple(r) for r in aliases]
+
+
 @pytest.mark.slow
-def test_dvc_repro_runs_the_pipeline_offline(tmp_path, small_params):
-    """The real DVC runner on the project's dvc.yaml, in a scratch git repo."""
+def test_dvc_pipeline_experiments_are_free_and_comparable(tmp_path, small_params):
+    """The real DVC runner on the project's dvc.yaml, in a scratch git repo, used as a data
+    scientist would: repro and commit; register and score as `make demo` does; re-run and
+    find the same bits; then an experiment that changes a setting, compared by `dvc exp show`
+    with the baseline, and which leaves the registry and the CRM database as they were."""
     work = tmp_path / "project"
     work.mkdir()
-    shutil.copy(ROOT / "dvc.yaml", work / "dvc.yaml")
+    for name in ("dvc.yaml", ".gitignore"):
+        shutil.copy(ROOT / name, work / name)
     shutil.copy(write_params(small_params, tmp_path), work / "params.yaml")
     for folder in ("features", "models", "pipelines"):
         shutil.copytree(ROOT / folder, work / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    who = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
     env = {
         **os.environ,
+        **who,
         "DVC_NO_ANALYTICS": "1",
         "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",  # never a developer's server
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
     dvc = [sys.executable, "-m", "dvc"]
+    leadscore = [sys.executable, "-m", "pipelines.cli"]
 
     def run(*cmd: str) -> str:
         # No wall-clock limit: a busy CI machine may take long; a hung step shows in the CI log.
@@ -211,15 +238,38 @@ def test_dvc_repro_runs_the_pipeline_offline(tmp_path, small_params):
     run(*dvc, "init", "-q")
     run(*dvc, "config", "core.analytics", "false")
     run(*dvc, "repro", "--quiet")
+    run("git", "add", "-A")
+    run("git", "commit", "-qm", "baseline")
+    tracked = run("git", "ls-files").split()
+    # What DVC compares is in git; the data and the model are not.
+    assert {"dvc.lock", "data/training/manifest.json", "data/evaluation/metrics.json",
+            "data/evaluation/plots/roc.png"} <= set(tracked)  # fmt: skip
+    assert not [f for f in tracked if f.endswith(".parquet") or f.startswith("data/model")]
     manifest = json.loads((work / "data" / "training" / "manifest.json").read_text())
     assert manifest["rows"] > 0
-    assert "up to date" in run(*dvc, "status").lower() or "unchanged" in run(*dvc, "status").lower()
-    metrics = run(*dvc, "metrics", "show")
-    assert "positive_rate" in metrics and "roc_auc" in metrics
-    assert (work / "data" / "evaluation" / "plots" / "roc.png").exists()
+    assert "positive_rate" in run(*dvc, "metrics", "show")
+    # `dvc plots show` draws the images: no script, nothing fetched.
+    run(*dvc, "plots", "show", "-o", "plots_html")
+    page = (work / "plots_html" / "index.html").read_text()
+    assert (
+        "roc.png" in page and "<script" not in page and "http" not in page.replace("http-equiv", "")
+    )
+    # Nothing registered, nothing scored by the pipeline.
+    assert _registry_state(work / "mlflow.db") == [] and not (work / "data" / "crm.db").exists()
+
+    # Same inputs, same bits: re-running the model's stages leaves git clean (dvc.lock too).
+    run(*dvc, "repro", "--quiet", "--force", "--downstream", "train")
+    assert run("git", "status", "--porcelain", "--untracked-files=no") == ""
+
+    # Registered and scored as `make demo` does, after the pipeline; twice is still one version.
+    register = ["register", "--model", "data/model", "--evaluation", "data/evaluation",
+                "--training", "data/training", "--explain", "data/explain",
+                "--summary", "data/registry/registered.json"]  # fmt: skip
+    run(*leadscore, *register)
+    assert "registered already" in run(*leadscore, *register)
     registered = json.loads((work / "data" / "registry" / "registered.json").read_text())
-    assert registered["tracking_uri"].endswith("mlflow.db") and registered["run_id"]
-    # The score stage wrote every open lead back into the demo CRM database, once.
+    assert registered["tracking_uri"].endswith("mlflow.db") and registered["version"] == 1
+    run(*leadscore, "score", "data/crm", "--create", "--summary", "data/scoring/summary.json")
     scoring = json.loads((work / "data" / "scoring" / "summary.json").read_text())
     assert (
         scoring["status"] == "succeeded"
@@ -238,3 +288,22 @@ def test_dvc_repro_runs_the_pipeline_offline(tmp_path, small_params):
             "succeeded"
         ]
     engine.dispose()
+    registry = _registry_state(work / "mlflow.db")
+    crm = (work / "data" / "crm.db").read_bytes()
+    assert [r for r in registry if r[:2] == ("lead-conversion", "champion")]
+
+    # An experiment: trains and measures with another setting ...
+    run(*dvc, "exp", "run", "--quiet", "-n", "leaves8", "-S", "train.lightgbm.num_leaves=8")
+    rows = json.loads(run(*dvc, "exp", "show", "--json"))
+    found = {}
+    for row in rows:  # the baseline, and its experiments
+        for rev in [row] + [e for x in row.get("experiments") or [] for e in x["revs"]]:
+            data = rev.get("data") or {}
+            auc = data["metrics"]["data/evaluation/metrics.json"]["data"]["test"]["model"]
+            found[data.get("name") or rev.get("name") or "workspace"] = auc["roc_auc"]
+    # the workspace, the committed baseline and the experiment, each with its test metrics
+    assert "leaves8" in found and "workspace" in found and len(found) == 3, found
+    assert all(0.0 <= v <= 1.0 for v in found.values())
+    # ... and touches neither the registry nor the CRM.
+    assert _registry_state(work / "mlflow.db") == registry
+    assert (work / "data" / "crm.db").read_bytes() == crm

@@ -230,3 +230,26 @@ def test_explain_settings_are_checked_in_one_line():
         ExplainSettings.from_params({"explain": {"samples": 10}})
     with pytest.raises(ValueError, match="explain.lead_groups must be at least 1, got 0"):
         ExplainSettings.from_params({"explain": {"lead_groups": 0}})
+
+
+def test_shap_plots_are_the_same_bits_every_time(tmp_path):
+    # SHAP jitters and shuffles with numpy's global state: a re-run must not change the files
+    # DVC hashes (dvc.lock), and the caller's random state is left as it was.
+    import shap
+
+    from models import explain_plots
+
+    rng = np.random.default_rng(1)
+    explanation = shap.Explanation(
+        values=rng.normal(size=(300, 3)), base_values=np.zeros(300),
+        data=rng.integers(0, 4, size=(300, 3)).astype(float), feature_names=["a", "b", "c"],
+    )  # fmt: skip
+    files = []
+    for run in range(2):
+        np.random.seed(run)  # noqa: NPY002 (SHAP's legacy global state is under test)
+        before = np.random.get_state()[1].copy()  # noqa: NPY002
+        files.append(explain_plots.beeswarm(explanation, tmp_path / f"b{run}.png", "t", 3))
+        files.append(explain_plots.dependence(explanation, 0, tmp_path / f"d{run}.png", "t"))
+        assert np.array_equal(np.random.get_state()[1], before)  # noqa: NPY002
+    assert files[0].read_bytes() == files[2].read_bytes()
+    assert files[1].read_bytes() == files[3].read_bytes()
