@@ -28,9 +28,11 @@ lock: $(BIN)/uv ## Re-resolve requirements.lock from pyproject.toml
 
 demo: install ## Run the main job end to end on the embedded default (synthetic CRM)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
-	@# Deliberate steps, outside the DVC pipeline (an experiment must not reach them): register
-	@# the model (once per model folder), then the nightly job into the demo CRM database.
-	$(BIN)/leadscore register --model data/model --evaluation data/evaluation --training data/training --explain data/explain --summary data/registry/registered.json
+	@# Deliberate steps, outside the DVC pipeline (an experiment must not reach them): the model
+	@# against the champion (the first one registers as champion; a new one is registered as
+	@# challenger and promoted only if params.yaml `promote` says so), then the nightly job.
+	$(BIN)/leadscore challenge --model data/model --evaluation data/evaluation --training data/training --crm data/crm --explain data/explain
+	$(BIN)/leadscore register --model data/model --evaluation data/evaluation --training data/training --summary data/registry/registered.json
 	$(BIN)/leadscore score data/crm --create --summary data/scoring/summary.json
 	$(BIN)/leadscore manifest data/training/manifest.json --oracle data/oracle/true_propensity.parquet
 	$(BIN)/leadscore metrics data/evaluation/metrics.json --registered data/registry/registered.json

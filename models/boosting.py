@@ -22,8 +22,11 @@ def train_booster(
     num_boost_round: int,
     early_stopping_rounds: int,
     monotone_increasing: list[str] | tuple[str, ...] = (),
+    record: dict[str, Any] | None = None,
 ) -> lgb.Booster:
     """Train a binary LightGBM booster; stop when validation log loss stops improving.
+    ``record``: filled with LightGBM's per-iteration validation metrics (the training curve:
+    ``record["validation"]["binary_logloss"]``).
 
     Categorical columns (pandas ``category``) are handled natively by LightGBM. Features named in
     ``monotone_increasing`` are constrained: more of them never lowers the score, all else equal.
@@ -43,7 +46,8 @@ def train_booster(
         num_boost_round=num_boost_round,
         valid_sets=[valid_set],
         valid_names=["validation"],
-        callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)],
+        callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)]
+        + ([lgb.record_evaluation(record)] if record is not None else []),
     )
     log.info(
         "LightGBM: %d trees (best iteration), validation log loss %.5f",

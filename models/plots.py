@@ -126,6 +126,20 @@ def score_distribution_figure(y, p) -> Figure:
     return fig
 
 
+def importance_figure(table, titles: Mapping[str, str] | None = None, top: int = 20) -> Figure:
+    """LightGBM's gain importance of the ``top`` features (``table``: feature, gain_share), in
+    the catalog's words where ``titles`` has them."""
+    shown = table.head(top).iloc[::-1]  # largest at the top
+    names = [(titles or {}).get(f, f) for f in shown["feature"]]
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(shown) + 1.5), layout="constrained")
+    ax.barh(names, 100 * shown["gain_share"], color="#3b75af")
+    ax.set_title(f"What the trees split on: top {len(shown)} features by gain", loc="left")
+    ax.set_xlabel("share of the total gain (%); SHAP importance is in the explain report")
+    ax.grid(alpha=0.3, axis="x")
+    ax.tick_params(axis="y", labelsize=8)
+    return fig
+
+
 def _as_percentages(label: str) -> str:
     """A bin label of probabilities, said in percent: "(0.0123, 0.0456]" -> "(1.2%, 4.6%]"."""
     return _NUMBER.sub(lambda m: percent(float(m.group())), label)

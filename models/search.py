@@ -309,6 +309,8 @@ class SearchResult:
     space: dict[str, ParamRange] = field(default_factory=dict)
     #: The best trial's early-stopped booster (not serialised by ``to_dict``).
     booster: lgb.Booster | None = field(default=None, repr=False)
+    #: The best trial's validation log loss per iteration (its training curve).
+    curve: list[float] = field(default_factory=list, repr=False)
 
     def to_dict(self, timings: bool = True) -> dict[str, Any]:
         """JSON-safe summary, for model_meta.json and MLflow. ``timings=False`` leaves out the
@@ -409,17 +411,19 @@ def search_params(
     }
 
     # The best trial's booster so far: the caller gets it instead of fitting it a second time.
-    kept: dict[str, Any] = {"score": math.inf, "booster": None}
+    kept: dict[str, Any] = {"score": math.inf, "booster": None, "curve": []}
 
     def fit(params: dict[str, Any]) -> tuple[float, int]:
         rounds = rounds_for_rate(
             num_boost_round, early_stopping_rounds, base_rate,
             float(params.get("learning_rate", base_rate)),
         )  # fmt: skip
+        record: dict[str, Any] = {}
         booster = train_booster(
             x_train, y_train, x_valid, y_valid, params,
             **rounds,
             monotone_increasing=monotone_increasing,
+            record=record,
         )  # fmt: skip
         trees = int(booster.best_iteration)
         if groups_valid is None:
@@ -429,7 +433,8 @@ def search_params(
             score = _group_log_loss(np.asarray(y_valid), p, groups_valid)
         # Strictly lower: a tie keeps the earlier trial, as the choice of the best below does.
         if score < kept["score"]:
-            kept.update(score=score, booster=booster)
+            curve = record.get("validation", {}).get("binary_logloss", [])
+            kept.update(score=score, booster=booster, curve=[float(v) for v in curve])
         return score, trees
 
     started = time.perf_counter()
@@ -453,8 +458,9 @@ def search_params(
             ]
         )
         return SearchResult(
-            base, trees, score, score, 0, 1, seconds, table, space, booster=kept["booster"]
-        )
+            base, trees, score, score, 0, 1, seconds, table, space,
+            booster=kept["booster"], curve=kept["curve"],
+        )  # fmt: skip
 
     def objective(trial: optuna.Trial) -> float:
         t0 = time.perf_counter()
@@ -533,4 +539,5 @@ def search_params(
         trials=table,
         space=space,
         booster=kept["booster"],
+        curve=kept["curve"],
     )

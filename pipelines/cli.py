@@ -443,6 +443,13 @@ def train(
         ),
     ] = None,
     mapping: MappingOpt = None,
+    no_mlflow: Annotated[
+        bool,
+        typer.Option(
+            "--no-mlflow",
+            help="Do not track the training in MLflow (default: one run per model, in the experiment register.experiment of MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).",
+        ),
+    ] = False,
 ) -> None:
     """Train the propensity model: LightGBM with settings fitted to the data, then calibrated.
 
@@ -453,10 +460,18 @@ def train(
     the calibrator (isotonic, sigmoid or none, folds grouped by lead), the MQL/SQL cutoffs and the
     validation report that registration is judged on. A logistic-regression baseline is
     trained on the same split for every report to compare.
+
+    The training is tracked in MLflow (one run per model folder): params, the splits as
+    datasets, validation metrics, the training curve, the search's trials and the feature
+    importance; evaluate and register add to the same run. Tracking is not registering: no
+    version is made here.
     """
     from pipelines.modeling import run_train
 
-    meta = run_train(_with_mapping(_load(params), mapping), training, out, validated)
+    meta = run_train(
+        _with_mapping(_load(params), mapping), training, out, validated,
+        track=not no_mlflow, params_path=params,
+    )  # fmt: skip
     v = meta["validation"]
     auc = v["intervals"]["roc_auc"]
     search = meta["search"]
@@ -598,16 +613,28 @@ def evaluate(
     oracle: Annotated[
         Path | None, typer.Option(help="Oracle file of a synthetic CRM: adds the ceiling.")
     ] = None,
+    no_mlflow: Annotated[
+        bool,
+        typer.Option("--no-mlflow", help="Do not add the results to the model's MLflow run."),
+    ] = False,
 ) -> None:
     """Evaluate on the out-of-time test split: model vs baseline (and the oracle on synthetic data).
 
     Writes ROC AUC, PR AUC, log loss, Brier score, expected calibration error and lift to
-    metrics.json (`dvc metrics show`), gains and reliability tables for `dvc plots show`, and
-    PNG plots: ROC, precision-recall, reliability, cumulative gains, score distribution.
+    metrics.json (`dvc metrics show`), gains and reliability tables, and PNG plots (`dvc plots
+    show`): ROC, precision-recall, reliability, cumulative gains, score distribution. The test
+    metrics and plots are added to the model's training run in MLflow, if it has one.
     """
     from pipelines.modeling import run_evaluate
+    from pipelines.params import section
 
-    _print_metrics(run_evaluate(_load(params), training, model, out, oracle))
+    loaded = _load(params)
+    result = run_evaluate(loaded, training, model, out, oracle)
+    if not no_mlflow:
+        from pipelines.tracking import log_evaluation
+
+        log_evaluation(model, out, section(loaded, "register")["experiment"])
+    _print_metrics(result)
 
 
 @app.command()
@@ -676,6 +703,106 @@ def register(
         out_console.print(
             f"[yellow]not registered[/]: {'; '.join(result['refused'])} (run {result['run_id']})"
         )
+
+
+@app.command()
+@_user_errors
+def challenge(
+    params: ParamsOpt = Path("params.yaml"),
+    model: Annotated[
+        Path, typer.Option(help="The challenger: a folder written by `leadscore train`.")
+    ] = Path("data/model"),
+    evaluation: Annotated[
+        Path, typer.Option(help="Folder written by `leadscore evaluate` for the challenger.")
+    ] = Path("data/evaluation"),
+    training: TrainingOpt = Path("data/training"),
+    crm: Annotated[
+        Path, typer.Option(help="The CRM export whose open leads the migration is shown on.")
+    ] = Path("data/crm"),
+    explain: Annotated[
+        Path | None,
+        typer.Option(help="A `leadscore explain` folder of the challenger, logged to its run."),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Scoring instant of the migration (default: as `leadscore score`)."),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Compare and show the migration; register nothing, move no alias."
+        ),
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Write comparison.json and migration.csv to this folder.")
+    ] = None,
+) -> None:
+    """A new model (the challenger) against the champion; promote it only if params.yaml
+    `promote` says so.
+
+    Both are scored on the challenger's test split (the newest out-of-time window; the
+    champion must not have learned from it), with lead-clustered paired intervals on the
+    differences. Rules: ROC AUC gain >= promote.min_gain with its interval above 0; ECE no worse
+    by more than promote.max_ece_increase; each stage's conversion rate at least
+    promote.min_stage_rate_ratio of the champion's. Before any alias moves, the migration: how
+    many open leads would change stage, by segment. Then the challenger is registered (alias
+    `challenger`) and, if every rule holds, becomes `champion` (the old one `previous`).
+    The decision is recorded on the version's tags and in its MLflow run.
+    """
+    from pipelines.challenge import run_challenge
+
+    result = run_challenge(
+        _load(params), model, evaluation, training, crm, params_path=params, explain=explain,
+        as_of=as_of, dry_run=dry_run, out=out,
+    )  # fmt: skip
+    comparison = result.get("comparison")
+    if comparison is None:
+        out_console.print(result["decision"])
+        return
+    window = comparison["window"]
+    table = Table(
+        title=f"champion (version {result['champion_version']}) against challenger on the test "
+        f"window {window['range']} ({window['rows']:,} snapshots, {window['leads']:,} leads)"
+    )
+    for column in ("metric", "champion", "challenger", "difference [95% interval]"):
+        table.add_column(column)
+    scorers, diff = comparison["scorers"], comparison["differences"]
+    for metric in diff:
+        a, b, d = scorers["champion"][metric], scorers["challenger"][metric], diff[metric]
+        table.add_row(metric, f"{a['value']:.4f}", f"{b['value']:.4f}",
+                      f"{d['value']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]")  # fmt: skip
+    out_console.print(table)
+    for rule in comparison["rules"]:
+        mark = "[green]ok[/]" if rule["passed"] else "[red]fails[/]"
+        out_console.print(f"  {mark} {escape(rule['rule'])}: {escape(rule['value'])}")
+    moves = Table(
+        title=f"open leads as of {result['as_of']} whose stage would change ({result['open_leads']:,} open)"
+    )
+    for column in ("segment", "now", "with the challenger", "leads"):
+        moves.add_column(column)
+    for row in result["migration"][:15] + result["migration"][-1:]:
+        moves.add_row(
+            str(row["segment"]), str(row["stage_now"]), str(row["stage_new"]), f"{row['leads']:,}"
+        )
+    out_console.print(moves)
+    out_console.print(f"decision: [bold]{result['decision']}[/]")
+
+
+@app.command()
+@_user_errors
+def rollback(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Move the alias `champion` back to the version called `previous` (and `previous` to the
+    one it replaces, so a rollback can be undone the same way)."""
+    import mlflow
+
+    from pipelines.challenge import rollback as swap
+    from pipelines.params import section
+    from pipelines.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri())
+    name = section(_load(params), "register")["model_name"]
+    now, before = swap(mlflow.MlflowClient(), name)
+    out_console.print(f"{name}: champion is version {now} again (was {before}, now `previous`)")
 
 
 @app.command("metrics")

@@ -318,7 +318,7 @@ def _log_to_run(model: ScoringModel, out: Path) -> str | None:
     import mlflow
     from mlflow import MlflowClient
 
-    from pipelines.registry import tracking_uri
+    from pipelines.tracking import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
     client = MlflowClient()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,8 @@ def run_train(
     training: str | Path,
     out: str | Path,
     validated: str | Path | None = None,
+    track: bool = False,
+    params_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train the booster, calibrate it, choose the cutoffs, fit the baseline (see ``leadscore
     train --help``): settings scaled and searched on one part of validation (by lead), early
@@ -89,6 +91,8 @@ def run_train(
     Category features are grouped first (``train.categories``): the rule is fitted on the
     training split only, applied to every split, and stored in ``model_meta.json``.
     ``validated``: the validated CRM, to record the drift reference as a scoring run would see it.
+    ``track``: open the model's MLflow run (:func:`pipelines.tracking.log_training`; the
+    experiment named in ``register.experiment``) with ``params_path`` as its params artifact.
     """
     refuse_overlap({"--training": training, "--validated": validated}, {"--out": out})
     training, out = Path(training), Path(out)
@@ -263,6 +267,13 @@ def run_train(
     )  # fmt: skip
     write_json(out / META, meta)
     write_file(out / DRIFT_REFERENCE, lambda tmp: tmp.write_text(json.dumps(reference) + "\n"))
+    if track:
+        from pipelines.tracking import log_training
+
+        log_training(
+            params, params_path, training, out, meta, booster, search.curve, search.trials,
+            experiment=section(params, "register")["experiment"],
+        )  # fmt: skip
     return meta
 
 
@@ -320,6 +331,10 @@ class FittedSettings:
     best_params: dict[str, Any]
     booster: lgb.Booster
     summary: dict[str, Any]
+    #: The chosen trial's validation log loss per iteration, and every trial with its seconds
+    #: (for the MLflow run: not in the model folder, whose bits must not depend on timing).
+    curve: list[float] = field(default_factory=list)
+    trials: pd.DataFrame | None = None
 
 
 def fit_settings(
@@ -362,7 +377,9 @@ def fit_settings(
         ),  # fmt: skip
         **{k: v for k, v in result.to_dict(timings=False).items() if k != "space"},
     }
-    return FittedSettings(dict(result.best_params), result.booster, summary)
+    return FittedSettings(
+        dict(result.best_params), result.booster, summary, list(result.curve), result.trials
+    )
 
 
 def _range(frame: pd.DataFrame) -> str:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,35 +22,29 @@ import pandas as pd
 import yaml
 
 from features.urls import display_url, redact_settings
+from pipelines.tracking import (
+    DIGEST_TAG,
+    find_run,
+    flatten,
+    git_commit,
+    log_datasets,
+    model_digest,
+    tracking_uri,
+    use_experiment,
+)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 CHAMPION = "champion"
-
-
-def tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else the embedded SQLite store in the working directory."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-
-
-def _git_commit() -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-    else:
-        out[prefix] = value
-    return out
+#: What the registered model is, for whoever opens it in the MLflow UI.
+MODEL_DESCRIPTION = (
+    "Lead-conversion propensity (leadscore): the calibrated probability that a lead becomes a "
+    "customer (closed-won) within the label horizon, from its demographic, firmographic and "
+    "behavioral history as of the scoring date (LightGBM, calibrated), with the MQL/SQL cutoffs "
+    "and BANT gates of each version in its tags. The pyfunc returns probability, score 1-99, "
+    "stage and why, gate results and reasons in words. Alias `champion`: the version the "
+    "nightly job scores with."
+)
 
 
 def _pip_requirements() -> list[str]:
@@ -143,18 +135,6 @@ def registration_failures(meta: dict[str, Any], settings: dict[str, Any]) -> lis
     return failures
 
 
-def model_digest(model_dir: Path) -> str:
-    """A hash of everything in a `leadscore train` folder (booster, calibrator, metadata): the
-    same folder registered twice is one version."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(model_dir).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def _registered_as(client: Any, name: str, digest: str) -> int | None:
     """The version of ``name`` that holds this model folder already, if any."""
     import mlflow
@@ -164,6 +144,73 @@ def _registered_as(client: Any, name: str, digest: str) -> int | None:
     except mlflow.exceptions.MlflowException:  # no such registered model yet
         return None
     return min((int(v.version) for v in found), default=None)
+
+
+def _version_description(
+    meta: dict[str, Any], test: dict[str, Any], data_range: str, run_id: str
+) -> str:
+    """One paragraph on a version: what it learned from and how good it is."""
+    v = meta["validation"]
+    cut = meta["cutoffs"]
+    return (
+        f"Trained on snapshots {data_range} ({meta['best_iteration']} trees, calibration "
+        f"{meta['calibration']['method']}). Validation ROC AUC {v['roc_auc']:.3f}, ECE "
+        f"{v['ece']:.4f}; out-of-time test ROC AUC {test['roc_auc']:.3f}, ECE {test['ece']:.4f}. "
+        f"Cutoffs: SQL {cut['sql']:.2%}, MQL {cut['mql']:.2%}. Training run {run_id}."
+    )
+
+
+def _log_untracked(
+    params: dict[str, Any],
+    params_path: str | Path,
+    meta: dict[str, Any],
+    training: Path,
+    model_dir: Path,
+    manifest: dict[str, Any],
+    data_range: str,
+) -> None:
+    """For a model trained with ``--no-mlflow``: what its training run would hold (params,
+    chosen settings, validation metrics, datasets, tags), logged to the active run."""
+    import mlflow
+
+    safe = redact_settings(params)  # a URL's password never reaches the tracking store
+    mlflow.log_params({k: str(v)[:500] for k, v in flatten("", safe, {}).items()})
+    search = meta.get("search") or {}
+    mlflow.log_params(
+        {f"chosen.lightgbm.{k}": str(v) for k, v in meta.get("lightgbm", {}).items()}
+        | {
+            "chosen.trees": meta.get("best_iteration"),
+            "chosen.calibration": meta["calibration"]["method"],
+            "search.trials_run": search.get("n_trials"),
+            "search.best_trial": search.get("best_trial"),
+        }
+    )
+    flat = {f"cutoff.{k}": v for k, v in meta["cutoffs"].items()}
+    flat |= {f"validation.{k}": v for k, v in meta.get("validation", {}).items()}
+    if search:
+        flat["search.best_validation_log_loss"] = search["best_score"]
+        flat["search.base_validation_log_loss"] = search["base_score"]
+    mlflow.log_metrics(
+        {
+            k: float(v)
+            for k, v in flat.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+    )
+    log_datasets(training, manifest)
+    mlflow.set_tags(
+        {
+            DIGEST_TAG: model_digest(model_dir),
+            "mlflow.source.git.commit": git_commit() or "unknown",
+            "input_fingerprint": manifest["input_fingerprint"],
+            "training_data_range": data_range,
+            "validation_range": meta.get("training_data", {}).get("validation_range", "unknown"),
+            "cutoff_warnings": "; ".join(meta.get("cutoff_warnings", [])) or "none",
+        }
+    )
+    if Path(params_path).exists():
+        mlflow.log_text(yaml.safe_dump(safe, sort_keys=False), Path(params_path).name)
+    mlflow.log_artifact(str(model_dir / "model_meta.json"))
 
 
 def run_register(
@@ -203,8 +250,9 @@ def run_register(
         return {
             "tracking_uri": display_url(uri), "registered": True, "model_name": name,
             "version": already, "already_registered": True, "cutoffs": meta["cutoffs"],
+            "run_id": MlflowClient().get_model_version(name, str(already)).run_id,
         }  # fmt: skip
-    mlflow.set_experiment(settings["experiment"])
+    use_experiment(settings["experiment"])
     splits = manifest["splits"]
     learned = meta.get("training_data", {})
     # What the booster learned from: the training split only (validation stopped and
@@ -212,59 +260,23 @@ def run_register(
     data_range = learned.get("booster_range") or (
         f"{splits['train']['as_of_from']}..{splits['train']['as_of_to']}"
     )
-    with mlflow.start_run(run_name="train-evaluate-register") as run:
-        # Secrets never reach the tracking store: a URL's password in crm.source or score.to
-        # is masked in the params and in the params.yaml artifact alike.
-        safe_params = redact_settings(params)
-        mlflow.log_params({k: str(v)[:500] for k, v in _flatten("", safe_params, {}).items()})
-        flat = {f"test.{name}.{k}": v for name, r in metrics["test"].items() for k, v in r.items()}
-        if "model_roc_auc_vs_oracle" in metrics:
-            flat["test.model_roc_auc_vs_oracle"] = metrics["model_roc_auc_vs_oracle"]
-        flat |= {f"cutoff.{k}": v for k, v in meta["cutoffs"].items()}
-        flat |= {
-            f"validation.{k}": v
-            for k, v in meta.get("validation", {}).items()
-            if isinstance(v, int | float)
-        }
-        mlflow.log_metrics({k: float(v) for k, v in flat.items() if isinstance(v, int | float)})
-        # What the data-scaled defaults and the search chose (params.yaml holds only the base).
-        search = meta.get("search") or {}
-        mlflow.log_params(
-            {f"chosen.lightgbm.{k}": str(v) for k, v in meta.get("lightgbm", {}).items()}
-            | {
-                "chosen.trees": meta.get("best_iteration"),
-                "chosen.calibration": meta["calibration"]["method"],
-                "search.trials_run": search.get("n_trials"),
-                "search.best_trial": search.get("best_trial"),
-            }
-        )
-        if search:
-            mlflow.log_metrics(
-                {
-                    "search.best_validation_log_loss": float(search["best_score"]),
-                    "search.base_validation_log_loss": float(search["base_score"]),
-                }
+    # The model's training run, if `leadscore train` tracked it: the version joins it.
+    tracked = find_run(digest, settings["experiment"])
+    with mlflow.start_run(run_id=tracked, run_name=None if tracked else "register") as run:
+        if tracked is None:
+            log.info(
+                "no MLflow run tracks %s (trained with --no-mlflow): a run of its own", model_dir
             )
-        mlflow.set_tags(
-            {
-                "git_commit": _git_commit() or "unknown",
-                "input_fingerprint": manifest["input_fingerprint"],
-                "training_data_range": data_range,
-                "validation_range": learned.get("validation_range", "unknown"),
-                "cutoff_warnings": "; ".join(meta.get("cutoff_warnings", [])) or "none",
-            }
-        )
-        if Path(params_path).exists():
-            mlflow.log_text(yaml.safe_dump(safe_params, sort_keys=False), Path(params_path).name)
-        for path in (
-            training / "manifest.json",
-            evaluation / "metrics.json",
-            model_dir / "model_meta.json",
-        ):
-            if path.exists():
-                mlflow.log_artifact(str(path))
-        if (evaluation / "plots").exists():
-            mlflow.log_artifacts(str(evaluation / "plots"), artifact_path="plots")
+            _log_untracked(params, params_path, meta, training, model_dir, manifest, data_range)
+        if not any(k.startswith("test.") for k in mlflow.get_run(run.info.run_id).data.metrics):
+            flat = {f"test.{n}.{k}": v for n, r in metrics["test"].items() for k, v in r.items()}
+            if "model_roc_auc_vs_oracle" in metrics:
+                flat["test.model_roc_auc_vs_oracle"] = metrics["model_roc_auc_vs_oracle"]
+            mlflow.log_metrics({k: float(v) for k, v in flat.items() if isinstance(v, int | float)})
+            mlflow.log_artifact(str(evaluation / "metrics.json"))
+            if (evaluation / "plots").exists():
+                mlflow.log_artifacts(str(evaluation / "plots"), artifact_path="plots")
+        mlflow.log_artifact(str(training / "manifest.json"))
         if explain is not None:
             _log_explain(Path(explain), model_dir)
         signature, example = _signature_and_example(model_dir, training)
@@ -313,6 +325,10 @@ def run_register(
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version.version, key, value)
+    client.update_model_version(name, version.version, description=_version_description(
+        meta, test, data_range, run.info.run_id))  # fmt: skip
+    if not client.get_registered_model(name).description:
+        client.update_registered_model(name, description=MODEL_DESCRIPTION)
     try:
         client.get_model_version_by_alias(name, CHAMPION)
         has_champion = True

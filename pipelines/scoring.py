@@ -147,7 +147,7 @@ def load_scoring_model(uri: str) -> ScoringModel:
     import mlflow
     from mlflow import MlflowClient
 
-    from pipelines.registry import tracking_uri
+    from pipelines.tracking import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
     client = MlflowClient()

@@ -21,6 +21,17 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def scratch_tracking_store(tmp_path_factory) -> Iterator[Path]:
+    """Every MLflow run of the suite (``leadscore train`` tracks by default) goes to one scratch
+    store, never the checkout's mlflow.db; a test may still point at its own."""
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{path}")
+    yield path
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def small_params_template() -> dict:
     """params.yaml shrunk for end-to-end runs: 3,000 leads over 12 months, a 45-day horizon."""

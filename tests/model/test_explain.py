@@ -206,11 +206,12 @@ def test_register_logs_the_explanations_of_its_own_model_only(trained_world, tmp
     other = tmp_path / "other"
     other.mkdir()
     (other / "summary.json").write_text(json.dumps({"model": {"version": "local-000000000000"}}))
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.chdir(tmp_path)
-    client = mlflow.MlflowClient(tracking_uri=store)  # not whatever an earlier test set
-    for folder, expected in ((explained, True), (other, False)):
+    for n, (folder, expected) in enumerate(((explained, True), (other, False))):
+        # A store each: the same model folder is registered once per store.
+        store = f"sqlite:///{tmp_path / f'mlflow{n}.db'}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+        client = mlflow.MlflowClient(tracking_uri=store)  # not whatever an earlier test set
         registered = run_register(
             params, root / "model", root / "eval", root / "sets",
             params_path=root / "params.yaml", explain=folder,

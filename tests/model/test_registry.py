@@ -60,10 +60,21 @@ def test_champion_loaded_by_uri_scores_like_memory_and_carries_its_cutoffs(train
     assert json.loads(version.tags["gates"]) == params["gates"]
     assert ".." in version.tags["training_data_range"]
 
-    # A second registration is version 2; the champion stays version 1 until promoted.
+    # The same folder again is the same version (make demo run twice registers nothing new).
+    again = register(tmp, params, monkeypatch)
+    assert again["already_registered"] and again["version"] == 1
+    assert len(client.search_model_versions("name='lead-conversion'")) == 1
+    # Another model is version 2; the champion stays version 1 until promoted.
+    meta["note"] = "another model"
+    (tmp / "model" / "model_meta.json").write_text(json.dumps(meta))
     second = register(tmp, params, monkeypatch)
     assert second["version"] == 2 and not second["champion"]
     assert int(client.get_model_version_by_alias("lead-conversion", "champion").version) == 1
+    described = client.get_model_version("lead-conversion", "2")
+    assert "out-of-time test ROC AUC" in described.description
+    assert (
+        "Lead-conversion propensity" in client.get_registered_model("lead-conversion").description
+    )
 
 
 @pytest.mark.slow
@@ -151,3 +162,61 @@ def test_a_fresh_demo_request_never_lowers_the_probability(trained):
     assert (scorer.predict_proba(only) >= before - 1e-12).all()
     # With recency and totals moved too (unconstrained), a demo request helps on average.
     assert (after - before).mean() > 0
+
+
+@pytest.mark.slow
+def test_one_mlflow_run_holds_training_evaluation_and_the_registered_version(
+    trained, monkeypatch, tmp_path
+):
+    """Train, evaluate and register as three processes would: they meet in one run, which holds
+    what a data scientist looks for; the experiment opens on runs (classic ML)."""
+    import mlflow
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    world, params = trained
+    work = tmp_path / "w"
+    shutil.copytree(world / "sets", work / "sets")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    p = world / "params.yaml"
+
+    def cli(*args: str) -> str:
+        result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    cli("train", "--params", str(p), "--training", str(work / "sets"), "--out", str(work / "model"))
+    cli("evaluate", "--params", str(p), "--training", str(work / "sets"),
+        "--model", str(work / "model"), "--out", str(work / "eval"))  # fmt: skip
+    cli("register", "--params", str(p), "--model", str(work / "model"),
+        "--evaluation", str(work / "eval"), "--training", str(work / "sets"))  # fmt: skip
+
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(params["register"]["experiment"])
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1, [r.info.run_name for r in runs]
+    run = runs[0]
+    version = client.get_model_version_by_alias(params["register"]["model_name"], "champion")
+    assert version.run_id == run.info.run_id
+    # Validation and test metrics, the training curve step by step, the chosen settings.
+    assert {"validation.roc_auc", "test.model.roc_auc", "test.baseline.roc_auc"} <= set(
+        run.data.metrics
+    )
+    curve = client.get_metric_history(run.info.run_id, "validation.log_loss_by_iteration")
+    meta = json.loads((work / "model" / "model_meta.json").read_text())
+    assert len(curve) >= meta["best_iteration"] and [m.step for m in curve[:3]] == [1, 2, 3]
+    assert run.data.params["chosen.trees"] == str(meta["best_iteration"])
+    assert run.data.tags["mlflow.source.git.commit"]
+    # The splits as datasets, with their digest and size.
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"train", "validation", "test"}
+    tags = {t.key: t.value for t in inputs["train"].tags}
+    assert tags["mlflow.data.context"] == "training" and int(tags["rows"]) > 0
+    assert inputs["test"].dataset.digest
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"importance", "search", "plots", "model_meta.json", "metrics.json"} <= artifacts
+    importance = {a.path for a in client.list_artifacts(run.info.run_id, "importance")}
+    assert importance == {"importance/feature_importance.csv", "importance/feature_importance.png"}
