@@ -160,6 +160,27 @@ def _version_description(
     )
 
 
+def _log_model_card(
+    name: str, version: str, meta: dict, metrics: dict, manifest: dict, model_dir: Path,
+    run_id: str,
+) -> str:  # fmt: skip
+    """The version's model card (Markdown and HTML) in its run; the HTML's artifact URI."""
+    import lightgbm as lgb
+    import mlflow
+
+    from pipelines.model_card import model_card, render_html
+    from pipelines.tracking import importance_table
+
+    booster = lgb.Booster(model_file=str(model_dir / "booster.txt"))
+    text = model_card(name, version, meta, metrics, manifest, importance_table(booster), run_id)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_text(text, "model_card/model_card.md")
+        mlflow.log_text(
+            render_html(text, f"{name} version {version}"), "model_card/model_card.html"
+        )
+    return f"runs:/{run_id}/model_card/model_card.html"
+
+
 def _log_untracked(
     params: dict[str, Any],
     params_path: str | Path,
@@ -325,8 +346,10 @@ def run_register(
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version.version, key, value)
+    card = _log_model_card(name, str(version.version), meta, metrics, manifest, model_dir,
+                           run.info.run_id)  # fmt: skip
     client.update_model_version(name, version.version, description=_version_description(
-        meta, test, data_range, run.info.run_id))  # fmt: skip
+        meta, test, data_range, run.info.run_id) + f" Model card: {card}.")  # fmt: skip
     if not client.get_registered_model(name).description:
         client.update_registered_model(name, description=MODEL_DESCRIPTION)
     try:

@@ -220,3 +220,20 @@ def test_one_mlflow_run_holds_training_evaluation_and_the_registered_version(
     assert {"importance", "search", "plots", "model_meta.json", "metrics.json"} <= artifacts
     importance = {a.path for a in client.list_artifacts(run.info.run_id, "importance")}
     assert importance == {"importance/feature_importance.csv", "importance/feature_importance.png"}
+    # The version's model card, linked from its description.
+    assert "model_card/model_card.html" in version.description
+    card = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/model_card/model_card.md")
+    for section in ("## Data", "## Quality", "## Stages", "## BANT gates", "## Top drivers",
+                    "## Leakage alarm", "## Known limits"):  # fmt: skip
+        assert section in card
+    assert f"{meta['cutoffs']['sql'] * 100:.2f}%" in card
+    page = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/model_card/model_card.html")
+    assert "<table>" in page and "<script" not in page
+
+
+def test_a_model_card_is_one_page_without_scripts():
+    from pipelines.model_card import render_html
+
+    page = render_html("# t\n\n| a | b |\n|---|---|\n| 1 | <x> |\n", "card <1>")
+    assert "<table>" in page and "<script" not in page and "http" not in page
+    assert "&lt;x&gt;" in page and "<title>card &lt;1&gt;</title>" in page
