@@ -601,6 +601,48 @@ def explain(
 
 @app.command()
 @_user_errors
+def recalibrate(
+    params: ParamsOpt = Path("params.yaml"),
+    model: Annotated[
+        Path, typer.Option(help="The `leadscore train` folder whose booster is kept as it is.")
+    ] = Path("data/model"),
+    training: TrainingOpt = Path("data/training"),
+    out: Annotated[Path, typer.Option(help="Folder for the recalibrated model.")] = Path(
+        "data/recalibrated"
+    ),
+    validated: Annotated[
+        Path | None,
+        typer.Option(help="The validated CRM, for the drift reference (as `leadscore train`)."),
+    ] = None,
+    no_mlflow: Annotated[
+        bool, typer.Option("--no-mlflow", help="Do not track the recalibration in MLflow.")
+    ] = False,
+) -> None:
+    """Refit only the calibrator: ranking often holds for months while probabilities drift.
+
+    Keeps the booster and category grouping of --model, fits a new calibrator on all of the
+    validation split of --training (newer outcomes the booster never learned from; refused
+    otherwise), and derives the cutoffs, validation report, drift reference and score scale
+    again. Then `leadscore evaluate` and `leadscore challenge --model <out>` compare it with the
+    champion and promote it under the same policy as a retrained model.
+    """
+    from pipelines.modeling import run_train
+
+    meta = run_train(
+        _load(params), training, out, validated, track=not no_mlflow, params_path=params,
+        booster_from=model,
+    )  # fmt: skip
+    v = meta["validation"]
+    out_console.print(
+        f"recalibrated the booster of {model} ({meta['training_data']['booster_range']}) on "
+        f"{meta['recalibrated_from']['calibration_range']}: calibration "
+        f"{meta['calibration']['method']}, validation ECE {v['ece']:.4f}, cutoffs SQL "
+        f"{meta['cutoffs']['sql']:.3f} / MQL {meta['cutoffs']['mql']:.3f} -> {out}"
+    )
+
+
+@app.command()
+@_user_errors
 def evaluate(
     params: ParamsOpt = Path("params.yaml"),
     training: TrainingOpt = Path("data/training"),

@@ -81,6 +81,7 @@ def run_train(
     validated: str | Path | None = None,
     track: bool = False,
     params_path: str | Path | None = None,
+    booster_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train the booster, calibrate it, choose the cutoffs, fit the baseline (see ``leadscore
     train --help``): settings scaled and searched on one part of validation (by lead), early
@@ -93,6 +94,10 @@ def run_train(
     ``validated``: the validated CRM, to record the drift reference as a scoring run would see it.
     ``track``: open the model's MLflow run (:func:`pipelines.tracking.log_training`; the
     experiment named in ``register.experiment``) with ``params_path`` as its params artifact.
+    ``booster_from``: recalibrate instead (``leadscore recalibrate``): the booster and category
+    grouping of that `leadscore train` folder as they are, a new calibrator fitted on all of
+    this training set's validation split (which the booster must never have seen), and the
+    cutoffs, validation report, drift reference and score scale derived again from it.
     """
     refuse_overlap({"--training": training, "--validated": validated}, {"--out": out})
     training, out = Path(training), Path(out)
@@ -100,7 +105,9 @@ def run_train(
     train, valid = read_split(training, "train"), read_split(training, "validation")
     names = feature_names(train)
     x_train = feature_matrix(train, names)
-    grouper = category_grouper(params).fit(x_train)  # on the training rows only
+    frozen = None if booster_from is None else frozen_booster(booster_from, names, valid)
+    # On the training rows only; a recalibrated booster keeps the grouping it was trained with.
+    grouper = frozen.grouper if frozen else category_grouper(params).fit(x_train)
     _log_grouping(grouper)
     x_train, x_valid = grouper.transform(x_train), feature_matrix(valid, names, grouper)
     y_train, y_valid = _labels(train, "train"), _labels(valid, "validation")
@@ -113,13 +120,23 @@ def run_train(
 
     # Validation in two parts, by lead: one for early stopping and the search, the other (rows
     # neither has seen) for the calibrator, the cutoffs and the validation report.
-    held = calibration_holdout(valid["lead_id"], float(calibration.get("holdout_fraction", 0.5)))
-    x_stop, y_stop = x_valid[~held], y_valid[~held]
-    x_hold, y_hold, hold = x_valid[held], y_valid[held], valid[held]
-    _labels(hold, "calibration part of the validation")
-    _labels(valid[~held], "early-stopping part of the validation")
-    search = fit_settings(settings, x_train, y_train, x_stop, y_stop)
-    booster = search.booster  # the chosen trial's, early-stopped on the stopping part
+    if frozen is None:
+        held = calibration_holdout(
+            valid["lead_id"], float(calibration.get("holdout_fraction", 0.5))
+        )
+        x_stop, y_stop = x_valid[~held], y_valid[~held]
+        x_hold, y_hold, hold = x_valid[held], y_valid[held], valid[held]
+        _labels(hold, "calibration part of the validation")
+        _labels(valid[~held], "early-stopping part of the validation")
+        search = fit_settings(settings, x_train, y_train, x_stop, y_stop)
+        booster = search.booster  # the chosen trial's, early-stopped on the stopping part
+    else:  # recalibration: nothing to stop or search; all of validation calibrates
+        held = np.ones(len(valid), dtype=bool)
+        x_hold, y_hold, hold = x_valid, y_valid, valid
+        booster = frozen.booster
+        search = FittedSettings(
+            dict(frozen.meta["lightgbm"]), booster, dict(frozen.meta.get("search") or {})
+        )
     raw_hold = predict_scores(booster, x_hold)  # once: the calibrator and the cutoffs use it
     # The whole model, too good to be true (a leak spread over several features): before writing.
     model_warning = check_model(roc_auc_score(y_hold, raw_hold), scan, rules)
@@ -127,8 +144,8 @@ def run_train(
         leak_warnings.append(model_warning)
     for line in leak_warnings:
         log.warning("leakage alarm: %s", line)
-    trees = max(int(booster.best_iteration), 1)
-    refitted = bool(settings.get("refit", True))
+    trees = int(frozen.meta["best_iteration"]) if frozen else max(int(booster.best_iteration), 1)
+    refitted = bool(settings.get("refit", True)) and frozen is None
     if refitted:
         # The model in production learns from everything before the test split: the most recent
         # leads carry the most of a drifting market. Its calibration data: each validation
@@ -252,6 +269,17 @@ def run_train(
         # (and every scoring run of it) says its reasons with the labels it was trained with.
         "catalog": _catalog(params, names),
     }
+    if frozen is not None:  # what the booster learned from is the original's
+        meta["training_data"]["booster_range"] = frozen.meta["training_data"]["booster_range"]
+        meta["training_data"]["refit_on_validation"] = False
+        meta["recalibrated_from"] = {
+            "model_digest": frozen.digest,
+            "calibration_range": _range(valid),
+        }
+        log.info(
+            "recalibrated the booster of %s (learned from %s) on %d validation rows %s",
+            booster_from, meta["training_data"]["booster_range"], len(valid), _range(valid),
+        )  # fmt: skip
     p_valid = calibrator.predict(predict_scores(booster, x_valid))
     reference, reference_p = _drift_reference(
         params, booster, calibrator, meta, valid, p_valid, validated
@@ -275,6 +303,47 @@ def run_train(
             experiment=section(params, "register")["experiment"],
         )  # fmt: skip
     return meta
+
+
+@dataclass(frozen=True)
+class FrozenBooster:
+    """A trained model's booster, category grouping, metadata and digest, to recalibrate."""
+
+    booster: lgb.Booster
+    grouper: CategoryGrouper
+    meta: dict[str, Any]
+    digest: str
+
+
+def frozen_booster(folder: str | Path, names: list[str], valid: pd.DataFrame) -> FrozenBooster:
+    """The booster of the `leadscore train` folder ``folder``, checked against a training set
+    (its features ``names`` and validation split ``valid``): same features, and a validation
+    split the booster never learned from (one-line errors otherwise)."""
+    from pipelines.tracking import model_digest
+
+    folder = Path(folder)
+    meta = json.loads((folder / META).read_text())
+    if list(meta["features"]) != list(names):
+        missing = sorted(set(meta["features"]) - set(names))
+        extra = sorted(set(names) - set(meta["features"]))
+        raise ValueError(
+            f"{folder} was trained on other features than this training set has (missing: "
+            f"{missing[:5]}, new: {extra[:5]}): retrain instead of recalibrating"
+        )
+    grouper = stored_grouper(meta)
+    if grouper is None:
+        raise ValueError(f"{folder} predates category grouping: retrain instead of recalibrating")
+    learned = str((meta.get("training_data") or {}).get("booster_range", ""))
+    last = pd.Timestamp(learned.split("..")[-1]) if ".." in learned else None
+    first = pd.Timestamp(valid["as_of"].min())
+    if last is None or last >= first:
+        raise ValueError(
+            f"the booster of {folder} learned from snapshots up to {learned.split('..')[-1] or '?'}, "
+            f"which reach into this validation split (from {first:%Y-%m-%d}): recalibrate on a "
+            "training set built from a newer CRM export"
+        )
+    booster = lgb.Booster(model_file=str(folder / BOOSTER))
+    return FrozenBooster(booster, grouper, meta, model_digest(folder))
 
 
 def calibration_holdout(lead_id: pd.Series, fraction: float) -> np.ndarray:
