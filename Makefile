@@ -69,9 +69,10 @@ lint: install ## Lint and format-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-clean: ## Remove generated data, caches and the venv
-	rm -rf $(VENV) data/crm data/oracle data/validated data/rejects data/labels data/features data/training \
-		data/model data/evaluation data/registry data/scoring data/crm.db mlflow.db mlruns mlartifacts \
-		.pytest_cache .ruff_cache
+clean: ## Remove generated data, caches and the venv (not what git tracks: the manifest, metrics and plots DVC compares)
+	rm -rf $(VENV) data/crm data/oracle data/validated data/rejects data/labels data/features \
+		data/training/train.parquet data/training/validation.parquet data/training/test.parquet \
+		data/evaluation/cross_validation.json data/model data/explain data/recalibrated \
+		data/registry data/scoring data/crm.db mlflow.db mlruns mlartifacts .pytest_cache .ruff_cache
 
 .PHONY: help install lock demo demo-export test bench lint clean
