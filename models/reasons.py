@@ -64,6 +64,7 @@ def _displayed(values: np.ndarray) -> np.ndarray:
     out[small] = np.round(v[small] / step) * step
     large = np.isfinite(v) & (size >= 10)
     out[large] = np.round(v[large])
+    out[out == 0] = 0.0  # -0.0 would read "-0"
     return out
 
 
@@ -173,7 +174,7 @@ def _choose(contributions, ptr, idx, k, floor):  # pragma: no cover - compiled
     cache, and both directions' top ``k`` are kept as they are summed (numpy would take ``k``
     passes over the whole matrix per direction)."""
     n, n_groups = contributions.shape[0], len(ptr) - 1
-    k = min(k, n_groups)
+    k = max(0, min(k, n_groups))
     counts = np.zeros((2, n), dtype=np.int64)
     rows = np.empty((2, n * k), dtype=np.int64)
     group = np.empty((2, n * k), dtype=np.int64)
@@ -181,18 +182,20 @@ def _choose(contributions, ptr, idx, k, floor):  # pragma: no cover - compiled
     filled = np.zeros(2, dtype=np.int64)
     top = np.empty((2, k), dtype=np.int64)
     values = np.empty((2, k))
-    for i in range(n):
+    for i in range(n if k > 0 else 0):
         kept_for, kept_against = 0, 0
         for g in range(n_groups):
             rest = 0.0  # the first member plus the others' sum: FeatureGroups.sum's order
             for j in range(ptr[g] + 1, ptr[g + 1]):
                 rest += contributions[i, idx[j]]
             total = contributions[i, idx[ptr[g]]] + rest
+            if total != total:  # NaN: no reason either way (it would block the ranking)
+                continue
             kept_for = _insert(top, values, 0, kept_for, g, total)
             kept_against = _insert(top, values, 1, kept_against, g, -total)
         for d in range(2):
             sign = 1.0 - 2.0 * d
-            for r in range(k):
+            for r in range(kept_for if d == 0 else kept_against):  # < k with NaN groups
                 if not values[d, r] >= floor:  # ranked: no later one is a reason either
                     break
                 at = filled[d]
@@ -222,7 +225,7 @@ def top_groups(
     counts, filled, rows, group, _ = _choose(
         contributions, groups.member_ptr, groups.member_idx, k, floor
     )
-    out = np.full((2, len(contributions), min(k, len(groups.keys))), -1, dtype=np.int64)
+    out = np.full((2, len(contributions), max(0, min(k, len(groups.keys)))), -1, dtype=np.int64)
     for d in range(2):
         start = np.cumsum(counts[d]) - counts[d]
         r = rows[d, : filled[d]]
@@ -270,7 +273,7 @@ class PhraseBook:
         return self
 
     def _id(self, col: int, clause: bool, value: object) -> int:
-        key = (col, clause, value)
+        key = (col, clause, type(value), value)  # True, 1 and 1.0 are equal keys otherwise
         found = self._known.get(key)
         if found is None:
             found = self._known[key] = len(self.texts)

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 CHALLENGER, CHAMPION, PREVIOUS = "challenger", "champion", "previous"
 JUDGED_STAGES = ("SQL", "MQL")
+NOT_SCORED = "not scored"
 
 
 @dataclass(frozen=True)
@@ -71,19 +72,17 @@ class PromotionPolicy:
         return policy
 
 
-def _date(value: Any) -> pd.Timestamp:
-    return pd.Timestamp(str(value).split("..")[-1])
+def check_window(
+    champion_meta: Mapping[str, Any], window: pd.DataFrame, who: str = "champion"
+) -> None:
+    """Refuse a window the model learned from or was tuned on (its booster's snapshots, or the
+    validation split its early stopping read, reach into it)."""
+    from pipelines.modeling import last_seen
 
-
-def check_window(champion_meta: Mapping[str, Any], window: pd.DataFrame) -> None:
-    """Refuse a window the champion learned from (its booster's snapshots reach into it)."""
-    learned = (champion_meta.get("training_data") or {}).get("booster_range")
-    if not learned:
-        return
-    last, first = _date(learned), pd.Timestamp(window["as_of"].min())
-    if last >= first:
+    last, first = last_seen(champion_meta), pd.Timestamp(window["as_of"].min())
+    if last is not None and last >= first:
         raise ValueError(
-            f"the champion learned from snapshots up to {last:%Y-%m-%d}, inside the comparison "
+            f"the {who} learned from snapshots up to {last:%Y-%m-%d}, inside the comparison "
             f"window (from {first:%Y-%m-%d}): compare on a later window (rebuild the training "
             "set from a newer CRM export)"
         )
@@ -125,6 +124,8 @@ def compare(
     rates = {k: stage_rates(y, s["stage"]) for k, s in scored.items()}
     rules = []
     gain = diff[policy.metric]
+    if gain["low"] is None:  # every replicate drew one class: no interval to judge by
+        gain = {**gain, "low": float("-inf"), "high": float("inf")}
     rules.append(
         {
             "rule": f"{policy.metric} gain >= {policy.min_gain} with its "
@@ -133,7 +134,7 @@ def compare(
             "value": f"{gain['value']:+.4f} [{gain['low']:+.4f}, {gain['high']:+.4f}]",
         }
     )
-    ece = diff["ece"]
+    ece = {k: (float("nan") if v is None else v) for k, v in diff["ece"].items()}
     rules.append(
         {
             "rule": f"ECE increase <= {policy.max_ece_increase}",
@@ -172,8 +173,12 @@ def compare(
 def migration(before: pd.DataFrame, after: pd.DataFrame, segment: pd.Series | None) -> pd.DataFrame:
     """Open leads by stage under the champion (``before``) and the challenger (``after``): one
     row per segment and (from, to) pair that changes, with the count; ``segment`` per lead id."""
+    # Outer: a lead only one model scores (another population age cap) is a change too.
     both = before[["lead_id", "stage"]].merge(
-        after[["lead_id", "stage"]], on="lead_id", suffixes=("_now", "_new")
+        after[["lead_id", "stage"]], on="lead_id", suffixes=("_now", "_new"), how="outer"
+    )
+    both[["stage_now", "stage_new"]] = (
+        both[["stage_now", "stage_new"]].astype(object).fillna(NOT_SCORED)
     )
     both["segment"] = (
         both["lead_id"].map(segment).astype(object).fillna("(none)").astype(str)
@@ -202,10 +207,11 @@ def record(
     import mlflow
 
     gain = comparison["differences"][comparison["policy"]["metric"]]
+    low, high = (float("nan") if gain[k] is None else gain[k] for k in ("low", "high"))
     tags = {
         "promotion.decision": decision,
         "promotion.window": comparison["window"]["range"],
-        "promotion.gain": f"{gain['value']:+.4f} [{gain['low']:+.4f}, {gain['high']:+.4f}]",
+        "promotion.gain": f"{gain['value']:+.4f} [{low:+.4f}, {high:+.4f}]",
         "promotion.failed_rules": "; ".join(
             r["rule"] for r in comparison["rules"] if not r["passed"]
         )
@@ -303,6 +309,7 @@ def run_challenge(
         return summary
     window = read_split(Path(training), "test")
     check_window(champion.scorer.meta, window)
+    check_window(challenger.scorer.meta, window, "challenger")
     comparison = compare(champion, challenger, window, policy)
     at, _ = resolve_as_of(params, crm, as_of)
     tables = validated_tables(params, crm, at).tables

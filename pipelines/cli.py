@@ -811,8 +811,8 @@ def challenge(
     scorers, diff = comparison["scorers"], comparison["differences"]
     for metric in diff:
         a, b, d = scorers["champion"][metric], scorers["challenger"][metric], diff[metric]
-        table.add_row(metric, f"{a['value']:.4f}", f"{b['value']:.4f}",
-                      f"{d['value']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]")  # fmt: skip
+        band = "n/a" if d["low"] is None else f"[{d['low']:+.4f}, {d['high']:+.4f}]"
+        table.add_row(metric, f"{a['value']:.4f}", f"{b['value']:.4f}", f"{d['value']:+.4f} {band}")
     out_console.print(table)
     for rule in comparison["rules"]:
         mark = "[green]ok[/]" if rule["passed"] else "[red]fails[/]"

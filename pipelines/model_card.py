@@ -33,15 +33,24 @@ def _pct(value: Any) -> str:
     return f"{100 * float(value):.2f}%"
 
 
+def _cell(value: Any) -> str:
+    """A table cell: one line, no column bar."""
+    return " ".join(str(value).split()).replace("|", "/")
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def _interval(entry: Mapping[str, Any] | None, digits: int = 3) -> str:
-    if not entry:
-        return "-"
+    if not entry or entry.get("low") is None or entry.get("value") is None:
+        return (
+            "-"
+            if not entry or entry.get("value") is None
+            else f"{entry['value']:.{digits}f} (no interval)"
+        )
     return f"{entry['value']:.{digits}f} [{entry['low']:.{digits}f}, {entry['high']:.{digits}f}]"
 
 
@@ -167,7 +176,9 @@ def render_html(markdown_text: str, title: str) -> str:
     from markdown_it import MarkdownIt
 
     # No raw HTML: feature names and values come from a CRM and a mapping, not from us.
-    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown_text)
+    # No links or images either: a label such as ![](https://...) would fetch or lead away.
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    body = md.disable(["image", "link", "autolink"]).render(markdown_text)
     style = (
         "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;color:#222}"
         "table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,9 @@ def run_train(
     this training set's validation split (which the booster must never have seen), and the
     cutoffs, validation report, drift reference and score scale derived again from it.
     """
-    refuse_overlap({"--training": training, "--validated": validated}, {"--out": out})
+    refuse_overlap(
+        {"--training": training, "--validated": validated, "--model": booster_from}, {"--out": out}
+    )
     training, out = Path(training), Path(out)
     settings, calibration = section(params, "train"), section(params, "calibration")
     train, valid = read_split(training, "train"), read_split(training, "validation")
@@ -272,6 +275,8 @@ def run_train(
     if frozen is not None:  # what the booster learned from is the original's
         meta["training_data"]["booster_range"] = frozen.meta["training_data"]["booster_range"]
         meta["training_data"]["refit_on_validation"] = False
+        # What its booster was tuned on (early stopping), for later windows' checks.
+        meta["training_data"]["tuned_range"] = frozen.meta["training_data"].get("validation_range")
         meta["recalibrated_from"] = {
             "model_digest": frozen.digest,
             "calibration_range": _range(valid),
@@ -315,6 +320,18 @@ class FrozenBooster:
     digest: str
 
 
+def last_seen(meta: Mapping[str, Any]) -> pd.Timestamp | None:
+    """The newest snapshot a model's booster learned from or was tuned on: its booster range,
+    and its validation split (early stopping and the search read it) unless it was refit on it
+    (then it is in the booster range). None if the model does not say."""
+    data = meta.get("training_data") or {}
+    ends = [data.get("booster_range")]
+    if not data.get("refit_on_validation"):
+        ends.append(data.get("validation_range"))
+    dates = [pd.Timestamp(str(e).split("..")[-1]) for e in ends if e and ".." in str(e)]
+    return max(dates) if dates else None
+
+
 def frozen_booster(folder: str | Path, names: list[str], valid: pd.DataFrame) -> FrozenBooster:
     """The booster of the `leadscore train` folder ``folder``, checked against a training set
     (its features ``names`` and validation split ``valid``): same features, and a validation
@@ -333,14 +350,14 @@ def frozen_booster(folder: str | Path, names: list[str], valid: pd.DataFrame) ->
     grouper = stored_grouper(meta)
     if grouper is None:
         raise ValueError(f"{folder} predates category grouping: retrain instead of recalibrating")
-    learned = str((meta.get("training_data") or {}).get("booster_range", ""))
-    last = pd.Timestamp(learned.split("..")[-1]) if ".." in learned else None
+    last = last_seen(meta)
     first = pd.Timestamp(valid["as_of"].min())
     if last is None or last >= first:
         raise ValueError(
-            f"the booster of {folder} learned from snapshots up to {learned.split('..')[-1] or '?'}, "
-            f"which reach into this validation split (from {first:%Y-%m-%d}): recalibrate on a "
-            "training set built from a newer CRM export"
+            f"the booster of {folder} learned from (or was tuned on) snapshots up to "
+            f"{'?' if last is None else f'{last:%Y-%m-%d}'}, which reach into this validation "
+            f"split (from {first:%Y-%m-%d}): recalibrate on a training set built from a newer "
+            "CRM export"
         )
     booster = lgb.Booster(model_file=str(folder / BOOSTER))
     return FrozenBooster(booster, grouper, meta, model_digest(folder))

@@ -268,6 +268,11 @@ def run_register(
         log.info(
             "%s is registered already as %s version %d: nothing to do", model_dir, name, already
         )
+        try:
+            MlflowClient().get_model_version_by_alias(name, CHAMPION)
+        except mlflow.exceptions.MlflowException:  # the first registration was cut short
+            MlflowClient().set_registered_model_alias(name, CHAMPION, str(already))
+            log.info("%s version %d had no champion before it: now champion", name, already)
         return {
             "tracking_uri": display_url(uri), "registered": True, "model_name": name,
             "version": already, "already_registered": True, "cutoffs": meta["cutoffs"],
@@ -326,9 +331,9 @@ def run_register(
             return summary
 
     client = MlflowClient()
-    version = mlflow.register_model(info.model_uri, name)
+    # The digest with the version, at once: a run cut short later still finds it next time.
+    version = mlflow.register_model(info.model_uri, name, tags={"model_digest": digest})
     tags = {
-        "model_digest": digest,
         "sql_cutoff": f"{meta['cutoffs']['sql']:.6f}",
         "mql_cutoff": f"{meta['cutoffs']['mql']:.6f}",
         "cutoff_policies": json.dumps(meta["cutoff_policies"]),

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from features.urls import redact_settings
+from features.urls import display_url, redact_settings
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,11 @@ def log_training(
         if trials is not None and len(trials):
             table = trials.assign(params=trials["params"].map(json.dumps))
             mlflow.log_text(table.to_csv(index=False), "search/trials.csv")
-        log.info("tracked the training in MLflow run %s (%s)", run.info.run_id, tracking_uri())
+        log.info(
+            "tracked the training in MLflow run %s (%s)",
+            run.info.run_id,
+            display_url(tracking_uri()),
+        )
         return run.info.run_id
 
 

@@ -130,13 +130,17 @@ def test_the_migration_counts_leads_changing_stage_by_segment():
     before = pd.DataFrame(
         {"lead_id": ["a", "b", "c", "d"], "stage": ["SQL", "MQL", "MQL", "nurture"]}
     )
-    after = pd.DataFrame({"lead_id": ["a", "b", "c", "d"], "stage": ["SQL", "SQL", "SQL", "MQL"]})
-    segment = pd.Series({"a": "web", "b": "web", "c": "web", "d": None})
+    # e is scored by the challenger only (another population age cap): a change too.
+    after = pd.DataFrame(
+        {"lead_id": ["a", "b", "c", "d", "e"], "stage": ["SQL", "SQL", "SQL", "MQL", "MQL"]}
+    )
+    segment = pd.Series({"a": "web", "b": "web", "c": "web", "d": None, "e": "web"})
     table = migration(before, after, segment)
     assert table.to_dict(orient="records") == [
         {"segment": "web", "stage_now": "MQL", "stage_new": "SQL", "leads": 2},
         {"segment": "(none)", "stage_now": "nurture", "stage_new": "MQL", "leads": 1},
-        {"segment": "(all)", "stage_now": "any", "stage_new": "other", "leads": 3},
+        {"segment": "web", "stage_now": "not scored", "stage_new": "MQL", "leads": 1},
+        {"segment": "(all)", "stage_now": "any", "stage_new": "other", "leads": 4},
     ]
 
 

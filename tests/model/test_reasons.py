@@ -318,3 +318,33 @@ def test_rows_differing_only_in_their_first_reason_stay_apart_past_64_bits():
     assert codes[0] != codes[1]
     same = _combinations(np.array([3, 4, 3, 4, 5]), np.array([0, 2, 4]), np.array([2, 2, 1]), 9)
     assert same[0] == same[1] != same[2]
+
+
+def test_no_reasons_asked_and_missing_contributions_are_handled():
+    from models.reasons import top_groups
+
+    alone = FeatureGroups.of(["a", "b", "c"], {})
+    contributions = np.array([[0.5, 0.4, -0.3], [np.nan, 0.5, 0.4], [0.2, np.nan, -0.1]])
+    assert top_groups(contributions, alone, k=0).shape == (2, 3, 0)
+    chosen = top_groups(contributions, alone, k=3, min_log_odds=0.01)
+    # A NaN contribution is no reason, and does not hide the others.
+    assert chosen[0].tolist() == [[0, 1, -1], [1, 2, -1], [0, -1, -1]]
+    assert chosen[1].tolist() == [[2, -1, -1], [-1, -1, -1], [2, -1, -1]]
+
+
+def test_equal_values_of_other_types_keep_their_own_words():
+    specs = {"a": FeatureSpec("a", "A is {value}", (), "t")}
+    book = PhraseBook(["a"], specs)
+    contributions = np.array([[0.5, 0.0]] * 2)
+    flags = pd.DataFrame({"a": pd.array([True, False], dtype=object)})
+    counts = pd.DataFrame({"a": [1, 0]})
+    zeros = pd.DataFrame({"a": [-0.0, 0.0]})
+    assert top_reasons(contributions, flags, ["a"], specs, k=1, phrases=book)[
+        "reasons_for"
+    ].tolist() == ["A is True", "A is False"]
+    assert top_reasons(contributions, counts, ["a"], specs, k=1, phrases=book)[
+        "reasons_for"
+    ].tolist() == ["A is 1", "A is 0"]
+    assert top_reasons(contributions, zeros, ["a"], specs, k=1, phrases=book)[
+        "reasons_for"
+    ].tolist() == ["A is 0", "A is 0"]

@@ -25,12 +25,20 @@ def test_recalibration_keeps_the_booster_and_refits_the_rest(trained_world, tmp_
 
     world, params = trained_world
     params = copy.deepcopy(params)
-    params["train"]["refit"] = False  # the booster learns from train only: validation is new
     p = tmp_path / "params.yaml"
     p.write_text(yaml.safe_dump(params))
-    sets, first, second = world / "sets", tmp_path / "first", tmp_path / "recalibrated"
+    # An older training set: the session's training split cut in two by date (train, then
+    # validation); the session's own validation split comes after all of it.
+    sets, older = world / "sets", tmp_path / "older"
+    older.mkdir()
+    train = pd.read_parquet(sets / "train.parquet")
+    cut = train["as_of"].quantile(0.7)
+    train[train["as_of"] < cut].to_parquet(older / "train.parquet")
+    train[train["as_of"] >= cut].to_parquet(older / "validation.parquet")
+    shutil.copy(sets / "test.parquet", older / "test.parquet")
+    first, second = tmp_path / "first", tmp_path / "recalibrated"
     done = cli(
-        "-q", "train", "-p", str(p), "--training", str(sets), "--out", str(first), "--no-mlflow"
+        "-q", "train", "-p", str(p), "--training", str(older), "--out", str(first), "--no-mlflow"
     )
     assert done.exit_code == 0, done.output
     done = cli("-q", "recalibrate", "-p", str(p), "--model", str(first), "--training", str(sets),
@@ -44,8 +52,9 @@ def test_recalibration_keeps_the_booster_and_refits_the_rest(trained_world, tmp_
     assert after["training_data"]["booster_range"] == before["training_data"]["booster_range"]
     assert after["categories"] == before["categories"] and after["lightgbm"] == before["lightgbm"]
     valid = pd.read_parquet(sets / "validation.parquet")
-    # All of validation calibrates now (before: its calibration half); cutoffs and scale anew.
-    assert after["calibration"]["rows"] == len(valid) > before["calibration"]["rows"]
+    # All of the newer validation split calibrates; cutoffs and scale anew.
+    assert after["calibration"]["rows"] == len(valid)
+    assert after["training_data"]["validation_range"] != before["training_data"]["validation_range"]
     assert after["cutoffs"] and after["score_scale"]["leads"] > 0
 
     # A booster that learned from the validation split (the session's model: refit on it) ...
@@ -53,11 +62,16 @@ def test_recalibration_keeps_the_booster_and_refits_the_rest(trained_world, tmp_
                   "--training", str(sets), "--out", str(tmp_path / "no"), "--no-mlflow")  # fmt: skip
     assert refused.exit_code == 1 and "reach into this validation split" in refused.output
     assert not (tmp_path / "no").exists()
-    # ... even by one day, is refused.
+    # ... even by one day, is refused; so is one whose early stopping read it (not refit).
     edge = tmp_path / "edge"
     shutil.copytree(first, edge)
     first_day = f"{valid['as_of'].min():%Y-%m-%d}"
-    before["training_data"]["booster_range"] = f"2020-01-01..{first_day}"
-    (edge / "model_meta.json").write_text(json.dumps(before))
-    with pytest.raises(ValueError, match="reach into this validation split"):
-        frozen_booster(edge, before["features"], valid)
+    for booster_range, validation_range, refit in (
+        (f"2020-01-01..{first_day}", "2020-01-01..2020-02-01", True),
+        ("2020-01-01..2020-02-01", f"2020-03-01..{first_day}", False),
+    ):
+        before["training_data"].update(booster_range=booster_range, validation_range=validation_range,
+                                       refit_on_validation=refit)  # fmt: skip
+        (edge / "model_meta.json").write_text(json.dumps(before))
+        with pytest.raises(ValueError, match="reach into this validation split"):
+            frozen_booster(edge, before["features"], valid)

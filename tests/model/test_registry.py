@@ -234,6 +234,11 @@ def test_one_mlflow_run_holds_training_evaluation_and_the_registered_version(
 def test_a_model_card_is_one_page_without_scripts():
     from pipelines.model_card import render_html
 
-    page = render_html("# t\n\n| a | b |\n|---|---|\n| 1 | <x> |\n", "card <1>")
-    assert "<table>" in page and "<script" not in page and "http" not in page
+    page = render_html(
+        "# t\n\n| a | b |\n|---|---|\n| 1 | <x> |\n\n![](https://x.example/p.png) "
+        "[x](https://phish.example) <https://auto.example>\n",
+        "card <1>",
+    )
+    assert "<table>" in page and "<script" not in page
+    assert "<img" not in page and "href" not in page  # nothing fetched, nowhere led
     assert "&lt;x&gt;" in page and "<title>card &lt;1&gt;</title>" in page
