@@ -29,6 +29,7 @@ except ImportError:  # pragma: no cover
     PythonModel = object
 
 from features.catalog import FeatureSpec
+from models import reasons
 from models.boosting import predict_scores
 from models.categories import no_values, stored_grouper
 from models.cutoffs import assign_stages
@@ -44,7 +45,7 @@ OUTPUT_COLUMNS = [
     "probability", "score", "stage", "stage_reason", "bant_score",
     "gate_budget", "gate_authority", "gate_need", "gate_timeline",
 ]  # fmt: skip
-REASON_COLUMNS = ["reasons_for", "reasons_against"]
+REASON_COLUMNS = list(reasons.REASON_COLUMNS)  # a list: it selects frame columns
 #: Reasons each way the registered model returns unless the caller's params say otherwise.
 PYFUNC_REASONS = 3
 

@@ -250,13 +250,8 @@ class PhraseBook:
         max_phrases: int = 200_000,
     ):
         self.names, self.specs, self.max_phrases = list(names), specs, max_phrases
-        self._say = [
-            (
-                (specs.get(n) or fallback_spec(n)).describe,
-                (specs.get(n) or fallback_spec(n)).describe_clause,
-            )
-            for n in self.names
-        ]
+        said = [specs.get(n) or fallback_spec(n) for n in self.names]
+        self._say = [(spec.describe, spec.describe_clause) for spec in said]
         self.clear()
 
     def clear(self) -> None:

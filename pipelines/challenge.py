@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from models.intervals import clustered_bootstrap
+from pipelines.params import check_known
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,7 @@ class PromotionPolicy:
     @classmethod
     def from_params(cls, settings: Mapping[str, Any]) -> PromotionPolicy:
         """The policy from ``promote``; unknown keys or impossible values: a one-line error."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            raise ValueError(f"promote: unknown setting(s) {unknown}; expected {sorted(known)}")
+        check_known("promote", settings, cls.__dataclass_fields__)
         policy = cls(**settings)
         if policy.metric not in ("roc_auc", "pr_auc"):
             raise ValueError(f"promote.metric must be roc_auc or pr_auc, got {policy.metric!r}")
@@ -86,6 +84,13 @@ def check_window(
             f"window (from {first:%Y-%m-%d}): compare on a later window (rebuild the training "
             "set from a newer CRM export)"
         )
+
+
+def difference(entry: Mapping[str, Any]) -> str:
+    """A difference with its interval, "+0.0123 [+0.0010, +0.0240]" ("[n/a]" without one)."""
+    if entry.get("low") is None:
+        return f"{entry['value']:+.4f} [n/a]"
+    return f"{entry['value']:+.4f} [{entry['low']:+.4f}, {entry['high']:+.4f}]"
 
 
 def stage_rates(y: np.ndarray, stages: pd.Series) -> dict[str, dict[str, float]]:
@@ -124,22 +129,23 @@ def compare(
     rates = {k: stage_rates(y, s["stage"]) for k, s in scored.items()}
     rules = []
     gain = diff[policy.metric]
-    if gain["low"] is None:  # every replicate drew one class: no interval to judge by
-        gain = {**gain, "low": float("-inf"), "high": float("inf")}
     rules.append(
         {
             "rule": f"{policy.metric} gain >= {policy.min_gain} with its "
             f"{policy.confidence:.0%} interval above 0",
-            "passed": bool(gain["value"] >= policy.min_gain and gain["low"] > 0),
-            "value": f"{gain['value']:+.4f} [{gain['low']:+.4f}, {gain['high']:+.4f}]",
+            # No interval (every replicate drew one class): nothing shows it is above 0.
+            "passed": bool(
+                gain["value"] >= policy.min_gain and gain["low"] is not None and gain["low"] > 0
+            ),
+            "value": difference(gain),
         }
     )
-    ece = {k: (float("nan") if v is None else v) for k, v in diff["ece"].items()}
+    ece = diff["ece"]
     rules.append(
         {
             "rule": f"ECE increase <= {policy.max_ece_increase}",
             "passed": bool(ece["value"] <= policy.max_ece_increase),
-            "value": f"{ece['value']:+.4f} [{ece['low']:+.4f}, {ece['high']:+.4f}]",
+            "value": difference(ece),
         }
     )
     for stage in JUDGED_STAGES:
@@ -206,12 +212,10 @@ def record(
     run (artifacts)."""
     import mlflow
 
-    gain = comparison["differences"][comparison["policy"]["metric"]]
-    low, high = (float("nan") if gain[k] is None else gain[k] for k in ("low", "high"))
     tags = {
         "promotion.decision": decision,
         "promotion.window": comparison["window"]["range"],
-        "promotion.gain": f"{gain['value']:+.4f} [{low:+.4f}, {high:+.4f}]",
+        "promotion.gain": difference(comparison["differences"][comparison["policy"]["metric"]]),
         "promotion.failed_rules": "; ".join(
             r["rule"] for r in comparison["rules"] if not r["passed"]
         )

@@ -791,7 +791,7 @@ def challenge(
     `challenger`) and, if every rule holds, becomes `champion` (the old one `previous`).
     The decision is recorded on the version's tags and in its MLflow run.
     """
-    from pipelines.challenge import run_challenge
+    from pipelines.challenge import difference, run_challenge
 
     result = run_challenge(
         _load(params), model, evaluation, training, crm, params_path=params, explain=explain,
@@ -811,8 +811,7 @@ def challenge(
     scorers, diff = comparison["scorers"], comparison["differences"]
     for metric in diff:
         a, b, d = scorers["champion"][metric], scorers["challenger"][metric], diff[metric]
-        band = "n/a" if d["low"] is None else f"[{d['low']:+.4f}, {d['high']:+.4f}]"
-        table.add_row(metric, f"{a['value']:.4f}", f"{b['value']:.4f}", f"{d['value']:+.4f} {band}")
+        table.add_row(metric, f"{a['value']:.4f}", f"{b['value']:.4f}", difference(d))
     out_console.print(table)
     for rule in comparison["rules"]:
         mark = "[green]ok[/]" if rule["passed"] else "[red]fails[/]"

@@ -43,7 +43,7 @@ from models.cutoffs import percent
 from models.explain import LeadExplainer
 from models.frame import categorical_names
 from pipelines.modeling import read_split
-from pipelines.params import section
+from pipelines.params import check_known, section
 from pipelines.scoring import ScoringModel, explainer_for, load_scoring_model
 from pipelines.splits import SPLITS
 
@@ -81,11 +81,7 @@ class ExplainSettings:
             "sample", "seed", "top_features", "dependence", "cohorts", "cohort_values",
             "cohort_groups", "lead_groups",
         }  # fmt: skip
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(
-                f"explain: unknown setting(s) {unknown}; expected {', '.join(sorted(known))}"
-            )
+        check_known("explain", raw, known)
         if raw.get("cohorts") is not None:
             raw["cohorts"] = tuple(str(c) for c in raw["cohorts"])
         settings = cls(**raw)

@@ -37,7 +37,7 @@ from models.metrics import gains_table, reliability_table, score_report
 from models.score_scale import ScoreScale
 from models.search import rounds_for_rate, scaled_defaults, scaled_rounds, search_params
 from pipelines.oracle import attach_oracle
-from pipelines.params import category_grouper, leakage_rules, section
+from pipelines.params import category_grouper, check_known, leakage_rules, section
 
 log = logging.getLogger(__name__)
 
@@ -401,11 +401,7 @@ def search_setup(settings: dict[str, Any], n_rows: int, n_positives: int) -> Sea
         if settings.get(key) is not None:
             rounds[key] = int(settings[key])
     budget = dict(settings.get("search") or {})
-    unknown = sorted(set(budget) - {"trials", "timeout_s", "seed"})
-    if unknown:
-        raise ValueError(
-            f"train.search: unknown setting(s) {unknown}; expected trials, timeout_s, seed"
-        )
+    check_known("train.search", budget, ("trials", "timeout_s", "seed"))
     return SearchSetup(scaled, base, rounds, budget)
 
 

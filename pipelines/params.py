@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,15 @@ def section(params: dict[str, Any], name: str) -> dict[str, Any]:
     return params[name]
 
 
+def check_known(where: str, settings: Mapping[str, Any], known: Iterable[str]) -> None:
+    """Raise a one-line ValueError naming the settings of ``where`` (a params.yaml block) that
+    are not among ``known``: a typo must not silently fall back to a default."""
+    known = sorted(known)
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown setting(s) {unknown}; expected {', '.join(known)}")
+
+
 def synthetic_config(params: dict[str, Any], **overrides: Any) -> SyntheticCRMConfig:
     """SyntheticCRMConfig from the generate, snapshots and label sections."""
     g = dict(section(params, "generate"))
@@ -67,11 +77,7 @@ def category_grouper(params: dict[str, Any]) -> CategoryGrouper:
     from models.categories import CategoryGrouper  # scikit-learn: only when training
 
     settings = dict(section(params, "train").get("categories") or {})
-    unknown = sorted(set(settings) - {"min_rows", "max_levels", "other"})
-    if unknown:
-        raise ValueError(
-            f"train.categories: unknown setting(s) {unknown}; expected min_rows, max_levels, other"
-        )
+    check_known("train.categories", settings, ("min_rows", "max_levels", "other"))
     return CategoryGrouper(**settings)
 
 
@@ -85,11 +91,7 @@ def leakage_rules(params: dict[str, Any]):
     known = {
         "max_auc", "far_above", "min_auc_far", "warn_auc", "max_model_auc", "bins", "smoothing",
     }  # fmt: skip
-    unknown = sorted(set(rules) - known)
-    if unknown:
-        raise ValueError(
-            f"train.leakage: unknown setting(s) {unknown}; expected {', '.join(sorted(known))}"
-        )
+    check_known("train.leakage", rules, known)
     allow = tuple(str(f) for f in settings.get("allow_features") or ())
     return LeakageRules(**rules, allow=allow)
 

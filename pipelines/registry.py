@@ -19,15 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from features.urls import display_url, redact_settings
+from features.urls import display_url
 from pipelines.tracking import (
-    DIGEST_TAG,
     find_run,
-    flatten,
-    git_commit,
-    log_datasets,
+    log_model_summary,
+    log_test_results,
     model_digest,
     tracking_uri,
     use_experiment,
@@ -181,59 +178,6 @@ def _log_model_card(
     return f"runs:/{run_id}/model_card/model_card.html"
 
 
-def _log_untracked(
-    params: dict[str, Any],
-    params_path: str | Path,
-    meta: dict[str, Any],
-    training: Path,
-    model_dir: Path,
-    manifest: dict[str, Any],
-    data_range: str,
-) -> None:
-    """For a model trained with ``--no-mlflow``: what its training run would hold (params,
-    chosen settings, validation metrics, datasets, tags), logged to the active run."""
-    import mlflow
-
-    safe = redact_settings(params)  # a URL's password never reaches the tracking store
-    mlflow.log_params({k: str(v)[:500] for k, v in flatten("", safe, {}).items()})
-    search = meta.get("search") or {}
-    mlflow.log_params(
-        {f"chosen.lightgbm.{k}": str(v) for k, v in meta.get("lightgbm", {}).items()}
-        | {
-            "chosen.trees": meta.get("best_iteration"),
-            "chosen.calibration": meta["calibration"]["method"],
-            "search.trials_run": search.get("n_trials"),
-            "search.best_trial": search.get("best_trial"),
-        }
-    )
-    flat = {f"cutoff.{k}": v for k, v in meta["cutoffs"].items()}
-    flat |= {f"validation.{k}": v for k, v in meta.get("validation", {}).items()}
-    if search:
-        flat["search.best_validation_log_loss"] = search["best_score"]
-        flat["search.base_validation_log_loss"] = search["base_score"]
-    mlflow.log_metrics(
-        {
-            k: float(v)
-            for k, v in flat.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        }
-    )
-    log_datasets(training, manifest)
-    mlflow.set_tags(
-        {
-            DIGEST_TAG: model_digest(model_dir),
-            "mlflow.source.git.commit": git_commit() or "unknown",
-            "input_fingerprint": manifest["input_fingerprint"],
-            "training_data_range": data_range,
-            "validation_range": meta.get("training_data", {}).get("validation_range", "unknown"),
-            "cutoff_warnings": "; ".join(meta.get("cutoff_warnings", [])) or "none",
-        }
-    )
-    if Path(params_path).exists():
-        mlflow.log_text(yaml.safe_dump(safe, sort_keys=False), Path(params_path).name)
-    mlflow.log_artifact(str(model_dir / "model_meta.json"))
-
-
 def run_register(
     params: dict[str, Any],
     model_dir: str | Path,
@@ -293,15 +237,9 @@ def run_register(
             log.info(
                 "no MLflow run tracks %s (trained with --no-mlflow): a run of its own", model_dir
             )
-            _log_untracked(params, params_path, meta, training, model_dir, manifest, data_range)
+            log_model_summary(params, params_path, training, model_dir, meta)
         if not any(k.startswith("test.") for k in mlflow.get_run(run.info.run_id).data.metrics):
-            flat = {f"test.{n}.{k}": v for n, r in metrics["test"].items() for k, v in r.items()}
-            if "model_roc_auc_vs_oracle" in metrics:
-                flat["test.model_roc_auc_vs_oracle"] = metrics["model_roc_auc_vs_oracle"]
-            mlflow.log_metrics({k: float(v) for k, v in flat.items() if isinstance(v, int | float)})
-            mlflow.log_artifact(str(evaluation / "metrics.json"))
-            if (evaluation / "plots").exists():
-                mlflow.log_artifacts(str(evaluation / "plots"), artifact_path="plots")
+            log_test_results(evaluation)
         mlflow.log_artifact(str(training / "manifest.json"))
         if explain is not None:
             _log_explain(Path(explain), model_dir)

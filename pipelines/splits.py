@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipelines.params import check_known
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
@@ -77,9 +79,7 @@ class SplitRule:
         known = {
             "by", "validation_days", "test_days", "validation_fraction", "test_fraction", "purge",
         }  # fmt: skip
-        unknown = sorted(set(split) - known)
-        if unknown:
-            raise ValueError(f"split: unknown setting(s) {unknown}; expected {sorted(known)}")
+        check_known("split", split, known)
 
         def number(key: str, kind: type) -> Any:
             value = split.get(key)

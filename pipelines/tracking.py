@@ -182,6 +182,67 @@ def importance_table(booster: Any) -> pd.DataFrame:
     return table.sort_values("gain", ascending=False, ignore_index=True)
 
 
+def _numbers(values: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric entries (not booleans), as floats: what MLflow takes as metrics."""
+    return {
+        k: float(v)
+        for k, v in values.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+def log_model_summary(
+    params: dict[str, Any],
+    params_path: str | Path | None,
+    training: Path,
+    model_dir: Path,
+    meta: Mapping[str, Any],
+) -> None:
+    """What every model's run holds, to the active run: params.yaml (secrets masked) and the
+    settings chosen, validation metrics and cutoffs, the splits as datasets, the tags (the
+    folder's digest that later steps find the run by, git commit, data ranges, warnings) and
+    model_meta.json. ``train`` logs it; ``register`` too, for a model trained without tracking."""
+    import mlflow
+
+    manifest_path = training / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    learned = meta.get("training_data", {})
+    safe = redact_settings(params)  # a URL's password never reaches the tracking store
+    mlflow.log_params({k: str(v)[:500] for k, v in flatten("", safe, {}).items()})
+    search = meta.get("search") or {}
+    mlflow.log_params(
+        {f"chosen.lightgbm.{k}": str(v) for k, v in meta.get("lightgbm", {}).items()}
+        | {
+            "chosen.trees": meta.get("best_iteration"),
+            "chosen.calibration": meta["calibration"]["method"],
+            "search.trials_run": search.get("n_trials"),
+            "search.best_trial": search.get("best_trial"),
+        }
+    )
+    metrics = {f"validation.{k}": v for k, v in meta.get("validation", {}).items()}
+    if search:
+        metrics["search.best_validation_log_loss"] = search["best_score"]
+        metrics["search.base_validation_log_loss"] = search["base_score"]
+    metrics |= {f"cutoff.{k}": v for k, v in meta["cutoffs"].items()}
+    mlflow.log_metrics(_numbers(metrics))
+    log_datasets(training, manifest)
+    mlflow.set_tags(
+        {
+            DIGEST_TAG: model_digest(model_dir),
+            "mlflow.source.git.commit": git_commit() or "unknown",
+            "input_fingerprint": str(manifest.get("input_fingerprint", "unknown")),
+            "training_data_range": learned.get("booster_range", "unknown"),
+            "validation_range": learned.get("validation_range", "unknown"),
+            "cutoff_warnings": "; ".join(meta.get("cutoff_warnings", [])) or "none",
+            "leakage_warnings": "; ".join(meta.get("leakage_scan", {}).get("warnings", []))
+            or "none",
+        }
+    )
+    if params_path is not None and Path(params_path).exists():
+        mlflow.log_text(yaml.safe_dump(safe, sort_keys=False), Path(params_path).name)
+    mlflow.log_dict(dict(meta), "model_meta.json")
+
+
 def log_training(
     params: dict[str, Any],
     params_path: str | Path | None,
@@ -201,51 +262,9 @@ def log_training(
     from models.plots import importance_figure
 
     use_experiment(experiment)
-    manifest_path = training / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    learned = meta.get("training_data", {})
     with mlflow.start_run(run_name=f"train {model_dir.name}") as run:
-        safe = redact_settings(params)  # a URL's password never reaches the tracking store
-        mlflow.log_params({k: str(v)[:500] for k, v in flatten("", safe, {}).items()})
-        mlflow.log_params(
-            {f"chosen.lightgbm.{k}": str(v) for k, v in meta.get("lightgbm", {}).items()}
-            | {
-                "chosen.trees": meta.get("best_iteration"),
-                "chosen.calibration": meta["calibration"]["method"],
-                "search.trials_run": meta.get("search", {}).get("n_trials"),
-                "search.best_trial": meta.get("search", {}).get("best_trial"),
-            }
-        )
-        validation = {
-            f"validation.{k}": float(v)
-            for k, v in meta.get("validation", {}).items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        }
-        search = meta.get("search") or {}
-        if search:
-            validation["search.best_validation_log_loss"] = float(search["best_score"])
-            validation["search.base_validation_log_loss"] = float(search["base_score"])
-        if trials is not None and len(trials):
-            validation["search.seconds"] = float(trials["seconds"].sum())
-        validation |= {f"cutoff.{k}": float(v) for k, v in meta["cutoffs"].items()}
-        mlflow.log_metrics(validation)
+        log_model_summary(params, params_path, training, model_dir, meta)
         log_curve(curve)
-        log_datasets(training, manifest)
-        mlflow.set_tags(
-            {
-                DIGEST_TAG: model_digest(model_dir),
-                "mlflow.source.git.commit": git_commit() or "unknown",
-                "input_fingerprint": str(manifest.get("input_fingerprint", "unknown")),
-                "training_data_range": learned.get("booster_range", "unknown"),
-                "validation_range": learned.get("validation_range", "unknown"),
-                "cutoff_warnings": "; ".join(meta.get("cutoff_warnings", [])) or "none",
-                "leakage_warnings": "; ".join(meta.get("leakage_scan", {}).get("warnings", []))
-                or "none",
-            }
-        )
-        if params_path is not None and Path(params_path).exists():
-            mlflow.log_text(yaml.safe_dump(safe, sort_keys=False), Path(params_path).name)
-        mlflow.log_dict(dict(meta), "model_meta.json")
         importance = importance_table(booster)
         mlflow.log_text(importance.to_csv(index=False), "importance/feature_importance.csv")
         titles = {d["name"]: FeatureSpec.from_dict(d).title for d in meta.get("catalog", [])}
@@ -253,6 +272,7 @@ def log_training(
         mlflow.log_figure(figure, "importance/feature_importance.png")
         plt.close(figure)
         if trials is not None and len(trials):
+            mlflow.log_metric("search.seconds", float(trials["seconds"].sum()))
             table = trials.assign(params=trials["params"].map(json.dumps))
             mlflow.log_text(table.to_csv(index=False), "search/trials.csv")
         log.info(
@@ -261,6 +281,21 @@ def log_training(
             display_url(tracking_uri()),
         )
         return run.info.run_id
+
+
+def log_test_results(evaluation: Path) -> None:
+    """The evaluation's test metrics (model, baseline, oracle), metrics.json and its plots, to
+    the active run."""
+    import mlflow
+
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    flat = {f"test.{name}.{k}": v for name, r in metrics["test"].items() for k, v in r.items()}
+    if "model_roc_auc_vs_oracle" in metrics:
+        flat["test.model_roc_auc_vs_oracle"] = metrics["model_roc_auc_vs_oracle"]
+    mlflow.log_metrics(_numbers(flat))
+    mlflow.log_artifact(str(evaluation / "metrics.json"))
+    if (evaluation / "plots").exists():
+        mlflow.log_artifacts(str(evaluation / "plots"), artifact_path="plots")
 
 
 def log_evaluation(model_dir: Path, evaluation: Path, experiment: str) -> str | None:
@@ -275,20 +310,7 @@ def log_evaluation(model_dir: Path, evaluation: Path, experiment: str) -> str | 
             "no MLflow run tracks %s (trained with --no-mlflow): evaluation not logged", model_dir
         )
         return None
-    metrics = json.loads((evaluation / "metrics.json").read_text())
-    flat = {f"test.{name}.{k}": v for name, r in metrics["test"].items() for k, v in r.items()}
-    if "model_roc_auc_vs_oracle" in metrics:
-        flat["test.model_roc_auc_vs_oracle"] = metrics["model_roc_auc_vs_oracle"]
     with mlflow.start_run(run_id=run_id):
-        mlflow.log_metrics(
-            {
-                k: float(v)
-                for k, v in flat.items()
-                if isinstance(v, int | float) and not isinstance(v, bool)
-            }
-        )
-        mlflow.log_artifact(str(evaluation / "metrics.json"))
-        if (evaluation / "plots").exists():
-            mlflow.log_artifacts(str(evaluation / "plots"), artifact_path="plots")
+        log_test_results(evaluation)
     log.info("logged the test metrics and plots to MLflow run %s", run_id)
     return run_id
