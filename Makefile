@@ -53,6 +53,9 @@ demo-export: install ## After `make demo`: the same CRM as a HubSpot export, thr
 	$(BIN)/leadscore evaluate --training $(EXPORT)/training --model $(EXPORT)/model --out $(EXPORT)/evaluation
 	$(BIN)/leadscore score $(EXPORT)/crm $(HUBSPOT) --model $(EXPORT)/model --to $(EXPORT)/scores --create --summary $(EXPORT)/scoring/summary.json
 
+backtest: install ## After `make demo`: replay the demo CRM month by month, with and without retraining (~3 min; docs/backtest.md)
+	$(BIN)/leadscore backtest --oracle data/oracle/true_propensity.parquet --out data/backtest
+
 test: install ## Run lint and the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/pytest
@@ -73,6 +76,6 @@ clean: ## Remove generated data, caches and the venv (not what git tracks: the m
 	rm -rf $(VENV) data/crm data/oracle data/validated data/rejects data/labels data/features \
 		data/training/train.parquet data/training/validation.parquet data/training/test.parquet \
 		data/evaluation/cross_validation.json data/model data/explain data/recalibrated \
-		data/registry data/scoring data/crm.db mlflow.db mlruns mlartifacts .pytest_cache .ruff_cache
+		data/registry data/scoring data/backtest data/crm.db mlflow.db mlruns mlartifacts .pytest_cache .ruff_cache
 
-.PHONY: help install lock demo demo-export test bench lint clean
+.PHONY: help install lock demo demo-export backtest test bench lint clean

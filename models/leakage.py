@@ -36,6 +36,7 @@ SCAN_COLUMNS = (
     "present_other",
     "levels",
     "se",
+    "won_leads",
 )
 
 
@@ -63,6 +64,10 @@ class LeakageRules:
     smoothing: float = 20.0
     #: features checked by the user and kept whatever they score
     allow: tuple[str, ...] = ()
+    #: a verdict that stops training needs this many won leads in validation: with fewer, an
+    #: honest strong signal and a leak look alike (five wins can all sit in a feature's top
+    #: bin by chance), so what would stop training is a warning
+    min_won_leads: int = 20
 
 
 def _codes(train: pd.Series, valid: pd.Series, bins: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -139,13 +144,23 @@ def single_feature_scan(
     x_valid: pd.DataFrame,
     y_valid: Sequence[int],
     rules: LeakageRules = LeakageRules(),
+    groups: Sequence | None = None,
 ) -> pd.DataFrame:
     """Each feature alone, out of time: the validation AUC of its target-rate encoding fitted
     on the training split, the AUC of "is missing" alone, and the share of converted and of
-    other validation rows where it is present. Sorted by AUC, strongest first."""
+    other validation rows where it is present. Sorted by AUC, strongest first.
+
+    ``groups``: the lead of each validation row. A lead's rows are not independent (one won
+    lead gives several positive rows), so the standard error that guards against chance counts
+    won leads and other leads, not rows: four positive rows of two leads are two positives.
+    """
     y_train = np.asarray(y_train, dtype=float)
     y_valid = np.asarray(y_valid, dtype=float)
     converted = y_valid == 1
+    n_pos, n_neg = int(converted.sum()), int((~converted).sum())
+    if groups is not None:
+        won = pd.Series(converted).groupby(np.asarray(groups)).any()
+        n_pos, n_neg = int(won.sum()), int((~won).sum())
     rows = []
     for name in x_train.columns:
         auc, levels = _feature_auc(x_train[name], y_train, x_valid[name], y_valid, rules)
@@ -167,7 +182,8 @@ def single_feature_scan(
                 if (~converted).any()
                 else np.nan,
                 "levels": levels,
-                "se": auc_standard_error(auc, int(converted.sum()), int((~converted).sum())),
+                "se": auc_standard_error(auc, n_pos, n_neg),
+                "won_leads": n_pos,
             }
         )
     scan = pd.DataFrame(rows, columns=list(SCAN_COLUMNS))
@@ -185,6 +201,8 @@ def suspects(scan: pd.DataFrame, rules: LeakageRules = LeakageRules()) -> pd.Dat
     # two standard errors.
     se = checked["se"].fillna(0.0) if "se" in checked else pd.Series(0.0, index=checked.index)
     sure = checked["auc"] - 2 * se >= rules.min_auc_far
+    if "won_leads" in checked:
+        sure &= checked["won_leads"] >= rules.min_won_leads
     why = pd.Series("", index=checked.index, dtype=object)
     high = (checked["auc"] >= rules.max_auc) & sure
     why[high] = f"AUC alone at or above {rules.max_auc}"
@@ -214,12 +232,28 @@ def warnings_for(scan: pd.DataFrame, rules: LeakageRules = LeakageRules()) -> li
         & ~scan["feature"].isin(stopped)
         & ~scan["feature"].isin(rules.allow)
     ]
-    return [
+    lines = [
         f"{r.feature}: AUC {r.auc:.3f} alone on validation (at or above {rules.warn_auc}); "
         f"{_looks(r.present_converted, r.present_other)}: check that it is known when a lead "
         "is scored"
         for r in strong.itertuples()
     ]
+    few = _few_won_leads(scan, rules)
+    if few is not None and len(strong):
+        lines.append(
+            f"only {few} won lead(s) in validation (train.leakage.min_won_leads "
+            f"{rules.min_won_leads}): too few to tell a leak from a strong signal, so the alarm "
+            "warns instead of stopping training"
+        )
+    return lines
+
+
+def _few_won_leads(scan: pd.DataFrame, rules: LeakageRules) -> int | None:
+    """The validation's won leads when they are too few for a verdict, else None."""
+    if "won_leads" not in scan or scan.empty:
+        return None
+    won = int(scan["won_leads"].iloc[0])
+    return won if won < rules.min_won_leads else None
 
 
 def check_model(auc: float, scan: pd.DataFrame, rules: LeakageRules = LeakageRules()) -> str | None:
@@ -237,7 +271,7 @@ def check_model(auc: float, scan: pd.DataFrame, rules: LeakageRules = LeakageRul
     # A feature the user checked and kept explains a model as strong as itself: a warning then,
     # unless the model stands far above it (a leak elsewhere).
     explained = not allowed.empty and auc < float(allowed["auc"].max()) + rules.far_above
-    if auc >= rules.max_model_auc and not explained:
+    if auc >= rules.max_model_auc and not explained and _few_won_leads(scan, rules) is None:
         raise LeakageError(
             f"training stopped: {line}. Check that each is known when a lead is scored, then "
             "list the ones you keep under train.allow_features"

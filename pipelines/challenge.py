@@ -304,6 +304,10 @@ def run_challenge(
         summary["decision"] = "first model: it becomes the champion"
         if not dry_run:
             summary |= run_register(params, model_dir, evaluation, training, params_path, explain)
+            if not summary.get("registered"):
+                summary["decision"] = "first model, not registered: " + "; ".join(
+                    summary.get("refused", [])
+                )
         return summary
 
     from pipelines.tracking import model_digest

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -791,12 +792,19 @@ def challenge(
     `challenger`) and, if every rule holds, becomes `champion` (the old one `previous`).
     The decision is recorded on the version's tags and in its MLflow run.
     """
-    from pipelines.challenge import difference, run_challenge
+    from pipelines.challenge import run_challenge
 
     result = run_challenge(
         _load(params), model, evaluation, training, crm, params_path=params, explain=explain,
         as_of=as_of, dry_run=dry_run, out=out,
     )  # fmt: skip
+    _print_challenge(result)
+
+
+def _print_challenge(result: dict) -> None:
+    """The comparison, the rules, the migration and the decision of `leadscore challenge`."""
+    from pipelines.challenge import difference
+
     comparison = result.get("comparison")
     if comparison is None:
         out_console.print(result["decision"])
@@ -831,6 +839,60 @@ def challenge(
 
 @app.command()
 @_user_errors
+def retrain(
+    source: Annotated[
+        str | None,
+        typer.Argument(
+            help="The CRM export: a folder of files or an SQLAlchemy URL (default: crm.source)."
+        ),
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            help="Read outcomes as on this day (YYYY-MM-DD): only snapshots whose label window had "
+            "closed by then train (default: label.as_of, else the export's date)."
+        ),
+    ] = None,
+    work: Annotated[
+        Path, typer.Option(help="Folder for every step's output (validated/ ... challenge/).")
+    ] = Path("data/retrain"),
+    mapping: MappingOpt = None,
+    oracle: Annotated[
+        Path | None, typer.Option(help="Oracle file of a synthetic CRM: adds the ceiling.")
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Compare and show the migration; register nothing, move no alias."
+        ),
+    ] = False,
+) -> None:
+    """Retrain on the latest closed outcomes and put the new model against the champion.
+
+    Validates the export, labels it as of the cutoff, builds the features, splits out of time,
+    trains (one MLflow run) and evaluates a challenger, then runs `leadscore challenge`: both
+    models on the newest out-of-time window neither learned from, lead-clustered intervals on
+    the differences, the migration of the open leads, and promotion only if params.yaml
+    `promote` says so. Writes only under --work; a `dvc exp run` never reaches the registry.
+    """
+    from pipelines.params import section
+    from pipelines.retrain import run_retrain
+
+    loaded = _load(params)
+    source = source or section(loaded, "crm")["source"]
+    with ProgressReporter(console) as progress:
+        result = run_retrain(
+            loaded, source, work, as_of=as_of, dry_run=dry_run, params_path=params,
+            oracle=oracle, mapping=mapping, progress=progress,
+        )  # fmt: skip
+    _print_manifest(result["manifest"])
+    _print_metrics(result["metrics"])
+    _print_challenge(result["challenge"])
+
+
+@app.command()
+@_user_errors
 def rollback(params: ParamsOpt = Path("params.yaml")) -> None:
     """Move the alias `champion` back to the version called `previous` (and `previous` to the
     one it replaces, so a rollback can be undone the same way)."""
@@ -844,6 +906,114 @@ def rollback(params: ParamsOpt = Path("params.yaml")) -> None:
     name = section(_load(params), "register")["model_name"]
     now, before = swap(mlflow.MlflowClient(), name)
     out_console.print(f"{name}: champion is version {now} again (was {before}, now `previous`)")
+
+
+@app.command()
+@_user_errors
+def backtest(
+    params: ParamsOpt = Path("params.yaml"),
+    features_path: Annotated[
+        Path, typer.Option("--features", help="Output of `leadscore features`.")
+    ] = Path("data/features/features.parquet"),
+    snapshots: Annotated[Path, typer.Option(help="Output of `leadscore label`.")] = Path(
+        "data/labels/labelled_snapshots.parquet"
+    ),
+    validated: Annotated[Path, typer.Option(help="Folder written by `leadscore validate`.")] = Path(
+        "data/validated"
+    ),
+    out: Annotated[
+        Path,
+        typer.Option(help="Folder for months.csv, summary.json, backtest.png and the models."),
+    ] = Path("data/backtest"),
+    oracle: Annotated[
+        Path | None,
+        typer.Option(help="Oracle file of a synthetic CRM: the ceiling, and the recovery shares."),
+    ] = None,
+    shift: Annotated[
+        str | None,
+        typer.Option(
+            help="Date of a known market change to measure (YYYY-MM-DD; the synthetic CRM's "
+            "own is read from its validated crm_meta.json)."
+        ),
+    ] = None,
+) -> None:
+    """Replay the CRM's history month by month: at each month start a model learns from the
+    outcomes known that day and scores the month that follows; compare with what happened.
+
+    Side by side: **static** (the first month's model, never retrained), **retrained** (every
+    `backtest.every_months`, as `leadscore train` would), **recalibrated** (the static booster,
+    its calibrator refitted on the newest outcomes), and with `--oracle` the true probability.
+    With a market-change date, months are pooled into phases (before it, after it but before
+    its outcomes are known, then each retraining cycle) with lead-clustered intervals, and the
+    share of the AUC lost to the change that retraining won back. Touches no registry and no
+    CRM; see docs/backtest.md.
+    """
+    from pipelines.backtest import run_backtest
+
+    summary = run_backtest(
+        _load(params), features_path, snapshots, validated, out, oracle_path=oracle, shift=shift
+    )
+    _print_backtest(summary, out)
+
+
+def _print_backtest(summary: dict, out: Path) -> None:
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        title=f"backtest: {len(summary['cutoffs'])} months, retrained every "
+        f"{summary['every_months']} month(s)"
+        + (f"; market shift {summary['shift']}" if summary["shift"] else ""),
+    )
+    for column in ("phase\nmonths", "won\nleads", "ROC AUC\nstatic", "ROC AUC\nretrained",
+                   "ROC AUC\noracle", "ECE\nstatic", "ECE\nrecal."):  # fmt: skip
+        table.add_column(column, no_wrap=True)
+
+    def value(scorers: dict, name: str, metric: str, digits: int) -> str:
+        entry = scorers.get(name, {}).get(metric)
+        return "" if not entry else f"{entry['value']:.{digits}f}"
+
+    def interval(entry: dict, digits: int = 3, scale: float = 1.0, unit: str = "") -> str:
+        low, high = entry.get("low"), entry.get("high")
+        shown = f"{entry['value'] * scale:.{digits}f}{unit}"
+        if low is None or high is None:
+            return shown
+        return f"{shown} [{low * scale:.{digits}f}, {high * scale:.{digits}f}]"
+
+    for phase in summary["phases"]:
+        s = phase.get("scorers", {})
+        table.add_row(
+            f"{phase['phase']}\n{phase['months']}", f"{phase['won_leads']:,}",
+            value(s, "static", "roc_auc", 3), value(s, "retrained", "roc_auc", 3),
+            value(s, "oracle", "roc_auc", 3), value(s, "static", "ece", 4),
+            value(s, "recalibrated", "ece", 4),
+        )  # fmt: skip
+    out_console.print(table)
+    for phase in summary["phases"]:
+        parts = []
+        for variant, metric, digits in (("retrained", "roc_auc", 3), ("recalibrated", "ece", 4)):
+            d = phase.get("differences", {}).get(f"{variant}_vs_static", {}).get(metric)
+            if d:
+                name = "ROC AUC" if metric == "roc_auc" else "ECE"
+                parts.append(f"{variant} - static {name} {interval(d, digits)}")
+        r = phase.get("recovery") or {}
+        lost = r.get("auc_lost_to_shift") or {}
+        if lost.get("value") is not None:
+            text = f"ROC AUC lost to the shift {interval(lost)}"
+            if (lost.get("low") or 0) <= 0:
+                text += " (not distinguishable from none)"
+            elif r["auc_share_recovered"]["value"] is not None:
+                text += (
+                    f", won back by retraining {interval(r['auc_share_recovered'], 0, 100, '%')}"
+                )
+            parts.append(text)
+        added = r.get("ece_added_by_shift") or {}
+        if added.get("value") is not None and (added.get("low") or 0) > 0:
+            parts.append(
+                f"ECE added {interval(added, 4)}, removed by recalibration "
+                f"{interval(r['ece_share_recovered'], 0, 100, '%')}"
+            )
+        if parts:
+            out_console.print(f"{phase['phase']}: " + "; ".join(parts))
+    out_console.print(f"per month: {out / 'months.csv'}; plot: {out / 'backtest.png'}")
 
 
 @app.command("metrics")

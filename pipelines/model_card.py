@@ -30,6 +30,9 @@ LIMITS = (
 
 
 def _pct(value: Any) -> str:
+    """A share as a percentage; "n/a" where there is none (a stage nobody reached)."""
+    if value is None or value != value:  # None or NaN
+        return "n/a"
     return f"{100 * float(value):.2f}%"
 
 

@@ -116,7 +116,7 @@ def run_train(
     y_train, y_valid = _labels(train, "train"), _labels(valid, "validation")
     # The leakage alarm, before anything is fitted or written: a refusal leaves nothing behind.
     rules = leakage_rules(params)
-    scan = single_feature_scan(x_train, y_train, x_valid, y_valid, rules)
+    scan = single_feature_scan(x_train, y_train, x_valid, y_valid, rules, valid["lead_id"])
     _log_scan(scan, rules.allow)
     check_leakage(scan, rules)
     leak_warnings = warnings_for(scan, rules)

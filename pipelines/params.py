@@ -90,6 +90,7 @@ def leakage_rules(params: dict[str, Any]):
     rules = dict(settings.get("leakage") or {})
     known = {
         "max_auc", "far_above", "min_auc_far", "warn_auc", "max_model_auc", "bins", "smoothing",
+        "min_won_leads",
     }  # fmt: skip
     check_known("train.leakage", rules, known)
     allow = tuple(str(f) for f in settings.get("allow_features") or ())

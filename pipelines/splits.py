@@ -49,11 +49,18 @@ class SplitRule:
     validation_fraction: float | None = None
     test_fraction: float | None = None
     purge_days: int = 0
+    #: False: train and validation only (a backtest scores the next month instead of a test split).
+    with_test: bool = True
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The splits this rule makes, oldest first."""
+        return SPLITS if self.with_test else SPLITS[:2]
 
     def __post_init__(self) -> None:
         if self.by not in BY:
             raise ValueError(f"split.by must be one of {', '.join(BY)}, got {self.by!r}")
-        for part in ("validation", "test"):
+        for part in self.parts[1:]:
             days, fraction = getattr(self, f"{part}_days"), getattr(self, f"{part}_fraction")
             if (days is None) == (fraction is None):
                 raise ValueError(
@@ -130,8 +137,11 @@ def split_snapshots(snapshots: pd.DataFrame, rule: SplitRule) -> Split:
         else pd.DataFrame({"unit": np.arange(len(as_of)), "entry": entry})
     )
     ordered = units.sort_values(["entry", "unit"], kind="stable")["entry"].to_numpy()
-    test_start = _start(ordered, rule, "test", later=None)
+    # Without a test split, validation is counted from the end and nothing is after it.
+    test_start = _start(ordered, rule, "test", later=None) if rule.with_test else None
     validation_start = _start(ordered, rule, "validation", later=test_start)
+    if test_start is None:
+        test_start = np.datetime64("9999-12-31")
     entry_values = entry.to_numpy()
     split = np.where(
         entry_values >= test_start,
@@ -169,10 +179,10 @@ def split_snapshots(snapshots: pd.DataFrame, rule: SplitRule) -> Split:
         )
     report = {
         "by": rule.by,
-        "sizes": {part: rule.describe(part) for part in ("validation", "test")},
+        "sizes": {part: rule.describe(part) for part in rule.parts[1:]},
         "purge_days": rule.purge_days,
         "validation_start": f"{pd.Timestamp(validation_start):%Y-%m-%d %H:%M}",
-        "test_start": f"{pd.Timestamp(test_start):%Y-%m-%d %H:%M}",
+        "test_start": f"{pd.Timestamp(test_start):%Y-%m-%d %H:%M}" if rule.with_test else None,
         "purged_rows": purged_by,
         "leads_in_more_than_one_split": in_two,
     }
@@ -181,7 +191,7 @@ def split_snapshots(snapshots: pd.DataFrame, rule: SplitRule) -> Split:
         rule.by,
         report["validation_start"],
         report["test_start"],
-        {s: int((split == s).sum()) for s in SPLITS},
+        {s: int((split == s).sum()) for s in rule.parts},
         f"; purged (label window reaches the next split): {purged_by}" if purged_by else "",
     )
     return Split(labels, report)
@@ -206,12 +216,12 @@ def _start(ordered: np.ndarray, rule: SplitRule, part: str, later: Any) -> Any:
 
 def _refuse_empty(split: np.ndarray, as_of: pd.Series, rule: SplitRule, when: str) -> None:
     """One sentence with the figures and the settings to change, if a split is empty."""
-    empty = [s for s in SPLITS if not (split == s).any()]
+    empty = [s for s in rule.parts if not (split == s).any()]
     if not empty:
         return
     span = f"{as_of.min():%Y-%m-%d}..{as_of.max():%Y-%m-%d}"
     days = (as_of.max() - as_of.min()).days + 1
-    sizes = f"split.{rule.describe('validation')}, split.{rule.describe('test')}"
+    sizes = ", ".join(f"split.{rule.describe(part)}" for part in rule.parts[1:])
     if when == "after purge":
         raise ValueError(
             f"the purge (label windows of {rule.purge_days} days may not reach the next split) "

@@ -39,7 +39,7 @@ from features.urls import display_url
 from features.validation import ContractError, validate_crm, write_rejects
 from pipelines.params import behavioral_params, section, snapshot_offsets, synthetic_config
 from pipelines.splits import SplitRule, split_snapshots
-from pipelines.synthetic_crm import generate_crm
+from pipelines.synthetic_crm import GENERATOR, generate_crm
 from pipelines.training_set import fingerprint, label_snapshots, manifest
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def run_generate(
     write_crm(crm.tables, out, fmt=fmt)
     meta = {
         "extracted_at": crm.extracted_at.isoformat(),
-        "generator": "leadscore synthetic CRM",
+        "generator": GENERATOR,
         "config": asdict(cfg),
         "rows": {name: len(t) for name, t in crm.tables.items()},
     }
@@ -243,7 +243,11 @@ def run_validate(
         ),
         "columns_not_in_export": result.absent_columns.to_dict(orient="records"),
     }
-    _write_json(out / META_FILE, {"extracted_at": extracted_at.isoformat()})
+    # What a synthetic export says about its making (its generator's config: e.g. the day of its
+    # market shift, which `leadscore backtest` marks) travels with the validated tables.
+    made_by = _read_meta(Path(source)) if "://" not in str(source) else {}
+    provenance = {k: made_by[k] for k in ("generator", "config") if k in made_by}
+    _write_json(out / META_FILE, {"extracted_at": extracted_at.isoformat(), **provenance})
     _write_json(out / VALIDATION_REPORT, report)
     log.info("validation:\n%s", result.summary())
     return report
@@ -263,22 +267,43 @@ def label_population(params: dict[str, Any]) -> str:
     return str(section(params, "label").get("population", "lead_scoring"))
 
 
+def labels_known_on(params: dict[str, Any], extracted_at: pd.Timestamp) -> pd.Timestamp:
+    """The day labels are read as of: ``label.as_of`` (a cutoff, to build the training set a
+    team would have had then: ``leadscore retrain --as-of``) if set, else the extraction time."""
+    cutoff = section(params, "label").get("as_of")
+    if cutoff is None:
+        return extracted_at
+    cutoff = naive_utc(str(cutoff))
+    if cutoff > extracted_at:
+        raise ValueError(
+            f"label.as_of {cutoff:%Y-%m-%d} is after the export was taken "
+            f"({extracted_at:%Y-%m-%d}): outcomes after it are not known; leave it null"
+        )
+    return cutoff
+
+
 def run_label(params: dict[str, Any], validated: str | Path, out: str | Path) -> dict[str, Any]:
-    """Snapshots by the policy in params, labelled, censored; written to ``out`` (Parquet)."""
+    """Snapshots by the policy in params, labelled, censored; written to ``out`` (Parquet).
+
+    With ``label.as_of``, labels are read as on that day: a snapshot is kept only if its label
+    window had closed by then (the rows a training set built that day would hold; features
+    are point in time whatever the export's date)."""
     refuse_overlap({"--validated": validated}, {"--out": out})
     tables, extracted_at = _read_validated(validated)
+    known_on = labels_known_on(params, extracted_at)
     snapshots = snapshots_after_creation(tables["leads"], snapshot_offsets(params))
     labelled = label_snapshots(
         snapshots,
         tables["leads"],
         tables["opportunities"],
         horizon_days=int(section(params, "label")["horizon_days"]),
-        data_end=extracted_at,
+        data_end=known_on,
         population=label_population(params),
     )
     out = Path(out)
     write_parquet(out, labelled.frame)
     summary = {
+        "labels_known_on": known_on.isoformat(),
         "population": label_population(params),
         "snapshots": len(snapshots),
         "labelled": len(labelled.frame),
@@ -345,18 +370,12 @@ def _gate_tables(validated: str | Path) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def run_training_set(
-    params: dict[str, Any],
-    features_path: str | Path,
-    snapshots_path: str | Path,
-    validated: str | Path,
-    out: str | Path,
-) -> dict[str, Any]:
-    """Join labels to features, split by time, write one Parquet file per split and a manifest."""
-    refuse_overlap(
-        {"--features": features_path, "--snapshots": snapshots_path, "--validated": validated},
-        {"--out": out},
-    )
+def labelled_features(
+    features_path: str | Path, snapshots_path: str | Path, validated: str | Path
+) -> tuple[pd.DataFrame, str]:
+    """Every labelled snapshot with its features, its ``label`` and the disqualifier's input
+    (``unsubscribed`` as of the snapshot, when the CRM has it): what a split or a backtest cuts;
+    and where that input came from (:func:`~features.gate_inputs.unsubscribed_as_of`)."""
     features = pd.read_parquet(features_path)
     labelled = pd.read_parquet(snapshots_path)
     same_rows = len(features) == len(labelled) and (
@@ -369,30 +388,42 @@ def run_training_set(
             f"{features_path} and {snapshots_path} do not hold the same snapshots in the same order: "
             "rebuild the features stage"
         )
+    frame = features.reset_index(drop=True).assign(label=labelled["label"].to_numpy())
+    # The disqualifier's input, by the rule the nightly job applies (not a feature).
+    unsubscribed, source = unsubscribed_as_of(_gate_tables(validated), frame[["lead_id", "as_of"]])
+    if unsubscribed is not None:
+        frame["unsubscribed"] = unsubscribed.to_numpy()
+    return frame, source
+
+
+def run_training_set(
+    params: dict[str, Any],
+    features_path: str | Path,
+    snapshots_path: str | Path,
+    validated: str | Path,
+    out: str | Path,
+) -> dict[str, Any]:
+    """Join labels to features, split by time, write one Parquet file per split and a manifest."""
+    refuse_overlap(
+        {"--features": features_path, "--snapshots": snapshots_path, "--validated": validated},
+        {"--out": out},
+    )
+    joined, gate_source = labelled_features(features_path, snapshots_path, validated)
     split_settings = section(params, "split")
     horizon = int(section(params, "label")["horizon_days"])
     divided = split_snapshots(
-        features[["lead_id", "as_of"]], SplitRule.from_params(split_settings, horizon)
+        joined[["lead_id", "as_of"]], SplitRule.from_params(split_settings, horizon)
     )
     split = divided.labels
     purged = (split == "purged").to_numpy()
-    training = (
-        features[~purged]
-        .assign(label=labelled["label"].to_numpy()[~purged], split=split[~purged].to_numpy())
-        .reset_index(drop=True)
-    )
-    # The disqualifier's input, by the rule the nightly job applies (not a feature).
-    unsubscribed, gate_source = unsubscribed_as_of(
-        _gate_tables(validated), training[["lead_id", "as_of"]]
-    )
-    if unsubscribed is not None:
-        training["unsubscribed"] = unsubscribed.to_numpy()
+    training = joined[~purged].assign(split=split[~purged].to_numpy()).reset_index(drop=True)
     out = Path(out)
     for name, part in training.groupby("split", sort=False):
         write_parquet(out / f"{name}.parquet", part.drop(columns="split"))
     report = json.loads((Path(validated) / VALIDATION_REPORT).read_text())
     label_summary = json.loads(Path(snapshots_path).with_suffix(".json").read_text())
-    feature_names = [c for c in features.columns if c not in ("lead_id", "as_of")]
+    not_features = ("lead_id", "as_of", "label", "unsubscribed")
+    feature_names = [c for c in joined.columns if c not in not_features]
     settings = {
         "snapshots": section(params, "snapshots"),
         "label": section(params, "label"),

@@ -34,8 +34,9 @@ those changes: the chain's odds depend on the values at creation.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -84,11 +85,11 @@ class DefectRates:
 class MarketShift:
     """A change in one segment's odds after a date (so that retraining matters)."""
 
-    after_fraction: float = 0.3  # when, as a fraction of the simulated period
+    after_fraction: float = 0.5  # when, as a fraction of the simulated period
     column: str = "industry"
     #: segment value -> log-odds change of winning and log change of reaching an opportunity
     effects: dict[str, float] = field(
-        default_factory=lambda: {"financial_services": -1.2, "healthcare": 0.9}
+        default_factory=lambda: {"financial_services": -1.5, "healthcare": 1.2, "software": -0.8}
     )
 
 
@@ -756,6 +757,27 @@ def _inject_event_defects(
 # ------------------------------------------------------------------------------------------------
 # Entry point
 # ------------------------------------------------------------------------------------------------
+#: How ``crm_meta.json`` names the maker of a synthetic CRM.
+GENERATOR = "leadscore synthetic CRM"
+
+
+def _days(start: str, months: int) -> pd.DatetimeIndex:
+    """The simulated days: ``months`` calendar months from ``start``."""
+    first = pd.Timestamp(start)
+    end = first + pd.DateOffset(months=months)
+    return pd.date_range(first, end, freq="D", inclusive="left", unit="s")
+
+
+def shift_date(config: Mapping[str, Any]) -> pd.Timestamp | None:
+    """The day the market shift starts, from a generator config as ``crm_meta.json`` records it
+    (``config``); None when it has no shift."""
+    shift = config.get("shift") or {}
+    if not shift.get("effects"):
+        return None
+    days = _days(config["start"], int(config["months"]))
+    return days[int(round(float(shift.get("after_fraction", 0.5)) * len(days)))]
+
+
 def generate_crm(
     cfg: SyntheticCRMConfig, progress: Callable[[int, int], None] | None = None
 ) -> SyntheticCRM:
@@ -767,10 +789,8 @@ def generate_crm(
     if min(cfg.snapshot_offsets_days) < 1:
         raise ValueError("snapshot offsets must be >= 1 day after creation")
     rng = np.random.default_rng(cfg.seed)
-    start = pd.Timestamp(cfg.start)
-    end = start + pd.DateOffset(months=cfg.months)
-    days = pd.date_range(start, end, freq="D", inclusive="left", unit="s")
-    extracted_at = pd.Timestamp(end).as_unit("s")
+    days = _days(cfg.start, cfg.months)
+    extracted_at = (days[-1] + pd.Timedelta(days=1)).as_unit("s")
     shift_day = int(round(cfg.shift.after_fraction * len(days)))
     accounts = _make_accounts(cfg, rng)
     leads = _make_leads(cfg, accounts, days, rng)

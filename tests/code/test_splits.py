@@ -41,6 +41,22 @@ def test_fractions_take_shares_of_the_leads_newest_last():
     assert (order[:65] == "train").all() and (order[80:] == "test").all()
 
 
+def test_without_a_test_split_validation_is_the_newest_and_the_purge_still_holds():
+    # The backtest's split: the month after the cutoff is its test, so only train and validation.
+    snaps = daily(100)
+    rule = SplitRule(validation_fraction=0.2, with_test=False)
+    split = split_snapshots(snaps, rule)
+    assert counts(split) == {"train": 80, "validation": 20}
+    assert (split.labels.to_numpy()[80:] == "validation").all() and split.report[
+        "test_start"
+    ] is None
+    by_days = split_snapshots(snaps, SplitRule(validation_days=10, with_test=False, purge_days=5))
+    # Validation: the last 10 days; train rows whose 5-day window reaches into it are purged.
+    assert counts(by_days) == {"train": 86, "validation": 10, "purged": 4}
+    with pytest.raises(ValueError, match="give exactly one of validation_days"):
+        SplitRule(with_test=False)
+
+
 def test_by_lead_keeps_every_snapshot_of_a_lead_in_the_split_it_entered():
     # L1 enters on day 0 and has snapshots until day 60; L2 enters on day 50; L3 on day 80.
     snaps = pd.DataFrame(

@@ -14,8 +14,10 @@ from models.leakage import (
     LeakageRules,
     _auc_from_counts,
     check_leakage,
+    check_model,
     single_feature_scan,
     suspects,
+    warnings_for,
 )
 
 
@@ -73,6 +75,35 @@ def test_a_field_filled_after_the_outcome_is_named_and_stops_training():
     assert "known only after the outcome?" in message and "train.allow_features" in message
     # Checked by the user and kept: training goes on.
     check_leakage(scan, LeakageRules(allow=("deal_size",)))
+
+
+def test_chance_is_judged_by_won_leads_not_by_their_rows():
+    # Validation: 2 won leads with 3 snapshots each, 300 other leads with 2 snapshots each; a
+    # feature ranks the 6 positive rows on top by chance (they belong to 2 leads).
+    rng = np.random.default_rng(0)
+    x_train = pd.DataFrame({"active_days": rng.integers(0, 7, 1000)})
+    y_train = (rng.uniform(size=1000) < 0.05).astype(int)
+    y_valid = np.r_[np.ones(6, dtype=int), np.zeros(600, dtype=int)]
+    x_valid = pd.DataFrame({"active_days": np.r_[np.full(6, 6), rng.integers(0, 7, 600)]})
+    x_train.loc[y_train == 1, "active_days"] = 6  # the training split agrees: a real signal?
+    leads = np.r_[np.repeat(["w1", "w2"], 3), np.repeat([f"o{i}" for i in range(300)], 2)]
+    by_rows = single_feature_scan(x_train, y_train, x_valid, y_valid)
+    by_leads = single_feature_scan(x_train, y_train, x_valid, y_valid, groups=leads)
+    assert by_rows["auc"].iloc[0] == by_leads["auc"].iloc[0] > 0.9
+    assert by_leads["se"].iloc[0] > 1.5 * by_rows["se"].iloc[0]
+    assert by_leads["won_leads"].iloc[0] == 2 and by_rows["won_leads"].iloc[0] == 6
+    # Six rows look sure; two leads do not (even with no floor on won leads).
+    anyone = LeakageRules(min_won_leads=1)
+    assert suspects(by_rows, anyone)["feature"].tolist() == ["active_days"]
+    assert suspects(by_leads, anyone).empty
+    # Under train.leakage.min_won_leads, no verdict stops training: a warning says why.
+    assert suspects(by_rows).empty
+    check_leakage(by_rows)
+    lines = warnings_for(by_rows)
+    assert lines[0].startswith("active_days: AUC") and "only 6 won lead(s)" in lines[-1]
+    assert check_model(0.99, by_rows) is not None  # a warning, not a stop
+    with pytest.raises(LeakageError):
+        check_model(0.99, by_rows, anyone)
 
 
 def test_honest_features_pass():

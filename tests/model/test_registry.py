@@ -242,3 +242,11 @@ def test_a_model_card_is_one_page_without_scripts():
     assert "<table>" in page and "<script" not in page
     assert "<img" not in page and "href" not in page  # nothing fetched, nowhere led
     assert "&lt;x&gt;" in page and "<title>card &lt;1&gt;</title>" in page
+
+
+def test_a_stage_nobody_reached_reads_n_a_on_the_model_card():
+    from pipelines.model_card import _pct
+
+    # A stage with no test leads has no conversion rate (null in metrics.json): the card still
+    # renders, where it used to stop the registration half-way.
+    assert [_pct(v) for v in (None, float("nan"), 0.0123)] == ["n/a", "n/a", "1.23%"]
