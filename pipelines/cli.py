@@ -462,6 +462,10 @@ def train(
     validation report that registration is judged on. A logistic-regression baseline is
     trained on the same split for every report to compare.
 
+    Before fitting, the data-sufficiency check (params.yaml `sufficiency`: leads and won
+    leads in the recent window, won leads per split) says what is missing, and stops training
+    if `sufficiency.action` is `stop`.
+
     The training is tracked in MLflow (one run per model folder): params, the splits as
     datasets, validation metrics, the training curve, the search's trials and the feature
     importance; evaluate and register add to the same run. Tracking is not registering: no
@@ -484,6 +488,8 @@ def train(
     )
     for line in meta.get("cutoff_warnings", []):
         out_console.print(f"[yellow]cutoffs:[/yellow] {line}")
+    for line in (meta.get("data_sufficiency") or {}).get("missing", []):
+        out_console.print(f"[yellow]below the data-sufficiency bar:[/yellow] {escape(line)}")
 
 
 @app.command("cross-validate")

@@ -169,7 +169,13 @@ def model_card(
         ["feature", "ROC AUC alone"],
         [[s["feature"], f"{s['auc']:.3f}"] for s in scan.get("strongest", [])[:5]],
     ))  # fmt: skip
-    out += ["", "## Known limits"] + [f"- {line}" for line in LIMITS]
+    enough = meta.get("data_sufficiency") or {}
+    below = (
+        [f"Trained below the data-sufficiency bar: {'; '.join(enough['missing'])}."]
+        if enough.get("missing")
+        else []
+    )
+    out += ["", "## Known limits"] + [f"- {line}" for line in [*below, *LIMITS]]
     out += [f"- Cutoffs: {w}" for w in meta.get("cutoff_warnings", [])]
     return "\n".join(out) + "\n"
 

@@ -106,6 +106,8 @@ def run_train(
     training, out = Path(training), Path(out)
     settings, calibration = section(params, "train"), section(params, "calibration")
     train, valid = read_split(training, "train"), read_split(training, "validation")
+    # Enough history? Before anything is fitted: a stop leaves nothing behind.
+    sufficiency = _sufficiency(params, training, train, valid)
     names = feature_names(train)
     x_train = feature_matrix(train, names)
     frozen = None if booster_from is None else frozen_booster(booster_from, names, valid)
@@ -268,6 +270,8 @@ def run_train(
         },
         # Which leads the model is for and how old (scoring reads it from here, not params).
         "population": manifest.get("population") or {"policy": "all", "max_age_days": None},
+        # Whether the history met params.yaml's sufficiency bar, and what it lacked.
+        "data_sufficiency": sufficiency,
         # How each feature reads in words and which group it belongs to: the packaged model
         # (and every scoring run of it) says its reasons with the labels it was trained with.
         "catalog": _catalog(params, names),
@@ -308,6 +312,24 @@ def run_train(
             experiment=section(params, "register")["experiment"],
         )  # fmt: skip
     return meta
+
+
+def _sufficiency(
+    params: dict[str, Any], training: Path, train: pd.DataFrame, valid: pd.DataFrame
+) -> dict[str, Any]:
+    """The data-sufficiency verdict on the training set's splits (:mod:`pipelines.sufficiency`),
+    enforced by ``sufficiency.action``; the test split counts too when it is there."""
+    from pipelines.sufficiency import SufficiencyBar, check_sufficiency, enforce
+
+    bar = SufficiencyBar.from_params(params.get("sufficiency"))
+    splits = {"train": train, "validation": valid}
+    if (training / "test.parquet").is_file():
+        splits["test"] = pd.read_parquet(
+            training / "test.parquet", columns=["lead_id", "as_of", "label"]
+        )
+    verdict = check_sufficiency(splits, bar)
+    enforce(verdict, bar)
+    return verdict
 
 
 @dataclass(frozen=True)

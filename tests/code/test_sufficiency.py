@@ -77,3 +77,34 @@ def test_a_bar_with_an_unknown_or_impossible_setting_is_refused():
     with pytest.raises(ValueError, match="sufficiency.action must be one of warn, stop"):
         SufficiencyBar.from_params({"action": "ignore"})
     assert SufficiencyBar.from_params(None) == SufficiencyBar()
+
+
+@pytest.mark.slow
+def test_train_stops_below_the_bar_or_trains_and_says_what_is_missing(trained_world, tmp_path):
+    import copy
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    world, params = trained_world
+    params = copy.deepcopy(params)
+    params["sufficiency"] = {"min_won_leads": 10_000, "action": "stop"}
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(params))
+    args = ["-q", "train", "-p", str(p), "--training", str(world / "sets"), "--no-mlflow"]
+    stopped = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "no")])
+    assert stopped.exit_code == 1
+    assert "error: not enough history to train a model:" in stopped.output
+    assert "won leads in the last 200 days" in stopped.output and "10,000 needed" in stopped.output
+    assert not (tmp_path / "no").exists()  # nothing fitted, nothing written
+    params["sufficiency"]["action"] = "warn"
+    p.write_text(yaml.safe_dump(params))
+    warned = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "yes")])
+    assert warned.exit_code == 0, warned.output
+    assert "below the data-sufficiency bar:" in warned.output
+    verdict = json.loads((tmp_path / "yes" / "model_meta.json").read_text())["data_sufficiency"]
+    assert not verdict["sufficient"] and verdict["bar"]["min_won_leads"] == 10_000
+    assert set(verdict["won_leads_per_split"]) == {"train", "validation", "test"}

@@ -227,6 +227,8 @@ def test_one_mlflow_run_holds_training_evaluation_and_the_registered_version(
                     "## Leakage alarm", "## Known limits"):  # fmt: skip
         assert section in card
     assert f"{meta['cutoffs']['sql'] * 100:.2f}%" in card
+    # The small world is below the data-sufficiency bar (about 40 won leads): the card says so.
+    assert "- Trained below the data-sufficiency bar:" in card and "120 needed" in card
     page = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/model_card/model_card.html")
     assert "<table>" in page and "<script" not in page
 
