@@ -76,6 +76,6 @@ clean: ## Remove generated data, caches and the venv (not what git tracks: the m
 	rm -rf $(VENV) data/crm data/oracle data/validated data/rejects data/labels data/features \
 		data/training/train.parquet data/training/validation.parquet data/training/test.parquet \
 		data/evaluation/cross_validation.json data/model data/explain data/recalibrated \
-		data/registry data/scoring data/backtest data/crm.db mlflow.db mlruns mlartifacts .pytest_cache .ruff_cache
+		data/registry data/scoring data/backtest data/retrain data/crm.db mlflow.db mlruns mlartifacts .pytest_cache .ruff_cache
 
 .PHONY: help install lock demo demo-export backtest test bench lint clean
