@@ -1361,7 +1361,9 @@ def _cell(value: object) -> str:
 def _print_score_summary(r: dict) -> None:
     counts = r["counts"]
     out_console.print(
-        f"model [bold]{r['model_name']}[/] version {r['model_version']} as of {r['as_of']}: "
+        f"model [bold]{r['model_name']}[/] version {r['model_version']}"
+        f"{' ([bold yellow]rules-only[/]: points, below the data-sufficiency bar)' if r.get('model_kind') == 'rules' else ''}"
+        f" as of {r['as_of']}: "
         f"{counts['leads_in_crm']:,} leads, {counts['open']:,} open, {counts['scored']:,} scored "
         f"(left out: won {counts['already_won']:,}, lost {counts['already_lost']:,}, "
         f"too old {counts['older_than_max_age']:,}; already written {counts.get('already_written', 0):,})"

@@ -72,11 +72,18 @@ def model_card(
     population = meta.get("population") or {}
     validation = meta.get("validation", {})
     out = [f"# {name} version {version}: model card", ""]
+    how = (
+        f"LightGBM ({meta.get('best_iteration')} trees)"
+        if meta.get("kind") != "rules"
+        else f"**rules only**: points per attribute and activity from params.yaml `rules` "
+        f"({meta.get('best_iteration')} rule steps), because the history was below the "
+        "data-sufficiency bar; a trained model replaces it through `leadscore challenge`"
+    )
     out += [
         "## What it is",
         f"The calibrated probability that a lead becomes a customer (closed-won) within the "
-        f"label horizon, from its history as of the scoring date: LightGBM "
-        f"({meta.get('best_iteration')} trees), calibration `{meta['calibration']['method']}`. "
+        f"label horizon, from its history as of the scoring date: {how}, calibration "
+        f"`{meta['calibration']['method']}`. "
         f"Population: `{population.get('policy', 'all')}`, leads up to "
         f"{population.get('max_age_days') or 'any'} days old."
         + (f" Run `{run_id}`." if run_id else ""),

@@ -125,7 +125,17 @@ def run_train(
 
     # Validation in two parts, by lead: one for early stopping and the search, the other (rows
     # neither has seen) for the calibrator, the cutoffs and the validation report.
-    if frozen is None:
+    # Below the data-sufficiency bar with sufficiency.action rules: the points of params.yaml
+    # `rules`, compiled into a booster; all of validation calibrates them (nothing to stop).
+    rules_only = sufficiency.get("rules_only", False) and frozen is None
+    if rules_only:
+        from models.rules import compile_rules, rule_steps
+
+        held = np.ones(len(valid), dtype=bool)
+        x_hold, y_hold, hold = x_valid, y_valid, valid
+        booster = compile_rules(rule_steps(section(params, "rules")), x_train)
+        search = FittedSettings({}, booster, {"rules_only": True, "n_trials": 0})
+    elif frozen is None:
         held = calibration_holdout(
             valid["lead_id"], float(calibration.get("holdout_fraction", 0.5))
         )
@@ -149,8 +159,11 @@ def run_train(
         leak_warnings.append(model_warning)
     for line in leak_warnings:
         log.warning("leakage alarm: %s", line)
-    trees = int(frozen.meta["best_iteration"]) if frozen else max(int(booster.best_iteration), 1)
-    refitted = bool(settings.get("refit", True)) and frozen is None
+    if frozen:
+        trees = int(frozen.meta["best_iteration"])
+    else:
+        trees = booster.num_trees() if rules_only else max(int(booster.best_iteration), 1)
+    refitted = bool(settings.get("refit", True)) and frozen is None and not rules_only
     if refitted:
         # The model in production learns from everything before the test split: the most recent
         # leads carry the most of a drifting market. Its calibration data: each validation
@@ -181,7 +194,9 @@ def run_train(
         raw_cal, cal, y_cal, learned = raw_hold, hold, y_hold, train["as_of"]
         x_learned, y_learned = x_train, y_train
     calibrator = ProbabilityCalibrator(
-        methods=tuple(calibration["methods"]),
+        # Points are no probability: a rules-only model is always mapped (two parameters fit
+        # on few wins; isotonic would need many).
+        methods=("sigmoid",) if rules_only else tuple(calibration["methods"]),
         cv=int(calibration["cv_folds"]),
         random_state=0,
         tolerance_se=float(calibration.get("tolerance_se", 1.0)),
@@ -272,10 +287,16 @@ def run_train(
         "population": manifest.get("population") or {"policy": "all", "max_age_days": None},
         # Whether the history met params.yaml's sufficiency bar, and what it lacked.
         "data_sufficiency": sufficiency,
+        # lightgbm (learned) or rules (points from params.yaml: a cold start).
+        "kind": "rules" if rules_only else "lightgbm",
         # How each feature reads in words and which group it belongs to: the packaged model
         # (and every scoring run of it) says its reasons with the labels it was trained with.
         "catalog": _catalog(params, names),
     }
+    if rules_only:
+        meta["rules"] = section(params, "rules")
+        meta["training_data"]["booster_range"] = "none: points from params.yaml rules"
+        meta["training_data"]["refit_on_validation"] = False
     if frozen is not None:  # what the booster learned from is the original's
         meta["training_data"]["booster_range"] = frozen.meta["training_data"]["booster_range"]
         meta["training_data"]["refit_on_validation"] = False

@@ -149,6 +149,16 @@ def _version_description(
     """One paragraph on a version: what it learned from and how good it is."""
     v = meta["validation"]
     cut = meta["cutoffs"]
+    if meta.get("kind") == "rules":
+        missing = "; ".join((meta.get("data_sufficiency") or {}).get("missing", []))
+        return (
+            f"RULES-ONLY: points from params.yaml `rules` (the history was below the "
+            f"data-sufficiency bar: {missing}), calibrated to a probability on validation "
+            f"{meta['training_data'].get('validation_range')}. Validation ROC AUC "
+            f"{v['roc_auc']:.3f}; out-of-time test ROC AUC {test['roc_auc']:.3f}. Cutoffs: SQL "
+            f"{cut['sql']:.2%}, MQL {cut['mql']:.2%}. A trained model replaces it through "
+            f"`leadscore challenge` once the data suffices. Run {run_id}."
+        )
     return (
         f"Trained on snapshots {data_range} ({meta['best_iteration']} trees, calibration "
         f"{meta['calibration']['method']}). Validation ROC AUC {v['roc_auc']:.3f}, ECE "
@@ -286,6 +296,8 @@ def run_register(
         # A degenerate cutoff (everyone SQL, MQL = SQL, a gate nobody answers) travels along.
         "cutoff_warnings": "; ".join(meta.get("cutoff_warnings", [])) or "none",
         "population": json.dumps(meta.get("population")),
+        # rules-only: points from params.yaml (below the data-sufficiency bar), not learned.
+        "model_kind": "rules-only" if meta.get("kind") == "rules" else "lightgbm",
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version.version, key, value)

@@ -383,6 +383,8 @@ def run_score(
             "model_name": model.name,
             "model_version": model.version,
             "model_uri": model.uri,
+            # rules-only (a cold start: points from params.yaml) or lightgbm, said with each run.
+            "model_kind": model.scorer.meta.get("kind", "lightgbm"),
             "cutoffs": model.cutoffs,
             # The leads the model is for: in_sales staging (lead_scoring) and the age cap.
             "population": {

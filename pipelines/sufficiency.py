@@ -11,8 +11,11 @@ the training set as it was split:
   the calibrator and the cutoffs, test gives the intervals.
 
 The verdict says what is missing in words ("112 won leads in the last 200 days, 120 needed")
-and travels with the model (``model_meta.json``, the model card). ``action: stop`` refuses to
-train below the bar; ``warn`` (default) trains and says so.
+and travels with the model (``model_meta.json``, the model card). Below the bar, ``action``:
+``rules`` (default) builds a rules-only model from params.yaml ``rules`` (:mod:`models.rules`:
+points per attribute and activity, calibrated on validation), registered and written back like
+any version and labelled rules-only, until a trained model beats it through ``leadscore
+challenge``; ``warn`` trains LightGBM anyway and says so; ``stop`` trains nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pipelines.params import check_known
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("warn", "stop")
+ACTIONS = ("rules", "warn", "stop")
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class SufficiencyBar:
     min_leads: int = 1000
     min_won_leads: int = 120
     min_won_leads_per_split: int = 20
-    action: str = "warn"
+    action: str = "rules"
 
     @classmethod
     def from_params(cls, settings: Mapping[str, Any] | None) -> SufficiencyBar:
@@ -87,6 +90,7 @@ def check_sufficiency(splits: Mapping[str, pd.DataFrame], bar: SufficiencyBar) -
             )
     return {
         "sufficient": not missing,
+        "rules_only": bool(missing) and bar.action == "rules",
         "window": window,
         "leads": leads,
         "won_leads": won,
@@ -97,8 +101,8 @@ def check_sufficiency(splits: Mapping[str, pd.DataFrame], bar: SufficiencyBar) -
 
 
 def enforce(verdict: Mapping[str, Any], bar: SufficiencyBar) -> None:
-    """Log the verdict; below the bar, stop (``action: stop``, one line naming every shortfall)
-    or warn (``warn``: the model is trained and carries the verdict)."""
+    """Log the verdict; below the bar, stop (``action: stop``, one line naming every shortfall),
+    or say that a rules-only model (``rules``) or LightGBM anyway (``warn``) is trained."""
     if verdict["sufficient"]:
         log.info(
             "data sufficiency: %d leads and %d won leads in %s: enough",
@@ -111,8 +115,15 @@ def enforce(verdict: Mapping[str, Any], bar: SufficiencyBar) -> None:
             f"not enough history to train a model: {shortfall}. Wait for more outcomes, widen "
             "the history, or set sufficiency.action: warn to train anyway"
         )
+    if bar.action == "rules":
+        log.warning(
+            "data sufficiency: below the bar (%s): a rules-only model from params.yaml rules "
+            "(sufficiency.action: warn trains LightGBM anyway, stop trains nothing)",
+            shortfall,
+        )
+        return
     log.warning(
         "data sufficiency: below the bar (%s): the model is trained, but its ranking and cutoffs "
-        "rest on few wins (sufficiency.action: stop refuses instead)",
+        "rest on few wins (sufficiency.action: rules builds a rules-only model, stop refuses)",
         shortfall,
     )

@@ -220,7 +220,7 @@ def log_model_summary(
         }
     )
     metrics = {f"validation.{k}": v for k, v in meta.get("validation", {}).items()}
-    if search:
+    if search.get("best_score") is not None:  # a rules-only model searched nothing
         metrics["search.best_validation_log_loss"] = search["best_score"]
         metrics["search.base_validation_log_loss"] = search["base_score"]
     metrics |= {f"cutoff.{k}": v for k, v in meta["cutoffs"].items()}
@@ -229,6 +229,7 @@ def log_model_summary(
     mlflow.set_tags(
         {
             DIGEST_TAG: model_digest(model_dir),
+            "model_kind": meta.get("kind", "lightgbm"),
             "mlflow.source.git.commit": git_commit() or "unknown",
             "input_fingerprint": str(manifest.get("input_fingerprint", "unknown")),
             "training_data_range": learned.get("booster_range", "unknown"),

@@ -74,7 +74,7 @@ def test_the_bar_is_exactly_the_bar():
 def test_a_bar_with_an_unknown_or_impossible_setting_is_refused():
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['min_lead'\]"):
         SufficiencyBar.from_params({"min_lead": 5})
-    with pytest.raises(ValueError, match="sufficiency.action must be one of warn, stop"):
+    with pytest.raises(ValueError, match="sufficiency.action must be one of rules, warn, stop"):
         SufficiencyBar.from_params({"action": "ignore"})
     assert SufficiencyBar.from_params(None) == SufficiencyBar()
 
