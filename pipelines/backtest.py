@@ -165,12 +165,16 @@ def _training_folder(
 
 
 def _train(params: dict[str, Any], plan: BacktestPlan) -> dict[str, Any]:
-    """params with the backtest's search budget (every other training setting as it is)."""
+    """params with the backtest's search budget, and LightGBM below the data-sufficiency bar
+    too (``sufficiency.action: warn``): the backtest measures what retraining a model wins; the
+    rules-only fallback is for a CRM that has no model yet, and each training's verdict is kept
+    in ``summary.json``. Every other training setting as it is."""
     tuned = copy.deepcopy(params)
     tuned["train"]["search"] = {
         **(tuned["train"].get("search") or {}),
         "trials": plan.search_trials,
     }
+    tuned["sufficiency"] = {**(tuned.get("sufficiency") or {}), "action": "warn"}
     return tuned
 
 
@@ -182,7 +186,13 @@ def _retrain(
     rows = _training_folder(known, params, work / "training", horizon)
     meta = run_train(_train(params, plan), work / "training", work / "model")
     log.info("  retrained on %s rows", rows)
-    return work / "model", {**rows, "calibration": meta["calibration"]["method"]}
+    enough = meta.get("data_sufficiency") or {}
+    return work / "model", {
+        **rows,
+        "calibration": meta["calibration"]["method"],
+        "trees": meta["best_iteration"],
+        "below_sufficiency_bar": enough.get("missing", []),
+    }
 
 
 def _recalibrate(

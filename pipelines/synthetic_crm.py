@@ -91,6 +91,9 @@ class MarketShift:
     effects: dict[str, float] = field(
         default_factory=lambda: {"financial_services": -1.5, "healthcare": 1.2, "software": -0.8}
     )
+    #: log-odds change for every lead (a market-wide slowdown: the base rate moves, so a model
+    #: trained before it is miscalibrated even where its ranking holds)
+    everyone: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -448,7 +451,8 @@ def _chain(cfg: SyntheticCRMConfig, leads: pd.DataFrame, accounts: pd.DataFrame)
     intent = s * sum(_effect(leads[c], t) for c, t in INTENT_EFFECTS.items())
     win = sum(_effect(column(c), t) for c, t in WIN_EFFECTS.items())
     win = s * (win + 0.15 * np.clip(log_size - 2.0, -1.5, 2.0))
-    shift_effect = s * _effect(column(cfg.shift.column), cfg.shift.effects)
+    # A segment's change scales with the signal; a market-wide one (everyone) is no covariate.
+    shift_effect = s * _effect(column(cfg.shift.column), cfg.shift.effects) + cfg.shift.everyone
     b = cfg.base_hazards
     n = len(leads)
     table = np.zeros((8, 2, 2, n))
@@ -772,7 +776,7 @@ def shift_date(config: Mapping[str, Any]) -> pd.Timestamp | None:
     """The day the market shift starts, from a generator config as ``crm_meta.json`` records it
     (``config``); None when it has no shift."""
     shift = config.get("shift") or {}
-    if not shift.get("effects"):
+    if not shift.get("effects") and not shift.get("everyone"):
         return None
     days = _days(config["start"], int(config["months"]))
     return days[int(round(float(shift.get("after_fraction", 0.5)) * len(days)))]

@@ -62,6 +62,15 @@ def test_the_walk_starts_when_enough_wins_are_known_and_ends_with_the_last_compl
         month_cutoffs(frame, 30, pd.Timestamp("2024-05-10"), plan)
 
 
+def test_the_synthetic_shift_date_is_read_from_the_generator_config():
+    from pipelines.synthetic_crm import shift_date
+
+    config = {"start": "2024-01-01", "months": 12, "shift": {"after_fraction": 0.5}}
+    assert shift_date(config) is None  # no effect: no shift
+    market_wide = {**config, "shift": {"after_fraction": 0.5, "everyone": -0.5}}
+    assert shift_date(market_wide) == pd.Timestamp("2024-07-02")  # day 183 of 366
+
+
 def test_a_plan_with_an_unknown_or_impossible_setting_is_refused_in_one_line():
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['every_month'\]"):
         BacktestPlan.from_params({"every_month": 1})
