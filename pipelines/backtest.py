@@ -55,7 +55,7 @@ from models.metrics import score_report
 from models.packaged import LeadScorer
 from pipelines.modeling import last_seen, run_train
 from pipelines.params import check_known, section
-from pipelines.splits import SplitRule, split_snapshots
+from pipelines.splits import PurgeError, SplitRule, split_snapshots
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +150,7 @@ def _training_folder(
     try:
         labels = split_snapshots(known[["lead_id", "as_of"]], rule).labels.to_numpy()
         purged = rule.purge_days > 0
-    except ValueError as error:
-        if not rule.purge_days or "purge" not in str(error):
-            raise
+    except PurgeError as error:
         log.warning("  %s; this cutoff's split is made without the purge", str(error).split(":")[0])
         labels = split_snapshots(known[["lead_id", "as_of"]], replace(rule, purge_days=0)).labels
         labels, purged = labels.to_numpy(), False
@@ -208,23 +206,23 @@ def _recalibrate(
     outcomes known at ``cutoff`` that it never learned from; None when those hold fewer than
     ``min_won_leads`` won leads."""
     meta = json.loads((static / "model_meta.json").read_text())
-    seen = last_seen(meta)
     start = cutoff - pd.Timedelta(days=horizon) - pd.DateOffset(months=plan.recalibration_months)
-    window = (known["as_of"] > max(seen, start)).to_numpy()
+    since = max(last_seen(meta), start)
+    window = (known["as_of"] > since).to_numpy()
     # A calibrator (and the leakage alarm's scan) on a handful of wins is noise: the same bar
     # as for the first model.
     won = known.loc[window & (known["label"] == 1).to_numpy(), "lead_id"].nunique()
     if won < plan.min_won_leads or window.all():
         log.info(
             "  recalibration: %d won leads after %s (backtest.min_won_leads %d): calibrator kept",
-            won, max(seen, start).date(), plan.min_won_leads,
+            won, since.date(), plan.min_won_leads,
         )  # fmt: skip
         return None
     folder = work / "recalibration_set"
     write_parquet(folder / "train.parquet", known[~window])
     write_parquet(folder / "validation.parquet", known[window])
     run_train(_train(params, plan), folder, work / "recalibrated", booster_from=static)
-    log.info("  recalibrated on %d rows after %s", int(window.sum()), max(seen, start).date())
+    log.info("  recalibrated on %d rows after %s", int(window.sum()), since.date())
     return work / "recalibrated"
 
 
@@ -288,14 +286,18 @@ def recovery(
     codes, leads = pd.factorize(both["lead_id"])
     y, later = both["label"].to_numpy(), both["_after"].to_numpy()
 
+    # Before the shift only the static model and the oracle are compared; after it, all four.
+    needed = [("before", ~later, name) for name in ("static", "oracle")] + [
+        ("after", later, name) for name in ("static", "retrained", "recalibrated", "oracle")
+    ]
+
     def figures(w: np.ndarray) -> dict[str, float]:
-        m = {}
-        for phase, rows in (("before", ~later), ("after", later)):
-            for name in ("static", "retrained", "recalibrated", "oracle"):
-                got = weighted_metrics(
-                    y[rows], both[f"p_{name}"].to_numpy()[rows], w[rows], ece_bins
-                )
-                m[f"{name}_{phase}"] = got
+        m = {
+            f"{name}_{phase}": weighted_metrics(
+                y[rows], both[f"p_{name}"].to_numpy()[rows], w[rows], ece_bins
+            )
+            for phase, rows, name in needed
+        }
         lost = (m["oracle_after"]["roc_auc"] - m["static_after"]["roc_auc"]) - (
             m["oracle_before"]["roc_auc"] - m["static_before"]["roc_auc"]
         )
@@ -394,7 +396,7 @@ def run_backtest(
     per month), ``predictions.parquet``, ``summary.json`` (phases, intervals, recovery),
     ``backtest.png`` and the models it trained under ``models/``. Returns the summary."""
     from pipelines.oracle import attach_oracle
-    from pipelines.steps import _read_meta, labelled_features, naive_utc
+    from pipelines.steps import labelled_features, naive_utc, validated_meta
 
     refuse_overlap(
         {"--features": features_path, "--snapshots": snapshots_path, "--validated": validated,
@@ -406,8 +408,9 @@ def run_backtest(
     horizon = int(section(params, "label")["horizon_days"])
     ece_bins = int(section(params, "evaluate")["ece_bins"])
     frame, _ = labelled_features(features_path, snapshots_path, validated)
-    data_end = naive_utc(_read_meta(Path(validated))["extracted_at"])
-    shift = _shift_date(shift, validated)
+    meta = validated_meta(validated)
+    data_end = naive_utc(meta["extracted_at"])
+    shift = _shift_date(shift, meta)
     cutoffs = month_cutoffs(frame, horizon, data_end, plan)
     schedule = set(cutoffs[:: plan.every_months])
     scorers = [*VARIANTS, *(["oracle"] if oracle_path else [])]
@@ -420,6 +423,7 @@ def run_backtest(
     )  # fmt: skip
     with _quiet_steps():
         models: dict[str, Path | None] = dict.fromkeys(VARIANTS)
+        loaded: dict[Path, LeadScorer] = {}  # each model folder read once, not every month
         retrained_at: list[pd.Timestamp] = []
         trainings: list[dict[str, Any]] = []
         parts, months = [], []
@@ -448,20 +452,20 @@ def run_backtest(
                 month=f"{cutoff:%Y-%m}", phase=phase, cycle=cycle
             )
             for name in VARIANTS:
-                scored[f"p_{name}"] = LeadScorer.from_folder(models[name]).predict_proba(month)
+                if models[name] not in loaded:
+                    loaded[models[name]] = LeadScorer.from_folder(models[name])
+                scored[f"p_{name}"] = loaded[models[name]].predict_proba(month)
             if oracle is not None:
                 scored["p_oracle"] = oracle[month.index].to_numpy()
-            for row in _month_metrics(scored, scorers, ece_bins):
-                months.append(
-                    {"month": f"{cutoff:%Y-%m}", "phase": scored["phase"].iloc[0], **row,
-                     "rows": len(scored), "won_leads": int(scored.loc[scored["label"] == 1, "lead_id"].nunique())}
-                )  # fmt: skip
+            this_month = _month_metrics(scored, scorers, ece_bins)
+            won = int(scored.loc[scored["label"] == 1, "lead_id"].nunique())
+            months += [
+                {"month": f"{cutoff:%Y-%m}", "phase": phase, **row, "rows": len(scored),
+                 "won_leads": won}
+                for row in this_month
+            ]  # fmt: skip
             parts.append(scored)
-            aucs = {
-                m["scorer"]: round(m["roc_auc"], 3)
-                for m in months
-                if m["month"] == f"{cutoff:%Y-%m}"
-            }
+            aucs = {row["scorer"]: round(row["roc_auc"], 3) for row in this_month}
             log.info(
                 "backtest: %s scored (%d rows): ROC AUC %s", f"{cutoff:%Y-%m}", len(scored), aucs
             )
@@ -507,15 +511,13 @@ def _quiet_steps() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _shift_date(shift: str | pd.Timestamp | None, validated: str | Path) -> pd.Timestamp | None:
+def _shift_date(shift: str | pd.Timestamp | None, meta: dict[str, Any]) -> pd.Timestamp | None:
     """``--shift`` if given; else, when the validated CRM is our synthetic one (its generator's
-    config travels in ``crm_meta.json``), the day of its market shift; else None."""
-    from pipelines.steps import _read_meta
+    config travels in its ``crm_meta.json``, ``meta``), the day of its market shift; else None."""
     from pipelines.synthetic_crm import GENERATOR, shift_date
 
     if shift is not None:
         return pd.Timestamp(shift)
-    meta = _read_meta(Path(validated))
     return shift_date(meta.get("config") or {}) if meta.get("generator") == GENERATOR else None
 
 

@@ -41,6 +41,9 @@ log = logging.getLogger("leadscore")
 
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="The params.yaml to read.")]
 TrainingOpt = Annotated[Path, typer.Option(help="Folder written by `leadscore training-set`.")]
+ValidatedOpt = Annotated[Path, typer.Option(help="Folder written by `leadscore validate`.")]
+FeaturesOpt = Annotated[Path, typer.Option("--features", help="Output of `leadscore features`.")]
+LabelledOpt = Annotated[Path, typer.Option(help="Output of `leadscore label`.")]
 _state = {"verbose": False}
 
 
@@ -299,9 +302,7 @@ def validate(
 @_user_errors
 def label(
     params: ParamsOpt = Path("params.yaml"),
-    validated: Annotated[Path, typer.Option(help="Folder written by `leadscore validate`.")] = Path(
-        "data/validated"
-    ),
+    validated: ValidatedOpt = Path("data/validated"),
     out: Annotated[Path, typer.Option(help="Parquet file of labelled snapshots.")] = Path(
         "data/labels/labelled_snapshots.parquet"
     ),
@@ -321,9 +322,7 @@ def label(
 @_user_errors
 def features(
     params: ParamsOpt = Path("params.yaml"),
-    validated: Annotated[Path, typer.Option(help="Folder written by `leadscore validate`.")] = Path(
-        "data/validated"
-    ),
+    validated: ValidatedOpt = Path("data/validated"),
     snapshots: Annotated[
         Path, typer.Option(help="Parquet file of (lead_id, as_of) snapshots.")
     ] = Path("data/labels/labelled_snapshots.parquet"),
@@ -351,15 +350,9 @@ def features(
 @_user_errors
 def training_set(
     params: ParamsOpt = Path("params.yaml"),
-    features_path: Annotated[
-        Path, typer.Option("--features", help="Output of `leadscore features`.")
-    ] = Path("data/features/features.parquet"),
-    snapshots: Annotated[Path, typer.Option(help="Output of `leadscore label`.")] = Path(
-        "data/labels/labelled_snapshots.parquet"
-    ),
-    validated: Annotated[Path, typer.Option(help="Folder written by `leadscore validate`.")] = Path(
-        "data/validated"
-    ),
+    features_path: FeaturesOpt = Path("data/features/features.parquet"),
+    snapshots: LabelledOpt = Path("data/labels/labelled_snapshots.parquet"),
+    validated: ValidatedOpt = Path("data/validated"),
     out: Annotated[
         Path, typer.Option(help="Folder for train/validation/test Parquet and manifest.json.")
     ] = Path("data/training"),
@@ -918,15 +911,9 @@ def rollback(params: ParamsOpt = Path("params.yaml")) -> None:
 @_user_errors
 def backtest(
     params: ParamsOpt = Path("params.yaml"),
-    features_path: Annotated[
-        Path, typer.Option("--features", help="Output of `leadscore features`.")
-    ] = Path("data/features/features.parquet"),
-    snapshots: Annotated[Path, typer.Option(help="Output of `leadscore label`.")] = Path(
-        "data/labels/labelled_snapshots.parquet"
-    ),
-    validated: Annotated[Path, typer.Option(help="Folder written by `leadscore validate`.")] = Path(
-        "data/validated"
-    ),
+    features_path: FeaturesOpt = Path("data/features/features.parquet"),
+    snapshots: LabelledOpt = Path("data/labels/labelled_snapshots.parquet"),
+    validated: ValidatedOpt = Path("data/validated"),
     out: Annotated[
         Path,
         typer.Option(help="Folder for months.csv, summary.json, backtest.png and the models."),

@@ -26,6 +26,7 @@ from pipelines.tracking import (
     log_model_summary,
     log_test_results,
     model_digest,
+    model_kind,
     tracking_uri,
     use_experiment,
 )
@@ -296,8 +297,7 @@ def run_register(
         # A degenerate cutoff (everyone SQL, MQL = SQL, a gate nobody answers) travels along.
         "cutoff_warnings": "; ".join(meta.get("cutoff_warnings", [])) or "none",
         "population": json.dumps(meta.get("population")),
-        # rules-only: points from params.yaml (below the data-sufficiency bar), not learned.
-        "model_kind": "rules-only" if meta.get("kind") == "rules" else "lightgbm",
+        "model_kind": model_kind(meta),
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version.version, key, value)

@@ -38,6 +38,11 @@ BY = ("lead", "snapshot")
 MOST = 0.5
 
 
+class PurgeError(ValueError):
+    """The purge left a split empty (the history is short for the horizon); the split without
+    it would not be."""
+
+
 @dataclass(frozen=True)
 class SplitRule:
     """How labelled snapshots are split: by lead or by snapshot, sizes in days or fractions,
@@ -223,7 +228,7 @@ def _refuse_empty(split: np.ndarray, as_of: pd.Series, rule: SplitRule, when: st
     days = (as_of.max() - as_of.min()).days + 1
     sizes = ", ".join(f"split.{rule.describe(part)}" for part in rule.parts[1:])
     if when == "after purge":
-        raise ValueError(
+        raise PurgeError(
             f"the purge (label windows of {rule.purge_days} days may not reach the next split) "
             f"leaves {' and '.join(empty)} empty: the labelled snapshots span {span} "
             f"({days} days), too short for this horizon; shorten label.horizon_days, give "

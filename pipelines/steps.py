@@ -253,13 +253,19 @@ def run_validate(
     return report
 
 
-def _read_validated(folder: str | Path) -> tuple[dict[str, pd.DataFrame], pd.Timestamp]:
+def validated_meta(folder: str | Path) -> dict[str, Any]:
+    """``crm_meta.json`` of a validated folder (its extraction time, and a synthetic CRM's
+    generator config); a clear error if `leadscore validate` has not written it."""
     folder = Path(folder)
-    tables = read_crm(folder)
     meta = _read_meta(folder)
     if "extracted_at" not in meta:
         raise FileNotFoundError(f"{folder / META_FILE} is missing: run `leadscore validate` first")
-    return tables, naive_utc(meta["extracted_at"])
+    return meta
+
+
+def _read_validated(folder: str | Path) -> tuple[dict[str, pd.DataFrame], pd.Timestamp]:
+    meta = validated_meta(folder)
+    return read_crm(Path(folder)), naive_utc(meta["extracted_at"])
 
 
 def label_population(params: dict[str, Any]) -> str:

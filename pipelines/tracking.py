@@ -191,6 +191,12 @@ def _numbers(values: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
+def model_kind(meta: Mapping[str, Any]) -> str:
+    """How a model's run and registered version name its kind: ``rules-only`` (points from
+    params.yaml, below the data-sufficiency bar) or ``lightgbm``."""
+    return "rules-only" if meta.get("kind") == "rules" else "lightgbm"
+
+
 def log_model_summary(
     params: dict[str, Any],
     params_path: str | Path | None,
@@ -229,7 +235,7 @@ def log_model_summary(
     mlflow.set_tags(
         {
             DIGEST_TAG: model_digest(model_dir),
-            "model_kind": meta.get("kind", "lightgbm"),
+            "model_kind": model_kind(meta),
             "mlflow.source.git.commit": git_commit() or "unknown",
             "input_fingerprint": str(manifest.get("input_fingerprint", "unknown")),
             "training_data_range": learned.get("booster_range", "unknown"),

@@ -197,3 +197,21 @@ def trained_world(tmp_path_factory, small_params_template) -> tuple[Path, dict]:
         )
         assert result.exit_code == 0, result.output
     return tmp, params
+
+
+@pytest.fixture
+def registry_world(trained_world, tmp_path, monkeypatch) -> tuple[Path, dict, Path]:
+    """The session's world with a registry of its own: a scratch MLflow store and working
+    folder, and a copy of its params written to ``tmp_path/params.yaml`` (a test that changes
+    them writes them again) in which any model may register, so that only the promotion policy
+    judges, with a 50% promotion interval: the small world's test window holds few wins, and
+    the default 95% is for real windows. Returns the world folder, the params and their path."""
+    world, params = trained_world
+    params = copy.deepcopy(params)
+    params["register"].update(min_validation_roc_auc=0.0, max_validation_ece=1.0)
+    params["promote"].update(n_boot=200, confidence=0.5)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    return world, params, path

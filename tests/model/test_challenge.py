@@ -3,14 +3,12 @@ migration is shown; rollback swaps back; a dry run moves nothing."""
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from pipelines.challenge import PromotionPolicy, check_window, migration
@@ -25,23 +23,14 @@ def cli(*args: str) -> str:
 
 
 @pytest.fixture
-def arena(trained_world, tmp_path, monkeypatch):
+def arena(registry_world, tmp_path):
     """The session's model registered as champion (version 1) in a scratch store, and a worse
     model trained on the same splits with the labels of train and validation turned around
-    (it ranks the leads backwards: clearly worse even on the small world's few test wins)."""
+    (it ranks the leads backwards: clearly worse even on the small world's few test wins). The
+    worse model is registrable (as a challenger): only the promotion may stop it."""
     from pipelines.registry import run_register
 
-    world, params = trained_world
-    params = copy.deepcopy(params)
-    # The worse model must be registrable (as a challenger): only the promotion may stop it.
-    params["register"].update(min_validation_roc_auc=0.0, max_validation_ece=1.0)
-    # The small world's test window holds few wins: a 50% interval, so that a clearly better
-    # model can pass (the default 95% is for real windows).
-    params["promote"].update(n_boot=200, confidence=0.5)
-    p = tmp_path / "params.yaml"
-    p.write_text(yaml.safe_dump(params))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.chdir(tmp_path)
+    world, params, p = registry_world
     first = run_register(params, world / "model", world / "eval", world / "sets", params_path=p)
     assert first["version"] == 1 and first["champion"]
     backwards = tmp_path / "backwards"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import json
 
 import mlflow
 import pandas as pd
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 
@@ -29,18 +27,9 @@ def versions(name: str = "lead-conversion") -> dict[str, set[str]]:
 
 @pytest.mark.slow
 def test_retrain_learns_only_what_was_known_then_and_goes_through_the_promotion_policy(
-    trained_world, tmp_path, monkeypatch
+    registry_world, tmp_path
 ):
-    world, params = trained_world
-    params = copy.deepcopy(params)
-    # The small world's few wins: any model may register (only the promotion judges it here),
-    # and a 50% interval lets a clearly better one pass.
-    params["register"].update(min_validation_roc_auc=0.0, max_validation_ece=1.0)
-    params["promote"].update(n_boot=200, confidence=0.5)
-    p = tmp_path / "params.yaml"
-    p.write_text(yaml.safe_dump(params))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.chdir(tmp_path)
+    world, params, p = registry_world
     extracted = pd.Timestamp(
         json.loads((world / "crm" / "crm_meta.json").read_text())["extracted_at"]
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 
 import mlflow
@@ -80,17 +79,10 @@ def cli(*args: str):
 
 
 @pytest.mark.slow
-def test_below_the_bar_a_rules_only_version_serves_until_a_model_beats_it(
-    trained_world, tmp_path, monkeypatch
-):
-    world, params = trained_world
-    params = copy.deepcopy(params)
+def test_below_the_bar_a_rules_only_version_serves_until_a_model_beats_it(registry_world, tmp_path):
+    world, params, p = registry_world
     params["sufficiency"]["action"] = "rules"  # the small world is below the bar
-    params["promote"].update(n_boot=200, confidence=0.5)
-    p = tmp_path / "params.yaml"
     p.write_text(yaml.safe_dump(params))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.chdir(tmp_path)
     sets, rules = str(world / "sets"), tmp_path / "rules"
     done = cli("-q", "train", "-p", str(p), "--training", sets, "--out", str(rules))
     assert done.exit_code == 0, done.output
