@@ -16,10 +16,15 @@ Policies (params.yaml ``cutoffs``):
   first (e.g. SQL = the top 5%). Target in (0, 1]. Only a distinct score can be a cutoff, so tied
   scores go through together: the cutoff is the lowest score whose "score >= cutoff" set does not
   exceed the share; when even the top score's tie group exceeds it, that top group alone.
+- ``capacity_by_value``: as ``capacity`` (about ``target`` leads a week), ranked by expected
+  value (probability x expected amount, :mod:`models.value`) instead of probability: the stage
+  then compares the lead's expected value with ``<tier>_expected_value``, and ``<tier>`` holds
+  the probability cutoff of a list of the same size (what ranking by probability would pick).
 
 A stage always comes with why: the score against the cutoff, and which gate blocked SQL.
 
-``choose_cutoffs`` returns only {"sql", "mql"} (the model metadata and the MLflow tags read that).
+``choose_cutoffs`` returns {"sql", "mql"} on the probability (the model metadata and the MLflow
+tags read that), and ``<tier>_expected_value`` for a tier ranked by value.
 Whether the result is degenerate (everyone or nobody passes, MQL capped at SQL, a target out of
 reach, a required gate unknown for almost everyone, an empty stage) is for ``cutoff_warnings``
 to say: a pure function of the validation scores, outcomes, cutoffs, settings and, optionally,
@@ -39,7 +44,9 @@ from models.gates import CRITERIA, WORDS
 
 log = logging.getLogger(__name__)
 
-POLICIES = ("precision", "lift", "recall", "capacity", "top_share")
+POLICIES = ("precision", "lift", "recall", "capacity", "top_share", "capacity_by_value")
+#: Policies that rank by expected value (probability x expected amount), not probability.
+VALUE_POLICIES = ("capacity_by_value",)
 #: Policies whose target is a share of leads or customers: in (0, 1].
 SHARE_POLICIES = ("precision", "recall", "top_share")
 #: Policies met by the conversion rate above the cutoff (a target that may be out of reach).
@@ -54,6 +61,7 @@ _WHOLE_POPULATION = {
     "recall": ("needs the whole population", "lower the target"),
     "capacity": ("is at least the whole validation volume", "lower the target"),
     "top_share": ("takes the whole population", "lower the target"),
+    "capacity_by_value": ("is at least the whole validation volume", "lower the target"),
 }
 
 
@@ -123,7 +131,7 @@ def choose_cutoff(
             )
         ok = hits / y.sum() >= target
         return float(values[np.flatnonzero(ok)[0]])
-    if policy == "capacity":
+    if policy in ("capacity", "capacity_by_value"):
         if not weeks or weeks <= 0:
             raise ValueError("the capacity policy needs the number of weeks the data covers")
         allowed = target * weeks
@@ -137,20 +145,37 @@ def choose_cutoff(
     return float(values[np.flatnonzero(ok)[-1]]) if ok.any() else float(values[0])
 
 
+def value_key(tier: str) -> str:
+    """The cutoffs' key of a tier's expected-value cutoff."""
+    return f"{tier}_expected_value"
+
+
 def choose_cutoffs(
-    p: np.ndarray, y: np.ndarray, settings: Mapping[str, Mapping[str, Any]], weeks: float
+    p: np.ndarray,
+    y: np.ndarray,
+    settings: Mapping[str, Mapping[str, Any]],
+    weeks: float,
+    value: np.ndarray | None = None,
 ) -> dict[str, float]:
     """SQL and MQL cutoffs from ``settings`` ({"sql": {"policy", "target"}, "mql": {...}}).
 
     The MQL cutoff is never above the SQL cutoff: a lead good enough for sales is a marketing
-    qualified lead too. ``cutoff_warnings`` says when the result is degenerate.
+    qualified lead too. ``cutoff_warnings`` says when the result is degenerate. A tier of
+    policy ``capacity_by_value`` also gets its cutoff on ``value`` (the expected values of the
+    same rows) under :func:`value_key`; on the probability, the same-size list's cutoff.
     """
-    cut = {
-        tier: choose_cutoff(p, y, settings[tier]["policy"], float(settings[tier]["target"]), weeks)
-        for tier in TIERS
-    }
+    cut, by_value = {}, {}
+    for tier in TIERS:
+        policy, target = settings[tier]["policy"], float(settings[tier]["target"])
+        cut[tier] = choose_cutoff(p, y, policy, target, weeks)
+        if policy in VALUE_POLICIES:
+            if value is None:
+                raise ValueError(
+                    f"cutoffs.{tier}: policy {policy} needs expected values (a value model)"
+                )
+            by_value[value_key(tier)] = choose_cutoff(value, y, policy, target, weeks)
     cut["mql"] = min(cut["mql"], cut["sql"])
-    return cut
+    return cut | by_value
 
 
 def _policy_text(spec: Mapping[str, Any]) -> str:
@@ -272,23 +297,50 @@ def _points(gap: np.ndarray) -> pd.Series:
     return points.map(lambda v: "less than 0.1 points" if v < 0.05 else f"{v:.1f} points")
 
 
-def assign_stages(p: np.ndarray, gates: pd.DataFrame, cutoffs: Mapping[str, float]) -> pd.DataFrame:
+def money(amount: float) -> str:
+    """An amount as a rep reads it: $12,300 (the contract's amounts are USD)."""
+    return f"${float(amount):,.0f}" if np.isfinite(amount) else "unknown"
+
+
+def _tier(
+    tier: str, p: np.ndarray, value: np.ndarray | None, cutoffs: Mapping[str, float]
+) -> tuple[np.ndarray, str, np.ndarray]:
+    """Per row: passes the tier's cutoff; the cutoff in words; the gap below it in words."""
+    key = value_key(tier)
+    if key not in cutoffs:
+        cut = float(cutoffs[tier])
+        return p >= cut, _percent(cut), _points(cut - p).to_numpy(dtype=object)
+    if value is None:
+        raise ValueError(f"the {tier.upper()} cutoff is on expected value: give expected values")
+    cut = float(cutoffs[key])
+    gap = pd.Series(np.maximum(cut - value, 0.0)).map(money).to_numpy(dtype=object)
+    return value >= cut, f"{money(cut)} (expected value)", gap
+
+
+def assign_stages(
+    p: np.ndarray,
+    gates: pd.DataFrame,
+    cutoffs: Mapping[str, float],
+    value: np.ndarray | None = None,
+) -> pd.DataFrame:
     """Stage and why, per row: disqualified by a hard rule, else SQL (probability at or above
     the SQL cutoff and every required gate passes), else MQL (at or above the MQL cutoff), else
     nurture. The reason says the probability and, below SQL, what stands between the lead and
-    the next stage up ("2.3 points below the SQL cutoff 9.3%", "Authority not met")."""
+    the next stage up ("2.3 points below the SQL cutoff 9.3%", "Authority not met").
+    A tier ranked by value (``<tier>_expected_value`` in ``cutoffs``) compares ``value``, the
+    expected values, with its cutoff instead ("$1,200 below the SQL cutoff $9,000 (expected
+    value)")."""
     p = np.asarray(p, dtype=float)
-    sql_cut, mql_cut = cutoffs["sql"], cutoffs["mql"]
+    value = None if value is None else np.asarray(value, dtype=float)
+    sql_ok, sql, to_sql = _tier("sql", p, value, cutoffs)
+    mql_ok, mql, to_mql = _tier("mql", p, value, cutoffs)
     disq = gates["disqualified_reason"].notna().to_numpy()
     gates_ok = gates["required_gates_pass"].to_numpy(dtype=bool)
     prob = "probability " + _percent(p).to_numpy(dtype=object)
-    sql, mql = _percent(sql_cut), _percent(mql_cut)
-    stage = np.select(
-        [disq, (p >= sql_cut) & gates_ok, p >= mql_cut], ["disqualified", "SQL", "MQL"], "nurture"
-    )
-    blocked = (p >= sql_cut) & ~gates_ok & ~disq
-    to_sql = _points(sql_cut - p).to_numpy(dtype=object)
-    to_mql = _points(mql_cut - p).to_numpy(dtype=object)
+    if value is not None and any(value_key(t) in cutoffs for t in TIERS):
+        prob = prob + ", expected value " + pd.Series(value).map(money).to_numpy(dtype=object)
+    stage = np.select([disq, sql_ok & gates_ok, mql_ok], ["disqualified", "SQL", "MQL"], "nurture")
+    blocked = sql_ok & ~gates_ok & ~disq
     why = np.select(
         [disq, stage == "SQL", blocked, stage == "MQL"],
         [

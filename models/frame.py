@@ -11,7 +11,8 @@ if TYPE_CHECKING:
 
 #: Columns of a training-set file that are never features.
 #: ``unsubscribed``: the gates' disqualifier input as of the snapshot (features/gate_inputs.py).
-NOT_FEATURES = ("lead_id", "as_of", "label", "split", "unsubscribed")
+#: ``won_amount``: the amount won in the label window, the value model's label (an outcome).
+NOT_FEATURES = ("lead_id", "as_of", "label", "split", "unsubscribed", "won_amount")
 
 
 def feature_names(frame: pd.DataFrame) -> list[str]:

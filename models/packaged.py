@@ -37,15 +37,18 @@ from models.explain import LeadExplainer
 from models.frame import feature_matrix
 from models.gates import BantGates
 from models.score_scale import ScoreScale, legacy_score
+from models.value import ValueModel, expected_value
 
 log = logging.getLogger(__name__)
 
 #: Columns the packaged model returns, in order (and, asked for reasons, :data:`REASON_COLUMNS`).
 OUTPUT_COLUMNS = [
-    "probability", "score", "stage", "stage_reason", "bant_score",
-    "gate_budget", "gate_authority", "gate_need", "gate_timeline",
+    "probability", "score", "expected_amount", "expected_value", "stage", "stage_reason",
+    "bant_score", "gate_budget", "gate_authority", "gate_need", "gate_timeline",
 ]  # fmt: skip
 REASON_COLUMNS = list(reasons.REASON_COLUMNS)  # a list: it selects frame columns
+#: The value model's booster file in a `leadscore train` folder (pipelines.modeling.VALUE_BOOSTER).
+VALUE_BOOSTER = "value_booster.txt"
 #: Reasons each way the registered model returns unless the caller's params say otherwise.
 PYFUNC_REASONS = 3
 
@@ -53,10 +56,19 @@ PYFUNC_REASONS = 3
 class LeadScorer:
     """Booster + calibrator + gates + cutoffs: features in, probability, score and stage out."""
 
-    def __init__(self, booster: lgb.Booster, calibrator: Any, meta: dict[str, Any]):
+    def __init__(
+        self,
+        booster: lgb.Booster,
+        calibrator: Any,
+        meta: dict[str, Any],
+        value: ValueModel | None = None,
+    ):
         self.booster = booster
         self.calibrator = calibrator
         self.meta = meta
+        #: E[amount | won] (:mod:`models.value`); None: a model trained before value models, whose
+        #: expected amount and value are missing.
+        self.value = value
         self.gates = BantGates(**meta["gates"]).fit()
         #: The category grouping fitted on the training split (None: a model trained before it).
         self.grouper = stored_grouper(meta)
@@ -83,10 +95,16 @@ class LeadScorer:
         reference = folder / "drift_reference.json"
         if reference.exists():  # training-time distributions, for the drift check when scoring
             meta["drift_reference"] = json.loads(reference.read_text())
+        value = None
+        if "value" in meta:
+            path = folder / VALUE_BOOSTER
+            booster = lgb.Booster(model_file=str(path)) if path.exists() else None
+            value = ValueModel.from_meta(meta["value"], booster)
         return cls(
             lgb.Booster(model_file=str(folder / "booster.txt")),
             joblib.load(folder / "calibrator.joblib"),
             meta,
+            value,
         )
 
     def matrix(self, features: pd.DataFrame) -> pd.DataFrame:
@@ -107,6 +125,12 @@ class LeadScorer:
         x = self.matrix(features) if x is None else x
         return self.calibrator.predict(predict_scores(self.booster, x))
 
+    def expected_amount(self, x: pd.DataFrame) -> np.ndarray:
+        """E[amount | won] per row of the booster's matrix ``x`` (NaN without a value model)."""
+        if self.value is None:
+            return np.full(len(x), np.nan)
+        return self.value.expected_amount(x)
+
     def scores(self, p: np.ndarray) -> np.ndarray:
         """The 1-99 score of each probability: its percentile among the model version's
         reference leads (:mod:`models.score_scale`); 100 x p for a model trained before."""
@@ -123,14 +147,25 @@ class LeadScorer:
     def score(
         self, features: pd.DataFrame, x: pd.DataFrame | None = None, reasons: int = 0
     ) -> pd.DataFrame:
-        """Probability (calibrated), score (1-99, a percentile: :meth:`scores`), stage and why,
-        and the gate results, per row (same index); with ``reasons`` > 0, also that many
-        reasons for and against in words (:data:`REASON_COLUMNS`)."""
+        """Probability (calibrated), score (1-99, a percentile: :meth:`scores`), expected amount
+        if won and expected value (probability x amount), stage and why, and the gate results,
+        per row (same index); with ``reasons`` > 0, also that many reasons for and against in
+        words (:data:`REASON_COLUMNS`)."""
         x = self.matrix(features) if x is None else x  # once: probabilities and reasons read it
         p = self.predict_proba(features, x)
+        amount = self.expected_amount(x)
+        value = expected_value(p, amount)
         gates = self.gates.transform(features)
-        stages = assign_stages(p, gates, self.meta["cutoffs"])
-        out = pd.DataFrame({"probability": p, "score": self.scores(p)}, index=features.index)
+        stages = assign_stages(p, gates, self.meta["cutoffs"], value)
+        out = pd.DataFrame(
+            {
+                "probability": p,
+                "score": self.scores(p),
+                "expected_amount": amount,
+                "expected_value": value,
+            },
+            index=features.index,
+        )
         out = out.join(stages).join(
             gates[["bant_score", "gate_budget", "gate_authority", "gate_need", "gate_timeline"]]
         )

@@ -16,6 +16,7 @@ import re  # noqa: E402
 from collections.abc import Mapping  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay  # noqa: E402
@@ -199,4 +200,33 @@ def drift_figure(
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
+    return fig
+
+
+def value_gains_figure(gains, deciles) -> Figure:
+    """Left: share of won revenue captured against share of leads, highest first, per ranking
+    (a :func:`models.value_metrics.value_gains_table`). Right: per decile of expected value, the
+    expected value summed beside the revenue won (a :func:`models.value_metrics.value_deciles`)."""
+    fig, (ax, bars) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
+    ax.set_title("Value gains: won revenue captured (test split)")
+    ax.grid(alpha=0.3)
+    for name, table in gains.groupby("scorer", sort=False):
+        ax.plot(
+            [0, *table["cumulative_share_of_rows"]],
+            [0, *table["cumulative_share_of_revenue"]],
+            marker="o",
+            label=name,
+        )
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="random")
+    ax.set(xlabel="share of leads, highest first", ylabel="share of won revenue")
+    ax.legend(loc="lower right", fontsize=8)
+    x = deciles["decile"].to_numpy()
+    bars.bar(x - 0.2, deciles["expected_value"], width=0.4, label="expected value (sum)")
+    bars.bar(x + 0.2, deciles["revenue"], width=0.4, label="revenue won (sum)")
+    bars.set_title("Expected value against revenue won, by decile")
+    bars.set(xlabel="decile of expected value, highest first", ylabel="USD")
+    bars.set_xticks(x)
+    bars.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"${v:,.0f}"))
+    bars.grid(alpha=0.3, axis="y")
+    bars.legend(fontsize=8)
     return fig

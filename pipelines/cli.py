@@ -1091,6 +1091,61 @@ def _print_metrics(metrics: dict) -> None:
                 stage, f"{int(t['leads']):,}", rate, f"{100 * t['share_of_conversions']:.1f}%"
             )
         out_console.print(tiers)
+    if "value" in metrics:
+        _print_value(metrics["value"])
+
+
+def _print_value(value: dict) -> None:
+    """The value gains table: won revenue the top 10% and 20% capture per ranking, the value
+    model against its baseline, expected value against revenue, and the SQL list by value."""
+    intervals = value["intervals"]
+
+    def share(block: dict) -> str:
+        low, high = block.get("low"), block.get("high")
+        inside = f" [{100 * low:.1f}, {100 * high:.1f}]" if low is not None else ""
+        return f"{100 * block['value']:.1f}%{inside}"
+
+    table = Table(title="value gains: share of won revenue captured (test split, 95% intervals)")
+    for c in ("ranking", "top 10%", "top 20%"):
+        table.add_column(c, justify="left" if c == "ranking" else "right")
+    names = {
+        "value": "expected value (model)",
+        "probability": "probability alone",
+        "baseline": "expected value (baseline)",
+    }
+    captured = intervals["captured"]
+    for key, label in names.items():
+        table.add_row(label, *(share(captured[top][key]) for top in ("top_0.1", "top_0.2")))
+    out_console.print(table)
+    gap = intervals["captured_differences"]["top_0.1"]["value_vs_probability"]
+    out_console.print(
+        f"  top 10%: by value - by probability {100 * gap['value']:+.1f} points "
+        f"[{100 * gap['low']:+.1f}, {100 * gap['high']:+.1f}]"
+        if gap.get("low") is not None
+        else f"  top 10%: by value - by probability {100 * gap['value']:+.1f} points"
+    )
+    mae = intervals.get("log_mae") or {}
+    diff = (intervals.get("log_mae_differences") or {}).get("value_model_vs_baseline")
+    if mae and diff:
+        out_console.print(
+            f"value model ({value['model_kind']}): mean absolute error of log amount "
+            f"{mae['value_model']['value']:.3f} vs segment-median baseline "
+            f"{mae['baseline']['value']:.3f}, difference {diff['value']:+.3f} "
+            f"[{diff['low']:+.3f}, {diff['high']:+.3f}] on {value['won_leads']:,} won leads"
+        )
+    out_console.print(
+        f"expected value summed over test snapshots ${value['expected_value_sum']:,.0f}; "
+        f"revenue won ${value['revenue_won_sum']:,.0f}"
+    )
+    change = value.get("sql_list_by_value_vs_probability")
+    if change:
+        p, v = change["by_probability"], change["by_value"]
+        out_console.print(
+            f"SQL list (ranked by {change['sql_ranked_by']}, {p['rows']:,} snapshots): by "
+            f"value {change['entering']['rows']:,} enter and {change['leaving']['rows']:,} leave; "
+            f"conversions {p['conversions']} by probability vs {v['conversions']} by value, "
+            f"revenue ${p['revenue']:,.0f} vs ${v['revenue']:,.0f}"
+        )
 
 
 @app.command()

@@ -23,6 +23,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from features.outputs import refuse_overlap, save_figure, write_csv, write_file, write_json
+from models import packaged
 from models.baseline import logistic_baseline
 from models.boosting import fixed_booster, predict_scores
 from models.calibration import ProbabilityCalibrator
@@ -36,6 +37,7 @@ from models.leakage import check_leakage, check_model, single_feature_scan, warn
 from models.metrics import gains_table, reliability_table, score_report
 from models.score_scale import ScoreScale
 from models.search import rounds_for_rate, scaled_defaults, scaled_rounds, search_params
+from models.value import ValueModel, expected_value, fit_value_model, won_rows
 from pipelines.oracle import attach_oracle
 from pipelines.params import category_grouper, check_known, leakage_rules, section
 
@@ -48,6 +50,8 @@ BOOSTER, CALIBRATOR, BASELINE, META = (
     "model_meta.json",
 )
 DRIFT_REFERENCE = "drift_reference.json"
+#: The value model's booster (E[amount | won]), beside the propensity booster.
+VALUE_BOOSTER = packaged.VALUE_BOOSTER
 #: Validation leads are assigned to the calibration part by their hash modulo this.
 HASH_BUCKETS = 10_000
 LABELS = {
@@ -181,7 +185,7 @@ def run_train(
         raw_cal[~held] = predict_scores(
             refit(pd.concat([x_train, x_hold]), np.r_[y_train, y_hold]), x_stop
         )
-        cal, y_cal = valid, y_valid
+        cal, x_cal, y_cal = valid, x_valid, y_valid
         x_learned, y_learned = pd.concat([x_train, x_valid]), np.r_[y_train, y_valid]
         booster = refit(x_learned, y_learned)
         learned = pd.concat([train["as_of"], valid["as_of"]])
@@ -191,7 +195,7 @@ def run_train(
             len(train) + len(valid), trees,
         )  # fmt: skip
     else:
-        raw_cal, cal, y_cal, learned = raw_hold, hold, y_hold, train["as_of"]
+        raw_cal, cal, x_cal, y_cal, learned = raw_hold, hold, x_hold, y_hold, train["as_of"]
         x_learned, y_learned = x_train, y_train
     calibrator = ProbabilityCalibrator(
         # Points are no probability: a rules-only model is always mapped (two parameters fit
@@ -207,13 +211,20 @@ def run_train(
         len(cal), cal["lead_id"].nunique(), calibrator.method_, calibrator.cv_log_loss_,
     )  # fmt: skip
     p_cal = calibrator.predict(raw_cal)
+    # The value model: E[amount | won], from the won rows (params.yaml `value`; none without it).
+    value = (
+        fit_value_model(params["value"], x_train, train, x_valid, valid)
+        if "value" in params
+        else None
+    )
+    ev_cal = None if value is None else expected_value(p_cal, value.expected_amount(x_cal))
     # Leads a week in the calibration rows: capacity policies count per week of all validation.
     span_days = (valid["as_of"].max() - valid["as_of"].min()).days + 1
     weeks = max(span_days, 7) / 7 * len(cal) / len(valid)
     cutoff_settings = section(params, "cutoffs")
-    cutoffs = choose_cutoffs(p_cal, y_cal, cutoff_settings, weeks)
+    cutoffs = choose_cutoffs(p_cal, y_cal, cutoff_settings, weeks, ev_cal)
     gates = BantGates(**section(params, "gates")).fit().transform(cal)
-    stages = assign_stages(p_cal, gates, cutoffs)["stage"]
+    stages = assign_stages(p_cal, gates, cutoffs, ev_cal)["stage"]
     cutoff_notes = cutoff_warnings(
         p_cal, y_cal, cutoffs, cutoff_settings, gates=gates, stages=stages,
         max_unknown_share=float(cutoff_settings.get("warn_gate_unknown_share", 0.95)),
@@ -234,6 +245,8 @@ def run_train(
     write_file(out / BOOSTER, lambda tmp: booster.save_model(tmp, num_iteration=trees))
     write_file(out / CALIBRATOR, lambda tmp: joblib.dump(calibrator, tmp))
     write_file(out / BASELINE, lambda tmp: joblib.dump(baseline, tmp))
+    if value is not None and value.booster is not None:
+        write_file(out / VALUE_BOOSTER, lambda tmp: value.booster.save_model(tmp))
     manifest = (
         json.loads((training / "manifest.json").read_text())
         if (training / "manifest.json").exists()
@@ -293,6 +306,8 @@ def run_train(
         # (and every scoring run of it) says its reasons with the labels it was trained with.
         "catalog": _catalog(params, names),
     }
+    if value is not None:  # the value model (models/value.py): its booster is VALUE_BOOSTER
+        meta["value"] = value.to_meta()
     if rules_only:
         meta["rules"] = section(params, "rules")
         meta["training_data"]["booster_range"] = "none: points from params.yaml rules"
@@ -638,6 +653,16 @@ def load_model(folder: str | Path) -> tuple[lgb.Booster, ProbabilityCalibrator, 
     return booster, joblib.load(folder / CALIBRATOR), joblib.load(folder / BASELINE), meta
 
 
+def load_value_model(folder: str | Path, meta: Mapping[str, Any]) -> ValueModel | None:
+    """The value model written by :func:`run_train` beside the booster (None: a model trained
+    before value models, or without a ``value`` section)."""
+    if "value" not in meta:
+        return None
+    path = Path(folder) / VALUE_BOOSTER
+    booster = lgb.Booster(model_file=str(path)) if path.exists() else None
+    return ValueModel.from_meta(meta["value"], booster)
+
+
 def run_evaluate(
     params: dict[str, Any],
     training: str | Path,
@@ -702,7 +727,10 @@ def run_evaluate(
     if oracle_note:
         metrics["oracle_note"] = oracle_note
     gates = BantGates(**meta["gates"]).fit().transform(test)
-    stages = assign_stages(scores["model"], gates, meta["cutoffs"])
+    value = load_value_model(model, meta)
+    amount = None if value is None else value.expected_amount(x)
+    ev = None if amount is None else expected_value(scores["model"], amount)
+    stages = assign_stages(scores["model"], gates, meta["cutoffs"], ev)
     tiers = tier_table(y, stages["stage"])
     metrics["cutoffs"] = meta["cutoffs"]
     metrics["tiers"] = {
@@ -711,6 +739,14 @@ def run_evaluate(
         }
         for row in tiers.to_dict("records")
     }
+    value_tables: dict[str, pd.DataFrame] = {}
+    if value is not None and value.kind != "none" and won_rows(test).any():
+        from pipelines.value_report import evaluate_value
+
+        metrics["value"], value_tables = evaluate_value(
+            params, test, x, scores["model"], scores["baseline"], value, stages, gates,
+            meta["cutoffs"],
+        )  # fmt: skip
     curves = {LABELS[k]: v for k, v in scores.items() if k != "model_uncalibrated"}
     calibration_curves = {LABELS[k]: scores[k] for k in ("model", "model_uncalibrated")}
 
@@ -730,6 +766,12 @@ def run_evaluate(
         "gains.png": plots.gains_figure(y, curves, n_bins),
         "score_distribution.png": plots.score_distribution_figure(y, scores["model"]),
     }
+    for name, table in value_tables.items():
+        write_csv(out / f"{name}.csv", table)
+    if value_tables:
+        figures["value_gains.png"] = plots.value_gains_figure(
+            value_tables["value_gains"], value_tables["value_deciles"]
+        )
     for name, fig in figures.items():
         save_figure(out / "plots" / name, fig, dpi=110)
         plots.plt.close(fig)

@@ -283,8 +283,7 @@ def run_register(
     # The digest with the version, at once: a run cut short later still finds it next time.
     version = mlflow.register_model(info.model_uri, name, tags={"model_digest": digest})
     tags = {
-        "sql_cutoff": f"{meta['cutoffs']['sql']:.6f}",
-        "mql_cutoff": f"{meta['cutoffs']['mql']:.6f}",
+        **{f"{key}_cutoff": f"{cut:.6f}" for key, cut in meta["cutoffs"].items()},
         "cutoff_policies": json.dumps(meta["cutoff_policies"]),
         "gates": json.dumps(meta["gates"]),
         "training_data_range": data_range,
@@ -298,6 +297,8 @@ def run_register(
         "cutoff_warnings": "; ".join(meta.get("cutoff_warnings", [])) or "none",
         "population": json.dumps(meta.get("population")),
         "model_kind": model_kind(meta),
+        # The value model in this version (models/value.py): lightgbm, segment_median or none.
+        "value_model": (meta.get("value") or {}).get("kind", "absent"),
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version.version, key, value)

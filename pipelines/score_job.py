@@ -259,6 +259,7 @@ def score_crm(
                 part, model, explainer,
                 top_k=int(reasons.get("top_k", 3)),
                 min_log_odds=float(reasons.get("min_log_odds", 0.01)),
+                min_log_amount=float(reasons.get("min_log_amount", 0.05)),
             )
         )  # fmt: skip
         progress("score", min(start + chunk, len(features)), len(features))

@@ -35,6 +35,7 @@ from features.mapping.contract import NATIVE, EffectiveContract
 from models.contributions import TreeContributions
 from models.explain import LeadExplainer
 from models.packaged import LeadScorer
+from models.reasons import SEPARATOR
 from pipelines.training_set import POPULATIONS, in_sales_before, won_or_lost_before
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,15 @@ class ScoringModel:
         """Exact SHAP contributions of the booster, fast (built once per loaded model: the
         packaged scorer's own, so reasons from either side share the lookup tables)."""
         return self.scorer.explainer.fast
+
+    @cached_property
+    def value_explainer(self) -> LeadExplainer | None:
+        """Contributions and words of the value booster (log amount), for the reasons of the
+        amount; None without a value booster."""
+        value = self.scorer.value
+        if value is None or value.booster is None:
+            return None
+        return LeadExplainer(value.booster, self.features, self.scorer.specs)
 
     @property
     def population(self) -> Population:
@@ -166,7 +176,8 @@ def load_scoring_model(uri: str) -> ScoringModel:
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
     scorer = pyfunc.unwrap_python_model().scorer
     tags = dict(version.tags or {})
-    for tier in ("sql", "mql"):
+    # sql, mql, and a tier ranked by value's sql_expected_value (tag sql_expected_value_cutoff).
+    for tier in list(scorer.meta["cutoffs"]):
         tagged = tags.get(f"{tier}_cutoff")
         if tagged is not None and not np.isclose(
             float(tagged), scorer.meta["cutoffs"][tier], rtol=0, atol=1e-6
@@ -315,21 +326,57 @@ def score_leads(
     explainer: LeadExplainer,
     top_k: int = 3,
     min_log_odds: float = 0.01,
+    min_log_amount: float = 0.05,
 ) -> pd.DataFrame:
-    """Per snapshot: lead_id, probability, score, stage and why, gates, reasons for and against.
+    """Per snapshot: lead_id, probability, score, expected amount and value, stage and why,
+    gates, reasons for and against, and the reasons for the amount (:func:`amount_reasons`).
 
     ``explainer``: the model's (:func:`explainer_for`), kept across batches so that its phrases
-    are said once per job. ``top_k=0`` skips reasons.
+    are said once per job. ``top_k=0`` skips reasons. ``min_log_amount``: the smallest
+    contribution to the log amount that is a reason (0.05: about 5% of the amount).
     """
     x = model.scorer.matrix(features)  # once: the probabilities and the contributions read it
     scored = model.scorer.score(features, x)
     scored.insert(0, "lead_id", features["lead_id"].to_numpy())
+    scored["amount_reasons"] = ""
     if top_k > 0 and len(features):
         reasons = explainer.reasons(features, explainer.contributions(x), top_k, min_log_odds)
-        scored = scored.join(reasons)
+        scored = scored.drop(columns="amount_reasons").join(reasons)
+        value = model.value_explainer
+        said = (
+            value.reasons(features, value.contributions(x), top_k, min_log_amount)
+            if value is not None
+            else None
+        )
+        scored["amount_reasons"] = amount_reasons(reasons, said)
     else:
         scored["reasons_for"], scored["reasons_against"] = "", ""
     return scored
+
+
+def amount_reasons(reasons: pd.DataFrame, amount: pd.DataFrame | None) -> np.ndarray:
+    """Per row, the value model's reasons (``reasons_for`` raise the expected amount,
+    ``reasons_against`` lower it) that the probability's ``reasons`` do not already say:
+    "Larger deal: Company has 2,400 employees; ... Smaller deal: ...". Empty when none is left.
+
+    Phrases recur across leads: each distinct combination of the four texts is compared once.
+    """
+    if amount is None or not len(reasons):
+        return np.full(len(reasons), "", dtype=object)
+    columns = [reasons["reasons_for"], reasons["reasons_against"]]
+    columns += [amount["reasons_for"], amount["reasons_against"]]
+    frame = pd.DataFrame({i: c.fillna("").astype(str).to_numpy() for i, c in enumerate(columns)})
+    codes, distinct = pd.factorize(pd.MultiIndex.from_frame(frame))
+    said = []
+    for prob_for, prob_against, larger, smaller in distinct:
+        known = set(prob_for.split(SEPARATOR)) | set(prob_against.split(SEPARATOR))
+        parts = []
+        for label, text in (("Larger deal", larger), ("Smaller deal", smaller)):
+            new = [t for t in text.split(SEPARATOR) if t and t not in known]
+            if new:
+                parts.append(f"{label}: " + SEPARATOR.join(new))
+        said.append(". ".join(parts))
+    return np.asarray(said, dtype=object)[codes]
 
 
 def stage_in_sales(

@@ -37,6 +37,7 @@ from features.readers import (
 from features.snapshots import snapshots_after_creation
 from features.urls import display_url
 from features.validation import ContractError, validate_crm, write_rejects
+from models.frame import NOT_FEATURES
 from pipelines.params import behavioral_params, section, snapshot_offsets, synthetic_config
 from pipelines.splits import SplitRule, split_snapshots
 from pipelines.synthetic_crm import GENERATOR, generate_crm
@@ -395,6 +396,8 @@ def labelled_features(
             "rebuild the features stage"
         )
     frame = features.reset_index(drop=True).assign(label=labelled["label"].to_numpy())
+    if "won_amount" in labelled:  # the value model's label (labels written before it: none)
+        frame["won_amount"] = labelled["won_amount"].to_numpy()
     # The disqualifier's input, by the rule the nightly job applies (not a feature).
     unsubscribed, source = unsubscribed_as_of(_gate_tables(validated), frame[["lead_id", "as_of"]])
     if unsubscribed is not None:
@@ -428,8 +431,7 @@ def run_training_set(
         write_parquet(out / f"{name}.parquet", part.drop(columns="split"))
     report = json.loads((Path(validated) / VALIDATION_REPORT).read_text())
     label_summary = json.loads(Path(snapshots_path).with_suffix(".json").read_text())
-    not_features = ("lead_id", "as_of", "label", "unsubscribed")
-    feature_names = [c for c in joined.columns if c not in not_features]
+    feature_names = [c for c in joined.columns if c not in NOT_FEATURES]
     settings = {
         "snapshots": section(params, "snapshots"),
         "label": section(params, "label"),

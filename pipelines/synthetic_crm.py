@@ -97,6 +97,33 @@ class MarketShift:
 
 
 @dataclass(frozen=True)
+class DealAmounts:
+    """What a won deal is worth: log-normal around a median that grows with the company's size
+    and moves with its stated budget and industry (values at creation, as the chain's odds).
+    Amounts never change the odds of winning: the oracle stays exact."""
+
+    #: the median deal (USD) of a one-employee company with no budget or industry effect
+    median_usd: float = 8_000.0
+    #: log change of the amount per tenfold employees (0.6: 10x employees, 1.8x the amount)
+    per_decade_of_employees: float = 0.6
+    #: spread of log amount around the median (what no feature explains)
+    sigma: float = 0.6
+    #: log change of the amount by the budget band stated at creation
+    budget: dict[str, float] = field(
+        default_factory=lambda: {
+            "under_10k": -0.5, "10k_50k": 0.0, "50k_250k": 0.5, "over_250k": 0.9,
+        }
+    )  # fmt: skip
+    #: log change of the amount by the account's industry
+    industry: dict[str, float] = field(
+        default_factory=lambda: {
+            "financial_services": 0.4, "software": 0.2, "healthcare": 0.2, "public_sector": 0.3,
+            "education": -0.3, "retail": -0.2, "media": -0.2,
+        }
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class SyntheticCRMConfig:
     """Everything the generator needs; defaults give a plausible mid-market B2B funnel."""
 
@@ -111,6 +138,7 @@ class SyntheticCRMConfig:
     defects: DefectRates = field(default_factory=DefectRates)
     shift: MarketShift = field(default_factory=MarketShift)
     field_changes: FieldChanges = field(default_factory=FieldChanges)
+    amounts: DealAmounts = field(default_factory=DealAmounts)
     #: multiplies every covariate effect: 0 = covariates carry no signal, 1 = default world
     signal_strength: float = 1.0
     #: daily hazards of the chain (before covariate effects)
@@ -765,6 +793,25 @@ def _inject_event_defects(
 GENERATOR = "leadscore synthetic CRM"
 
 
+def _deal_amounts(
+    amounts: DealAmounts,
+    leads: pd.DataFrame,
+    accounts: pd.DataFrame,
+    rows: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The amount of each opportunity of the leads at ``rows`` (rounded to $100)."""
+    account = leads["_account_row"].to_numpy()[rows]
+    size = accounts["employee_count"].to_numpy(dtype=float)[account]
+    log_median = (
+        np.log(amounts.median_usd)
+        + amounts.per_decade_of_employees * np.log10(np.nan_to_num(size, nan=60.0))
+        + _effect(leads["budget"].iloc[rows], amounts.budget)
+        + _effect(accounts["industry"].iloc[account], amounts.industry)
+    )
+    return np.round(rng.lognormal(log_median, amounts.sigma), -2)
+
+
 def _days(start: str, months: int) -> pd.DatetimeIndex:
     """The simulated days: ``months`` calendar months from ``start``."""
     first = pd.Timestamp(start)
@@ -834,12 +881,7 @@ def generate_crm(
         + rng.integers(8 * 3600, 19 * 3600, len(has_opp)).astype("timedelta64[s]"),
         np.datetime64("NaT"),
     )
-    size = accounts["employee_count"].to_numpy(dtype=float)[
-        leads["_account_row"].to_numpy()[has_opp]
-    ]
-    amount = np.round(
-        rng.lognormal(np.log(8_000) + 0.45 * np.log10(np.nan_to_num(size, nan=60.0)), 0.6), -2
-    )
+    amount = _deal_amounts(cfg.amounts, leads, accounts, has_opp, rng)
     opportunities = pd.DataFrame(
         {
             "opportunity_id": pd.Series([f"O{i:08d}" for i in range(len(has_opp))], dtype="str"),

@@ -2,6 +2,8 @@
 
 - label: 1 iff the lead has a closed-won opportunity with ``as_of <= closed_at < as_of + horizon``
   (whenever the opportunity was opened: one opened before its lead record still counts).
+- won_amount: the amount of those won opportunities (summed; missing when no amount is known, and
+  for label 0): the value model's label (models/value.py). An outcome, never a feature.
 - left out, each counted by reason: snapshots whose lead was already won or lost before as_of,
   snapshots whose horizon runs past the end of the data (censored: the label is not known yet),
   snapshots taken before the lead existed.
@@ -83,8 +85,12 @@ def label_snapshots(
     in_window = (pairs["closed_at"] >= pairs["as_of"]) & (
         pairs["closed_at"] < pairs["as_of"] + horizon
     )
-    label = _any_per_row(pairs, in_window.to_numpy() & is_won, len(snaps)).astype(np.int8)
-    kept = snaps[keep].assign(label=label[keep]).reset_index(drop=True)
+    won_in_window = in_window.to_numpy() & is_won
+    label = _any_per_row(pairs, won_in_window, len(snaps)).astype(np.int8)
+    kept = snaps[keep].assign(
+        label=label[keep], won_amount=_won_amount(pairs, won_in_window, len(snaps))[keep]
+    )
+    kept = kept.reset_index(drop=True)
     excluded = {
         "before_lead_created": int(before_lead.sum()),
         "already_won_or_lost": int(already_closed.sum()),
@@ -99,6 +105,18 @@ def label_snapshots(
         excluded,
     )
     return LabelledSnapshots(kept.sort_values(["as_of", "lead_id"], ignore_index=True), excluded)
+
+
+def _won_amount(pairs: pd.DataFrame, won_in_window: np.ndarray, n: int) -> np.ndarray:
+    """Per snapshot: the summed amount of the opportunities won in its window; NaN when none was
+    won or none of them has an amount (an export without amounts: all NaN)."""
+    if "amount" not in pairs:
+        return np.full(n, np.nan)
+    amount = pd.to_numeric(pairs["amount"], errors="coerce").to_numpy(dtype=float)
+    known = won_in_window & ~np.isnan(amount)
+    rows = pairs["_row"].to_numpy()
+    total = np.bincount(rows[known], weights=amount[known], minlength=n)
+    return np.where(np.bincount(rows[known], minlength=n) > 0, total, np.nan)
 
 
 def _count_per_row(pairs: pd.DataFrame, mask: np.ndarray, n: int) -> np.ndarray:
@@ -138,6 +156,8 @@ def manifest(
             # Rows of one lead are not independent: the wins behind the positives.
             "won_leads": int(part.loc[part["label"] == 1, "lead_id"].nunique()),
             "positive_rate": round(float(part["label"].mean()), 5) if len(part) else None,
+            # The value model's label: won snapshots with an amount, and the won leads behind them.
+            **_amounts(part),
             "as_of_from": f"{part['as_of'].min():%Y-%m-%d}" if len(part) else None,
             "as_of_to": f"{part['as_of'].max():%Y-%m-%d}" if len(part) else None,
         }
@@ -155,9 +175,20 @@ def manifest(
     }
 
 
+def _amounts(part: pd.DataFrame) -> dict[str, int]:
+    if "won_amount" not in part:
+        return {"won_with_amount": 0, "won_leads_with_amount": 0}
+    known = part["won_amount"].notna() & (part["label"] == 1)
+    return {
+        "won_with_amount": int(known.sum()),
+        "won_leads_with_amount": int(part.loc[known, "lead_id"].nunique()),
+    }
+
+
 def _opportunity_pairs(snaps: pd.DataFrame, opportunities: pd.DataFrame) -> pd.DataFrame:
     """Every (snapshot, opportunity of its lead) pair, once, with the snapshot's row number."""
-    opps = opportunities[["lead_id", "created_at", "closed_at", "is_won"]]
+    columns = ["lead_id", "created_at", "closed_at", "is_won"]
+    opps = opportunities[columns + (["amount"] if "amount" in opportunities else [])]
     return snaps.assign(_row=np.arange(len(snaps))).merge(opps, on="lead_id", suffixes=("", "_opp"))
 
 

@@ -21,9 +21,9 @@ import pandas as pd
 
 #: One scored lead, as written back (current-score fields), in order.
 SCORE_COLUMNS = [
-    "lead_id", "score", "probability", "stage", "stage_reason", "bant_score",
-    "gate_budget", "gate_authority", "gate_need", "gate_timeline",
-    "reasons_for", "reasons_against", "model_name", "model_version", "scored_at", "run_id",
+    "lead_id", "score", "probability", "expected_amount", "expected_value", "stage",
+    "stage_reason", "bant_score", "gate_budget", "gate_authority", "gate_need", "gate_timeline",
+    "reasons_for", "reasons_against", "amount_reasons", "model_name", "model_version", "scored_at", "run_id",
 ]  # fmt: skip
 #: One row of the append-only score history, in order.
 HISTORY_COLUMNS = [

@@ -44,10 +44,13 @@ DEFAULT_OBJECT = "contacts"
 DEFAULT_PROPERTIES = {
     "score": "leadscore_score",
     "probability": "leadscore_probability",
+    "expected_amount": "leadscore_expected_amount",
+    "expected_value": "leadscore_expected_value",
     "stage": "leadscore_stage",
     "stage_reason": "leadscore_stage_reason",
     "reasons_for": "leadscore_reasons_for",
     "reasons_against": "leadscore_reasons_against",
+    "amount_reasons": "leadscore_amount_reasons",
     "bant_score": "leadscore_bant_score",
     "model_version": "leadscore_model_version",
     "scored_at": "leadscore_scored_at",

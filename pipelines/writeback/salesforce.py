@@ -45,10 +45,13 @@ DEFAULT_EXTERNAL_ID = "Leadscore_Lead_Id__c"
 DEFAULT_FIELDS = {
     "score": "Leadscore_Score__c",
     "probability": "Leadscore_Probability__c",
+    "expected_amount": "Leadscore_Expected_Amount__c",
+    "expected_value": "Leadscore_Expected_Value__c",
     "stage": "Leadscore_Stage__c",
     "stage_reason": "Leadscore_Stage_Reason__c",
     "reasons_for": "Leadscore_Reasons_For__c",
     "reasons_against": "Leadscore_Reasons_Against__c",
+    "amount_reasons": "Leadscore_Amount_Reasons__c",
     "bant_score": "Leadscore_Bant_Score__c",
     "model_version": "Leadscore_Model_Version__c",
     "scored_at": "Leadscore_Scored_At__c",

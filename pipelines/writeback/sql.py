@@ -67,6 +67,9 @@ def current_table(metadata: sa.MetaData, name: str) -> sa.Table:
         sa.Column("lead_id", _STRING, primary_key=True),
         sa.Column("score", sa.Integer, nullable=False),
         sa.Column("probability", sa.Float, nullable=False),
+        # Missing for a model without a value model (models/value.py).
+        sa.Column("expected_amount", sa.Float),
+        sa.Column("expected_value", sa.Float),
         sa.Column("stage", sa.String(16), nullable=False),
         sa.Column("stage_reason", sa.Text),
         sa.Column("bant_score", sa.Integer),
@@ -76,6 +79,7 @@ def current_table(metadata: sa.MetaData, name: str) -> sa.Table:
         sa.Column("gate_timeline", sa.String(16)),
         sa.Column("reasons_for", sa.Text),
         sa.Column("reasons_against", sa.Text),
+        sa.Column("amount_reasons", sa.Text),
         sa.Column("model_name", _STRING, nullable=False),
         sa.Column("model_version", _STRING, nullable=False),
         sa.Column("scored_at", sa.DateTime, nullable=False),
@@ -137,8 +141,25 @@ class SqlSink(ScoreSink):
         return sink_identity(self.url, {"tables": {"current": self.current.name}})
 
     def prepare(self) -> None:
-        """Create the current-score and history tables if missing."""
+        """Create the current-score and history tables if missing; add to a current-score table
+        an earlier version created the columns added since (nullable: its rows keep NULL there)."""
         self.metadata.create_all(self.engine)
+        existing = {c["name"] for c in sa.inspect(self.engine).get_columns(self.current.name)}
+        added = [c for c in self.current.columns if c.name not in existing]
+        if not added:
+            return
+        with self.engine.begin() as conn:
+            for column in added:
+                kind = column.type.compile(dialect=self.engine.dialect)
+                conn.execute(
+                    sa.text(
+                        f"ALTER TABLE {self._q(self.current.name)} ADD COLUMN {self._q(column.name)} {kind}"
+                    )
+                )
+        log.info(
+            "added column(s) %s to %s (scores written before them keep NULL there)",
+            ", ".join(c.name for c in added), self.current.name,
+        )  # fmt: skip
 
     def written_lead_ids(self, run_id: str) -> set[str]:
         """Leads with a history row for ``run_id``."""

@@ -185,11 +185,12 @@ def scores(ids: list[str], day: str = "2024-06-01", run: str = "r1") -> pd.DataF
     n = len(ids)
     frame = pd.DataFrame(
         {
-            "lead_id": ids, "score": [7] * n, "probability": [0.07] * n, "stage": ["MQL"] * n,
+            "lead_id": ids, "score": [7] * n, "probability": [0.07] * n, "expected_amount": [float("nan")] * n,
+            "expected_value": [float("nan")] * n, "stage": ["MQL"] * n,
             "stage_reason": ['score 0.070 >= MQL cutoff 0.050, "quoted", with commas\nand a newline'] * n,
             "bant_score": [2] * n, "gate_budget": ["pass"] * n, "gate_authority": ["unknown"] * n,
             "gate_need": ["fail"] * n, "gate_timeline": [""] * n, "reasons_for": ["Requested a demo 2 times; Seniority: vp"] * n,
-            "reasons_against": [""] * n, "model_name": ["lead-conversion"] * n, "model_version": ["3"] * n,
+            "reasons_against": [""] * n, "amount_reasons": [""] * n, "model_name": ["lead-conversion"] * n, "model_version": ["3"] * n,
             "scored_at": pd.Timestamp(day), "run_id": [run] * n,
         }
     )  # fmt: skip
@@ -266,3 +267,37 @@ def test_upsert_keeps_the_newest_score_and_history_has_one_row_per_run(sink):
 def test_only_sqlite_and_postgresql_are_accepted(tmp_path):
     with pytest.raises(SinkConfigurationError, match="PostgreSQL or SQLite, not mysql"):
         SqlSink("mysql+pymysql://user:secret@db.example/crm")
+
+
+def test_a_table_an_earlier_version_created_gains_the_new_columns_and_keeps_its_rows(sink):
+    # lead_scores as written before expected value existed: its rows stay, the columns come.
+    old = [
+        c for c in SCORE_COLUMNS if c not in ("expected_amount", "expected_value", "amount_reasons")
+    ]
+    sink.write_batch(scores(["L1"]))
+    with sink.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE lead_scores")
+    legacy = sa.MetaData()
+    sa.Table(
+        "lead_scores",
+        legacy,
+        *(
+            sa.Column(c.name, c.type, nullable=c.nullable, primary_key=c.primary_key)
+            for c in sink.current.columns
+            if c.name in old
+        ),
+    )
+    legacy.create_all(sink.engine)
+    with sink.engine.begin() as conn:
+        conn.execute(legacy.tables["lead_scores"].insert(), scores(["L0"])[old].to_dict("records"))
+    again = SqlSink(sink.url)
+    again.prepare()
+    columns = {c["name"] for c in sa.inspect(again.engine).get_columns("lead_scores")}
+    assert columns == set(SCORE_COLUMNS)
+    batch = scores(["L2"]).assign(expected_amount=9_000.0, expected_value=630.0)
+    again.write_batch(batch)
+    table = read(again, "lead_scores")
+    assert table["lead_id"].tolist() == ["L0", "L2"]
+    assert table["expected_value"].isna().tolist() == [True, False]
+    again.prepare()  # nothing left to add: a second run changes nothing
+    again.close()

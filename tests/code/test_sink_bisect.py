@@ -37,6 +37,8 @@ def scores(n: int = BATCH, run_id: str = "run-1") -> pd.DataFrame:
             "lead_id": [f"L{k:05d}" for k in i],
             "score": pd.array((i * 7) % 101, dtype="Int64"),
             "probability": ((i * 7) % 101) / 100,
+            "expected_amount": 9_000.0,
+            "expected_value": ((i * 7) % 101) / 100 * 9_000.0,
             "stage": [STAGES[k % 4] for k in i],
             "stage_reason": [f"reason {k}" for k in i],
             "bant_score": (i % 5).astype("int64"),
@@ -46,6 +48,7 @@ def scores(n: int = BATCH, run_id: str = "run-1") -> pd.DataFrame:
             "gate_timeline": "unknown",
             "reasons_for": "pricing page views; senior title",
             "reasons_against": "free email domain",
+            "amount_reasons": "Larger deal: Company has 2,400 employees",
             "model_name": "lead-conversion",
             "model_version": "3",
             "scored_at": pd.Timestamp("2024-05-01 02:00:00"),
@@ -292,7 +295,7 @@ def test_a_batch_refused_for_the_tables_fault_fails_whole_without_bisecting(sink
         with sink.engine.begin() as conn:
             conn.exec_driver_sql(f"DROP TABLE {sink.current.name}")
             conn.exec_driver_sql(
-                f"CREATE TABLE {sink.current.name} (lead_id TEXT PRIMARY KEY, score INTEGER CHECK (score < 0), probability FLOAT, stage TEXT, stage_reason TEXT, bant_score INTEGER, gate_budget TEXT, gate_authority TEXT, gate_need TEXT, gate_timeline TEXT, reasons_for TEXT, reasons_against TEXT, model_name TEXT, model_version TEXT, scored_at TIMESTAMP, run_id TEXT)"
+                f"CREATE TABLE {sink.current.name} (lead_id TEXT PRIMARY KEY, score INTEGER CHECK (score < 0), probability FLOAT, expected_amount FLOAT, expected_value FLOAT, stage TEXT, stage_reason TEXT, bant_score INTEGER, gate_budget TEXT, gate_authority TEXT, gate_need TEXT, gate_timeline TEXT, reasons_for TEXT, reasons_against TEXT, amount_reasons TEXT, model_name TEXT, model_version TEXT, scored_at TIMESTAMP, run_id TEXT)"
             )
     begun = transactions(sink)
     with pytest.raises(BatchWriteError) as caught:

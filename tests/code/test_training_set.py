@@ -84,6 +84,8 @@ def test_manifest_counts_and_fingerprint(tiny_tables):
         "positives": 1,
         "won_leads": 1,
         "positive_rate": 0.5,
+        "won_with_amount": 0,  # no won_amount column: a training set built before amounts
+        "won_leads_with_amount": 0,
         "as_of_from": "2024-01-01",
         "as_of_to": "2024-01-02",
     }
