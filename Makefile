@@ -33,7 +33,11 @@ demo: install ## Run the main job end to end on the embedded default (synthetic 
 	@# challenger and promoted only if params.yaml `promote` says so), then the nightly job.
 	$(BIN)/leadscore challenge --model data/model --evaluation data/evaluation --training data/training --crm data/crm --explain data/explain
 	$(BIN)/leadscore register --model data/model --evaluation data/evaluation --training data/training --summary data/registry/registered.json
+	@# Two nights: three days before the export, then the export's own. Leads qualified then and
+	@# not touched by sales since are the morning's follow-up list.
+	$(BIN)/leadscore score data/crm --create --as-of=-3d
 	$(BIN)/leadscore score data/crm --create --summary data/scoring/summary.json
+	$(BIN)/leadscore follow-ups sqlite:///data/crm.db --limit 5
 	$(BIN)/leadscore manifest data/training/manifest.json --oracle data/oracle/true_propensity.parquet
 	$(BIN)/leadscore metrics data/evaluation/metrics.json --registered data/registry/registered.json
 	$(BIN)/leadscore scoring-runs sqlite:///data/crm.db --last 3

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.catalog import FeatureSpec
-from features.contract import EVENT_TYPES
+from features.contract import COMPANY_EVENT_TYPES, EVENT_TYPES
 from features.snapshots import to_microseconds
 
 BUILDER = "behavioral"
@@ -100,6 +100,11 @@ EVENT_PHRASES: dict[str, tuple[str, str, str]] = {
         "Last interacted on social media {value} [day|days] ago",
         "Never interacted on social media",
     ),
+    "sales_email": (
+        "Sales reached out {value} [time|times]",
+        "Sales last reached out {value} [day|days] ago",
+        "Sales has not reached out yet",
+    ),
 }
 
 #: What a group's reason adds with the days since the last activity, when another member (a
@@ -120,6 +125,7 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "product_inquiry": 6.0,
     "form_submit": 3.0,
     "social_interaction": 0.5,
+    "sales_email": 0.0,  # ours, not the lead's: no engagement
 }
 
 
@@ -154,7 +160,13 @@ class EventValue:
 
 #: The built-in activity types: the default when the mapping declares none.
 BUILT_IN_TYPES: tuple[ActivityType, ...] = tuple(
-    ActivityType(t, *EVENT_PHRASES[t], weight=DEFAULT_EVENT_WEIGHTS[t]) for t in EVENT_TYPES
+    ActivityType(
+        t,
+        *EVENT_PHRASES[t],
+        weight=DEFAULT_EVENT_WEIGHTS[t],
+        actor="company" if t in COMPANY_EVENT_TYPES else "lead",
+    )
+    for t in EVENT_TYPES
 )
 
 

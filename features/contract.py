@@ -200,7 +200,12 @@ EVENT_TYPES = (
     "product_inquiry",
     "form_submit",
     "social_interaction",
+    "sales_email",
 )
+#: Event types that are the company's own actions (a sales rep reaching out), not the lead's:
+#: their own counts and recency, outside engagement (features/behavioral.py), and the touches
+#: a follow-up reads (pipelines/follow_up.py).
+COMPANY_EVENT_TYPES = ("sales_email",)
 
 #: Known spellings of canonical category values, per vocabulary. Keys are compared after
 #: lower-casing, trimming and collapsing whitespace, hyphens and underscores to one space.

@@ -659,6 +659,13 @@ def evaluate(
         bool,
         typer.Option("--no-mlflow", help="Do not add the results to the model's MLflow run."),
     ] = False,
+    validated: Annotated[
+        Path | None,
+        typer.Option(
+            help="The validated CRM (`leadscore validate --out`): adds conversion by time to "
+            "the first sales touch (the mapping's actor: company activities)."
+        ),
+    ] = None,
 ) -> None:
     """Evaluate on the out-of-time test split: model vs baseline (and the oracle on synthetic data).
 
@@ -671,7 +678,7 @@ def evaluate(
     from pipelines.params import section
 
     loaded = _load(params)
-    result = run_evaluate(loaded, training, model, out, oracle)
+    result = run_evaluate(loaded, training, model, out, oracle, validated)
     if not no_mlflow:
         from pipelines.tracking import log_evaluation
 
@@ -1093,6 +1100,21 @@ def _print_metrics(metrics: dict) -> None:
         out_console.print(tiers)
     if "value" in metrics:
         _print_value(metrics["value"])
+    touch = (metrics.get("follow_up") or {}).get("by_time_to_first_touch")
+    if touch:
+        table = Table(
+            title="conversion by time to the first sales touch (test leads, 95% intervals)"
+        )
+        for c in ("first touch", "leads", "conversion rate"):
+            table.add_column(c, justify="left" if c == "first touch" else "right")
+        for r in touch:
+            rate = (
+                "-"
+                if r["conversion_rate"] is None
+                else f"{100 * r['conversion_rate']:.1f}% [{100 * r['low']:.1f}, {100 * r['high']:.1f}]"
+            )
+            table.add_row(r["first_touch"], f"{r['leads']:,}", rate)
+        out_console.print(table)
 
 
 def _print_value(value: dict) -> None:
@@ -1296,7 +1318,8 @@ def score(
     as_of: Annotated[
         str | None,
         typer.Option(
-            help="Score as of this instant (ISO 8601, UTC; default: score.as_of, else the CRM's extraction time, else now)."
+            help="Score as of this instant (ISO 8601, UTC; default: score.as_of, else the CRM's "
+            "extraction time, else now); -3d: three days before that (an earlier night replayed)."
         ),
     ] = None,
     lead_ids: Annotated[
@@ -1436,24 +1459,9 @@ def _print_score_summary(r: dict) -> None:
         )
 
 
-@app.command("scores")
-@_user_errors
-def show_scores(
-    where: Annotated[
-        str,
-        typer.Argument(
-            help="Where scores were written: an SQLAlchemy URL or a folder of score files."
-        ),
-    ] = "sqlite:///data/crm.db",
-    params: ParamsOpt = Path("params.yaml"),
-    top: Annotated[
-        int, typer.Option(min=1, help="How many leads to show, highest score first.")
-    ] = 5,
-    stage: Annotated[
-        Stage | None, typer.Option(help="Only this stage.", case_sensitive=False)
-    ] = None,
-) -> None:
-    """Show the current scores a run wrote back: the highest first, with stage and reasons in words."""
+def _current_scores(where: str, params: Path):
+    """The current scores a run wrote to ``where`` (an SQLAlchemy URL or a folder of score
+    files), or a one-line error."""
     import pandas as pd
     import sqlalchemy as sa
 
@@ -1486,6 +1494,28 @@ def show_scores(
         _fail(
             f"cannot read scores from {display_url(where)}: {str(err).splitlines()[0]} (run `leadscore score` first)"
         )
+    return scores
+
+
+@app.command("scores")
+@_user_errors
+def show_scores(
+    where: Annotated[
+        str,
+        typer.Argument(
+            help="Where scores were written: an SQLAlchemy URL or a folder of score files."
+        ),
+    ] = "sqlite:///data/crm.db",
+    params: ParamsOpt = Path("params.yaml"),
+    top: Annotated[
+        int, typer.Option(min=1, help="How many leads to show, highest score first.")
+    ] = 5,
+    stage: Annotated[
+        Stage | None, typer.Option(help="Only this stage.", case_sensitive=False)
+    ] = None,
+) -> None:
+    """Show the current scores a run wrote back: the highest first, with stage and reasons in words."""
+    scores = _current_scores(where, params)
     if stage:
         scores = scores[scores["stage"] == str(stage)]
     from models.cutoffs import percent
@@ -1567,3 +1597,84 @@ def scoring_runs(
 
 if __name__ == "__main__":
     app()
+
+
+@app.command("follow-ups")
+@_user_errors
+def follow_ups(
+    where: Annotated[
+        str,
+        typer.Argument(
+            help="Where scores were written: an SQLAlchemy URL or a folder of score files."
+        ),
+    ] = "sqlite:///data/crm.db",
+    params: ParamsOpt = Path("params.yaml"),
+    limit: Annotated[int, typer.Option(min=1, help="How many leads to show.")] = 20,
+    csv: Annotated[
+        Path | None, typer.Option(help="Also write every overdue lead to this CSV file.")
+    ] = None,
+) -> None:
+    """The morning list: SQL and MQL leads past their follow-up SLA (params.yaml `follow_up`)
+    with no sales touch since they entered their stage, the longest waiting first, with their
+    stage, score, expected value and top reasons. Written by `leadscore score`, which reads the
+    company's own activities (a mapping's `actor: company` types) from the CRM."""
+    import pandas as pd
+
+    from features.outputs import check_writable, write_csv
+    from models.cutoffs import money, percent
+
+    scores = _current_scores(where, params)
+    if "follow_up_due" not in scores:
+        _fail(
+            f"the scores in {display_url(where)} were written before follow-up existed: run "
+            "`leadscore score` again"
+        )
+    # SQLite reads booleans back as 0/1, a CSV file as text: one reading for all.
+    due = scores["follow_up_due"].astype(str).str.lower().isin(["true", "1", "1.0"])
+    overdue = scores[due.to_numpy()].copy()
+    if scores["follow_up_due"].isna().all() and len(scores):
+        out_console.print(
+            "follow-up is not known: the CRM declares no company activity (actor: company in "
+            "the mapping's events.types), so a touched lead cannot be told from an untouched one"
+        )
+        return
+    overdue["stage_since"] = pd.to_datetime(overdue["stage_since"])
+    # The longest waiting first; among equals, SQL before MQL, then the most expected value.
+    overdue["_rank"] = (overdue["stage"] != "SQL").astype(int)
+    value = overdue["expected_value"] if "expected_value" in overdue else 0.0
+    overdue["_value"] = -pd.to_numeric(value, errors="coerce").fillna(0.0)
+    overdue = overdue.sort_values(["stage_since", "_rank", "_value", "lead_id"], kind="stable")
+    overdue = overdue.drop(columns=["_rank", "_value"])
+    scored_at = pd.to_datetime(scores["scored_at"]).max()
+    if csv is not None:
+        check_writable(csv)
+        write_csv(csv, overdue)
+    if overdue.empty:
+        out_console.print(
+            f"no qualified lead waits for a sales touch past its SLA (scores of {scored_at})"
+        )
+        return
+    counts = ", ".join(f"{k} {v:,}" for k, v in overdue["stage"].value_counts().items())
+    out_console.print(
+        f"[bold]{len(overdue):,} qualified leads past their follow-up SLA with no sales touch "
+        f"since they entered their stage[/] ({counts}; scores of {scored_at:%Y-%m-%d %H:%M}), "
+        "the longest waiting first:"
+    )
+    for r in overdue.head(limit).itertuples(index=False):
+        waited = scored_at - r.stage_since
+        touched = (
+            f"last touched {pd.Timestamp(r.last_sales_touch_at):%Y-%m-%d}"
+            if pd.notna(r.last_sales_touch_at)
+            else "never touched"
+        )
+        value = getattr(r, "expected_value", None)
+        worth = f", expected value {money(value)}" if value is not None and pd.notna(value) else ""
+        out_console.print(
+            f"[bold]{escape(str(r.lead_id))}[/]  [bold]{r.stage}[/] for {waited.days}d "
+            f"{waited.seconds // 3600}h, {touched}; score {r.score} ({percent(r.probability)})"
+            f"{worth}"
+        )
+        why = r.reasons_for if isinstance(r.reasons_for, str) and r.reasons_for else "-"
+        out_console.print(f"   why: {escape(why)}")
+    if len(overdue) > limit:
+        out_console.print(f"... and {len(overdue) - limit:,} more (--limit, or --csv FILE for all)")

@@ -213,6 +213,7 @@ ENGAGEMENT_TYPES = {
     "product_inquiry": "PRODUCT_INQUIRY",
     "form_submit": "FORM_SUBMISSION",
     "social_interaction": "SOCIAL_INTERACTION",
+    "sales_email": "EMAIL",  # a sales rep's email logged in HubSpot: the company's action
 }
 #: Activity types the native CRM does not have: sales-rep actions and notes.
 CALL, MEETING, NOTE = "CALL", "MEETING", "NOTE"

@@ -669,9 +669,14 @@ def run_evaluate(
     model: str | Path,
     out: str | Path,
     oracle: str | Path | None = None,
+    validated: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Score the out-of-time test split: the model next to the baseline and, if given, the oracle."""
-    refuse_overlap({"--training": training, "--model": model, "--oracle": oracle}, {"--out": out})
+    """Score the out-of-time test split: the model next to the baseline and, if given, the oracle.
+    ``validated``: the validated CRM, for conversion by time to the first sales touch."""
+    refuse_overlap(
+        {"--training": training, "--model": model, "--oracle": oracle, "--validated": validated},
+        {"--out": out},
+    )
     from models import plots
 
     n_bins = int(section(params, "evaluate")["n_bins"])
@@ -747,6 +752,10 @@ def run_evaluate(
             params, test, x, scores["model"], scores["baseline"], value, stages, gates,
             meta["cutoffs"],
         )  # fmt: skip
+    if validated is not None:
+        from pipelines.follow_up import first_touch_report
+
+        metrics["follow_up"] = first_touch_report(params, test, validated)
     curves = {LABELS[k]: v for k, v in scores.items() if k != "model_uncalibrated"}
     calibration_curves = {LABELS[k]: scores[k] for k in ("model", "model_uncalibrated")}
 

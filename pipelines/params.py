@@ -10,7 +10,13 @@ import yaml
 
 from features.behavioral import BehavioralParams
 from features.snapshots import periodic_offsets
-from pipelines.synthetic_crm import DealAmounts, DefectRates, MarketShift, SyntheticCRMConfig
+from pipelines.synthetic_crm import (
+    DealAmounts,
+    DefectRates,
+    MarketShift,
+    SalesTouches,
+    SyntheticCRMConfig,
+)
 from pipelines.synthetic_history import FieldChanges
 
 if TYPE_CHECKING:
@@ -57,6 +63,7 @@ def synthetic_config(params: dict[str, Any], **overrides: Any) -> SyntheticCRMCo
         "defects": DefectRates(**g.get("defects", {})),
         "field_changes": FieldChanges(**g.get("field_changes", {})),
         "amounts": DealAmounts(**g.get("amounts", {})),
+        "touches": SalesTouches(**g.get("touches", {})),
         "snapshot_offsets_days": tuple(snapshot_offsets(params)),
         "horizon_days": int(section(params, "label")["horizon_days"]),
     }

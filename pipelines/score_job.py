@@ -21,6 +21,7 @@ new run instead, so a nightly job always scores the latest export.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -34,7 +35,8 @@ from features.mapping.contract import EffectiveContract
 from features.outputs import check_writable, refuse_overlap, save_figure
 from features.urls import display_url
 from features.validation import TABLE_ORDER, ValidationResult, validate_crm, write_rejects
-from pipelines.params import section
+from pipelines.follow_up import company_types, follow_up, last_touch, sla_settings
+from pipelines.params import behavioral_params, section
 from pipelines.scoring import (
     OLDER_LEADS,
     SCORING_STAGES,
@@ -56,7 +58,12 @@ from pipelines.steps import (
     validation_settings,
 )
 from pipelines.writeback import open_ledger, open_sink, sink_kind
-from pipelines.writeback.base import SCORE_COLUMNS, BatchWriteError, SinkConfigurationError
+from pipelines.writeback.base import (
+    SCORE_COLUMNS,
+    BatchWriteError,
+    SinkConfigurationError,
+    no_stages,
+)
 from pipelines.writeback.identity import CREATE_HINT, check_database_exists
 from pipelines.writeback.lease import Lease, LeaseLost
 
@@ -82,7 +89,14 @@ def resolve_as_of(
 ) -> tuple[pd.Timestamp, bool]:
     """The scoring instant: the argument, else ``score.as_of``, else the CRM's extraction time
     (``crm.extracted_at`` or the export's ``crm_meta.json``), else now; and whether it was
-    pinned (known from the data or the caller) rather than "now"."""
+    pinned (known from the data or the caller) rather than "now".
+
+    ``as_of`` ``-3d``: three days before the instant it would otherwise be (an earlier night
+    replayed: the point-in-time features see only what was known then)."""
+    earlier = re.fullmatch(r"-(\d+)d", as_of.strip()) if as_of else None
+    if earlier:
+        base, pinned = resolve_as_of(params, source, None)
+        return base - pd.Timedelta(days=int(earlier.group(1))), pinned
     chosen = (
         as_of or section(params, "score").get("as_of") or section(params, "crm").get("extracted_at")
     )
@@ -267,6 +281,15 @@ def score_crm(
     counts["in_sales"] = 0
     if population.policy == "lead_scoring":  # sales works these leads: not lead scoring's to route
         scored, counts["in_sales"] = stage_in_sales(scored, tables["opportunities"], as_of)
+    # The company's own activities (actor: company): the last sales touch of each lead.
+    touch_types = company_types(contract, behavioral_params(params))
+    counts["sales_touch_types"] = touch_types
+    scored["last_sales_touch_at"] = last_touch(
+        tables["events"], scored["lead_id"], touch_types, as_of
+    ).to_numpy()
+    # Set by run_score from the sink's previous stages (pipelines/follow_up.py).
+    scored["stage_since"] = pd.Series(pd.NaT, index=scored.index, dtype="datetime64[us]")
+    scored["follow_up_due"] = pd.array([pd.NA] * len(scored), dtype="boolean")
     scored = scored.assign(model_name=model.name, model_version=model.version, scored_at=as_of)
     scored["scored_at"] = scored["scored_at"].astype("datetime64[us]")
     counts["scored"] = len(scored)
@@ -403,6 +426,11 @@ def run_score(
             "drift": drift,
         }
         if dry_run:
+            # Nothing is read from the sink either (it may not exist): stages since now.
+            scored = follow_up(
+                scored, no_stages(), as_of_ts, sla_settings(params),
+                touches_known=bool(counts["sales_touch_types"]),
+            )  # fmt: skip
             summary["preview"] = scored[SCORE_COLUMNS]
             summary["seconds"] = round(time.perf_counter() - clock, 2)
             return summary
@@ -419,6 +447,12 @@ def run_score(
             any_instant=not pinned,
         )  # fmt: skip
         sink.prepare()
+        # Under the lease: the stages this sink holds are the ones this run follows on from.
+        scored = follow_up(
+            scored, sink.previous_stages(), as_of_ts, sla_settings(params),
+            touches_known=bool(counts["sales_touch_types"]),
+        )  # fmt: skip
+        summary["follow_up"] = _follow_up_summary(scored, counts["sales_touch_types"])
         _write_quarantine(settings, validation)
         already = counts.get("already_written", 0)
         if previous:
@@ -479,6 +513,31 @@ def run_score(
             lease.release()
         sink.close()
         ledger.close()
+
+
+def _follow_up_summary(scored: pd.DataFrame, touch_types: list[str]) -> dict[str, Any]:
+    """Follow-up counts of a run: overdue leads per stage, and the activity types read."""
+    due = scored["follow_up_due"]
+    if not touch_types:
+        log.warning(
+            "follow-up: the CRM declares no company activity (actor: company in the mapping's "
+            "events.types): the last sales touch and follow_up_due are not known"
+        )
+        return {"touch_types": [], "due": None}
+    by_stage = scored.loc[due.fillna(False).to_numpy(dtype=bool), "stage"].value_counts()
+    total = int(by_stage.sum())
+    log.log(
+        logging.WARNING if total else logging.INFO,
+        "follow-up: %d qualified lead(s) past their SLA with no sales touch (%s); `leadscore "
+        "follow-ups` lists them",
+        total, ", ".join(f"{k} {v}" for k, v in by_stage.items()) or "none",
+    )  # fmt: skip
+    return {
+        "touch_types": list(touch_types),
+        "due": total,
+        "due_by_stage": {str(k): int(v) for k, v in by_stage.items()},
+        "touched": int(scored["last_sales_touch_at"].notna().sum()),
+    }
 
 
 def _lease_settings(settings: dict[str, Any]) -> tuple[float, float | None]:

@@ -50,6 +50,8 @@ DORMANT, COLD, ENGAGED, EVALUATING, OPPORTUNITY, WON, LOST = range(7)
 OPEN_STATES = 5  # D, C, E, V, O: the states a lead that has not closed can be in
 EMITTING = (COLD, ENGAGED, EVALUATING, OPPORTUNITY)
 HISTORY_STREAM = 13  # the field history's own random stream (seeded with the CRM's seed)
+TOUCH_STREAM = 17  # the sales touches' own random stream: the chain's draws stay as they were
+NEVER = np.iinfo(np.int32).max  # the touch day of a lead never touched
 
 # Daily event rates per emitting state (rows C, E, V, O), columns in contract.EVENT_TYPES order.
 DEFAULT_EVENT_RATES = {
@@ -66,6 +68,8 @@ DEFAULT_EVENT_RATES = {
     "product_inquiry": (0.0004, 0.005, 0.020, 0.020),
     "form_submit": (0.002, 0.015, 0.040, 0.015),
     "social_interaction": (0.008, 0.030, 0.030, 0.015),
+    # The company's own action, not the lead's: no hidden state emits it (see SalesTouches).
+    "sales_email": (0.0, 0.0, 0.0, 0.0),
 }
 
 
@@ -123,6 +127,31 @@ class DealAmounts:
     )  # fmt: skip
 
 
+#: The event type of a sales touch in the synthetic CRM (a company action: features/contract.py).
+TOUCH_TYPE = "sales_email"
+
+
+@dataclass(frozen=True)
+class SalesTouches:
+    """Sales reaching out: each lead's first sales touch (a ``sales_email`` event, the company's
+    own action) comes on each day from its creation with probability ``daily_probability``
+    times e^(effect of its source), decided from what the CRM shows, never from the hidden
+    state. Once touched, the lead moves on faster: its engaged -> evaluating and evaluating ->
+    opportunity hazards are multiplied by e^``effect``, so a lead touched sooner converts more
+    often. The oracle sees the touch (an observed event) and weighs the touch still to come."""
+
+    daily_probability: float = 0.08
+    #: log change of the daily probability by source (inbound hand-raisers are called sooner)
+    source: dict[str, float] = field(
+        default_factory=lambda: {
+            "referral": 1.2, "direct": 1.0, "event": 0.7, "webinar": 0.5, "partner": 0.5,
+            "paid_social": -0.7, "content_syndication": -1.0, "outbound": 0.3,
+        }
+    )  # fmt: skip
+    #: log change of the engaged -> evaluating and evaluating -> opportunity hazards once touched
+    effect: float = 0.4
+
+
 @dataclass(frozen=True)
 class SyntheticCRMConfig:
     """Everything the generator needs; defaults give a plausible mid-market B2B funnel."""
@@ -139,6 +168,7 @@ class SyntheticCRMConfig:
     shift: MarketShift = field(default_factory=MarketShift)
     field_changes: FieldChanges = field(default_factory=FieldChanges)
     amounts: DealAmounts = field(default_factory=DealAmounts)
+    touches: SalesTouches = field(default_factory=SalesTouches)
     #: multiplies every covariate effect: 0 = covariates carry no signal, 1 = default world
     signal_strength: float = 1.0
     #: daily hazards of the chain (before covariate effects)
@@ -443,6 +473,8 @@ def _blank_out(frame: pd.DataFrame, columns: list[str], rate: float, rng) -> pd.
 # ------------------------------------------------------------------------------------------------
 # Rows of the hazard table, each a daily probability (WIN is P(won | the opportunity closes)).
 CD, CE, EC, EV, VE, VO, CLOSE, WIN = range(8)
+#: Every daily hazard is at most this: two exits of one state never sum past 1.
+MAX_HAZARD = 0.45
 BUYER, BROWSER = 0, 1  # the hidden lead type: nobody sees it, behaviour only hints at it
 
 
@@ -453,10 +485,33 @@ class _Chain:
     hazards: np.ndarray  # [8 hazards, 2 regimes (before/after shift), 2 types, n leads]
     start: np.ndarray  # [n, OPEN_STATES]: distribution of the state on the creation day
     buyer_prior: np.ndarray  # [n]: P(type = buyer), from what the CRM shows
+    #: [n]: daily probability of the first sales touch until it comes (None: no touches)
+    touch_q: np.ndarray | None = None
+    #: log change of the E -> V and V -> O hazards once the lead was touched
+    touch_effect: float = 0.0
 
-    def gather(self, idx: np.ndarray, regime: int, lead_type: np.ndarray | int) -> np.ndarray:
-        """Hazards [8, len(idx)] of leads ``idx`` in ``regime`` for the given type(s)."""
-        return self.hazards[:, regime, lead_type, idx]
+    def gather(
+        self,
+        idx: np.ndarray,
+        regime: int,
+        lead_type: np.ndarray | int,
+        touched: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Hazards [8, len(idx)] of leads ``idx`` in ``regime`` for the given type(s);
+        ``touched`` (per lead): the first sales touch came before the day transitioned into."""
+        hz = self.hazards[:, regime, lead_type, idx]
+        if touched is None or not self.touch_effect or not np.any(touched):
+            return hz
+        return touch_hazards(hz, self.touch_effect, touched)
+
+
+def touch_hazards(hz: np.ndarray, effect: float, touched: np.ndarray | bool = True) -> np.ndarray:
+    """``hz`` [8, ...] with E -> V and V -> O multiplied by e^``effect`` where ``touched``
+    (clipped as every hazard is, so that a state's exits never exceed 1)."""
+    out = hz.copy()
+    for h in (EV, VO):
+        out[h] = np.where(touched, np.clip(hz[h] * np.exp(effect), 0.0, MAX_HAZARD), hz[h])
+    return out
 
 
 def _chain(cfg: SyntheticCRMConfig, leads: pd.DataFrame, accounts: pd.DataFrame) -> _Chain:
@@ -486,7 +541,7 @@ def _chain(cfg: SyntheticCRMConfig, leads: pd.DataFrame, accounts: pd.DataFrame)
     table = np.zeros((8, 2, 2, n))
 
     def hazard(base: float, log_mult) -> np.ndarray:
-        return np.clip(base * np.exp(log_mult) * np.ones(n), 0.0, 0.45)
+        return np.clip(base * np.exp(log_mult) * np.ones(n), 0.0, MAX_HAZARD)
 
     for regime in (0, 1):
         shift = shift_effect if regime else 0.0
@@ -513,7 +568,17 @@ def _chain(cfg: SyntheticCRMConfig, leads: pd.DataFrame, accounts: pd.DataFrame)
     src_idx = leads["source"].map({v: i for i, v in enumerate(ct.SOURCES)}).fillna(len(ct.SOURCES))
     start[:, COLD : EVALUATING + 1] = mix[src_idx.to_numpy(dtype=int)]
     buyer_prior = 1 / (1 + np.exp(-(b["buyer_log_odds"] + 0.5 * fit + 0.5 * intent)))
-    return _Chain(hazards=table, start=start, buyer_prior=buyer_prior)
+    touches = cfg.touches
+    touch_q = np.clip(
+        touches.daily_probability * np.exp(_effect(leads["source"], touches.source)), 0.0, 1.0
+    )
+    return _Chain(
+        hazards=table,
+        start=start,
+        buyer_prior=buyer_prior,
+        touch_q=touch_q if touches.daily_probability > 0 else None,
+        touch_effect=touches.effect,
+    )
 
 
 def _transition(states: list[np.ndarray], hz) -> list[np.ndarray]:
@@ -596,6 +661,12 @@ def _simulate(cfg, leads, chain: _Chain, days: pd.DatetimeIndex, shift_day: int,
         (leads["created_at"].to_numpy() - days.to_numpy()[created_day]) // np.timedelta64(1, "s")
     ).astype("int64")
     lead_type = np.where(rng.random(n) < chain.buyer_prior, BUYER, BROWSER).astype(np.int8)
+    touch_day, touch_sec = _touch_days(cfg, chain, created_day, created_sec)
+    touch_order = np.argsort(touch_day, kind="stable")
+    touches_on = np.split(
+        touch_order, np.searchsorted(touch_day[touch_order], np.arange(1, n_days))
+    )
+    touch_type = ct.EVENT_TYPES.index(TOUCH_TYPE)
     state = np.full(n, -1, dtype=np.int8)  # -1 = not yet created
     opp_open_day = np.full(n, -1, dtype=np.int32)
     close_day = np.full(n, -1, dtype=np.int32)
@@ -633,6 +704,13 @@ def _simulate(cfg, leads, chain: _Chain, days: pd.DatetimeIndex, shift_day: int,
         ev_day.append(np.full(len(e_lead), d, dtype=np.int32))
         ev_sec.append(e_sec.astype(np.int32))
         ev_type.append(e_type)
+        # --- the first sales touch of leads still open (dormant ones too: sales cannot tell)
+        touched_now = touches_on[d] if d < len(touches_on) else touches_on[-1][:0]
+        touched_now = touched_now[(state[touched_now] >= 0) & (state[touched_now] < WON)]
+        ev_lead.append(touched_now.astype(np.int32))
+        ev_day.append(np.full(len(touched_now), d, dtype=np.int32))
+        ev_sec.append(touch_sec[touched_now].astype(np.int32))
+        ev_type.append(np.full(len(touched_now), touch_type, dtype=np.int8))
         # --- forward filter of tracked leads with today's observations
         if len(tracked):
             pos = np.full(n, -1, dtype=np.int64)
@@ -645,7 +723,9 @@ def _simulate(cfg, leads, chain: _Chain, days: pd.DatetimeIndex, shift_day: int,
             ).reshape(len(tracked), n_types)
             in_opp = state[tracked] == OPPORTUNITY  # an open opportunity is observed
             loglik = _day_loglik(counts_today, in_opp, lam, weekday_factor[d])
-            hz = [chain.gather(tracked, regime_today, t) for t in (BUYER, BROWSER)]
+            # Into today: touched before today (the touch is observed, the filter knows it).
+            before = touch_day[tracked] < d
+            hz = [chain.gather(tracked, regime_today, t, before) for t in (BUYER, BROWSER)]
             fresh = created_day[tracked] == d  # the creation day starts from the prior
             alpha[tracked] = _filter_day(alpha[tracked], hz, loglik, fresh)
             # Record the filtered state at each snapshot whose as_of is tomorrow 00:00.
@@ -658,7 +738,9 @@ def _simulate(cfg, leads, chain: _Chain, days: pd.DatetimeIndex, shift_day: int,
         if d + 1 < n_days and len(active):
             one_hot = np.zeros((len(active), 7))
             one_hot[np.arange(len(active)), state[active]] = 1.0
-            hz = chain.gather(active, int(d + 1 >= shift_day), lead_type[active])
+            hz = chain.gather(
+                active, int(d + 1 >= shift_day), lead_type[active], touch_day[active] <= d
+            )
             probs = _predict_step(one_hot, hz)
             u = rng.random(len(active))[:, None]
             nxt = (u > np.cumsum(probs, axis=1)).sum(axis=1).clip(0, 6).astype(np.int8)
@@ -683,7 +765,27 @@ def _simulate(cfg, leads, chain: _Chain, days: pd.DatetimeIndex, shift_day: int,
         "offset": np.concatenate(snap_offset) if snap_offset else np.empty(0, np.int32),
         "alpha": np.concatenate(snap_alpha) if snap_alpha else np.empty((0, 2, OPEN_STATES)),
     }
-    return events, snaps, opp_open_day, close_day, won
+    return events, snaps, opp_open_day, close_day, won, touch_day
+
+
+def _touch_days(
+    cfg, chain: _Chain, created_day: np.ndarray, created_sec: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each lead's first-touch day (geometric from its creation day with its daily probability;
+    :data:`NEVER` without touches) and second of that day (after the lead's creation), from
+    the touches' own random stream."""
+    n = len(created_day)
+    rng = np.random.default_rng([cfg.seed, TOUCH_STREAM])
+    if chain.touch_q is None:
+        return np.full(n, NEVER, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    q = chain.touch_q
+    wait = np.full(n, NEVER, dtype=np.int64)
+    some = q > 0
+    wait[some] = rng.geometric(q[some]) - 1  # 0: the creation day itself
+    day = np.where(some, created_day + np.minimum(wait, NEVER - created_day.max() - 1), NEVER)
+    start = np.where(day == created_day, created_sec, 0)
+    sec = start + (rng.random(n) * (86_400 - start)).astype(np.int64)
+    return day.astype(np.int64), sec
 
 
 def _step_by_state(v: np.ndarray, hz: np.ndarray) -> np.ndarray:
@@ -692,9 +794,20 @@ def _step_by_state(v: np.ndarray, hz: np.ndarray) -> np.ndarray:
 
 
 def _oracle(
-    cfg, snaps, chain: _Chain, created_day, shift_day: int, n_days: int, chunk: int = 250_000
+    cfg,
+    snaps,
+    chain: _Chain,
+    created_day,
+    shift_day: int,
+    n_days: int,
+    chunk: int = 250_000,
+    touch_day: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """P(won within the horizon | everything observable up to as_of), per recorded snapshot."""
+    """P(won within the horizon | everything observable up to as_of), per recorded snapshot.
+
+    With sales touches (``touch_day`` per lead): a lead touched before as_of moves on with the
+    touched hazards; one not yet touched may be on each later day (its daily probability), so
+    its state is propagated as two parts, untouched and touched, the one feeding the other."""
     lead, offset = snaps["lead"], snaps["offset"]
     as_of_day = created_day[lead] + offset
     keep = as_of_day + cfg.horizon_days <= n_days  # censored snapshots get no oracle
@@ -709,6 +822,11 @@ def _oracle(
         steps_before_shift = shift_day - as_of_day[part]
         v = np.zeros((2, 7, len(idx)))
         v[:, :OPEN_STATES] = alpha[part].transpose(1, 2, 0)
+        touching = touch_day is not None and chain.touch_q is not None
+        if touching:
+            touched = touch_day[idx] < as_of_day[part]  # observed before as_of
+            q = chain.touch_q[idx]
+            v_touched, v = np.where(touched, v, 0.0), np.where(touched, 0.0, v)
         for step in range(cfg.horizon_days):
             shifted = step >= steps_before_shift
             if shifted.all():
@@ -717,8 +835,13 @@ def _oracle(
                 hz = before
             else:
                 hz = np.where(shifted, after, before)
+            if touching:
+                if step:  # the touch on the day before this step's day, if it came then
+                    moved = q * v
+                    v, v_touched = v - moved, v_touched + moved
+                v_touched = _step_by_state(v_touched, touch_hazards(hz, chain.touch_effect))
             v = _step_by_state(v, hz)
-        p_true[part] = v[:, WON].sum(axis=0)
+        p_true[part] = v[:, WON].sum(axis=0) + (v_touched[:, WON].sum(axis=0) if touching else 0.0)
     return pd.DataFrame({"lead": lead, "as_of_day": as_of_day, "p_true": p_true})
 
 
@@ -855,7 +978,7 @@ def generate_crm(
         leads, ["source", "seniority", "department", "country", "job_title"], dr.missing_value, rng
     )
     chain = _chain(cfg, leads, accounts)
-    events_raw, snaps, opp_open_day, close_day, won = _simulate(
+    events_raw, snaps, opp_open_day, close_day, won, touch_day = _simulate(
         cfg, leads, chain, days, shift_day, rng, progress
     )
     log.info(
@@ -897,7 +1020,10 @@ def generate_crm(
     won_accounts = leads["account_id"].to_numpy()[won]
     accounts["is_customer"] = accounts["is_customer"] | accounts["account_id"].isin(won_accounts)
 
-    oracle_raw = _oracle(cfg, snaps, chain, leads["_created_day"].to_numpy(), shift_day, len(days))
+    oracle_raw = _oracle(
+        cfg, snaps, chain, leads["_created_day"].to_numpy(), shift_day, len(days),
+        touch_day=touch_day,
+    )  # fmt: skip
     oracle = pd.DataFrame(
         {
             "lead_id": pd.Series(lead_ids[oracle_raw["lead"]], dtype="str"),

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from pipelines import score_job
 from pipelines.cli import app
+from pipelines.follow_up import due_at
 from pipelines.score_job import DriftRefused, NothingToScore, score_crm
 from pipelines.scoring import IN_SALES, IN_SALES_REASON, load_scoring_model, open_leads
 from pipelines.steps import _read_validated
@@ -621,3 +622,50 @@ def test_the_age_cap_is_the_models_max_age_days_and_older_leads_can_be_scored(wo
         )
     assert set(scored["lead_id"]) == set(every_age["lead_id"]) and counts["older_than_max_age"] == 0
     assert "does not record the age of its training leads" in caplog.text
+
+
+@pytest.mark.parametrize("sink", ["sqlite", "parquet"])
+def test_two_nights_carry_the_stage_over_and_list_the_leads_nobody_touched(world, sink):
+    """The night before, then tonight: a lead whose stage stayed keeps its stage_since; an SQL
+    or MQL lead untouched since then, past its SLA, is follow_up_due (recomputed here from the
+    columns), and `leadscore follow-ups` lists the overdue leads, the longest waiting first."""
+    root, params, tmp = world
+    where = params["score"]["to"] if sink == "sqlite" else str(tmp / "scores")
+    first = run_score(params, str(root / "crm"), to=where, as_of="-3d")
+    second = run_score(params, str(root / "crm"), to=where)
+    tonight = pd.Timestamp(second["as_of"])
+    assert pd.Timestamp(first["as_of"]) == tonight - pd.Timedelta(days=3)
+    assert second["follow_up"]["touch_types"] == ["sales_email"]
+    if sink == "sqlite":
+        history = read_table(where, "lead_score_history")
+        current = read_table(where, "lead_scores")
+    else:
+        history = pd.concat(
+            pd.read_parquet(p) for p in (tmp / "scores" / "history").rglob("*.parquet")
+        )
+        current = pd.read_parquet(tmp / "scores" / "lead_scores.parquet")
+    before = history[history["scored_at"] == tonight - pd.Timedelta(days=3)].set_index("lead_id")
+    now = current.set_index("lead_id")
+    now = now[now["scored_at"] == tonight]  # a lead closed since keeps the night before's
+    both = now.index.intersection(before.index)
+    stayed = both[now.loc[both, "stage"].to_numpy() == before.loc[both, "stage"].to_numpy()]
+    moved = both.difference(stayed)
+    assert len(stayed) > 50 and len(moved) > 0
+    assert (now.loc[stayed, "stage_since"] == tonight - pd.Timedelta(days=3)).all()
+    assert (now.loc[moved, "stage_since"] == tonight).all()
+    assert (now.loc[now.index.difference(before.index), "stage_since"] == tonight).all()
+    # follow_up_due, from the definition (the SLA arithmetic itself: tests/code/test_follow_up.py)
+    touched_since = now["last_sales_touch_at"].notna() & (
+        now["last_sales_touch_at"] >= now["stage_since"]
+    )
+    late = pd.Series(False, index=now.index)
+    for stage, spec in {"SQL": (1, True), "MQL": (3, False)}.items():
+        rows = now["stage"] == stage
+        late[rows] = tonight > due_at(now.loc[rows, "stage_since"], *spec)
+    expected = now["stage"].isin(["SQL", "MQL"]) & late & ~touched_since
+    assert now["follow_up_due"].astype(bool).tolist() == expected.tolist()
+    assert second["follow_up"]["due"] == int(expected.sum()) > 0
+    shown = CliRunner().invoke(app, ["follow-ups", where, "--limit", "3"])
+    assert shown.exit_code == 0, shown.output
+    assert f"{int(expected.sum())} qualified leads past their follow-up SLA" in shown.output
+    assert shown.output.count("   why: ") == min(3, int(expected.sum()))

@@ -23,8 +23,11 @@ import pandas as pd
 SCORE_COLUMNS = [
     "lead_id", "score", "probability", "expected_amount", "expected_value", "stage",
     "stage_reason", "bant_score", "gate_budget", "gate_authority", "gate_need", "gate_timeline",
-    "reasons_for", "reasons_against", "amount_reasons", "model_name", "model_version", "scored_at", "run_id",
+    "reasons_for", "reasons_against", "amount_reasons", "stage_since", "last_sales_touch_at",
+    "follow_up_due", "model_name", "model_version", "scored_at", "run_id",
 ]  # fmt: skip
+#: The score columns that hold instants (naive UTC).
+DATETIME_COLUMNS = ["stage_since", "last_sales_touch_at", "scored_at"]
 #: One row of the append-only score history, in order.
 HISTORY_COLUMNS = [
     "run_id",
@@ -35,6 +38,8 @@ HISTORY_COLUMNS = [
     "model_name",
     "model_version",
     "scored_at",
+    # since when the lead is in this stage: the next run carries it over (pipelines/follow_up.py)
+    "stage_since",
 ]
 
 
@@ -53,6 +58,17 @@ class BatchWriteError(RuntimeError):
         self.attempts = attempts
         #: The HTTP status that failed the batch, if any (401/403 stop the run).
         self.status = status
+
+
+def no_stages() -> pd.DataFrame:
+    """No previous stages: the frame :meth:`ScoreSink.previous_stages` returns before a first run."""
+    return pd.DataFrame(
+        {
+            "lead_id": pd.Series(dtype="str"),
+            "stage": pd.Series(dtype="str"),
+            "stage_since": pd.Series(dtype="datetime64[us]"),
+        }
+    )
 
 
 class ScoreSink(ABC):
@@ -76,6 +92,12 @@ class ScoreSink(ABC):
     def prepare(self) -> None:
         """Create what the sink needs (tables, folders) before the first batch. Idempotent."""
         return None  # nothing to do unless a sink needs it
+
+    def previous_stages(self) -> pd.DataFrame:
+        """Each lead's stage and ``stage_since`` as the sink holds them now, before this run's
+        writes (:func:`no_stages` columns): the follow-up carries ``stage_since`` over while a
+        lead's stage stays. Empty: every lead is in its stage since this run."""
+        return no_stages()
 
     @abstractmethod
     def written_lead_ids(self, run_id: str) -> set[str]:

@@ -16,7 +16,13 @@ from pathlib import Path
 import pandas as pd
 
 from features.outputs import check_writable, write_csv, write_parquet
-from pipelines.writeback.base import SCORE_COLUMNS, BatchWriteError, ScoreSink
+from pipelines.writeback.base import (
+    DATETIME_COLUMNS,
+    SCORE_COLUMNS,
+    BatchWriteError,
+    ScoreSink,
+    no_stages,
+)
 from pipelines.writeback.identity import sink_identity
 
 log = logging.getLogger(__name__)
@@ -30,8 +36,9 @@ def _read(path: Path, fmt: str, columns: list[str] | None = None) -> pd.DataFram
     frame = pd.read_csv(
         path, usecols=columns, dtype={"lead_id": str, "run_id": str, "model_version": str}
     )
-    if "scored_at" in frame:
-        frame["scored_at"] = pd.to_datetime(frame["scored_at"])
+    for column in DATETIME_COLUMNS:
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column])
     return frame
 
 
@@ -76,6 +83,16 @@ class FileSink(ScoreSink):
 
     def _parts(self, run_id: str) -> list[Path]:
         return sorted(self.run_folder(run_id).glob(f"part-*.{self.fmt}"))
+
+    def previous_stages(self) -> pd.DataFrame:
+        """lead_id, stage and stage_since of the current-scores file (none before a first
+        run, or in a file written before follow-up existed)."""
+        if not self.current_path.exists():
+            return no_stages()
+        current = _read(self.current_path, self.fmt)
+        if "stage_since" not in current:
+            return no_stages()
+        return current[["lead_id", "stage", "stage_since"]]
 
     def written_lead_ids(self, run_id: str) -> set[str]:
         """Leads in the run's history files."""

@@ -123,6 +123,10 @@ class HttpSink(ScoreSink):
         """``records`` in runs of ``batch_size``."""
         return [records[i : i + self.batch_size] for i in range(0, len(records), self.batch_size)]
 
+    def previous_stages(self) -> pd.DataFrame:
+        """The stages the ledger's history last wrote to the CRM (the CRM is not read back)."""
+        return self.ledger.latest_stages()
+
     def written_lead_ids(self, run_id: str) -> set[str]:
         """Leads of ``run_id`` with a history row in the ledger."""
         return self.ledger.written_lead_ids(run_id)

@@ -53,7 +53,31 @@ def history_table(metadata: sa.MetaData, name: str) -> sa.Table:
         sa.Column("model_name", sa.String(), nullable=False),
         sa.Column("model_version", sa.String(), nullable=False),
         sa.Column("scored_at", sa.DateTime, nullable=False),
+        sa.Column("stage_since", sa.DateTime),
     )
+
+
+def add_missing_columns(engine: sa.Engine, table: sa.Table) -> list[str]:
+    """Add to ``table`` as it exists in the database the columns of its definition it lacks
+    (a table an earlier version created; the new columns are nullable, its rows keep NULL).
+    Returns the names added."""
+    existing = {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
+    added = [c for c in table.columns if c.name not in existing]
+    if not added:
+        return []
+    quote = engine.dialect.identifier_preparer.quote
+    with engine.begin() as conn:
+        for column in added:
+            kind = column.type.compile(dialect=engine.dialect)
+            conn.execute(
+                sa.text(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} {kind}")
+            )
+    names = [c.name for c in added]
+    log.info(
+        "added column(s) %s to %s (rows written before them keep NULL there)",
+        ", ".join(names), table.name,
+    )  # fmt: skip
+    return names
 
 
 def lease_table(metadata: sa.MetaData, name: str) -> sa.Table:
@@ -132,6 +156,7 @@ class Ledger:
         if file is not None:
             file.parent.mkdir(parents=True, exist_ok=True)
         self.metadata.create_all(self.engine)
+        add_missing_columns(self.engine, self.history)
 
     def _sqlite_file(self) -> Path | None:
         """The SQLite database file, if the ledger is one (None: another database or in memory)."""
@@ -245,6 +270,23 @@ class Ledger:
                     sa.select(self.history.c.lead_id).where(self.history.c.run_id == run_id)
                 ).scalars()
             )
+
+    def latest_stages(self) -> pd.DataFrame:
+        """Each lead's stage and stage_since in its newest history row (lead_id, stage,
+        stage_since): what an HTTP sink's CRM holds now, as far as the ledger knows."""
+        if not self.exists():
+            return pd.DataFrame(columns=["lead_id", "stage", "stage_since"])
+        h = self.history.c
+        newest = (
+            sa.select(h.lead_id, sa.func.max(h.scored_at).label("scored_at"))
+            .group_by(h.lead_id)
+            .subquery()
+        )
+        query = sa.select(h.lead_id, h.stage, h.stage_since).join(
+            newest, (h.lead_id == newest.c.lead_id) & (h.scored_at == newest.c.scored_at)
+        )
+        with self.engine.connect() as conn:
+            return pd.read_sql(query, conn)
 
     def latest_scored_at(self, lead_ids: pd.Series) -> pd.Series:
         """The newest ``scored_at`` in the history of each of these leads (those with one)."""

@@ -30,14 +30,16 @@ import sqlalchemy as sa
 
 from features.urls import display_url as _mask
 from pipelines.writeback.base import (
+    DATETIME_COLUMNS,
     HISTORY_COLUMNS,
     SCORE_COLUMNS,
     BatchWriteError,
     ScoreSink,
     SinkConfigurationError,
+    no_stages,
 )
 from pipelines.writeback.identity import lower_scheme, sink_identity
-from pipelines.writeback.ledger import DEFAULT_TABLES, history_table
+from pipelines.writeback.ledger import DEFAULT_TABLES, add_missing_columns, history_table
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,11 @@ def current_table(metadata: sa.MetaData, name: str) -> sa.Table:
         sa.Column("reasons_for", sa.Text),
         sa.Column("reasons_against", sa.Text),
         sa.Column("amount_reasons", sa.Text),
+        # Follow-up (pipelines/follow_up.py): since when the lead is in its stage, its last sales
+        # touch, and whether an SQL or MQL lead is past its SLA untouched (NULL: not known).
+        sa.Column("stage_since", sa.DateTime),
+        sa.Column("last_sales_touch_at", sa.DateTime),
+        sa.Column("follow_up_due", sa.Boolean),
         sa.Column("model_name", _STRING, nullable=False),
         sa.Column("model_version", _STRING, nullable=False),
         sa.Column("scored_at", sa.DateTime, nullable=False),
@@ -141,25 +148,22 @@ class SqlSink(ScoreSink):
         return sink_identity(self.url, {"tables": {"current": self.current.name}})
 
     def prepare(self) -> None:
-        """Create the current-score and history tables if missing; add to a current-score table
-        an earlier version created the columns added since (nullable: its rows keep NULL there)."""
+        """Create the current-score and history tables if missing; add to tables an earlier
+        version created the columns added since (nullable: its rows keep NULL there)."""
         self.metadata.create_all(self.engine)
-        existing = {c["name"] for c in sa.inspect(self.engine).get_columns(self.current.name)}
-        added = [c for c in self.current.columns if c.name not in existing]
-        if not added:
-            return
-        with self.engine.begin() as conn:
-            for column in added:
-                kind = column.type.compile(dialect=self.engine.dialect)
-                conn.execute(
-                    sa.text(
-                        f"ALTER TABLE {self._q(self.current.name)} ADD COLUMN {self._q(column.name)} {kind}"
-                    )
-                )
-        log.info(
-            "added column(s) %s to %s (scores written before them keep NULL there)",
-            ", ".join(c.name for c in added), self.current.name,
-        )  # fmt: skip
+        add_missing_columns(self.engine, self.current)
+        add_missing_columns(self.engine, self.history)
+
+    def previous_stages(self) -> pd.DataFrame:
+        """The current table's lead_id, stage and stage_since (empty before the first run)."""
+        inspector = sa.inspect(self.engine)
+        if not inspector.has_table(self.current.name):
+            return no_stages()
+        if "stage_since" not in {c["name"] for c in inspector.get_columns(self.current.name)}:
+            return no_stages()  # written before follow-up existed
+        c = self.current.c
+        with self.engine.connect() as conn:
+            return pd.read_sql(sa.select(c.lead_id, c.stage, c.stage_since), conn)
 
     def written_lead_ids(self, run_id: str) -> set[str]:
         """Leads with a history row for ``run_id``."""
@@ -360,7 +364,9 @@ class SqlSink(ScoreSink):
             f"CREATE TEMP TABLE {self._staging} AS SELECT * FROM {current} WHERE 0"
         )
         values = rows.astype(object).where(rows.notna(), None)
-        values["scored_at"] = pd.to_datetime(rows["scored_at"]).dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+        for column in DATETIME_COLUMNS:  # text SQLite reads back as it writes its own
+            stamps = pd.to_datetime(rows[column])
+            values[column] = stamps.dt.strftime("%Y-%m-%d %H:%M:%S.%f").where(stamps.notna(), None)
         marks = (
             ", ".join("?" for _ in SCORE_COLUMNS)
             if self.dialect == "sqlite"

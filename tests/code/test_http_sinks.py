@@ -55,6 +55,13 @@ def scores(n: int, run_id: str = "run-1") -> pd.DataFrame:
             "amount_reasons": [
                 "" if k % 3 else "Larger deal: Company has 2,400 employees" for k in i
             ],
+            "stage_since": pd.Timestamp("2024-04-30 02:00:00"),
+            "last_sales_touch_at": [
+                pd.NaT if k % 2 else pd.Timestamp("2024-04-29 15:30") for k in i
+            ],
+            "follow_up_due": pd.array(
+                [None if k % 5 == 0 else k % 2 == 1 for k in i], dtype="boolean"
+            ),
             "model_name": "lead-conversion",
             "model_version": "3",
             "scored_at": pd.Timestamp("2024-05-01 02:00:00") + pd.to_timedelta(i * 1500, unit="ms"),
@@ -178,6 +185,9 @@ def test_hubspot_writes_every_lead_in_requests_of_100_with_string_values(
             "leadscore_reasons_for": "pricing page views; senior title",
             "leadscore_reasons_against": "",
             "leadscore_amount_reasons": "",
+            "leadscore_stage_since": "2024-04-30T02:00:00.000Z",
+            "leadscore_last_sales_touch_at": "",
+            "leadscore_follow_up_due": "true",
             "leadscore_bant_score": "2",
             "leadscore_model_version": "3",
             "leadscore_scored_at": "2024-05-01T02:00:10.500Z",
@@ -220,6 +230,9 @@ def test_salesforce_writes_every_lead_in_requests_of_200_with_json_values(
         "Leadscore_Reasons_For__c": "pricing page views; senior title",
         "Leadscore_Reasons_Against__c": "",
         "Leadscore_Amount_Reasons__c": "",
+        "Leadscore_Stage_Since__c": "2024-04-30T02:00:00.000Z",
+        "Leadscore_Last_Sales_Touch_At__c": None,
+        "Leadscore_Follow_Up_Due__c": True,
         "Leadscore_Bant_Score__c": 2,
         "Leadscore_Model_Version__c": "3",
         "Leadscore_Scored_At__c": "2024-05-01T02:00:10.500Z",

@@ -101,3 +101,56 @@ def test_filter_and_horizon_match_brute_force(tiny_chain, opp_on_last_day):
         expected += v[sc.WON]
     assert oracle["p_true"].iloc[0] == pytest.approx(expected, rel=1e-12)
     assert oracle["as_of_day"].iloc[0] == days
+
+
+@pytest.mark.parametrize("touched_before", [False, True])
+def test_the_horizon_weighs_the_sales_touch_still_to_come(tiny_chain, touched_before):
+    """A lead not yet touched may be on any later day (daily probability q); once touched, its
+    E -> V and V -> O hazards change. The oracle's two-part propagation equals the sum over
+    every touch day, each weighed by its probability, written out here."""
+    q, effect, horizon, as_of_day, shift_day = 0.3, 0.7, 5, 4, 6
+    chain = sc._Chain(
+        hazards=tiny_chain.hazards,
+        start=tiny_chain.start,
+        buyer_prior=tiny_chain.buyer_prior,
+        touch_q=np.array([q]),
+        touch_effect=effect,
+    )
+    rng = np.random.default_rng(3)
+    alpha = rng.dirichlet(np.ones(2 * sc.OPEN_STATES)).reshape(1, 2, sc.OPEN_STATES)
+
+    class Cfg:
+        horizon_days = horizon
+
+    snaps = {"lead": np.array([0]), "offset": np.array([as_of_day]), "alpha": alpha}
+    touch_day = np.array([as_of_day - 1 if touched_before else 10**6])
+    oracle = sc._oracle(
+        Cfg, snaps, chain, np.array([0]), shift_day=shift_day, n_days=as_of_day + horizon,
+        touch_day=touch_day,
+    )  # fmt: skip
+
+    def won(lead_type: int, first_touched_step: int) -> float:
+        """P(won) when the steps from ``first_touched_step`` on are taken touched."""
+        v = np.zeros(7)
+        v[: sc.OPEN_STATES] = alpha[0, lead_type]
+        for step in range(horizon):
+            h = chain.hazards[:, int(as_of_day + step >= shift_day), lead_type, 0]
+            if step >= first_touched_step:
+                h = h.copy()
+                h[sc.EV] = min(h[sc.EV] * exp(effect), sc.MAX_HAZARD)
+                h[sc.VO] = min(h[sc.VO] * exp(effect), sc.MAX_HAZARD)
+            v = v @ transition_matrix(h)
+        return float(v[sc.WON])
+
+    expected = 0.0
+    for lead_type in (sc.BUYER, sc.BROWSER):
+        if touched_before:
+            expected += won(lead_type, 0)
+            continue
+        # touched on day as_of + i (i = 0 .. horizon - 2): steps i + 1 .. on are touched
+        for i in range(horizon - 1):
+            expected += q * (1 - q) ** i * won(lead_type, i + 1)
+        expected += (1 - q) ** (horizon - 1) * won(lead_type, horizon)  # not within the horizon
+    assert oracle["p_true"].iloc[0] == pytest.approx(expected, rel=1e-12)
+    untouched = sc._oracle(Cfg, snaps, tiny_chain, np.array([0]), shift_day, as_of_day + horizon)
+    assert oracle["p_true"].iloc[0] != pytest.approx(untouched["p_true"].iloc[0], rel=1e-6)

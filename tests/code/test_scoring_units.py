@@ -190,7 +190,9 @@ def scores(ids: list[str], day: str = "2024-06-01", run: str = "r1") -> pd.DataF
             "stage_reason": ['score 0.070 >= MQL cutoff 0.050, "quoted", with commas\nand a newline'] * n,
             "bant_score": [2] * n, "gate_budget": ["pass"] * n, "gate_authority": ["unknown"] * n,
             "gate_need": ["fail"] * n, "gate_timeline": [""] * n, "reasons_for": ["Requested a demo 2 times; Seniority: vp"] * n,
-            "reasons_against": [""] * n, "amount_reasons": [""] * n, "model_name": ["lead-conversion"] * n, "model_version": ["3"] * n,
+            "reasons_against": [""] * n, "amount_reasons": [""] * n,
+            "stage_since": pd.Timestamp(day), "last_sales_touch_at": pd.NaT,
+            "follow_up_due": pd.array([False] * n, dtype="boolean"), "model_name": ["lead-conversion"] * n, "model_version": ["3"] * n,
             "scored_at": pd.Timestamp(day), "run_id": [run] * n,
         }
     )  # fmt: skip
@@ -271,9 +273,9 @@ def test_only_sqlite_and_postgresql_are_accepted(tmp_path):
 
 def test_a_table_an_earlier_version_created_gains_the_new_columns_and_keeps_its_rows(sink):
     # lead_scores as written before expected value existed: its rows stay, the columns come.
-    old = [
-        c for c in SCORE_COLUMNS if c not in ("expected_amount", "expected_value", "amount_reasons")
-    ]
+    new = ("expected_amount", "expected_value", "amount_reasons", "stage_since")
+    new += ("last_sales_touch_at", "follow_up_due")
+    old = [c for c in SCORE_COLUMNS if c not in new]
     sink.write_batch(scores(["L1"]))
     with sink.engine.begin() as conn:
         conn.exec_driver_sql("DROP TABLE lead_scores")

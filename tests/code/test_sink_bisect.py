@@ -49,6 +49,9 @@ def scores(n: int = BATCH, run_id: str = "run-1") -> pd.DataFrame:
             "reasons_for": "pricing page views; senior title",
             "reasons_against": "free email domain",
             "amount_reasons": "Larger deal: Company has 2,400 employees",
+            "stage_since": pd.Timestamp("2024-04-30 02:00:00"),
+            "last_sales_touch_at": pd.Timestamp("2024-04-29 15:30:00"),
+            "follow_up_due": pd.array([k % 2 == 0 for k in i], dtype="boolean"),
             "model_name": "lead-conversion",
             "model_version": "3",
             "scored_at": pd.Timestamp("2024-05-01 02:00:00"),
@@ -295,7 +298,7 @@ def test_a_batch_refused_for_the_tables_fault_fails_whole_without_bisecting(sink
         with sink.engine.begin() as conn:
             conn.exec_driver_sql(f"DROP TABLE {sink.current.name}")
             conn.exec_driver_sql(
-                f"CREATE TABLE {sink.current.name} (lead_id TEXT PRIMARY KEY, score INTEGER CHECK (score < 0), probability FLOAT, expected_amount FLOAT, expected_value FLOAT, stage TEXT, stage_reason TEXT, bant_score INTEGER, gate_budget TEXT, gate_authority TEXT, gate_need TEXT, gate_timeline TEXT, reasons_for TEXT, reasons_against TEXT, amount_reasons TEXT, model_name TEXT, model_version TEXT, scored_at TIMESTAMP, run_id TEXT)"
+                f"CREATE TABLE {sink.current.name} (lead_id TEXT PRIMARY KEY, score INTEGER CHECK (score < 0), probability FLOAT, expected_amount FLOAT, expected_value FLOAT, stage TEXT, stage_reason TEXT, bant_score INTEGER, gate_budget TEXT, gate_authority TEXT, gate_need TEXT, gate_timeline TEXT, reasons_for TEXT, reasons_against TEXT, amount_reasons TEXT, stage_since TIMESTAMP, last_sales_touch_at TIMESTAMP, follow_up_due BOOLEAN, model_name TEXT, model_version TEXT, scored_at TIMESTAMP, run_id TEXT)"
             )
     begun = transactions(sink)
     with pytest.raises(BatchWriteError) as caught:
