@@ -15,8 +15,8 @@ Runs alternate (without, with, without, with ...) and the best of ``--repeat`` i
 Data: the demo CRM (``make demo`` output) with its open leads replicated, as
 ``benchmarks/bench_scoring.py`` does.
 
-    .venv/bin/python benchmarks/bench_value_follow_up.py                 # 300,000 open leads
-    .venv/bin/python benchmarks/bench_value_follow_up.py --leads 50000   # quick
+    .venv/bin/python benchmarks/bench_value_follow_up.py                 # 100,000 open leads
+    .venv/bin/python benchmarks/bench_value_follow_up.py --no-reasons    # the strict comparison
 """
 
 from __future__ import annotations
@@ -58,10 +58,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--leads", type=int, default=300_000)
+    parser.add_argument("--leads", type=int, default=100_000)
     parser.add_argument("--data", type=Path, default=REPO / "data")
     parser.add_argument("--params", type=Path, default=REPO / "params.yaml")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument(
+        "--reasons",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Reasons in words in both variants, as the nightly job writes them (--no-reasons: "
+        "without, so that the value and follow-up work is a larger share).",
+    )
     args = parser.parse_args()
 
     params = yaml.safe_load(args.params.read_text())
@@ -78,7 +85,8 @@ def main() -> int:
     _, counts = open_leads(big, as_of, max_age)
     print(
         f"value and follow-up benchmark: {counts['open']:,} open leads, {len(big['events']):,} "
-        f"events, {cores()} cores, best of {args.repeat}"
+        f"events, {cores()} cores, best of {args.repeat}, "
+        f"{'with' if args.reasons else 'without'} reasons in words"
     )
     seconds: dict[str, list[float]] = {"without": [], "with": []}
     company_types = score_job.company_types
@@ -90,6 +98,8 @@ def main() -> int:
                 model = plain if variant == "without" else args.data / "model"
                 settings["score"].update(model_uri=str(model), rejects=None)
                 settings["score"]["drift"] = {**settings["score"]["drift"], "plot": None}
+                if not args.reasons:
+                    settings["score"]["reasons"] = {**settings["score"]["reasons"], "top_k": 0}
                 score_job.company_types = (lambda *_: []) if variant == "without" else company_types
                 sink = Path(tmp) / f"{variant}-{attempt}"
                 night = pd.Timestamp(as_of) - pd.Timedelta(days=3)

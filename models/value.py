@@ -51,11 +51,15 @@ UNIT_AMOUNT = 1.0
 
 # Scaled defaults (value.lightgbm null): a won lead's deal is one noisy number, so leaves must
 # hold many of them. A leaf holds at least a twentieth of the won rows (and 10), and the tree
-# grows one leaf per 40 won leads (2 to 31): 400 won leads -> 10 leaves of at least ~50 rows.
+# grows one leaf per 40 won leads, 2 to 8: 200 won leads -> 5 leaves of at least ~25 rows. At
+# most 8 leaves: deals are few (hundreds to thousands), more trees add depth where there are
+# many, and a tree of up to 9 leaves gets its exact SHAP values by table lookup
+# (models/contributions.py, max_nodes 8), far faster than LightGBM's pred_contrib: the nightly
+# job's reasons for the amount then cost little.
 LEAF_SHARE = 20
 MIN_LEAF_ROWS = 10
 LEADS_PER_LEAF = 40
-MAX_LEAVES = 31
+MAX_LEAVES = 8
 
 
 def lead_weights(lead_ids: pd.Series | np.ndarray) -> np.ndarray:

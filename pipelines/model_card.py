@@ -148,6 +148,9 @@ def model_card(
           _pct(t.get("conversion_rate", 0)), _pct(t.get("share_of_conversions", 0))]
          for s, t in tiers.items()],
     ))  # fmt: skip
+    value, tested = meta.get("value"), metrics.get("value") or {}
+    if value:
+        out += ["", "## Lead value", _value_text(value, tested)]
     gates = meta.get("gates", {})
     out += ["", "## BANT gates", ""]
     out.append(_table(
@@ -204,3 +207,24 @@ def render_html(markdown_text: str, title: str) -> str:
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
         f"<style>{style}</style></head><body>{body}</body></html>\n"
     )
+
+
+def _value_text(value: Mapping[str, Any], tested: Mapping[str, Any]) -> str:
+    """The value model in a sentence or two: kind, rows, and its test figures if evaluated."""
+    kind = value.get("kind")
+    if kind == "none":
+        return "No amounts in the CRM: every lead is worth one deal (expected value ranks as the probability)."
+    text = (
+        f"Expected amount if won: `{kind}` learned from {value.get('won_leads_train', '?')} won "
+        f"leads (baseline: median per {value.get('baseline', {}).get('feature') or 'the whole set'})."
+    )
+    mae = tested.get("log_mae") or {}
+    top = ((tested.get("intervals") or {}).get("captured") or {}).get("top_0.1") or {}
+    if mae.get("value_model") is not None and top:
+        text += (
+            f" On test: mean absolute error of log amount {mae['value_model']:.3f} (baseline "
+            f"{mae['baseline']:.3f}); the top 10% by expected value capture "
+            f"{_pct(top['value']['value'])} of won revenue, by probability alone "
+            f"{_pct(top['probability']['value'])}."
+        )
+    return text

@@ -230,12 +230,17 @@ def log_model_summary(
         metrics["search.best_validation_log_loss"] = search["best_score"]
         metrics["search.base_validation_log_loss"] = search["base_score"]
     metrics |= {f"cutoff.{k}": v for k, v in meta["cutoffs"].items()}
+    value = meta.get("value") or {}  # the value model (models/value.py), on validation
+    for key in ("validation_log_mae", "validation_log_mae_baseline", "best_iteration"):
+        if key in value:
+            metrics[f"value.{key}"] = value[key]
     mlflow.log_metrics(_numbers(metrics))
     log_datasets(training, manifest)
     mlflow.set_tags(
         {
             DIGEST_TAG: model_digest(model_dir),
             "model_kind": model_kind(meta),
+            "value_model": (meta.get("value") or {}).get("kind", "absent"),
             "mlflow.source.git.commit": git_commit() or "unknown",
             "input_fingerprint": str(manifest.get("input_fingerprint", "unknown")),
             "training_data_range": learned.get("booster_range", "unknown"),
@@ -299,6 +304,10 @@ def log_test_results(evaluation: Path) -> None:
     flat = {f"test.{name}.{k}": v for name, r in metrics["test"].items() for k, v in r.items()}
     if "model_roc_auc_vs_oracle" in metrics:
         flat["test.model_roc_auc_vs_oracle"] = metrics["model_roc_auc_vs_oracle"]
+    value = metrics.get("value") or {}
+    captured = (value.get("intervals") or {}).get("captured", {}).get("top_0.1", {})
+    flat |= {f"test.value.top10_revenue_share.{k}": v["value"] for k, v in captured.items()}
+    flat |= {f"test.value.log_mae.{k}": v for k, v in (value.get("log_mae") or {}).items()}
     mlflow.log_metrics(_numbers(flat))
     mlflow.log_artifact(str(evaluation / "metrics.json"))
     if (evaluation / "plots").exists():

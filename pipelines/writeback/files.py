@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from features.outputs import check_writable, write_csv, write_parquet
 from pipelines.writeback.base import (
@@ -89,10 +90,14 @@ class FileSink(ScoreSink):
         run, or in a file written before follow-up existed)."""
         if not self.current_path.exists():
             return no_stages()
-        current = _read(self.current_path, self.fmt)
-        if "stage_since" not in current:
+        columns = ["lead_id", "stage", "stage_since"]
+        if self.fmt == "parquet":
+            present = set(pq.read_schema(self.current_path).names)
+        else:
+            present = set(pd.read_csv(self.current_path, nrows=0).columns)
+        if "stage_since" not in present:
             return no_stages()
-        return current[["lead_id", "stage", "stage_since"]]
+        return _read(self.current_path, self.fmt, columns)  # three columns, not the reasons
 
     def written_lead_ids(self, run_id: str) -> set[str]:
         """Leads in the run's history files."""
