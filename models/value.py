@@ -41,6 +41,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from models.leakage import LeakageError
+
 log = logging.getLogger(__name__)
 
 #: Kinds of value model: a booster, the baseline standing in for it, or no amounts at all.
@@ -199,6 +201,50 @@ def fit_segment_median(
     return best[1], errors
 
 
+def check_value_leakage(
+    errors: Mapping[str, float],
+    rules: Mapping[str, Any],
+    won_leads: int,
+    allow: tuple[str, ...] = (),
+) -> list[str]:
+    """The value model's leakage alarm, before it is fitted: each feature alone, out of time
+    (its segment medians fitted on train, judged on validation: ``errors``, mean absolute error
+    of log amount per feature, and the overall median's). A feature that cuts the overall
+    median's error by ``max_error_reduction`` or more alone is a field written once the deal's
+    amount was known (a budget band set to the deal's after the win): training stops, naming
+    it, unless it is in ``allow`` or validation has fewer than ``min_won_leads`` won leads (then
+    a warning). From ``warn_error_reduction`` on, a warning. Returns the warnings."""
+    base = errors.get("(overall median)")
+    if not base:
+        return []
+    stop_at = float(rules.get("max_error_reduction", 0.8))
+    warn_at = float(rules.get("warn_error_reduction", 0.5))
+    enough = won_leads >= int(rules.get("min_won_leads", 20))
+    stops, warnings = [], []
+    for feature, err in errors.items():
+        if feature == "(overall median)" or feature in allow:
+            continue
+        cut = 1 - err / base
+        said = (
+            f"{feature} alone cuts the error of log amount by {cut:.0%} "
+            f"({err:.3f} vs {base:.3f} for the overall median)"
+        )
+        if cut >= stop_at and enough:
+            stops.append(said)
+        elif cut >= warn_at:
+            warnings.append(said)
+    if stops:
+        raise LeakageError(
+            f"training stopped: the value model's label leaks through {'; '.join(stops)}: a "
+            "field set once the deal's amount was known. Fix the mapping (declare the field's "
+            "knowledge time), or list the feature under train.allow_features if you have "
+            "checked it"
+        )
+    for line in warnings:
+        log.warning("value leakage alarm: %s", line)
+    return warnings
+
+
 def scaled_value_params(settings: Mapping[str, Any], n_rows: int, n_leads: int) -> dict[str, Any]:
     """LightGBM parameters of the value booster: ``value.lightgbm``, with the size-dependent
     ones left null scaled to the won rows and leads (module constants)."""
@@ -303,6 +349,24 @@ def fit_value_model(
     )  # fmt: skip
     # The five best candidates (a CRM may have hundreds of features).
     counts["baseline_errors_validation"] = dict(sorted(errors.items(), key=lambda e: e[1])[:5])
+    # The alarm reads each feature finely (20 bands of a number, segments of 5 won leads): a
+    # leaked amount must show however it is coded.
+    leak = dict(settings.get("leakage") or {})
+    _, fine = fit_segment_median(
+        x_tr, a_train, l_train, x_va,
+        a_valid if a_valid is not None else np.empty(0), l_valid,
+        int(leak.get("min_segment_leads", 5)), int(leak.get("bands", 20)),
+    )  # fmt: skip
+    base_error = fine.get("(overall median)") or float("nan")
+    counts["leakage_scan"] = {  # each feature's cut of the overall median's error, strongest first
+        k: round(1 - v / base_error, 4)
+        for k, v in sorted(fine.items(), key=lambda e: e[1])[:6]
+        if k != "(overall median)"
+    }
+    counts["leakage_warnings"] = check_value_leakage(
+        fine, leak, counts["won_leads_validation"],
+        allow=tuple(settings.get("allow_features") or ()),
+    )  # fmt: skip
     log.info(
         "value baseline: median amount per %s (%d levels, overall median %.0f)",
         baseline.feature or "(no segment)", len(baseline.medians), baseline.overall,

@@ -213,7 +213,13 @@ def run_train(
     p_cal = calibrator.predict(raw_cal)
     # The value model: E[amount | won], from the won rows (params.yaml `value`; none without it).
     value = (
-        fit_value_model(params["value"], x_train, train, x_valid, valid)
+        fit_value_model(
+            {**params["value"], "allow_features": list(rules.allow)},
+            x_train,
+            train,
+            x_valid,
+            valid,
+        )  # fmt: skip
         if "value" in params
         else None
     )

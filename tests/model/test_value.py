@@ -23,6 +23,13 @@ from pipelines.scoring import amount_reasons
 from pipelines.training_set import label_snapshots
 
 SETTINGS = {
+    "leakage": {
+        "max_error_reduction": 0.8,
+        "warn_error_reduction": 0.5,
+        "min_won_leads": 20,
+        "bands": 20,
+        "min_segment_leads": 5,
+    },
     "objective": "gamma",
     "min_won_leads": 50,
     "min_won_leads_validation": 20,
@@ -295,3 +302,32 @@ def test_amount_reasons_say_only_what_the_probability_does_not():
     got = amount_reasons(reasons, amount)
     assert got.tolist() == ["Larger deal: Budget over $250k. Smaller deal: Industry is retail", ""]
     assert amount_reasons(reasons, None).tolist() == ["", ""]
+
+
+def test_a_feature_set_once_the_amount_was_known_stops_training(caplog):
+    from models.leakage import LeakageError
+
+    def leaky(n: int, seed: int):
+        x, frame = _world(n, seed)
+        # the won deal's amount, written into a field after the win (a number: read in bands)
+        x = x.assign(deal_band=frame["won_amount"].to_numpy() * 1.01)
+        return x, frame.assign(deal_band=x["deal_band"].to_numpy())
+
+    x_tr, train = leaky(400, 1)
+    x_va, valid = leaky(150, 2)
+    with pytest.raises(LeakageError, match="deal_band alone cuts the error of log amount"):
+        fit_value_model(SETTINGS, x_tr, train, x_va, valid)
+    allowed = fit_value_model(
+        {**SETTINGS, "allow_features": ["deal_band"]}, x_tr, train, x_va, valid
+    )
+    assert allowed.kind == "lightgbm"
+    few = {**SETTINGS, "min_won_leads_validation": 5, "leakage": {"min_won_leads": 500}}
+    warned = fit_value_model(few, x_tr, train, x_va, valid)  # 150 won leads < 500: a warning
+    assert any("deal_band" in w for w in warned.summary["leakage_warnings"])
+    assert "value leakage alarm: deal_band" in caplog.text
+    # an honest strong feature (the amount grows with employees, as with a price per seat) cuts
+    # the error by about half: a warning, not a stop; the unrelated ones say nothing
+    x_tr, train = _world(400, 1)
+    x_va, valid = _world(150, 2)
+    honest = fit_value_model(SETTINGS, x_tr, train, x_va, valid).summary["leakage_warnings"]
+    assert all(w.startswith("employees alone") for w in honest)
