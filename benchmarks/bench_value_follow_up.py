@@ -42,6 +42,7 @@ import yaml  # noqa: E402
 from bench_scoring import replicate_open_leads  # noqa: E402
 
 from features.readers import read_crm  # noqa: E402
+from models.value import VALUE_BOOSTER  # noqa: E402
 from pipelines import score_job  # noqa: E402
 from pipelines.scoring import open_leads  # noqa: E402
 
@@ -52,7 +53,7 @@ def without_value(model: Path, to: Path) -> Path:
     meta = json.loads((to / "model_meta.json").read_text())
     meta.pop("value", None)
     (to / "model_meta.json").write_text(json.dumps(meta))
-    (to / "value_booster.txt").unlink(missing_ok=True)
+    (to / VALUE_BOOSTER).unlink(missing_ok=True)
     return to
 
 

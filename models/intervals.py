@@ -206,7 +206,17 @@ def weighted_metrics(y, p, weights, ece_bins: int = 20) -> dict[str, float]:
     return {m: float(got[m][0]) for m in METRICS}
 
 
-def _interval(values: np.ndarray, point: float, alpha: float) -> dict[str, float | None]:
+def group_counts(rng: np.random.Generator, n_groups: int, k: int) -> np.ndarray:
+    """``k`` bootstrap replicates over ``n_groups`` groups: how often each group was drawn
+    (exact multinomial counts, int64 draws consumed value by value, so replicates do not depend
+    on how many are drawn at once), a (k, n_groups) array."""
+    draws = rng.integers(0, n_groups, size=(k, n_groups))
+    draws += (np.arange(k) * n_groups)[:, None]
+    return np.bincount(draws.ravel(), minlength=k * n_groups).reshape(k, n_groups)
+
+
+def percentile_interval(values: np.ndarray, point: float, alpha: float) -> dict[str, float | None]:
+    """{value: ``point``, low, high}: the ``alpha`` percentile interval of the replicates."""
     if len(values) == 0:
         return {"value": float(point), "low": None, "high": None}
     low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
@@ -276,12 +286,9 @@ def clustered_bootstrap(
     rng = np.random.default_rng(seed)
     for lo in range(0, n_boot, chunk):
         k = min(chunk, n_boot - lo)
-        draws = rng.integers(0, n_groups, size=(k, n_groups))
-        draws += (np.arange(k) * (n_groups + 1))[:, None]
         # Exact multinomial counts per group; the extra last column is the zero pad.
-        counts = np.bincount(draws.ravel(), minlength=k * (n_groups + 1))
-        counts = counts.reshape(k, n_groups + 1).astype(np.float64)
-        del draws
+        counts = np.zeros((k, n_groups + 1))
+        counts[:, :n_groups] = group_counts(rng, n_groups, k)
         for name, r in ranked.items():
             got = _metrics_from_counts(r, counts, metrics, ece_bins, work)
             for m in metrics:
@@ -300,7 +307,9 @@ def clustered_bootstrap(
         "groups": int(n_groups),
         "ece_bins": int(ece_bins),
         "scorers": {
-            name: {m: _interval(reps[name][m][keep], point[name][m], alpha) for m in metrics}
+            name: {
+                m: percentile_interval(reps[name][m][keep], point[name][m], alpha) for m in metrics
+            }
             for name in arrays
         },
         "differences": {},
@@ -310,7 +319,7 @@ def clustered_bootstrap(
         entry = {}
         for m in metrics:
             diff = reps[a][m][keep] - reps[b][m][keep]
-            entry[m] = _interval(diff, point[a][m] - point[b][m], alpha)
+            entry[m] = percentile_interval(diff, point[a][m] - point[b][m], alpha)
             better = diff > 0 if HIGHER_IS_BETTER[m] else diff < 0
             entry[m]["share_first_better"] = float(better.mean()) if len(keep) else None
         result["differences"][f"{a}_vs_{b}"] = entry
@@ -319,7 +328,7 @@ def clustered_bootstrap(
         for m in (m for m in metrics if m in RATIO_METRICS):
             with np.errstate(divide="ignore", invalid="ignore"):  # a 0 denominator -> inf / nan
                 ratio = reps[a][m][keep] / reps[b][m][keep]
-                entry[m] = _interval(ratio, np.divide(point[a][m], point[b][m]), alpha)
+                entry[m] = percentile_interval(ratio, np.divide(point[a][m], point[b][m]), alpha)
         result["ratios"][f"{a}_over_{b}"] = entry
     log.info(
         "clustered bootstrap: %d replicates (%d skipped), %d rows in %d groups, %d scorers, %.1fs",

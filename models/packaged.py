@@ -37,7 +37,7 @@ from models.explain import LeadExplainer
 from models.frame import feature_matrix
 from models.gates import BantGates
 from models.score_scale import ScoreScale, legacy_score
-from models.value import ValueModel, expected_value
+from models.value import ValueModel, expected_value, load_value_model
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,6 @@ OUTPUT_COLUMNS = [
     "bant_score", "gate_budget", "gate_authority", "gate_need", "gate_timeline",
 ]  # fmt: skip
 REASON_COLUMNS = list(reasons.REASON_COLUMNS)  # a list: it selects frame columns
-#: The value model's booster file in a `leadscore train` folder (pipelines.modeling.VALUE_BOOSTER).
-VALUE_BOOSTER = "value_booster.txt"
 #: Reasons each way the registered model returns unless the caller's params say otherwise.
 PYFUNC_REASONS = 3
 
@@ -95,16 +93,11 @@ class LeadScorer:
         reference = folder / "drift_reference.json"
         if reference.exists():  # training-time distributions, for the drift check when scoring
             meta["drift_reference"] = json.loads(reference.read_text())
-        value = None
-        if "value" in meta:
-            path = folder / VALUE_BOOSTER
-            booster = lgb.Booster(model_file=str(path)) if path.exists() else None
-            value = ValueModel.from_meta(meta["value"], booster)
         return cls(
             lgb.Booster(model_file=str(folder / "booster.txt")),
             joblib.load(folder / "calibrator.joblib"),
             meta,
-            value,
+            load_value_model(folder, meta),
         )
 
     def matrix(self, features: pd.DataFrame) -> pd.DataFrame:

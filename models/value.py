@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
@@ -50,6 +51,8 @@ KINDS = ("lightgbm", "segment_median", "none")
 OBJECTIVES = {"gamma": "gamma_deviance", "tweedie": "tweedie"}
 #: The amount every lead is worth when the CRM holds no amount (kind ``none``): one deal.
 UNIT_AMOUNT = 1.0
+#: The value model's booster file in a `leadscore train` folder, beside the propensity booster.
+VALUE_BOOSTER = "value_booster.txt"
 
 # Scaled defaults (value.lightgbm null): a won lead's deal is one noisy number, so leaves must
 # hold many of them. A leaf holds at least a twentieth of the won rows (and 10), and the tree
@@ -301,6 +304,16 @@ class ValueModel:
             scale=float(meta.get("scale", 1.0)),
             log_median_offset=float(meta.get("log_median_offset", 0.0)),
         )
+
+
+def load_value_model(folder: str | Path, meta: Mapping[str, Any]) -> ValueModel | None:
+    """The value model a `leadscore train` folder holds (its ``model_meta.json`` ``meta``, and
+    :data:`VALUE_BOOSTER` beside it); None for a model trained before value models."""
+    if "value" not in meta:
+        return None
+    path = Path(folder) / VALUE_BOOSTER
+    booster = lgb.Booster(model_file=str(path)) if path.exists() else None
+    return ValueModel.from_meta(meta["value"], booster)
 
 
 def won_rows(frame: pd.DataFrame) -> np.ndarray:

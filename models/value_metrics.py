@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.intervals import group_counts, percentile_interval
+
 log = logging.getLogger(__name__)
 
 
@@ -94,21 +96,16 @@ def _lead_draws(
     codes: np.ndarray, n_groups: int, n_boot: int, seed: int, chunk: int
 ) -> Iterator[np.ndarray]:
     """Row weights of bootstrap replicates, a (chunk x rows) matrix at a time: each lead drawn
-    with replacement (exact multinomial counts), its rows weighted by its count."""
+    with replacement (:func:`models.intervals.group_counts`), its rows weighted by its count."""
     rng = np.random.default_rng(seed)
     for lo in range(0, n_boot, chunk):
-        k = min(chunk, n_boot - lo)
-        draws = rng.integers(0, n_groups, size=(k, n_groups)) + (np.arange(k) * n_groups)[:, None]
-        counts = np.bincount(draws.ravel(), minlength=k * n_groups).reshape(k, n_groups)
-        yield counts[:, codes].astype(float)
+        yield group_counts(rng, n_groups, min(chunk, n_boot - lo))[:, codes].astype(float)
 
 
 def _interval(values: np.ndarray, point: float, alpha: float) -> dict[str, float | None]:
-    values = values[np.isfinite(values)]
-    if not len(values):
-        return {"value": float(point), "low": None, "high": None}
-    low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
-    return {"value": float(point), "low": float(low), "high": float(high)}
+    """:func:`models.intervals` percentile interval of the finite replicates (a replicate with
+    no revenue has no share)."""
+    return percentile_interval(values[np.isfinite(values)], point, alpha)
 
 
 def _share(diff: np.ndarray, better) -> float | None:

@@ -44,6 +44,10 @@ TrainingOpt = Annotated[Path, typer.Option(help="Folder written by `leadscore tr
 ValidatedOpt = Annotated[Path, typer.Option(help="Folder written by `leadscore validate`.")]
 FeaturesOpt = Annotated[Path, typer.Option("--features", help="Output of `leadscore features`.")]
 LabelledOpt = Annotated[Path, typer.Option(help="Output of `leadscore label`.")]
+ScoresWhereArg = Annotated[
+    str,
+    typer.Argument(help="Where scores were written: an SQLAlchemy URL or a folder of score files."),
+]
 _state = {"verbose": False}
 
 
@@ -1500,12 +1504,7 @@ def _current_scores(where: str, params: Path):
 @app.command("scores")
 @_user_errors
 def show_scores(
-    where: Annotated[
-        str,
-        typer.Argument(
-            help="Where scores were written: an SQLAlchemy URL or a folder of score files."
-        ),
-    ] = "sqlite:///data/crm.db",
+    where: ScoresWhereArg = "sqlite:///data/crm.db",
     params: ParamsOpt = Path("params.yaml"),
     top: Annotated[
         int, typer.Option(min=1, help="How many leads to show, highest score first.")
@@ -1595,19 +1594,10 @@ def scoring_runs(
         book.close()
 
 
-if __name__ == "__main__":
-    app()
-
-
 @app.command("follow-ups")
 @_user_errors
 def follow_ups(
-    where: Annotated[
-        str,
-        typer.Argument(
-            help="Where scores were written: an SQLAlchemy URL or a folder of score files."
-        ),
-    ] = "sqlite:///data/crm.db",
+    where: ScoresWhereArg = "sqlite:///data/crm.db",
     params: ParamsOpt = Path("params.yaml"),
     limit: Annotated[int, typer.Option(min=1, help="How many leads to show.")] = 20,
     csv: Annotated[
@@ -1678,3 +1668,7 @@ def follow_ups(
         out_console.print(f"   why: {escape(why)}")
     if len(overdue) > limit:
         out_console.print(f"... and {len(overdue) - limit:,} more (--limit, or --csv FILE for all)")
+
+
+if __name__ == "__main__":
+    app()

@@ -23,7 +23,6 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from features.outputs import refuse_overlap, save_figure, write_csv, write_file, write_json
-from models import packaged
 from models.baseline import logistic_baseline
 from models.boosting import fixed_booster, predict_scores
 from models.calibration import ProbabilityCalibrator
@@ -37,7 +36,13 @@ from models.leakage import check_leakage, check_model, single_feature_scan, warn
 from models.metrics import gains_table, reliability_table, score_report
 from models.score_scale import ScoreScale
 from models.search import rounds_for_rate, scaled_defaults, scaled_rounds, search_params
-from models.value import ValueModel, expected_value, fit_value_model, won_rows
+from models.value import (
+    VALUE_BOOSTER,
+    expected_value,
+    fit_value_model,
+    load_value_model,
+    won_rows,
+)
 from pipelines.oracle import attach_oracle
 from pipelines.params import category_grouper, check_known, leakage_rules, section
 
@@ -50,8 +55,6 @@ BOOSTER, CALIBRATOR, BASELINE, META = (
     "model_meta.json",
 )
 DRIFT_REFERENCE = "drift_reference.json"
-#: The value model's booster (E[amount | won]), beside the propensity booster.
-VALUE_BOOSTER = packaged.VALUE_BOOSTER
 #: Validation leads are assigned to the calibration part by their hash modulo this.
 HASH_BUCKETS = 10_000
 LABELS = {
@@ -659,16 +662,6 @@ def load_model(folder: str | Path) -> tuple[lgb.Booster, ProbabilityCalibrator, 
     return booster, joblib.load(folder / CALIBRATOR), joblib.load(folder / BASELINE), meta
 
 
-def load_value_model(folder: str | Path, meta: Mapping[str, Any]) -> ValueModel | None:
-    """The value model written by :func:`run_train` beside the booster (None: a model trained
-    before value models, or without a ``value`` section)."""
-    if "value" not in meta:
-        return None
-    path = Path(folder) / VALUE_BOOSTER
-    booster = lgb.Booster(model_file=str(path)) if path.exists() else None
-    return ValueModel.from_meta(meta["value"], booster)
-
-
 def run_evaluate(
     params: dict[str, Any],
     training: str | Path,
@@ -755,7 +748,7 @@ def run_evaluate(
         from pipelines.value_report import evaluate_value
 
         metrics["value"], value_tables = evaluate_value(
-            params, test, x, scores["model"], scores["baseline"], value, stages, gates,
+            params, test, x, scores["model"], ev, scores["baseline"], value, stages, gates,
             meta["cutoffs"],
         )  # fmt: skip
     if validated is not None:

@@ -338,10 +338,9 @@ def score_leads(
     x = model.scorer.matrix(features)  # once: the probabilities and the contributions read it
     scored = model.scorer.score(features, x)
     scored.insert(0, "lead_id", features["lead_id"].to_numpy())
-    scored["amount_reasons"] = ""
     if top_k > 0 and len(features):
         reasons = explainer.reasons(features, explainer.contributions(x), top_k, min_log_odds)
-        scored = scored.drop(columns="amount_reasons").join(reasons)
+        scored = scored.join(reasons)
         value = model.value_explainer
         said = (
             value.reasons(features, value.contributions(x), top_k, min_log_amount)
@@ -350,7 +349,7 @@ def score_leads(
         )
         scored["amount_reasons"] = amount_reasons(reasons, said)
     else:
-        scored["reasons_for"], scored["reasons_against"] = "", ""
+        scored["reasons_for"], scored["reasons_against"], scored["amount_reasons"] = "", "", ""
     return scored
 
 

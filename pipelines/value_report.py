@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from models.cutoffs import value_key
-from models.value import ValueModel, expected_value, lead_weights, log_abs_error, won_rows
+from models.value import ValueModel, expected_value, won_rows
 from models.value_metrics import list_change, value_deciles, value_gains_table, value_intervals
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ def evaluate_value(
     test: pd.DataFrame,
     x: pd.DataFrame,
     probability: np.ndarray,
+    expected: np.ndarray,
     baseline_probability: np.ndarray,
     value: ValueModel,
     stages: pd.DataFrame,
@@ -51,25 +52,26 @@ def evaluate_value(
     cutoffs: Mapping[str, float],
 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
     """The value metrics (JSON-ready) and tables (``value_gains``, ``value_deciles``) of the
-    test split ``test`` (its feature matrix ``x``; ``stages``/``gates`` as the model assigned)."""
+    test split ``test`` (its feature matrix ``x``; ``expected``: the model's expected value per
+    row, as the stages read it; ``stages``/``gates`` as the model assigned)."""
     settings = params.get("evaluate", {})
     n_bins = int(settings.get("n_bins", 10))
     boot = dict(settings.get("bootstrap") or {})
     won = won_rows(test)
     amount = test["won_amount"].to_numpy(dtype=float)
     revenue = np.where(won, amount, 0.0)
-    expected_amount = value.expected_amount(x)
+    segment_median = value.baseline.predict(x)
     scores = {
-        "value": expected_value(probability, expected_amount),
+        "value": np.asarray(expected, dtype=float),
         "probability": np.asarray(probability, dtype=float),
-        "baseline": expected_value(baseline_probability, value.baseline.predict(x)),
+        "baseline": expected_value(baseline_probability, segment_median),
     }
     leads = test["lead_id"].astype(str).to_numpy()
     log_errors = {}
     if won.any():
         for name, typical in (
             ("value_model", value.typical_amount(x)),
-            ("baseline", value.baseline.predict(x)),
+            ("baseline", segment_median),
         ):
             err = np.full(len(test), np.nan)
             err[won] = np.abs(np.log(amount[won]) - np.log(typical[won]))
@@ -97,7 +99,6 @@ def evaluate_value(
         by_value=sql if by_value else other,
     )  # fmt: skip
     change["sql_ranked_by"] = "expected value" if by_value else "probability"
-    w = lead_weights(leads[won]) if won.any() else np.empty(0)
     metrics = {
         "model_kind": value.kind,
         "won_snapshots": int(won.sum()),
@@ -107,13 +108,10 @@ def evaluate_value(
         "expected_value_sum": float(scores["value"].sum()),
         "revenue_won_sum": float(revenue.sum()),
         "baseline_expected_value_sum": float(scores["baseline"].sum()),
+        # Each won lead weighing 1 (the bootstrap's point estimates).
         "log_mae": {
-            "value_model": log_abs_error(amount[won], value.typical_amount(x)[won], w)
-            if won.any()
-            else None,
-            "baseline": log_abs_error(amount[won], value.baseline.predict(x)[won], w)
-            if won.any()
-            else None,
+            name: intervals["log_mae"].get(name, {}).get("value")
+            for name in ("value_model", "baseline")
         },
         "intervals": intervals,
         "sql_list_by_value_vs_probability": change,
