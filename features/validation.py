@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -84,6 +84,10 @@ UNTRACKED_CHANGE = "change of a field not read from history"
 NOTES[UNTRACKED_CHANGE] = "field-history row(s) of fields not read from history (kept, unused)"
 #: Columns of :attr:`ValidationResult.categories`.
 CATEGORY_REPORT = ["table", "column", "status", "rows", "distinct", "examples"]
+#: A partition's counts behind the checks made over all partitions (:func:`check_partitions`):
+#: ``count`` of ``of`` (unparseable of present values, present values of rows, rows a value map
+#: matched of rows with a value), with example rows (export row numbers) and values.
+DEFERRED_COLUMNS = ["table", "column", "check", "count", "of", "rows", "values"]
 #: The column whose latest value (at or before extraction) breaks a tie between duplicates.
 UPDATED_AT = "updated_at"
 _INT64_MAX = np.iinfo(np.int64).max
@@ -110,6 +114,13 @@ class ContractError(ValueError):
         self.table = table
         self.column = column
         self.rows = [int(r) for r in rows]
+
+    def __reduce__(self):  # keyword-only fields: pickled whole (raised on a Dask worker)
+        return (_contract_error, (str(self), self.table, self.column, self.rows))
+
+
+def _contract_error(message: str, table: str, column: str | None, rows: list[int]) -> ContractError:
+    return ContractError(message, table=table, column=column, rows=rows)
 
 
 @dataclass(frozen=True)
@@ -141,6 +152,9 @@ class ValidationResult:
     undeclared_types: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=["event_type", "rows"])
     )  # activity types of kept events that the contract does not declare, with their rows
+    deferred: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=DEFERRED_COLUMNS)
+    )  # one partition of many: the counts behind checks that need every row (check_partitions)
 
     def columns_not_in_export(self, table: str) -> list[str]:
         """The optional columns of ``table`` the export left out (empty for an absent table)."""
@@ -447,20 +461,32 @@ def _check_columns(table: Table, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[
     return raw, absent
 
 
+def empty_table(name: str, contract: EffectiveContract = NATIVE) -> pd.DataFrame:
+    """A clean table of the contract with no rows (its kept columns, typed)."""
+    table = contract.tables[name]
+    return _absent_table(table)[table.kept_column_names]
+
+
 def _absent_table(table: Table) -> pd.DataFrame:
     """An optional table the export left out: no rows, every contract column, typed."""
     return pd.DataFrame({c.name: pd.Series(dtype=_dtype(c)) for c in table.columns})
 
 
 def _wrong_type(table: Table, column: Column, raw_col: pd.Series, bad: np.ndarray, limit: float):
-    n_bad = int(bad.sum())
-    n_present = int(raw_col.notna().sum())
     rows = np.flatnonzero(bad)[:N_EXAMPLES]
-    values = raw_col.iloc[rows].tolist()
+    examples = _examples(column, rows, raw_col.iloc[rows].tolist())
+    return _wrong_type_error(
+        table, column, int(bad.sum()), int(raw_col.notna().sum()), limit, examples, rows
+    )
+
+
+def _wrong_type_error(
+    table: Table, column: Column, n_bad: int, n_present: int, limit: float, examples: str, rows
+) -> ContractError:
     return ContractError(
         f"{table.name}.{column.name} has the wrong type: {n_bad} of {n_present} present values "
         f"({n_bad / n_present:.1%}) cannot be read as {column.kind.value}, more than the allowed "
-        f"{limit:.1%}. Examples: {_examples(column, rows, values)}. Check that the export maps "
+        f"{limit:.1%}. Examples: {examples}. Check that the export maps "
         f"the right source field to {column.name} and writes {column.kind.value} values "
         "(timestamps as ISO 8601), or raise max_unparseable_fraction if these rows may be dropped.",
         table=table.name,
@@ -511,11 +537,13 @@ def _coerce(
     repaired: list[dict],
     rules: dict[str, ReadRule] | None = None,
     categories: list[dict] | None = None,
+    deferred: list[dict] | None = None,
 ) -> pd.DataFrame:
     """Step b: typed columns in contract order; unusable essential values reject the row.
 
     ``rules`` (the mapping's, by column): value maps applied first, then timestamp formats and
     time zones. Category values are kept as found, normalised, and reported in ``categories``.
+    ``deferred`` (one partition of many): the column-level checks are counted there, not made.
     """
     rules = rules or {}
     categories = [] if categories is None else categories
@@ -524,7 +552,7 @@ def _coerce(
         raw_col = frame[col.name]
         rule = rules.get(col.name)
         if rule is not None and rule.values:
-            raw_col = _apply_value_map(table, col, raw_col, rule, categories, unknown)
+            raw_col = _apply_value_map(table, col, raw_col, rule, categories, unknown, deferred)
         bad: np.ndarray | None = None
         if col.kind in (Kind.ID, Kind.TEXT):
             typed = _as_string(raw_col, strip=col.kind == Kind.ID)
@@ -540,7 +568,13 @@ def _coerce(
             typed = _to_category(table, col, raw_col, categories)
         if bad is not None and bad.any():
             n_present = int(raw_col.notna().sum())
-            if bad.sum() > limit * n_present:
+            if deferred is not None:  # the share is judged over every partition
+                rows = np.flatnonzero(bad)[:N_EXAMPLES]
+                deferred.append(
+                    _deferred(table, col, "unparseable", int(bad.sum()), n_present, rows,
+                              [_safe(v) for v in raw_col.iloc[rows]])
+                )  # fmt: skip
+            elif bad.sum() > limit * n_present:
                 raise _wrong_type(table, col, raw_col, bad, limit)
             if col.is_essential:
                 rej.add(
@@ -640,6 +674,13 @@ def _report(categories: list[dict], table: Table, col: Column, status: str, valu
     )
 
 
+def _value_map_error(table: Table, col: Column, found: str) -> MappingError:
+    return MappingError(
+        f"mapping: {table.name}.{col.name}: no key of its value map matches a value of the "
+        f"export (found e.g. {found}): check the keys' spelling and the column they map"
+    )
+
+
 def _apply_value_map(
     table: Table,
     col: Column,
@@ -647,6 +688,7 @@ def _apply_value_map(
     rule: ReadRule,
     categories: list[dict],
     unknown: list[dict],
+    deferred: list[dict] | None = None,
 ) -> pd.Series:
     """The mapping's value map on one column (keys compared normalised), before typing.
 
@@ -661,14 +703,15 @@ def _apply_value_map(
     lookup = dict(rule.values)
     hit = keys.isin(list(lookup)).to_numpy(dtype=bool)
     rows = np.bincount(raw_codes[raw_codes >= 0], minlength=len(uniques))
-    if not hit.any():
-        raise MappingError(
-            f"mapping: {table.name}.{col.name}: no key of its value map matches a value of the "
-            f"export (found e.g. {_examples_by_rows(uniques, rows)}): check the keys' spelling "
-            "and the column they map"
+    if deferred is not None:  # one partition may well hold none of the keys
+        found = _examples_by_rows(uniques, rows)
+        deferred.append(
+            _deferred(table, col, "value_map", int(rows[hit].sum()), int(rows.sum()), (), [found])
         )
+    elif not hit.any():
+        raise _value_map_error(table, col, _examples_by_rows(uniques, rows))
     unused = sorted(set(lookup) - set(keys[hit]))
-    if unused:
+    if unused and deferred is None:  # a partition holds only some values: not worth a line
         log.info(
             "%s.%s: %d value-map key(s) match no value of this export: %s",
             table.name, col.name, len(unused), ", ".join(map(repr, unused[:N_EXAMPLES])),
@@ -1037,20 +1080,33 @@ def _check_not_empty(table: Table, frame: pd.DataFrame, required: Sequence[str])
         )
 
 
-def _check_required_present(table: Table, raw: pd.DataFrame, typed: pd.DataFrame) -> None:
+def _check_required_present(
+    table: Table, raw: pd.DataFrame, typed: pd.DataFrame, deferred: list[dict] | None = None
+) -> None:
     """A required column with no value in any row is a broken export, not a row problem.
-    (Values present but unreadable or unknown are said by their own checks.)"""
+    (Values present but unreadable or unknown are said by their own checks.) ``deferred``: the
+    present values are counted there instead (one partition of many)."""
     if len(typed) == 0:
         return
     for col in table.columns:
-        blank = typed[col.name].isna().all() if col.kind in (Kind.ID, Kind.TEXT) else False
-        if not col.nullable and (raw[col.name].isna().all() or blank):
-            raise ContractError(
-                f"{table.name}.{col.name} is empty in all {len(typed):,} rows: the export left "
-                f"out the field mapped to {col.name}; export it again with that field filled.",
-                table=table.name,
-                column=col.name,
-            )
+        if col.nullable:
+            continue
+        present = raw[col.name].notna()
+        if col.kind in (Kind.ID, Kind.TEXT):
+            present &= typed[col.name].notna()
+        if deferred is not None:
+            deferred.append(_deferred(table, col, "present", int(present.sum()), len(typed)))
+        elif not present.any():
+            raise _empty_column(table, col, len(typed))
+
+
+def _empty_column(table: Table, col: Column, rows: int) -> ContractError:
+    return ContractError(
+        f"{table.name}.{col.name} is empty in all {rows:,} rows: the export left "
+        f"out the field mapped to {col.name}; export it again with that field filled.",
+        table=table.name,
+        column=col.name,
+    )
 
 
 def _check_quarantine_share(table: Table, rej: _Rejects, limit: float | None) -> None:
@@ -1059,15 +1115,22 @@ def _check_quarantine_share(table: Table, rej: _Rejects, limit: float | None) ->
     n_rej = int(rej.rejected.sum())
     if limit is None or rej.n == 0 or n_rej <= limit * rej.n:
         return
-    top = sorted(rej.kinds.items(), key=lambda kv: -kv[1])[:3]
-    first = np.flatnonzero(rej.rejected)[:N_EXAMPLES]
-    raise ContractError(
-        f"{table.name}: {n_rej:,} of {rej.n:,} rows ({n_rej / rej.n:.1%}) would be quarantined, "
+    raise _quarantine_error(
+        table.name, n_rej, rej.n, rej.kinds, np.flatnonzero(rej.rejected)[:N_EXAMPLES], limit
+    )
+
+
+def _quarantine_error(
+    name: str, n_rej: int, n: int, kinds: Mapping[str, int], first: Sequence[int], limit: float
+) -> ContractError:
+    top = sorted(kinds.items(), key=lambda kv: -kv[1])[:3]
+    return ContractError(
+        f"{name}: {n_rej:,} of {n:,} rows ({n_rej / n:.1%}) would be quarantined, "
         f"more than validate.max_quarantined_fraction ({limit:.1%}): "
         + ", ".join(f"{kind}: {n:,}" for kind, n in top)
         + f" (rows {', '.join(map(str, first))}, ...). Nothing was written. Fix the export, or "
         "raise the limit if these rows may be dropped.",
-        table=table.name,
+        table=name,
         rows=first,
     )
 
@@ -1109,6 +1172,9 @@ def validate_crm(
     nonempty_tables: Sequence[str] = (),
     progress=None,
     contract: EffectiveContract = NATIVE,
+    *,
+    part_of_many: bool = False,
+    validated: Mapping[str, pd.DataFrame] | None = None,
 ) -> ValidationResult:
     """Type, check and clean the raw CRM tables; quarantine rows that break the contract.
 
@@ -1123,10 +1189,21 @@ def validate_crm(
     table's rows quarantined). An optional table or column the export left out is supplied
     empty and reported. Every input row ends up in ``tables`` or ``rejects``. Personal columns
     are checked but not kept. ``progress(task, done, total)`` is called after each table.
+
+    ``part_of_many``: ``raw`` is one partition of a partitioned CRM (features/partitioned.py).
+    The checks that need every row of a table (a table empty, a required column empty in all
+    rows, a column mostly of the wrong type, a value map matching nothing, the quarantined
+    share) are not made but counted in ``deferred``; :func:`check_partitions` makes them over
+    all partitions, with the same messages. ``validated``: tables validated already (the shared
+    accounts), used as they are for the relational checks and not counted again.
     """
+    validated = dict(validated or {})
     # A native export's field history names the fields it tracks: those are read from it.
     contract = with_export_history(contract, raw.get("field_history"))
-    absent_tables = _check_tables(raw, nonempty_tables, contract)
+    deferred: list[dict] | None = [] if part_of_many else None
+    if part_of_many:
+        nonempty_tables = ()
+    absent_tables = _check_tables({**dict.fromkeys(validated), **raw}, nonempty_tables, contract)
     extracted = _extracted_at(extracted_at)
     tables: dict[str, pd.DataFrame] = {}
     rejects: dict[str, pd.DataFrame] = {}
@@ -1136,6 +1213,9 @@ def validate_crm(
     order = [t for t in TABLE_ORDER if t != "field_history" or t in raw]
     for name in order:
         table = contract.tables[name]
+        if name in validated and name not in raw:
+            tables[name] = validated[name]
+            continue
         rules = {c: r for (t, c), r in contract.read_rules.items() if t == name}
         frame = raw[name] if name in raw else _absent_table(table)
         if (
@@ -1149,9 +1229,10 @@ def validate_crm(
         _check_not_empty(table, frame, nonempty_tables)
         rej = _Rejects(len(frame))
         typed = _coerce(
-            table, frame, rej, max_unparseable_fraction, unknown, repaired, rules, categories
-        )
-        _check_required_present(table, frame, typed)
+            table, frame, rej, max_unparseable_fraction, unknown, repaired, rules, categories,
+            deferred,
+        )  # fmt: skip
+        _check_required_present(table, frame, typed, deferred)
         _schema_rejects(table, typed, rej)
         notes = _mapping_notes(table, typed, contract, undeclared)
         if name == "field_history":
@@ -1159,7 +1240,8 @@ def validate_crm(
         # An absent table is no reference: leads are not "orphans" of accounts never exported.
         known = {t: f for t, f in tables.items() if t not in absent_tables}
         notes |= _relational(table, typed, rej, extracted, known, absent)
-        _check_quarantine_share(table, rej, max_quarantined_fraction)
+        if not part_of_many:
+            _check_quarantine_share(table, rej, max_quarantined_fraction)
         clean = typed if not rej.rejected.any() else typed[~rej.rejected]
         tables[name] = clean[table.kept_column_names].reset_index(drop=True)
         rejects[name] = _reject_frame(table, frame, rej)
@@ -1189,6 +1271,7 @@ def validate_crm(
         notes=pd.DataFrame(noted, columns=["table", "note", "rows"]),
         categories=pd.DataFrame(categories, columns=CATEGORY_REPORT),
         undeclared_types=pd.DataFrame(undeclared, columns=["event_type", "rows"]),
+        deferred=pd.DataFrame(deferred or [], columns=DEFERRED_COLUMNS),
     )
 
 
@@ -1335,3 +1418,135 @@ def write_rejects(result: ValidationResult, folder: str | os.PathLike) -> list[P
     paths.append(write_json(folder / "summary.json", summary))
     log.info("wrote %d reject file(s) to %s", len(paths) - 1, folder)
     return paths
+
+
+# ------------------------------------------------------------------------------------------------
+# A partitioned CRM: one validation per partition, the checks over all of them
+# ------------------------------------------------------------------------------------------------
+def _deferred(
+    table: Table, col: Column, check: str, count: int, of: int, rows=(), values=()
+) -> dict:
+    return {
+        "table": table.name, "column": col.name, "check": check, "count": count, "of": of,
+        "rows": [int(r) for r in rows], "values": [str(v) for v in values],
+    }  # fmt: skip
+
+
+def in_export_rows(
+    result: ValidationResult, source_rows: Mapping[str, np.ndarray]
+) -> ValidationResult:
+    """``result`` of one partition with its row numbers (quarantined rows, examples) turned into
+    the export's (``source_rows[table][position]``), and without its clean tables (the caller
+    has used them): what a partition hands back to be merged."""
+    rejects = {}
+    for name, frame in result.rejects.items():
+        rows = source_rows.get(name)
+        if rows is not None and len(frame):
+            frame = frame.assign(source_row=rows[frame["source_row"].to_numpy()])
+        rejects[name] = frame
+    deferred = result.deferred.copy()
+    if len(deferred):
+        deferred["rows"] = [
+            [int(source_rows[t][r]) for r in rows] if t in source_rows else rows
+            for t, rows in zip(deferred["table"], deferred["rows"], strict=True)
+        ]
+    return replace(result, tables={}, rejects=rejects, deferred=deferred)
+
+
+def merge_results(results: Sequence[ValidationResult]) -> ValidationResult:
+    """One result of many partitions' (:func:`in_export_rows`): counts and report rows summed,
+    quarantined rows together in export order. ``distinct`` of a category report is the most any
+    partition saw (a value may be in several)."""
+    results = list(results)
+    if not results:
+        raise ValueError("merge_results needs at least one partition's result")
+
+    def total(attr: str, keys: list[str], how: dict | None = None) -> pd.DataFrame:
+        frames = [getattr(r, attr) for r in results if len(getattr(r, attr))]
+        columns = list(getattr(results[0], attr).columns)
+        if not frames:
+            return getattr(results[0], attr).iloc[:0]
+        both = pd.concat(frames, ignore_index=True)
+        agg = how or {c: "sum" for c in columns if c not in keys}
+        return both.groupby(keys, sort=False, dropna=False).agg(agg).reset_index()[columns]
+
+    rejects: dict[str, list[pd.DataFrame]] = {}
+    for r in results:
+        for name, frame in r.rejects.items():
+            rejects.setdefault(name, []).append(frame)
+    first = results[0]
+    order = {t: i for i, t in enumerate(TABLE_ORDER)}
+    counts = total("counts", ["table"])
+    counts = counts.sort_values("table", key=lambda t: t.map(order), kind="stable")
+    return ValidationResult(
+        tables={},
+        rejects={
+            n: pd.concat(f, ignore_index=True)
+            .sort_values("source_row", kind="stable")
+            .reset_index(drop=True)
+            for n, f in rejects.items()
+        },  # fmt: skip
+        counts=counts.reset_index(drop=True),
+        reasons=total("reasons", ["table", "reason"]),
+        unknown_categories=total("unknown_categories", ["table", "column", "value"]),
+        repaired=total("repaired", ["table", "column", "problem"]),
+        absent_tables=first.absent_tables,
+        absent_columns=first.absent_columns,
+        notes=total("notes", ["table", "note"]),
+        categories=total(
+            "categories",
+            ["table", "column", "status"],
+            {"rows": "sum", "distinct": "max", "examples": "first"},
+        ),
+        undeclared_types=total("undeclared_types", ["event_type"]),
+        deferred=pd.concat([r.deferred for r in results], ignore_index=True)
+        if any(len(r.deferred) for r in results)
+        else first.deferred,
+    )
+
+
+def check_partitions(
+    merged: ValidationResult,
+    max_unparseable_fraction: float = 0.05,
+    max_quarantined_fraction: float | None = None,
+    nonempty_tables: Sequence[str] = (),
+    contract: EffectiveContract = NATIVE,
+) -> None:
+    """The checks :func:`validate_crm` makes on a whole table, made on the partitions' merged
+    counts (:func:`merge_results`): the same ContractError (or MappingError) the whole CRM in one
+    piece would raise, naming the export's rows."""
+    present_tables = [t for t in TABLE_ORDER if t not in merged.absent_tables]
+    _check_tables(dict.fromkeys(present_tables), nonempty_tables, contract)
+    rows_in = merged.counts.set_index("table")["rows_in"]
+    deferred = merged.deferred
+    for name in TABLE_ORDER:
+        if name not in rows_in.index:
+            continue
+        table = contract.tables[name]
+        _check_not_empty(table, pd.DataFrame(index=range(int(rows_in[name]))), nonempty_tables)
+        mine = deferred[deferred["table"] == name]
+        for (column, check), group in mine.groupby(["column", "check"], sort=False):
+            col = table.by_name[column]
+            count, of = int(group["count"].sum()), int(group["of"].sum())
+            if check == "value_map" and of and not count:
+                raise _value_map_error(table, col, group["values"].iloc[0][0])
+            if check == "unparseable" and count > max_unparseable_fraction * of:
+                rows = [r for rs in group["rows"] for r in rs]
+                values = [v for vs in group["values"] for v in vs]
+                shown = np.argsort(rows, kind="stable")[:N_EXAMPLES]
+                rows, values = [rows[i] for i in shown], [values[i] for i in shown]
+                examples = _examples(col, rows, values)
+                raise _wrong_type_error(
+                    table, col, count, of, max_unparseable_fraction, examples, rows
+                )
+            if check == "present" and of and not count:
+                raise _empty_column(table, col, of)
+        if max_quarantined_fraction is None:
+            continue
+        n = int(rows_in[name])
+        n_rej = int(merged.counts.set_index("table").loc[name, "rows_rejected"])
+        if n and n_rej > max_quarantined_fraction * n:
+            reasons = merged.reasons[merged.reasons["table"] == name]
+            kinds = dict(zip(reasons["reason"], reasons["rows"].astype(int), strict=True))
+            first = merged.rejects[name]["source_row"].head(N_EXAMPLES).tolist()
+            raise _quarantine_error(name, n_rej, n, kinds, first, max_quarantined_fraction)

@@ -35,6 +35,8 @@ import pandas as pd
 PSI_FLOOR = 1e-4
 #: Name of the scores' row in :func:`population_stability`'s table.
 SCORE = "__score__"
+#: The rows counted, in :func:`bin_counts`.
+ROWS = "__rows__"
 FORMAT = "psi-reference/1"
 COLUMNS = ["feature", "psi", "bins", "largest_shift", "missing_in_data"]
 
@@ -254,23 +256,54 @@ def population_stability(
     A reference feature absent from ``features`` gets NaN PSI and ``missing_in_data`` True;
     columns the reference does not know are ignored. ``scores=None`` skips the score row.
     """
+    return stability_from_counts(reference, bin_counts(reference, features, scores))
+
+
+def bin_counts(
+    reference: dict, features: pd.DataFrame, scores: np.ndarray | None
+) -> dict[str, np.ndarray | None]:
+    """Rows per reference bin of each reference feature (None: absent from ``features``) and of
+    the scores (key ``__score__``, if given), plus ``__rows__``. Counts of parts of the data add
+    up to the counts of the whole (:func:`add_counts`): a partitioned CRM's drift is checked
+    from its partitions' counts, without gathering their features."""
     if reference.get("format") != FORMAT:
         raise ValueError(
             f"not a drift reference (format {reference.get('format')!r}, want {FORMAT!r})"
         )
     by_name = {str(c): c for c in features.columns}
-    rows = []
+    counts: dict[str, np.ndarray | None] = {ROWS: np.array([len(features)])}
     for name, ref in reference["features"].items():
-        if name not in by_name:
-            bins = len(_reference_shares(ref))
-            rows.append((name, np.nan, bins, "absent from the data", True))
-            continue
-        rows.append((name, *_compare(ref, features[by_name[name]]), False))
+        counts[name] = _counts(ref, features[by_name[name]]) if name in by_name else None
     if scores is not None:
         s = np.asarray(scores, dtype=float)
         if s.ndim != 1:
             raise ValueError(f"scores must be 1-d, got shape {s.shape}")
-        rows.append((SCORE, *_compare(reference["score"], s), False))
+        counts[SCORE] = _counts(reference["score"], s)
+    return counts
+
+
+def add_counts(
+    first: dict[str, np.ndarray | None], second: dict[str, np.ndarray | None]
+) -> dict[str, np.ndarray | None]:
+    """Two parts' :func:`bin_counts` as one (a feature absent from either is absent)."""
+    return {
+        k: None if first[k] is None or second.get(k) is None else first[k] + second[k]
+        for k in first
+    }
+
+
+def stability_from_counts(reference: dict, counts: dict[str, np.ndarray | None]) -> pd.DataFrame:
+    """:func:`population_stability`'s table from :func:`bin_counts` (of one part or of all)."""
+    n = int(counts[ROWS][0])
+    rows = []
+    for name, ref in reference["features"].items():
+        if counts.get(name) is None:
+            bins = len(_reference_shares(ref))
+            rows.append((name, np.nan, bins, "absent from the data", True))
+            continue
+        rows.append((name, *_compare(ref, counts[name], n), False))
+    if counts.get(SCORE) is not None:
+        rows.append((SCORE, *_compare(reference["score"], counts[SCORE], n), False))
     table = pd.DataFrame(rows, columns=COLUMNS)
     table = table.astype({"psi": "float64", "bins": "int64", "missing_in_data": "bool"})
     return table.sort_values("psi", ascending=False, na_position="last", kind="stable").reset_index(
@@ -292,13 +325,19 @@ def _labels(ref: dict) -> list[str]:
 def bin_shares(ref: dict, values: pd.Series | np.ndarray) -> pd.DataFrame:
     """Per bin of one reference entry (a feature's, or ``reference["score"]``): its label, the
     reference share and the share of ``values``; what a drift plot draws."""
+    return shares_from_counts(ref, _counts(ref, values))
+
+
+def shares_from_counts(ref: dict, counts: np.ndarray) -> pd.DataFrame:
+    """:func:`bin_shares` from one entry's bin counts."""
     expected = _reference_shares(ref)
-    actual = _actual_shares(ref, values) if len(values) else np.full(len(expected), np.nan)
+    n = counts.sum()
+    actual = counts / n if n else np.full(len(expected), np.nan)
     return pd.DataFrame({"bin": _labels(ref), "reference": expected, "current": actual})
 
 
-def _actual_shares(ref: dict, values: pd.Series | np.ndarray) -> np.ndarray:
-    n = len(values)
+def _counts(ref: dict, values: pd.Series | np.ndarray) -> np.ndarray:
+    """Rows of ``values`` per bin of one reference entry (float, so that parts add up)."""
     if ref["kind"] == "numeric":
         x = values if isinstance(values, np.ndarray) else _as_float(values)
         counts = _numeric_counts(x, np.asarray(ref["cuts"], dtype=float))
@@ -310,15 +349,16 @@ def _actual_shares(ref: dict, values: pd.Series | np.ndarray) -> np.ndarray:
         where[where < 0] = k  # unseen in the reference: "other"
         counts = np.bincount(where, weights=per_key, minlength=k + 1)
         counts = np.append(counts, n_missing)
-    return counts / n
+    return np.asarray(counts, dtype=float)
 
 
-def _compare(ref: dict, values: pd.Series | np.ndarray) -> tuple[float, int, str]:
-    """(psi, number of bins, largest shift) of ``values`` against one reference entry."""
+def _compare(ref: dict, counts: np.ndarray, n: int) -> tuple[float, int, str]:
+    """(psi, number of bins, largest shift) of ``n`` rows binned as ``counts`` against one
+    reference entry."""
     expected = _reference_shares(ref)
-    if len(values) == 0:
+    if n == 0:
         return np.nan, len(expected), "no rows to compare"
-    actual = _actual_shares(ref, values)
+    actual = counts / n
     e, a = np.maximum(expected, PSI_FLOOR), np.maximum(actual, PSI_FLOOR)
     psi = float(np.sum((a - e) * np.log(a / e)))
     moved = np.abs(actual - expected)

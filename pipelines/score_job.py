@@ -24,7 +24,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,19 @@ import pandas as pd
 
 from features.mapping.contract import EffectiveContract
 from features.outputs import check_writable, refuse_overlap, save_figure
+from features.partitioned import is_partitioned, partition_of
 from features.urls import display_url
 from features.validation import TABLE_ORDER, ValidationResult, validate_crm, write_rejects
+from pipelines.engines import EngineSettings
 from pipelines.follow_up import company_types, follow_up, last_touch, sla_settings
 from pipelines.params import behavioral_params, section
+from pipelines.partitioned_scoring import (
+    ScoredParts,
+    ScoredRun,
+    remove_staging,
+    score_partitioned,
+    staging_folder,
+)
 from pipelines.scoring import (
     OLDER_LEADS,
     SCORING_STAGES,
@@ -211,7 +221,8 @@ def score_crm(
     training) and the validation result (None for tables validated by the caller).
     """
     settings = section(params, "score")
-    population, older_leads = model.population, older_leads_setting(settings)
+    population = model.population
+    older_leads_setting(settings)  # a bad setting is refused before the CRM is read
     if population.max_age_days is None:
         log.info(
             "model %s version %s does not record the age of its training leads "
@@ -229,6 +240,46 @@ def score_crm(
         }
     else:  # tables validated by the caller (e.g. `leadscore validate` output, or a benchmark)
         tables, quarantined = source, {}
+    scored, features, counts = score_tables(
+        params, tables, model, as_of, contract, lead_ids, limit, skip, progress
+    )
+    counts["quarantined_rows"] = quarantined
+    if counts["scored"] == 0 and not counts.get("already_written"):
+        raise nothing_to_score(counts, as_of, population.max_age_days)
+    return scored, features, counts, validation
+
+
+def nothing_to_score(
+    counts: Mapping[str, Any], as_of: pd.Timestamp, max_age_days: int | None
+) -> NothingToScore:
+    """The error of a run with no open lead, with the counts of those left out."""
+    too_old = (
+        "no age cap"
+        if max_age_days is None
+        else f"older than the model's {max_age_days} days {counts['older_than_max_age']}"
+    )
+    return NothingToScore(
+        f"no open lead to score as of {as_of} (leads in the CRM: {counts['leads_in_crm']}, "
+        f"won {counts['already_won']}, lost {counts['already_lost']}, {too_old}, "
+        f"created later {counts['created_after_as_of']})"
+    )
+
+
+def score_tables(
+    params: dict[str, Any],
+    tables: Mapping[str, pd.DataFrame],
+    model,
+    as_of: pd.Timestamp,
+    contract: EffectiveContract,
+    lead_ids: Sequence[str] | None = None,
+    limit: int | None = None,
+    skip: set[str] | None = None,
+    progress: Progress = _no_progress,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Score the open leads of validated ``tables`` (the whole CRM, or one partition of it):
+    the scores, the features they were scored from, and the counts (see :func:`score_crm`)."""
+    settings = section(params, "score")
+    population, older_leads = model.population, older_leads_setting(settings)
     snapshots, counts = open_leads(tables, as_of, population.max_age_days, older_leads)
     if counts["older_than_max_age_scored"]:
         log.warning(
@@ -238,24 +289,12 @@ def score_crm(
             population.max_age_days,
             as_of,
         )
-    counts["quarantined_rows"] = quarantined
     snapshots = select_leads(snapshots, lead_ids, limit)
+    counts["already_written"] = 0
     if skip:
         already = snapshots["lead_id"].isin(skip).to_numpy()
         counts["already_written"] = int(already.sum())
         snapshots = snapshots[~already].reset_index(drop=True)
-    if snapshots.empty and not counts.get("already_written"):
-        too_old = (
-            "no age cap"
-            if population.max_age_days is None
-            else f"older than the model's {population.max_age_days} days "
-            f"{counts['older_than_max_age']}"
-        )
-        raise NothingToScore(
-            f"no open lead to score as of {as_of} (leads in the CRM: {counts['leads_in_crm']}, "
-            f"won {counts['already_won']}, lost {counts['already_lost']}, {too_old}, "
-            f"created later {counts['created_after_as_of']})"
-        )
     features_settings = section(params, "features")
     progress("features", 0, 1)
     features = scoring_features(tables, snapshots, model, features_settings, contract)
@@ -293,7 +332,7 @@ def score_crm(
     scored = scored.assign(model_name=model.name, model_version=model.version, scored_at=as_of)
     scored["scored_at"] = scored["scored_at"].astype("datetime64[us]")
     counts["scored"] = len(scored)
-    return scored.reset_index(drop=True), features, counts, validation
+    return scored.reset_index(drop=True), features, counts
 
 
 def run_score(
@@ -309,12 +348,18 @@ def run_score(
     ledger_url: str | None = None,
     progress: Progress = _no_progress,
     create: bool = False,
+    engine: str | None = None,
+    scheduler: str | None = None,
 ) -> dict[str, Any]:
     """Score the open leads of the CRM at ``source`` and write them to ``to`` (see module doc).
 
     Returns the run summary; with ``dry_run`` nothing is written and the summary holds a
     ``preview`` frame of what would be. ``create``: make the sink (database file, folder) if
     it does not exist; otherwise a missing sink is an error (a typo is not a new CRM).
+
+    A partitioned CRM (``leadscore partition``; features/partitioned.py) is scored partition by
+    partition on ``engine`` (pandas: this process, out of core; dask: a cluster, ``scheduler``'s
+    or a local one), pipelines/partitioned_scoring.py; the writing is the same.
     """
     settings = section(params, "score")
     started = _now()
@@ -343,6 +388,13 @@ def run_score(
         *([outputs["score.drift.plot"]] if outputs["score.drift.plot"] else []),
     )
     ttl_s, heartbeat_s = _lease_settings(settings)
+    partitioned = is_partitioned(source)
+    engine_settings = EngineSettings.from_params(params, engine, scheduler)
+    if partitioned and limit is not None:
+        raise ValueError(
+            "--limit is not available on a partitioned CRM (its first leads are in every "
+            "partition): select leads with --lead-id, or score the whole CRM"
+        )
     model = load_scoring_model(uri)
     explicit_ledger = ledger_url or settings.get("ledger")
     if explicit_ledger and not create:  # a mistyped ledger path must not start a fresh ledger
@@ -350,6 +402,7 @@ def run_score(
     ledger = open_ledger(destination, settings, ledger_url)
     sink = open_sink(destination, settings, ledger, create=create)
     lease: Lease | None = None
+    staging: Path | None = None
     try:
         as_of_ts, pinned = resolve_as_of(params, source, as_of)
         run_id, skip, superseded, previous, earlier = None, set(), None, {}, None
@@ -387,15 +440,28 @@ def run_score(
                     "leaves it as it is", earlier["run_id"], earlier_as_of, as_of_ts,
                 )  # fmt: skip
         run_id = run_id or f"{as_of_ts:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-        scored, features, counts, validation = score_crm(
-            params, source, model, as_of_ts, lead_ids, limit, skip, progress
-        )
-        scored["run_id"] = run_id
+        if partitioned:
+            staging = staging_folder(settings)
+            result = score_partitioned(
+                params, source, model, as_of_ts, engine_settings, lead_ids, skip, progress,
+                staging,
+            )  # fmt: skip
+            if len(result.parts) == 0 and not result.counts.get("already_written"):
+                raise nothing_to_score(result.counts, as_of_ts, model.population.max_age_days)
+        else:
+            scored, features, counts, validation = score_crm(
+                params, source, model, as_of_ts, lead_ids, limit, skip, progress
+            )
+            parts = ScoredParts()
+            parts.add(None, scored)
+            result = ScoredRun(parts, counts, validation, drift_counts(model, features, scored))
+            del scored, features
+        counts, validation = result.counts, result.validation
         if whole_population and not skip:
             drift_settings = dict(settings.get("drift", {}))
             if dry_run:  # a dry run writes nothing, not even the plot
                 drift_settings["plot"] = None
-            drift = _check_drift(model, features, scored, drift_settings)
+            drift = _check_drift(model, result.drift, as_of_ts, drift_settings)
         else:  # a part of the population says nothing about the population's drift
             drift = {
                 "verdict": "not_checked",
@@ -419,19 +485,22 @@ def run_score(
             "sink": sink.describe(),
             "dry_run": dry_run,
             "counts": counts,
-            "stages": scored["stage"]
-            .value_counts()
-            .reindex(list(SCORING_STAGES), fill_value=0)
-            .to_dict(),
+            "stages": {s: int(result.parts.stages.get(s, 0)) for s in SCORING_STAGES},
             "drift": drift,
         }
+        if partitioned:
+            summary["engine"] = {
+                "name": engine_settings.name, "partitions": result.partitions, **result.seconds
+            }  # fmt: skip
+        touches_known = bool(counts["sales_touch_types"])
         if dry_run:
             # Nothing is read from the sink either (it may not exist): stages since now.
-            scored = follow_up(
-                scored, no_stages(), as_of_ts, sla_settings(params),
-                touches_known=bool(counts["sales_touch_types"]),
-            )  # fmt: skip
-            summary["preview"] = scored[SCORE_COLUMNS]
+            preview = [
+                follow_up(part.assign(run_id=run_id), no_stages(), as_of_ts, sla_settings(params),
+                          touches_known=touches_known)[SCORE_COLUMNS]
+                for _, part in result.parts.frames()
+            ]  # fmt: skip
+            summary["preview"] = pd.concat(preview, ignore_index=True)
             summary["seconds"] = round(time.perf_counter() - clock, 2)
             return summary
         if drift["verdict"] == "refuse":
@@ -448,11 +517,18 @@ def run_score(
         )  # fmt: skip
         sink.prepare()
         # Under the lease: the stages this sink holds are the ones this run follows on from.
-        scored = follow_up(
-            scored, sink.previous_stages(), as_of_ts, sla_settings(params),
-            touches_known=bool(counts["sales_touch_types"]),
-        )  # fmt: skip
-        summary["follow_up"] = _follow_up_summary(scored, counts["sales_touch_types"])
+        stages_before = _previous_by_part(sink.previous_stages(), result.partitions)
+        due = FollowUpCounts()
+
+        def prepared() -> Iterator[pd.DataFrame]:
+            for key, part in result.parts.frames():
+                part = follow_up(
+                    part.assign(run_id=run_id), stages_before.get(key, stages_before.get(None, no_stages())),
+                    as_of_ts, sla_settings(params), touches_known=touches_known,
+                )  # fmt: skip
+                due.add(part)
+                yield part
+
         _write_quarantine(settings, validation)
         already = counts.get("already_written", 0)
         if previous:
@@ -479,7 +555,10 @@ def run_score(
             log.warning(
                 "run %s did not finish; run %s as of %s supersedes it", superseded, run_id, as_of_ts
             )
-        written, failed = _write(sink, ledger, run_id, scored, progress, already, lease)
+        written, failed = _write(
+            sink, ledger, run_id, prepared(), len(result.parts), progress, already, lease
+        )
+        summary["follow_up"] = _follow_up_summary(due, counts["sales_touch_types"])
         status = "succeeded" if failed == 0 else "partial"
         ledger.update_run(
             run_id,
@@ -513,18 +592,41 @@ def run_score(
             lease.release()
         sink.close()
         ledger.close()
+        remove_staging(staging)
 
 
-def _follow_up_summary(scored: pd.DataFrame, touch_types: list[str]) -> dict[str, Any]:
+class FollowUpCounts:
+    """Overdue leads per stage and leads touched, summed over the parts a run writes."""
+
+    def __init__(self) -> None:
+        self.by_stage: Counter = Counter()
+        self.touched = 0
+
+    def add(self, scored: pd.DataFrame) -> None:
+        """One part's (follow_up applied)."""
+        due = scored["follow_up_due"].fillna(False).to_numpy(dtype=bool)
+        self.by_stage.update(scored.loc[due, "stage"].astype(str).value_counts().to_dict())
+        self.touched += int(scored["last_sales_touch_at"].notna().sum())
+
+
+def _previous_by_part(previous: pd.DataFrame, partitions: int | None) -> dict[Any, pd.DataFrame]:
+    """The sink's previous stages, split like the run's parts (None: the whole CRM's one part)."""
+    if partitions is None or previous.empty:
+        return {None: previous}
+    part = partition_of(previous["lead_id"], partitions)
+    return {int(k): g for k, g in previous.groupby(part, sort=False)}
+
+
+def _follow_up_summary(due: FollowUpCounts, touch_types: list[str]) -> dict[str, Any]:
     """Follow-up counts of a run: overdue leads per stage, and the activity types read."""
-    due = scored["follow_up_due"]
     if not touch_types:
         log.warning(
             "follow-up: the CRM declares no company activity (actor: company in the mapping's "
             "events.types): the last sales touch and follow_up_due are not known"
         )
         return {"touch_types": [], "due": None}
-    by_stage = scored.loc[due.fillna(False).to_numpy(dtype=bool), "stage"].value_counts()
+    order = {s: i for i, s in enumerate(SCORING_STAGES)}
+    by_stage = pd.Series(dict(sorted(due.by_stage.items(), key=lambda kv: order.get(kv[0], 99))))
     total = int(by_stage.sum())
     log.log(
         logging.WARNING if total else logging.INFO,
@@ -536,7 +638,7 @@ def _follow_up_summary(scored: pd.DataFrame, touch_types: list[str]) -> dict[str
         "touch_types": list(touch_types),
         "due": total,
         "due_by_stage": {str(k): int(v) for k, v in by_stage.items()},
-        "touched": int(scored["last_sales_touch_at"].notna().sum()),
+        "touched": due.touched,
     }
 
 
@@ -601,21 +703,21 @@ def _write(
     sink,
     ledger,
     run_id: str,
-    scored: pd.DataFrame,
+    parts: Iterable[pd.DataFrame],
+    total: int,
     progress: Progress,
     already: int = 0,
     lease: Lease | None = None,
 ) -> tuple[int, int]:
-    """Write ``scored`` in the sink's batches, then let the sink finish the run; returns (leads
-    written, leads in failed batches) by this attempt. The run record counts ``already`` written
-    by earlier attempts of the same run too."""
+    """Write the scores (``parts``: one frame, or one per partition; ``total`` rows) in the
+    sink's batches, then let the sink finish the run; returns (leads written, leads in failed
+    batches) by this attempt. The run record counts ``already`` written by earlier attempts of
+    the same run too."""
     written = failed = 0
-    total = len(scored)
     size = max(int(sink.batch_size), 1)
     progress("write", 0, total)
     try:
-        for batch_no, start in enumerate(range(0, total, size)):
-            batch = scored.iloc[start : start + size]
+        for batch_no, batch in enumerate(_batches(parts, size)):
             if lease is not None:
                 lease.ensure_held()  # a job whose lease was taken over stops before the next batch
             try:
@@ -635,7 +737,7 @@ def _write(
                         "again: the run resumes where it stopped"
                     ) from error
             ledger.update_run(run_id, leads_written=already + written, leads_failed=failed)
-            progress("write", min(start + size, total), total)
+            progress("write", written + failed, total)
         sink.finish(run_id)
     except LeaseLost:
         raise  # the run record may be the new holder's now: leave it alone
@@ -650,20 +752,40 @@ def _write(
     return written, failed
 
 
-def _check_drift(
-    model, features: pd.DataFrame, scored: pd.DataFrame, settings: dict[str, Any]
-) -> dict[str, Any]:
-    """PSI of each feature and of the probabilities against the model's reference; the verdict."""
+def drift_counts(model, features: pd.DataFrame, scored: pd.DataFrame) -> dict | None:
+    """The bin counts of the features and probabilities against the model's drift reference
+    (None without one): what the drift check reads, summable over partitions."""
     reference = model.scorer.meta.get("drift_reference")
-    if reference is None or scored.empty:
+    if reference is None:
+        return None
+    from models.drift import bin_counts
+
+    return bin_counts(reference, features, scored["probability"].to_numpy(dtype=float))
+
+
+def _batches(parts: Iterable[pd.DataFrame], size: int) -> Iterator[pd.DataFrame]:
+    """Batches of ``size`` rows over the parts in order (a batch never spans two parts)."""
+    for part in parts:
+        for start in range(0, len(part), size):
+            yield part.iloc[start : start + size]
+
+
+def _check_drift(
+    model, counts: dict | None, scored_at: pd.Timestamp | None, settings: dict[str, Any]
+) -> dict[str, Any]:
+    """PSI of each feature and of the probabilities against the model's reference (from their
+    bin counts, :func:`drift_counts`); the verdict."""
+    from models.drift import ROWS, SCORE, drift_verdict, shares_from_counts, stability_from_counts
+
+    reference = model.scorer.meta.get("drift_reference")
+    n_rows = int(counts[ROWS][0]) if counts is not None else 0
+    if reference is None or n_rows == 0:
         return {
             "verdict": "not_checked",
             "messages": ["the model carries no drift reference"] if reference is None else [],
             "top": [],
         }
-    from models.drift import drift_verdict, population_stability
-
-    table = population_stability(reference, features, scored["probability"].to_numpy(dtype=float))
+    table = stability_from_counts(reference, counts)
     verdict, messages = drift_verdict(
         table, float(settings.get("warn_above", 0.25)), settings.get("refuse_above")
     )
@@ -673,17 +795,16 @@ def _check_drift(
     if settings.get("plot"):
         import matplotlib.pyplot as plt
 
-        from models.drift import bin_shares
         from models.plots import drift_figure
 
         path = Path(settings["plot"])
         explainer = model.scorer.explainer
-        when = scored["scored_at"].iloc[0] if "scored_at" in scored else None
+        when = scored_at
         figure = drift_figure(
             table,
-            bin_shares(reference["score"], scored["probability"].to_numpy(dtype=float)),
+            shares_from_counts(reference["score"], counts[SCORE]),
             labels=dict(zip(explainer.names, explainer.titles, strict=True)),
-            title=f"Drift of {len(scored):,} open leads against {model.name} version "
+            title=f"Drift of {n_rows:,} open leads against {model.name} version "
             f"{model.version}'s reference"
             + (
                 f", scored as of {pd.Timestamp(when):%Y-%m-%d %H:%M} UTC"

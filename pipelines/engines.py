@@ -1,0 +1,168 @@
+"""Where per-partition work runs: this process (``engine: pandas``) or a Dask cluster
+(``engine: dask``), behind one small interface.
+
+Both run the same functions on the same partitions (no second implementation of any rule or
+feature): the pandas engine one partition after another, so that a CRM larger than memory is
+processed with the peak memory of one partition; the Dask engine on the workers of a cluster,
+an existing one (``--scheduler tcp://host:8786``) or a :class:`distributed.LocalCluster` of
+worker processes on this machine (loopback only). A worker that dies mid-task is replaced and
+its partitions are computed again by the scheduler: the results the caller sees are complete.
+
+Settings: ``engine`` in params.yaml::
+
+    engine:
+      name: pandas            # or dask
+      scheduler: null         # an existing scheduler's address; null: a LocalCluster
+      workers: 2              # LocalCluster: worker processes
+      threads_per_worker: 1
+      memory_limit: auto      # LocalCluster: per worker ("4GiB", or auto: the machine's / workers)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("pandas", "dask")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The ``engine`` section of params.yaml, overridden by ``--engine`` / ``--scheduler``."""
+
+    name: str = "pandas"
+    scheduler: str | None = None
+    workers: int = 2
+    threads_per_worker: int = 1
+    memory_limit: str | None = "auto"
+
+    @classmethod
+    def from_params(
+        cls, params: dict[str, Any], name: str | None = None, scheduler: str | None = None
+    ) -> EngineSettings:
+        """Settings from params.yaml ``engine`` (a section, or just a name) and the options."""
+        raw = params.get("engine") or {}
+        if isinstance(raw, str):
+            raw = {"name": raw}
+        chosen = name or raw.get("name") or "pandas"
+        if scheduler and not name:  # a scheduler address means the Dask engine
+            chosen = "dask"
+        if chosen not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {chosen!r}")
+        if scheduler and chosen != "dask":
+            raise ValueError("--scheduler needs the dask engine (--engine dask)")
+        workers = int(raw.get("workers", 2))
+        threads = int(raw.get("threads_per_worker", 1))
+        if workers < 1 or threads < 1:
+            raise ValueError(
+                f"engine.workers and engine.threads_per_worker must be >= 1, got {workers}, {threads}"
+            )
+        return cls(
+            name=chosen,
+            scheduler=scheduler or raw.get("scheduler"),
+            workers=workers,
+            threads_per_worker=threads,
+            memory_limit=raw.get("memory_limit", "auto"),
+        )
+
+
+class PandasEngine:
+    """One partition after another, in this process."""
+
+    name = "pandas"
+    workers = 1
+
+    def share(self, value: Any) -> Any:
+        """A value every task reads (a model, the shared tables): here, the value itself."""
+        return value
+
+    def map_unordered(
+        self, fn: Callable[..., Any], items: Sequence[Any], *args: Any
+    ) -> Iterator[tuple[Any, Any]]:
+        """``(item, fn(item, *args))`` for each item, as each finishes."""
+        for item in items:
+            yield item, fn(item, *args)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def describe(self) -> str:
+        """The engine in a log line."""
+        return "pandas engine (this process, one partition at a time)"
+
+
+class DaskEngine:
+    """The tasks on a Dask cluster: an existing scheduler, or a LocalCluster of processes."""
+
+    name = "dask"
+
+    def __init__(self, settings: EngineSettings) -> None:
+        from distributed import Client, LocalCluster
+
+        self.cluster = None
+        if settings.scheduler:
+            self.client = Client(settings.scheduler, set_as_default=False)
+            where = settings.scheduler
+        else:
+            # Worker processes (the GIL would serialise pandas' Python parts), loopback only,
+            # no dashboard (its port would clash between jobs and it needs bokeh).
+            self.cluster = LocalCluster(
+                n_workers=settings.workers,
+                threads_per_worker=settings.threads_per_worker,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                memory_limit=settings.memory_limit,
+            )
+            self.client = Client(self.cluster, set_as_default=False)
+            where = f"a local cluster of {settings.workers} worker process(es)"
+        info = self.client.scheduler_info()
+        self.workers = max(len(info.get("workers", {})), 1)
+        log.info("dask engine: %s, %d worker(s)", where, self.workers)
+        self._where = where
+
+    def share(self, value: Any) -> Any:
+        """A value every task reads, sent to every worker once (not once per task)."""
+        return self.client.scatter(value, broadcast=True, hash=False)
+
+    def map_unordered(
+        self, fn: Callable[..., Any], items: Sequence[Any], *args: Any
+    ) -> Iterator[tuple[Any, Any]]:
+        """``(item, fn(item, *args))`` for each item, as the cluster finishes them. A task lost
+        with its worker is run again by the scheduler; a task that raises raises here."""
+        from distributed import as_completed
+
+        futures = {
+            self.client.submit(fn, item, *args, pure=False, key=f"{fn.__name__}-{item}-{time.time_ns()}"): item
+            for item in items
+        }  # fmt: skip
+        for future in as_completed(futures):
+            try:
+                result = future.result()
+            except BaseException:
+                for other in futures:  # stop the rest: the job stops at the first error
+                    other.cancel()
+                raise
+            item = futures[future]
+            future.release()  # the result is the caller's now: free the worker's copy
+            yield item, result
+
+    def close(self) -> None:
+        """Disconnect; a LocalCluster of ours is shut down."""
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    def describe(self) -> str:
+        """The engine in a log line."""
+        return f"dask engine ({self._where}, {self.workers} worker(s))"
+
+
+def open_engine(settings: EngineSettings) -> PandasEngine | DaskEngine:
+    """The engine the settings name (the caller closes it)."""
+    return DaskEngine(settings) if settings.name == "dask" else PandasEngine()
