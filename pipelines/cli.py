@@ -44,6 +44,22 @@ TrainingOpt = Annotated[Path, typer.Option(help="Folder written by `leadscore tr
 ValidatedOpt = Annotated[Path, typer.Option(help="Folder written by `leadscore validate`.")]
 FeaturesOpt = Annotated[Path, typer.Option("--features", help="Output of `leadscore features`.")]
 LabelledOpt = Annotated[Path, typer.Option(help="Output of `leadscore label`.")]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        help="Where a partitioned CRM's partitions run: pandas (this process, one at a time: out "
+        "of core) or dask (a cluster). Default: engine.name in params.yaml.",
+    ),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="Address of a running Dask scheduler (tcp://host:8786); implies --engine dask. "
+        "Without it the dask engine starts a local cluster (engine.workers processes).",
+    ),
+]
 ScoresWhereArg = Annotated[
     str,
     typer.Argument(help="Where scores were written: an SQLAlchemy URL or a folder of score files."),
@@ -204,6 +220,45 @@ def generate(
             **overrides,
         )
     table = Table(title=f"synthetic CRM in {display_url(out)}")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in meta["rows"].items():
+        table.add_row(name, f"{rows:,}")
+    out_console.print(table)
+
+
+@app.command()
+@_user_errors
+def partition(
+    source: Annotated[
+        str,
+        typer.Argument(help="The CRM export: a folder of Parquet/CSV tables or an SQLAlchemy URL."),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for the partitioned CRM (new, or ours).")],
+    params: ParamsOpt = Path("params.yaml"),
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Number of partitions (default: leads / partition.leads_per_partition, rounded up).",
+        ),
+    ] = None,
+    mapping: MappingOpt = None,
+) -> None:
+    """Write a CRM export as a partitioned Parquet dataset, for CRMs that outgrow one process.
+
+    Leads, their opportunities, events and field history are co-partitioned by a hash of the
+    lead id (every row of a lead in one partition); accounts and their history are shared by
+    all. Read through the CRM's mapping (--mapping or crm.mapping): the dataset holds the
+    contract's tables and columns, with the export's values (validation reads them as it reads
+    the export). `leadscore score OUT` then scores it partition by partition (--engine).
+    """
+    from pipelines.partition import run_partition
+
+    p = _with_mapping(_load(params), mapping)
+    with ProgressReporter(console) as progress:
+        meta = run_partition(p, source, out, partitions, progress)
+    table = Table(title=f"partitioned CRM in {out}: {meta['partitions']} partition(s)")
     table.add_column("table")
     table.add_column("rows", justify="right")
     for name, rows in meta["rows"].items():
@@ -1355,6 +1410,8 @@ def score(
         ),
     ] = False,
     mapping: MappingOpt = None,
+    engine: EngineOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Score every open lead with a registered model and write score, stage and reasons back.
 
@@ -1372,6 +1429,10 @@ def score(
     a required column empty, or more than validate.max_quarantined_fraction of a table's rows
     quarantined. One job at a time writes into a sink: a second one refuses to start while the
     first holds the sink's lease (score.lease).
+
+    A partitioned CRM (`leadscore partition`) is scored partition by partition, on this
+    machine with the memory of one partition (--engine pandas) or on a Dask cluster (--engine
+    dask, --scheduler); the checks and the writing are the same (docs/scale-out.md).
 
     Exit codes: 0 succeeded (or dry run); 1 stopped with an error, said in one line (nothing
     written, or nothing further: the run record says where it stopped, and the next run
@@ -1397,6 +1458,7 @@ def score(
         result = run_score(
             p, source, model_uri=model, to=to, as_of=as_of, lead_ids=lead_ids, limit=limit,
             dry_run=dry_run, resume=resume, ledger_url=ledger, progress=progress, create=create,
+            engine=engine, scheduler=scheduler,
         )  # fmt: skip
     preview = result.pop("preview", None)
     if summary is not None:

@@ -16,6 +16,7 @@ Settings: ``engine`` in params.yaml::
       workers: 2              # LocalCluster: worker processes
       threads_per_worker: 1
       memory_limit: auto      # LocalCluster: per worker ("4GiB", or auto: the machine's / workers)
+      staging_dir: null       # a run's staged scores; null: the system's temporary folder
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class EngineSettings:
     workers: int = 2
     threads_per_worker: int = 1
     memory_limit: str | None = "auto"
+    staging_dir: str | None = None
 
     @classmethod
     def from_params(
@@ -68,6 +70,7 @@ class EngineSettings:
             workers=workers,
             threads_per_worker=threads,
             memory_limit=raw.get("memory_limit", "auto"),
+            staging_dir=raw.get("staging_dir"),
         )
 
 
@@ -141,7 +144,7 @@ class DaskEngine:
             self.client.submit(fn, item, *args, pure=False, key=f"{fn.__name__}-{item}-{time.time_ns()}"): item
             for item in items
         }  # fmt: skip
-        for future in as_completed(futures):
+        for future in as_completed(futures, loop=self.client.loop):
             try:
                 result = future.result()
             except BaseException:

@@ -127,13 +127,12 @@ def _quiet_validation():
     return logger, level
 
 
-def score_partition(item: tuple[int, frozenset], task: PartitionTask) -> PartitionResult:
-    """Validate, select and score one partition's leads: the whole-CRM job's own functions on
-    the partition's rows (and the shared tables)."""
-    from pipelines.score_job import drift_counts, score_tables
-
-    part, skip = item
-    clock = time.perf_counter()
+def validated_partition(
+    part: int, task: PartitionTask
+) -> tuple[dict[str, pd.DataFrame], ValidationResult]:
+    """One partition read and validated as the whole CRM is (the whole-table checks deferred),
+    with the shared tables beside its own: its clean tables, and its validation result in the
+    export's row numbers."""
     raw = read_partition(task.root, part)
     logger, level = _quiet_validation()
     try:
@@ -153,6 +152,17 @@ def score_partition(item: tuple[int, frozenset], task: PartitionTask) -> Partiti
         tables["field_history"] = pd.concat(
             [tables.get("field_history", history.iloc[:0]), history], ignore_index=True
         )
+    return tables, in_export_rows(validation, raw.source_rows)
+
+
+def score_partition(item: tuple[int, frozenset], task: PartitionTask) -> PartitionResult:
+    """Validate, select and score one partition's leads: the whole-CRM job's own functions on
+    the partition's rows (and the shared tables)."""
+    from pipelines.score_job import drift_counts, score_tables
+
+    part, skip = item
+    clock = time.perf_counter()
+    tables, validation = validated_partition(part, task)
     lead_ids, limit = None, None
     if task.lead_ids is not None:  # the selection's leads that live in this partition
         ids = pd.Series(task.lead_ids, dtype="str")
@@ -165,10 +175,19 @@ def score_partition(item: tuple[int, frozenset], task: PartitionTask) -> Partiti
     return PartitionResult(
         scores=scored,
         counts=counts,
-        validation=in_export_rows(validation, raw.source_rows),
+        validation=validation,
         drift=drift_counts(task.model, features, scored),
         seconds=time.perf_counter() - clock,
     )
+
+
+def partition_features(item: tuple[int, frozenset], task: PartitionTask) -> pd.DataFrame:
+    """The features one partition's open leads are scored from (what the engines must agree
+    on, exactly)."""
+    from pipelines.score_job import score_tables
+
+    tables, _ = validated_partition(item[0], task)
+    return score_tables(task.params, tables, task.model, task.as_of, task.contract)[1]
 
 
 _PARTITIONS: dict[str, int] = {}
@@ -219,6 +238,26 @@ def partitioned_contract(params: dict[str, Any], root: str | Path) -> EffectiveC
     return with_export_history(contract, pairs) if pairs is not None else contract
 
 
+def partition_task(
+    params: dict[str, Any],
+    root: str | Path,
+    model,
+    as_of: pd.Timestamp,
+    lead_ids: Sequence[str] | None = None,
+) -> tuple[PartitionTask, ValidationResult]:
+    """What every partition's work reads, with the shared tables validated (and their result)."""
+    meta = read_meta(root)
+    configured = section(params, "crm").get("extracted_at")
+    extracted_at = max(naive_utc(configured or meta.get("extracted_at") or as_of), as_of)
+    contract = partitioned_contract(params, root)
+    shared, shared_result = shared_validation(params, root, contract, extracted_at)
+    task = PartitionTask(
+        str(root), params, contract, shared, extracted_at, as_of, model,
+        tuple(str(i) for i in lead_ids) if lead_ids else None,
+    )  # fmt: skip
+    return task, shared_result
+
+
 def score_partitioned(
     params: dict[str, Any],
     root: str | Path,
@@ -233,14 +272,9 @@ def score_partitioned(
     """Score every partition of the CRM at ``root`` on ``engine``; the checks that need every
     row are made on the merged counts before this returns (a ContractError stops the job with
     nothing written). Scores are staged in ``staging`` (None: kept in memory)."""
-    meta = read_meta(root)
-    n = int(meta["partitions"])
-    configured = section(params, "crm").get("extracted_at")
-    extracted_at = naive_utc(configured or meta.get("extracted_at") or as_of)
-    extracted_at = max(extracted_at, as_of)
-    contract = partitioned_contract(params, root)
     clock = time.perf_counter()
-    shared, shared_result = shared_validation(params, root, contract, extracted_at)
+    task, shared_result = partition_task(params, root, model, as_of, lead_ids)
+    n, contract = _partitions(str(root)), task.contract
     skip_by_part: dict[int, frozenset] = {}
     if skip:
         ids = pd.Series(sorted(skip), dtype="str")
@@ -254,10 +288,6 @@ def score_partitioned(
     runner = open_engine(engine)
     log.info("scoring %d partition(s) of %s on the %s", n, root, runner.describe())
     try:
-        task = PartitionTask(
-            str(root), params, contract, shared, extracted_at, as_of,
-            model, tuple(str(i) for i in lead_ids) if lead_ids else None,
-        )  # fmt: skip
         task_ref = runner.share(task)
         items = [(i, skip_by_part.get(i, frozenset())) for i in range(n)]
         for done, (item, result) in enumerate(
@@ -303,10 +333,9 @@ def score_partitioned(
     )
 
 
-def staging_folder(settings: Mapping[str, Any]) -> Path:
-    """A new folder for a run's staged scores (``score.staging_dir``, default the system's
-    temporary folder); removed by :func:`remove_staging`."""
-    base = settings.get("staging_dir")
+def staging_folder(base: str | None = None) -> Path:
+    """A new folder for a run's staged scores, in ``base`` (``engine.staging_dir``; None: the
+    system's temporary folder); removed by :func:`remove_staging`."""
     if base:
         Path(base).mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix="leadscore-scores-", dir=base))

@@ -441,7 +441,7 @@ def run_score(
                 )  # fmt: skip
         run_id = run_id or f"{as_of_ts:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         if partitioned:
-            staging = staging_folder(settings)
+            staging = staging_folder(engine_settings.staging_dir)
             result = score_partitioned(
                 params, source, model, as_of_ts, engine_settings, lead_ids, skip, progress,
                 staging,
