@@ -389,6 +389,8 @@ class _Rejects:
     """Reject reasons of one table: the first reason given to a row wins."""
 
     n: int
+    #: The row numbers reasons name (a partition's rows in the export); None: the positions.
+    labels: np.ndarray | None = None
     rejected: np.ndarray = field(init=False)
     positions: list[np.ndarray] = field(default_factory=list)
     texts: list[pd.Series] = field(default_factory=list)
@@ -412,6 +414,10 @@ class _Rejects:
         self.texts.append(text)
         self.kinds[kind] = self.kinds.get(kind, 0) + len(pos)
         return pos
+
+    def label(self, positions: np.ndarray) -> np.ndarray:
+        """The row numbers of ``positions`` as a reason names them."""
+        return positions if self.labels is None else self.labels[positions]
 
     def reasons(self) -> pd.Series:
         if not self.texts:
@@ -566,15 +572,15 @@ def _coerce(
             typed, bad = _to_bool(raw_col)
         else:
             typed = _to_category(table, col, raw_col, categories)
+        if deferred is not None and col.kind in _PARSED:  # judged over all partitions
+            rows = np.flatnonzero(bad)[:N_EXAMPLES] if bad is not None else []
+            deferred.append(
+                _deferred(table, col, "unparseable", 0 if bad is None else int(bad.sum()),
+                          int(raw_col.notna().sum()), rows, [_safe(v) for v in raw_col.iloc[rows]])
+            )  # fmt: skip
         if bad is not None and bad.any():
             n_present = int(raw_col.notna().sum())
-            if deferred is not None:  # the share is judged over every partition
-                rows = np.flatnonzero(bad)[:N_EXAMPLES]
-                deferred.append(
-                    _deferred(table, col, "unparseable", int(bad.sum()), n_present, rows,
-                              [_safe(v) for v in raw_col.iloc[rows]])
-                )  # fmt: skip
-            elif bad.sum() > limit * n_present:
+            if deferred is None and bad.sum() > limit * n_present:
                 raise _wrong_type(table, col, raw_col, bad, limit)
             if col.is_essential:
                 rej.add(
@@ -704,9 +710,9 @@ def _apply_value_map(
     hit = keys.isin(list(lookup)).to_numpy(dtype=bool)
     rows = np.bincount(raw_codes[raw_codes >= 0], minlength=len(uniques))
     if deferred is not None:  # one partition may well hold none of the keys
-        found = _examples_by_rows(uniques, rows)
+        found = [f"{_safe(v)}{_COUNT}{int(n)}" for v, n in zip(uniques, rows, strict=True)]
         deferred.append(
-            _deferred(table, col, "value_map", int(rows[hit].sum()), int(rows.sum()), (), [found])
+            _deferred(table, col, "value_map", int(rows[hit].sum()), int(rows.sum()), (), found)
         )
     elif not hit.any():
         raise _value_map_error(table, col, _examples_by_rows(uniques, rows))
@@ -948,9 +954,9 @@ def _duplicates(
     in_conflict[group[tied & (digest != digest[first])]] = True
     conflict = in_conflict[group]
     conflicting = tied & conflict
-    rows = _row_lists(group[conflicting], pos[conflicting], len(in_conflict))[group]
+    rows = _row_lists(group[conflicting], rej.label(pos[conflicting]), len(in_conflict))[group]
 
-    kept_row = pd.Series(pos[first], dtype="int64").astype(STRING).to_numpy(dtype=object)
+    kept_row = pd.Series(rej.label(pos[first]), dtype="int64").astype(STRING).to_numpy(dtype=object)
     why = np.where(created != created[first], "earliest created_at", "latest updated_at")
     detail = np.select(
         [~tied & ~conflict, ~tied & conflict, tied & ~conflict],
@@ -1123,7 +1129,7 @@ def _check_quarantine_share(table: Table, rej: _Rejects, limit: float | None) ->
 def _quarantine_error(
     name: str, n_rej: int, n: int, kinds: Mapping[str, int], first: Sequence[int], limit: float
 ) -> ContractError:
-    top = sorted(kinds.items(), key=lambda kv: -kv[1])[:3]
+    top = sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))[:3]  # ties: by name, not order
     return ContractError(
         f"{name}: {n_rej:,} of {n:,} rows ({n_rej / n:.1%}) would be quarantined, "
         f"more than validate.max_quarantined_fraction ({limit:.1%}): "
@@ -1175,6 +1181,7 @@ def validate_crm(
     *,
     part_of_many: bool = False,
     validated: Mapping[str, pd.DataFrame] | None = None,
+    source_rows: Mapping[str, np.ndarray] | None = None,
 ) -> ValidationResult:
     """Type, check and clean the raw CRM tables; quarantine rows that break the contract.
 
@@ -1196,6 +1203,8 @@ def validate_crm(
     share) are not made but counted in ``deferred``; :func:`check_partitions` makes them over
     all partitions, with the same messages. ``validated``: tables validated already (the shared
     accounts), used as they are for the relational checks and not counted again.
+    ``source_rows``: per table, the export's row number of each row (a partition's), named by
+    reasons that point at other rows ("same as row 12").
     """
     validated = dict(validated or {})
     # A native export's field history names the fields it tracks: those are read from it.
@@ -1227,7 +1236,7 @@ def validate_crm(
         frame, absent = _check_columns(table, frame)
         left_out.extend({"table": name, "column": c} for c in absent)
         _check_not_empty(table, frame, nonempty_tables)
-        rej = _Rejects(len(frame))
+        rej = _Rejects(len(frame), (source_rows or {}).get(name))
         typed = _coerce(
             table, frame, rej, max_unparseable_fraction, unknown, repaired, rules, categories,
             deferred,
@@ -1423,6 +1432,12 @@ def write_rejects(result: ValidationResult, folder: str | os.PathLike) -> list[P
 # ------------------------------------------------------------------------------------------------
 # A partitioned CRM: one validation per partition, the checks over all of them
 # ------------------------------------------------------------------------------------------------
+#: Kinds read by parsing: a share of their values may be unreadable (a column's wrong type).
+_PARSED = (Kind.TIMESTAMP, Kind.FLOAT, Kind.INT, Kind.BOOL)
+#: Between a value and its rows in a value map's deferred check.
+_COUNT = "\x1f"
+
+
 def _deferred(
     table: Table, col: Column, check: str, count: int, of: int, rows=(), values=()
 ) -> dict:
@@ -1525,11 +1540,21 @@ def check_partitions(
         table = contract.tables[name]
         _check_not_empty(table, pd.DataFrame(index=range(int(rows_in[name]))), nonempty_tables)
         mine = deferred[deferred["table"] == name]
-        for (column, check), group in mine.groupby(["column", "check"], sort=False):
-            col = table.by_name[column]
+        # The order validate_crm checks in: per column its value map, then its type; then
+        # every required column's presence.
+        steps = [(c, k) for c in table.columns for k in ("value_map", "unparseable")]
+        steps += [(c, "present") for c in table.columns]
+        for col, check in steps:
+            group = mine[(mine["column"] == col.name) & (mine["check"] == check)]
+            if group.empty:
+                continue
             count, of = int(group["count"].sum()), int(group["of"].sum())
             if check == "value_map" and of and not count:
-                raise _value_map_error(table, col, group["values"].iloc[0][0])
+                found = pd.Series([v for vs in group["values"] for v in vs], dtype=object)
+                split = found.str.rsplit(_COUNT, n=1, expand=True)
+                per_value = split[1].astype(int).groupby(split[0], sort=False).sum()
+                shown = _examples_by_rows(per_value.index.to_series(), per_value.to_numpy())
+                raise _value_map_error(table, col, shown)
             if check == "unparseable" and count > max_unparseable_fraction * of:
                 rows = [r for rs in group["rows"] for r in rs]
                 values = [v for vs in group["values"] for v in vs]

@@ -142,6 +142,7 @@ def validated_partition(
             contract=task.contract,
             part_of_many=True,
             validated={"accounts": task.shared["accounts"]},
+            source_rows=raw.source_rows,
             **validation_settings(task.params, task.contract),
         )
     finally:
@@ -224,6 +225,7 @@ def shared_validation(
         contract=contract,
         part_of_many=True,
         validated=empty,
+        source_rows=raw.source_rows,
         **validation_settings(params, contract),
     )
     tables = {t: result.tables[t] for t in ("accounts", "field_history") if t in result.tables}
