@@ -197,6 +197,15 @@ def generate(
     ] = FileFormat.parquet,
     n_leads: Annotated[int | None, typer.Option(help="Override generate.n_leads.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override generate.seed.")] = None,
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Write a partitioned CRM of this many partitions (`leadscore partition`'s "
+            "layout), partition.generate_chunk_leads leads at a time: the CRM may be larger "
+            "than memory. Each chunk is a world of its own, its ids prefixed (c0003-...).",
+        ),
+    ] = None,
 ) -> None:
     """Generate a synthetic B2B CRM (leads, accounts, events, opportunities, and the history of
     its BANT answers and firmographics, which the tables hold as of today) with known propensity.
@@ -206,10 +215,18 @@ def generate(
     params.yaml, for evaluation only. Sizes, seed, market shift and defect rates come from the
     `generate` section.
     """
-    from pipelines.steps import run_generate
+    from pipelines.steps import run_generate, run_generate_partitioned
 
     p = _load(params)
     overrides = {k: v for k, v in {"n_leads": n_leads, "seed": seed}.items() if v is not None}
+    if partitions is not None:
+        with ProgressReporter(console) as progress:
+            meta = run_generate_partitioned(
+                p, out, oracle, partitions,
+                progress=lambda k, n: progress("chunks", k + 1, n), **overrides,
+            )  # fmt: skip
+        _print_rows(f"synthetic CRM in {out}: {partitions} partition(s)", meta["rows"])
+        return
     with ProgressReporter(console) as progress:
         meta = run_generate(
             p,
@@ -219,11 +236,16 @@ def generate(
             progress=lambda day, n: progress("days", day + 1, n),
             **overrides,
         )
-    table = Table(title=f"synthetic CRM in {display_url(out)}")
+    _print_rows(f"synthetic CRM in {display_url(out)}", meta["rows"])
+
+
+def _print_rows(title: str, rows: dict[str, int]) -> None:
+    """A table of rows per CRM table."""
+    table = Table(title=title)
     table.add_column("table")
     table.add_column("rows", justify="right")
-    for name, rows in meta["rows"].items():
-        table.add_row(name, f"{rows:,}")
+    for name, n in rows.items():
+        table.add_row(name, f"{n:,}")
     out_console.print(table)
 
 
@@ -258,12 +280,7 @@ def partition(
     p = _with_mapping(_load(params), mapping)
     with ProgressReporter(console) as progress:
         meta = run_partition(p, source, out, partitions, progress)
-    table = Table(title=f"partitioned CRM in {out}: {meta['partitions']} partition(s)")
-    table.add_column("table")
-    table.add_column("rows", justify="right")
-    for name, rows in meta["rows"].items():
-        table.add_row(name, f"{rows:,}")
-    out_console.print(table)
+    _print_rows(f"partitioned CRM in {out}: {meta['partitions']} partition(s)", meta["rows"])
 
 
 @app.command("export-foreign")

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from features.build import build_features, feature_plan
-from features.contract import EXTRA_TABLES, TABLES
+from features.contract import EXTRA_TABLES, TABLES, Kind
 from features.gate_inputs import unsubscribed_as_of
 from features.mapping.apply import apply_flat, apply_mapping
 from features.mapping.contract import (
@@ -26,7 +27,7 @@ from features.mapping.contract import (
     with_export_history,
 )
 from features.mapping.file import load_mapping
-from features.outputs import check_writable, refuse_overlap, write_json, write_parquet
+from features.outputs import check_writable, refuse_overlap, write_file, write_json, write_parquet
 from features.readers import (
     check_crm_folder_writable,
     read_crm,
@@ -107,6 +108,83 @@ def run_generate(
         oracle_path,
     )
     return meta
+
+
+def run_generate_partitioned(
+    params: dict[str, Any],
+    out: str | Path,
+    oracle_path: str | Path,
+    partitions: int,
+    chunk_leads: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Generate the synthetic CRM straight into a partitioned CRM at ``out``, ``chunk_leads``
+    leads at a time (``partition.generate_chunk_leads``), so the CRM may be larger than memory.
+
+    Each chunk is a world of its own (the config's, its own seed) whose ids carry the chunk's
+    prefix (``c0003-L00000012``); its rows are split by partition and appended. The oracle is
+    written row group by row group into one Parquet file. ``progress(chunk, n_chunks)``."""
+    import pyarrow as pa
+
+    from features.partitioned import PartitionWriter
+
+    refuse_overlap({}, {"--out": out, "--oracle": oracle_path})
+    check_writable(oracle_path)
+    cfg = synthetic_config(params, **overrides)
+    per = int(chunk_leads or section(params, "partition")["generate_chunk_leads"])
+    if per < 1:
+        raise ValueError(f"partition.generate_chunk_leads must be >= 1, got {per}")
+    sizes = [min(per, cfg.n_leads - start) for start in range(0, cfg.n_leads, per)]
+    writer = PartitionWriter(Path(out), partitions)
+    oracle_path = Path(oracle_path)
+    oracle_path.parent.mkdir(parents=True, exist_ok=True)
+    oracle_writer, extracted_at = None, None
+    tmp = oracle_path.with_name(f".{oracle_path.name}.tmp")
+    try:
+        for k, n in enumerate(sizes):
+            crm = generate_crm(replace(cfg, n_leads=n, seed=cfg.seed * 100_003 + k))
+            prefix = f"c{k:04d}-"
+            writer.write(_prefixed_ids(crm.tables, prefix))
+            oracle = crm.oracle.assign(lead_id=prefix + crm.oracle["lead_id"].astype(str))
+            table = pa.Table.from_pandas(oracle, preserve_index=False)
+            if oracle_writer is None:
+                oracle_writer = pq.ParquetWriter(tmp, table.schema)
+            oracle_writer.write_table(table.cast(oracle_writer.schema))
+            extracted_at = crm.extracted_at
+            log.info("generated chunk %d/%d: %d leads", k + 1, len(sizes), n)
+            if progress is not None:
+                progress(k, len(sizes))
+        if oracle_writer is not None:
+            oracle_writer.close()
+            oracle_writer = None
+            write_file(oracle_path, lambda path: os.replace(tmp, path))
+    finally:
+        if oracle_writer is not None:
+            oracle_writer.close()
+        if tmp.exists():
+            tmp.unlink()
+    return writer.close(
+        {
+            "extracted_at": extracted_at.isoformat(),
+            "generator": GENERATOR,
+            "config": asdict(cfg),
+            "chunks": len(sizes),
+        }
+    )
+
+
+def _prefixed_ids(tables: dict[str, pd.DataFrame], prefix: str) -> dict[str, pd.DataFrame]:
+    """Every id column of the contract's tables with ``prefix`` before its values (a chunk's
+    world apart from the others'); missing ids stay missing."""
+    out = {}
+    for name, frame in tables.items():
+        table = {**TABLES, **EXTRA_TABLES}.get(name)
+        ids = [c.name for c in table.columns if c.kind == Kind.ID] if table else []
+        out[name] = frame.assign(
+            **{c: prefix + frame[c].astype("str") for c in ids if c in frame.columns}
+        )
+    return out
 
 
 def naive_utc(value: str | pd.Timestamp) -> pd.Timestamp:
