@@ -138,18 +138,25 @@ class DaskEngine:
     ) -> Iterator[tuple[Any, Any]]:
         """``(item, fn(item, *args))`` for each item, as the cluster finishes them. A task lost
         with its worker is run again by the scheduler; a task that raises raises here."""
-        from distributed import as_completed
+        from distributed import KilledWorker, as_completed
 
         futures = {
-            self.client.submit(fn, item, *args, pure=False, key=f"{fn.__name__}-{item}-{time.time_ns()}"): item
+            self.client.submit(fn, item, *args, pure=False, key=f"{fn.__name__}-{_item_name(item)}-{time.time_ns()}"): item
             for item in items
         }  # fmt: skip
         for future in as_completed(futures, loop=self.client.loop):
             try:
                 result = future.result()
-            except BaseException:
+            except BaseException as error:
                 for other in futures:  # stop the rest: the job stops at the first error
                     other.cancel()
+                if isinstance(error, KilledWorker):
+                    raise EngineError(
+                        f"partition {_item_name(futures[future])} was lost with its worker "
+                        "again and again (out of memory, most often): give workers more memory "
+                        "(engine.memory_limit, --memory-limit) or write the CRM in more "
+                        "partitions (leadscore partition --partitions)"
+                    ) from None
                 raise
             item = futures[future]
             future.release()  # the result is the caller's now: free the worker's copy
@@ -164,6 +171,14 @@ class DaskEngine:
     def describe(self) -> str:
         """The engine in a log line."""
         return f"dask engine ({self._where}, {self.workers} worker(s))"
+
+
+class EngineError(RuntimeError):
+    """The cluster could not finish a task (its workers kept dying)."""
+
+
+def _item_name(item: Any) -> str:
+    return str(item[0] if isinstance(item, tuple) else item)
 
 
 def open_engine(settings: EngineSettings) -> PandasEngine | DaskEngine:

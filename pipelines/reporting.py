@@ -68,8 +68,9 @@ def configure_logging(level: int, console: Console) -> None:
         handler = logging.StreamHandler(console.file)
         handler.setFormatter(OneLineFormatter(PLAIN_FORMAT, datefmt=PLAIN_DATEFMT))
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    # Libraries that log chatty INFO lines of their own (alembic on every MLflow store open).
-    for name in ("alembic", "urllib3", "httpx"):
+    # Libraries that log chatty INFO lines of their own (alembic on every MLflow store open;
+    # Dask's scheduler, nannies and workers on every cluster start and stop).
+    for name in ("alembic", "urllib3", "httpx", "distributed"):
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
