@@ -114,6 +114,12 @@ def main() -> int:
     parser.add_argument("--top-k", type=int, default=0, help="reasons in words per lead")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--runs", default="whole,pandas,dask1,dask2")
+    parser.add_argument(
+        "--memory-limit",
+        default="1GiB",
+        help="per Dask worker: below what the whole CRM in memory needs (printed), so the "
+        "cluster could not hold it",
+    )
     args = parser.parse_args()
 
     from pipelines.params import load_params
@@ -141,7 +147,10 @@ def main() -> int:
         for name in chosen:
             engine, workers, source = runs[name]
             p = copy.deepcopy(params)
-            p["engine"] = {**p["engine"], "name": engine, "workers": workers or 1}
+            p["engine"] = {
+                **p["engine"], "name": engine, "workers": workers or 1,
+                "memory_limit": args.memory_limit,
+            }  # fmt: skip
             result = _run(name, p, source)
             print(json.dumps(result), flush=True)
             if name not in best or result["seconds"] < best[name]["seconds"]:

@@ -154,7 +154,7 @@ class DaskEngine:
                     raise EngineError(
                         f"partition {_item_name(futures[future])} was lost with its worker "
                         "again and again (out of memory, most often): give workers more memory "
-                        "(engine.memory_limit, --memory-limit) or write the CRM in more "
+                        "(engine.memory_limit in params.yaml) or write the CRM in more "
                         "partitions (leadscore partition --partitions)"
                     ) from None
                 raise
