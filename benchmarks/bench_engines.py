@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _process import REPO, MiB, cores, load_average, maxrss_bytes, setup_path
+from _process import REPO, MiB, cores, load_average, maxrss_bytes, reset_peak, setup_path
 
 setup_path()
 
@@ -38,7 +38,7 @@ OUT = REPO / "benchmarks" / "out"
 
 
 def _children_peak() -> int:
-    """Peak RSS of this process's finished children (the Dask workers), bytes."""
+    """Peak RSS of the largest finished child of this process (a Dask worker), bytes."""
     import resource
 
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
@@ -51,7 +51,10 @@ def _measure(kind: str, params: dict, source: str, queue) -> None:
 
     from pipelines.score_job import run_score
 
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.ERROR)  # the drift of an old world is not news here
+    # A spawned child starts with its parent's high-water mark (Linux keeps ru_maxrss across
+    # exec): reset it, so that the peak is this run's.
+    reset_peak()
     with tempfile.TemporaryDirectory() as tmp:
         params = copy.deepcopy(params)
         params["score"]["to"] = str(Path(tmp) / "scores")

@@ -23,11 +23,6 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-try:  # MLflow is needed to log and load the model, not to use it in memory
-    from mlflow.pyfunc import PythonModel
-except ImportError:  # pragma: no cover
-    PythonModel = object
-
 from features.catalog import FeatureSpec
 from models import reasons
 from models.boosting import predict_scores
@@ -171,18 +166,12 @@ class LeadScorer:
         return out[OUTPUT_COLUMNS]
 
 
-class LeadPropensityModel(PythonModel):
-    """MLflow pyfunc wrapper of :class:`LeadScorer` (artifacts: the ``leadscore train`` folder)."""
+def __getattr__(name: str):
+    """``LeadPropensityModel`` (the MLflow wrapper) from :mod:`models.pyfunc`, imported on first
+    use: MLflow takes seconds to import, and a scoring worker never needs it. Versions
+    registered before the move name it here, and load through this."""
+    if name == "LeadPropensityModel":
+        from models.pyfunc import LeadPropensityModel
 
-    def load_context(self, context) -> None:
-        """Load the booster, calibrator and metadata from the logged artifacts."""
-        self.scorer = LeadScorer.from_folder(context.artifacts["model_dir"])
-
-    def predict(
-        self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-    ) -> pd.DataFrame:
-        """Score a frame of features (text or category columns, as the training set has them):
-        probability, score, stage and why, gates, and reasons for and against in words
-        (``params={"reasons": k}``: k each way, 0 for none; default 3)."""
-        k = int((params or {}).get("reasons", PYFUNC_REASONS))
-        return self.scorer.score(model_input, reasons=k)
+        return LeadPropensityModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

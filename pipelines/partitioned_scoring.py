@@ -275,7 +275,12 @@ def score_partitioned(
     row are made on the merged counts before this returns (a ContractError stops the job with
     nothing written). Scores are staged in ``staging`` (None: kept in memory)."""
     clock = time.perf_counter()
-    task, shared_result = partition_task(params, root, model, as_of, lead_ids)
+    runner = open_engine(engine)  # first: a cluster starts while the driver prepares the task
+    try:
+        task, shared_result = partition_task(params, root, model, as_of, lead_ids)
+    except BaseException:
+        runner.close()
+        raise
     n, contract = _partitions(str(root)), task.contract
     skip_by_part: dict[int, frozenset] = {}
     if skip:
@@ -287,7 +292,6 @@ def score_partitioned(
     drift: dict | None = None
     results = [shared_result]
     seconds = []
-    runner = open_engine(engine)
     log.info("scoring %d partition(s) of %s on the %s", n, root, runner.describe())
     try:
         task_ref = runner.share(task)

@@ -204,7 +204,7 @@ def run_register(
 
     import features as features_package
     import models as models_package
-    from models.packaged import LeadPropensityModel
+    from models.pyfunc import LeadPropensityModel
     from pipelines.params import section
 
     settings = section(params, "register")
