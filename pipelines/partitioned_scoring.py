@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,13 +119,17 @@ class PartitionResult:
     seconds: float
 
 
-def _quiet_validation():
-    """Validation's per-table INFO lines, once per partition, would drown the job's log: the
-    merged summary is logged once instead."""
-    logger = logging.getLogger("features.validation")
-    level = logger.level
-    logger.setLevel(max(level, logging.WARNING))
-    return logger, level
+@contextmanager
+def _quiet(name: str, level: int) -> Iterator[None]:
+    """Logger ``name`` at ``level`` at least, for a while: lines said once per partition would
+    drown the job's log; the run's totals are logged once instead."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(max(before, level))
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def validated_partition(
@@ -134,8 +139,7 @@ def validated_partition(
     with the shared tables beside its own: its clean tables, and its validation result in the
     export's row numbers."""
     raw = read_partition(task.root, part)
-    logger, level = _quiet_validation()
-    try:
+    with _quiet("features.validation", logging.WARNING):
         validation = validate_crm(
             raw.tables,
             extracted_at=task.extracted_at,
@@ -145,8 +149,6 @@ def validated_partition(
             source_rows=raw.source_rows,
             **validation_settings(task.params, task.contract),
         )
-    finally:
-        logger.setLevel(level)
     tables = dict(validation.tables)
     history = task.shared.get("field_history")
     if history is not None and len(history):  # the accounts' history, beside the leads'
@@ -169,10 +171,12 @@ def score_partition(item: tuple[int, frozenset], task: PartitionTask) -> Partiti
         ids = pd.Series(task.lead_ids, dtype="str")
         lead_ids = ids[partition_of(ids, _partitions(task.root)) == part].tolist()
         limit = None if lead_ids else 0  # none here: this partition's counts, no scores
-    scored, features, counts = score_tables(
-        task.params, tables, task.model, task.as_of, task.contract, lead_ids or None, limit,
-        set(skip) if skip else None,
-    )  # fmt: skip
+    # Unseen categories and older leads are said once for the run (score_partitioned).
+    with _quiet("pipelines.score_job", logging.ERROR), _quiet("pipelines.scoring", logging.ERROR):
+        scored, features, counts = score_tables(
+            task.params, tables, task.model, task.as_of, task.contract, lead_ids or None, limit,
+            set(skip) if skip else None,
+        )  # fmt: skip
     return PartitionResult(
         scores=scored,
         counts=counts,
@@ -325,6 +329,7 @@ def score_partitioned(
         t: int(r) for t, r in merged.counts.set_index("table")["rows_rejected"].items()
     }
     counts["partitions"] = n
+    _say_once(counts, model, as_of)
     return ScoredRun(
         parts,
         counts,
@@ -337,6 +342,21 @@ def score_partitioned(
             "partition_sum": round(float(np.sum(seconds)), 2),
         },
     )
+
+
+def _say_once(counts: Mapping[str, Any], model, as_of: pd.Timestamp) -> None:
+    """The warnings each partition kept to itself, for the whole run."""
+    older = counts.get("older_than_max_age_scored", 0)
+    if older:
+        log.warning(
+            "scoring %d open lead(s) created more than %d days before %s, older than any the "
+            "model was trained on (score.older_leads: score): their scores are extrapolations",
+            older, model.population.max_age_days, as_of,
+        )  # fmt: skip
+    for feature, rows in (counts.get("unseen_categories") or {}).items():
+        log.warning(
+            "%s: %d lead(s) with values not seen in training, scored as other", feature, rows
+        )
 
 
 def staging_folder(base: str | None = None) -> Path:
