@@ -321,7 +321,7 @@ def score_partitioned(
     check_partitions(
         merged,
         contract=contract,
-        **{k: v for k, v in validation_settings(params, contract).items()},
+        **validation_settings(params, contract),
     )
     for line in merged.summary().splitlines():
         log.info("validation: %s", line)
