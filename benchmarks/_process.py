@@ -43,6 +43,20 @@ def maxrss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
+def peak_bytes() -> int:
+    """Peak resident set size since the last :func:`reset_peak` (Linux ``VmHWM``; elsewhere
+    ``ru_maxrss``). Unlike ``ru_maxrss``, which a spawned child inherits from its parent across
+    exec and which no reset lowers, ``VmHWM`` is this process's own."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return maxrss_bytes()
+
+
 def reset_peak() -> bool:
     """Reset the RSS high-water mark (Linux >= 4.0); ru_maxrss then follows from here."""
     try:

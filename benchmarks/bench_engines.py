@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _process import REPO, MiB, cores, load_average, maxrss_bytes, reset_peak, setup_path
+from _process import REPO, MiB, cores, load_average, peak_bytes, reset_peak, setup_path
 
 setup_path()
 
@@ -52,9 +52,7 @@ def _measure(kind: str, params: dict, source: str, queue) -> None:
     from pipelines.score_job import run_score
 
     logging.basicConfig(level=logging.ERROR)  # the drift of an old world is not news here
-    # A spawned child starts with its parent's high-water mark (Linux keeps ru_maxrss across
-    # exec): reset it, so that the peak is this run's.
-    reset_peak()
+    reset_peak()  # the peak from here (VmHWM: ru_maxrss holds the parent's across exec)
     with tempfile.TemporaryDirectory() as tmp:
         params = copy.deepcopy(params)
         params["score"]["to"] = str(Path(tmp) / "scores")
@@ -66,7 +64,7 @@ def _measure(kind: str, params: dict, source: str, queue) -> None:
         {
             "kind": kind,
             "seconds": seconds,
-            "peak_mib": maxrss_bytes() / MiB,
+            "peak_mib": peak_bytes() / MiB,
             "workers_peak_mib": _children_peak() / MiB,
             "scored": summary["counts"]["scored"],
             "engine": summary.get("engine"),
