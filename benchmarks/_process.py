@@ -25,16 +25,22 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def rss_bytes() -> int:
-    """Current resident set size (Linux /proc; elsewhere the peak so far, an upper bound)."""
+def _status_bytes(field: str) -> int | None:
+    """A memory figure of /proc/self/status (``VmRSS``, ``VmHWM``) in bytes; None off Linux."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return maxrss_bytes()
+    return None
+
+
+def rss_bytes() -> int:
+    """Current resident set size (Linux /proc; elsewhere the peak so far, an upper bound)."""
+    found = _status_bytes("VmRSS")
+    return maxrss_bytes() if found is None else found
 
 
 def maxrss_bytes() -> int:
@@ -47,14 +53,8 @@ def peak_bytes() -> int:
     """Peak resident set size since the last :func:`reset_peak` (Linux ``VmHWM``; elsewhere
     ``ru_maxrss``). Unlike ``ru_maxrss``, which a spawned child inherits from its parent across
     exec and which no reset lowers, ``VmHWM`` is this process's own."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return maxrss_bytes()
+    found = _status_bytes("VmHWM")
+    return maxrss_bytes() if found is None else found
 
 
 def reset_peak() -> bool:

@@ -85,8 +85,8 @@ def _account_rows(history: pd.DataFrame, contract=None) -> np.ndarray:
     """Rows of a field history whose entity is accounts (normalised as validation reads it)."""
     if "entity" not in history.columns or history.empty:
         return np.zeros(len(history), dtype=bool)
-    column = (contract.tables if contract is not None else ct.EXTRA_TABLES)["field_history"]
-    entity = column.by_name["entity"]
+    table = (contract.tables if contract is not None else ct.EXTRA_TABLES)["field_history"]
+    entity = table.by_name["entity"]
     rule = contract.read_rules.get(("field_history", "entity")) if contract is not None else None
     raw = history["entity"]
     if rule is not None and rule.values:  # the mapping's value map first, as validation does

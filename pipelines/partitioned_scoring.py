@@ -106,6 +106,7 @@ class PartitionTask:
     as_of: pd.Timestamp
     model: Any
     lead_ids: tuple[str, ...] | None
+    partitions: int  # as crm_meta.json says, read once with the rest of the task
 
 
 @dataclass
@@ -169,7 +170,7 @@ def score_partition(item: tuple[int, frozenset], task: PartitionTask) -> Partiti
     lead_ids, limit = None, None
     if task.lead_ids is not None:  # the selection's leads that live in this partition
         ids = pd.Series(task.lead_ids, dtype="str")
-        lead_ids = ids[partition_of(ids, _partitions(task.root)) == part].tolist()
+        lead_ids = ids[partition_of(ids, task.partitions) == part].tolist()
         limit = None if lead_ids else 0  # none here: this partition's counts, no scores
     # Unseen categories and older leads are said once for the run (score_partitioned).
     with _quiet("pipelines.score_job", logging.ERROR), _quiet("pipelines.scoring", logging.ERROR):
@@ -193,15 +194,6 @@ def partition_features(item: tuple[int, frozenset], task: PartitionTask) -> pd.D
 
     tables, _ = validated_partition(item[0], task)
     return score_tables(task.params, tables, task.model, task.as_of, task.contract)[1]
-
-
-_PARTITIONS: dict[str, int] = {}
-
-
-def _partitions(root: str) -> int:
-    if root not in _PARTITIONS:
-        _PARTITIONS[root] = int(read_meta(root)["partitions"])
-    return _PARTITIONS[root]
 
 
 def _add(total: dict[str, Any], counts: Mapping[str, Any]) -> None:
@@ -259,7 +251,7 @@ def partition_task(
     shared, shared_result = shared_validation(params, root, contract, extracted_at)
     task = PartitionTask(
         str(root), params, contract, shared, extracted_at, as_of, model,
-        tuple(str(i) for i in lead_ids) if lead_ids else None,
+        tuple(str(i) for i in lead_ids) if lead_ids else None, int(meta["partitions"]),
     )  # fmt: skip
     return task, shared_result
 
@@ -285,7 +277,7 @@ def score_partitioned(
     except BaseException:
         runner.close()
         raise
-    n, contract = _partitions(str(root)), task.contract
+    n, contract = task.partitions, task.contract
     skip_by_part: dict[int, frozenset] = {}
     if skip:
         ids = pd.Series(sorted(skip), dtype="str")
@@ -346,13 +338,11 @@ def score_partitioned(
 
 def _say_once(counts: Mapping[str, Any], model, as_of: pd.Timestamp) -> None:
     """The warnings each partition kept to itself, for the whole run."""
-    older = counts.get("older_than_max_age_scored", 0)
-    if older:
-        log.warning(
-            "scoring %d open lead(s) created more than %d days before %s, older than any the "
-            "model was trained on (score.older_leads: score): their scores are extrapolations",
-            older, model.population.max_age_days, as_of,
-        )  # fmt: skip
+    from pipelines.score_job import warn_older_leads_scored
+
+    warn_older_leads_scored(
+        counts.get("older_than_max_age_scored", 0), model.population.max_age_days, as_of
+    )
     for feature, rows in (counts.get("unseen_categories") or {}).items():
         log.warning(
             "%s: %d lead(s) with values not seen in training, scored as other", feature, rows

@@ -265,6 +265,17 @@ def nothing_to_score(
     )
 
 
+def warn_older_leads_scored(n: int, max_age_days: int | None, as_of: pd.Timestamp) -> None:
+    """One warning line for the ``n`` open leads older than the model's population that are
+    scored all the same (``score.older_leads: score``); nothing when there are none."""
+    if n:
+        log.warning(
+            "scoring %d open lead(s) created more than %d days before %s, older than any the "
+            "model was trained on (score.older_leads: score): their scores are extrapolations",
+            n, max_age_days, as_of,
+        )  # fmt: skip
+
+
 def score_tables(
     params: dict[str, Any],
     tables: Mapping[str, pd.DataFrame],
@@ -281,14 +292,7 @@ def score_tables(
     settings = section(params, "score")
     population, older_leads = model.population, older_leads_setting(settings)
     snapshots, counts = open_leads(tables, as_of, population.max_age_days, older_leads)
-    if counts["older_than_max_age_scored"]:
-        log.warning(
-            "scoring %d open lead(s) created more than %d days before %s, older than any the "
-            "model was trained on (score.older_leads: score): their scores are extrapolations",
-            counts["older_than_max_age_scored"],
-            population.max_age_days,
-            as_of,
-        )
+    warn_older_leads_scored(counts["older_than_max_age_scored"], population.max_age_days, as_of)
     snapshots = select_leads(snapshots, lead_ids, limit)
     counts["already_written"] = 0
     if skip:
