@@ -83,6 +83,28 @@ def _check_frame(x: Any, what: str) -> None:
         raise TypeError(f"CategoryGrouper.{what} takes a pandas DataFrame, got {type(x).__name__}")
 
 
+def level_counts(X: pd.DataFrame) -> dict[str, pd.Series]:
+    """Per category-like column of ``X`` (in column order), rows per value's text (missing
+    left out; a declared category without rows counts 0)."""
+    counts = {}
+    for name in X.columns:
+        if is_category_like(X[name].dtype):
+            codes, texts = _text_codes(X[name])
+            counts[name] = pd.Series(_row_counts(codes, len(texts)), index=texts)
+    return counts
+
+
+def add_level_counts(a: dict[str, pd.Series], b: dict[str, pd.Series]) -> dict[str, pd.Series]:
+    """Two parts' :func:`level_counts` as one (a value in one part only counts its rows)."""
+    total = {}
+    for name in {**a, **b}:
+        if name in a and name in b:
+            total[name] = a[name].add(b[name], fill_value=0).astype(np.int64)
+        else:
+            total[name] = a.get(name, b.get(name))
+    return total
+
+
 class CategoryGrouper(TransformerMixin, BaseEstimator):
     """Keep the frequent levels of each category feature; rare and unseen ones become ``other``.
 
@@ -132,15 +154,19 @@ class CategoryGrouper(TransformerMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y: Any = None) -> CategoryGrouper:
         """Learn, per category-like column of ``X`` (the training rows only), the levels to keep."""
         _check_frame(X, "fit")
+        return self.fit_counts(level_counts(X), list(X.columns), len(X))
+
+    def fit_counts(
+        self, counts: dict[str, pd.Series], columns: list[str], n_rows: int
+    ) -> CategoryGrouper:
+        """:meth:`fit` from the training rows' :func:`level_counts` (summed over the parts of a
+        training set too large for one frame: :func:`add_level_counts`), its ``columns`` in
+        order and its number of rows."""
         self._check_params()
         levels: dict[str, list[str]] = {}
         grouped: dict[str, list[str]] = {}
-        for name in X.columns:
-            if not is_category_like(X[name].dtype):
-                continue
-            codes, texts = _text_codes(X[name])
-            counts = pd.Series(_row_counts(codes, len(texts)), index=texts)
-            seen = counts[counts > 0]  # a declared category without rows was not seen
+        for name in [c for c in columns if c in counts]:
+            seen = counts[name][counts[name] > 0]  # a declared category without rows was not seen
             # Most frequent first, ties by name: sort by name, then stably by count.
             ranked = seen.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
             candidates = ranked[(ranked >= self.min_rows) & (ranked.index != self.other)]
@@ -150,9 +176,9 @@ class CategoryGrouper(TransformerMixin, BaseEstimator):
         self.levels_ = levels
         self.grouped_ = grouped
         self.n_grouped_ = {name: len(values) for name, values in grouped.items()}
-        self.n_rows_ = len(X)
-        self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
-        self.n_features_in_ = len(X.columns)
+        self.n_rows_ = int(n_rows)
+        self.feature_names_in_ = np.asarray([str(c) for c in columns], dtype=object)
+        self.n_features_in_ = len(columns)
         return self
 
     def categories(self, column: str) -> pd.CategoricalDtype:

@@ -349,15 +349,16 @@ def _say_once(counts: Mapping[str, Any], model, as_of: pd.Timestamp) -> None:
         )
 
 
-def staging_folder(base: str | None = None) -> Path:
-    """A new folder for a run's staged scores, in ``base`` (``engine.staging_dir``; None: the
-    system's temporary folder); removed by :func:`remove_staging`."""
+def staging_folder(base: str | None = None, prefix: str = "leadscore-scores-") -> Path:
+    """A new folder for a run's staged files, in ``base`` (``engine.staging_dir``; None: the
+    system's temporary folder), its name starting with ``prefix``; removed by
+    :func:`remove_staging`."""
     if base:
         Path(base).mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="leadscore-scores-", dir=base))
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
 
 
 def remove_staging(folder: Path | None) -> None:
     """Remove a staging folder this job created (nothing else)."""
-    if folder is not None and folder.name.startswith("leadscore-scores-"):
+    if folder is not None and folder.name.startswith("leadscore-"):
         shutil.rmtree(folder, ignore_errors=True)

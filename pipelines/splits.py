@@ -127,42 +127,122 @@ class Split:
 
 def split_snapshots(snapshots: pd.DataFrame, rule: SplitRule) -> Split:
     """Split labelled snapshots (``lead_id``, ``as_of``) by ``rule`` (see the module doc)."""
-    if len(snapshots) == 0:
+    refuse_no_snapshots(len(snapshots))
+    entry, units = unit_entries(snapshots, rule)
+    bounds = split_bounds(units, rule)
+    labels, counts = assign_splits(snapshots, entry, bounds, rule)
+    return Split(labels, check_split(counts, bounds, rule))
+
+
+def refuse_no_snapshots(rows: int) -> None:
+    """One sentence if every snapshot was left out before the split."""
+    if rows == 0:
         raise ValueError(
             "no labelled snapshots to split: every snapshot was left out (see the label step's "
             "counts: a horizon longer than the data leaves every label unknown)"
         )
+
+
+@dataclass(frozen=True)
+class SplitBounds:
+    """Where validation and test begin (entry times; no test split: the end of time)."""
+
+    validation_start: np.datetime64
+    test_start: np.datetime64
+
+
+@dataclass(frozen=True)
+class SplitCounts:
+    """What the split's checks and report read, summable over parts of the snapshots whose
+    leads are in no other part (a partitioned CRM): rows per split before the purge, rows
+    purged per split, leads in more than one split, and the span of ``as_of``."""
+
+    rows: dict[str, int]
+    purged: dict[str, int]
+    in_two: int
+    first: pd.Timestamp | None
+    last: pd.Timestamp | None
+
+    def __add__(self, other: SplitCounts) -> SplitCounts:
+        def add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+            return {k: a.get(k, 0) + b.get(k, 0) for k in {**a, **b}}
+
+        firsts = [t for t in (self.first, other.first) if t is not None]
+        lasts = [t for t in (self.last, other.last) if t is not None]
+        return SplitCounts(
+            add(self.rows, other.rows),
+            add(self.purged, other.purged),
+            self.in_two + other.in_two,
+            min(firsts) if firsts else None,
+            max(lasts) if lasts else None,
+        )
+
+
+def unit_entries(snapshots: pd.DataFrame, rule: SplitRule) -> tuple[pd.Series, np.ndarray]:
+    """When each row's unit entered the data (the lead's first labelled ``as_of``, or the
+    row's own, by ``rule.by``), per row; and per unit (what :func:`split_bounds` orders)."""
     as_of = snapshots["as_of"].reset_index(drop=True)
     lead = snapshots["lead_id"].reset_index(drop=True)
-    # When each row's unit entered the data: the lead's first labelled as_of, or the row's own.
-    entry = as_of.groupby(lead, sort=False).transform("min") if rule.by == "lead" else as_of
-    units = (
-        pd.DataFrame({"unit": lead, "entry": entry}).drop_duplicates("unit")
-        if rule.by == "lead"
-        else pd.DataFrame({"unit": np.arange(len(as_of)), "entry": entry})
-    )
-    ordered = units.sort_values(["entry", "unit"], kind="stable")["entry"].to_numpy()
+    if rule.by != "lead":
+        return as_of, as_of.to_numpy()
+    entry = as_of.groupby(lead, sort=False).transform("min")
+    return entry, entry.groupby(lead, sort=False).first().to_numpy()
+
+
+def split_bounds(units: np.ndarray, rule: SplitRule) -> SplitBounds:
+    """Where validation and test begin, from every unit's entry time (any order)."""
+    ordered = np.sort(units, kind="stable")
     # Without a test split, validation is counted from the end and nothing is after it.
     test_start = _start(ordered, rule, "test", later=None) if rule.with_test else None
     validation_start = _start(ordered, rule, "validation", later=test_start)
     if test_start is None:
         test_start = np.datetime64("9999-12-31")
+    return SplitBounds(validation_start, test_start)
+
+
+def assign_splits(
+    snapshots: pd.DataFrame, entry: pd.Series, bounds: SplitBounds, rule: SplitRule
+) -> tuple[pd.Series, SplitCounts]:
+    """Each row's split (``purged`` when its label window reaches the next split), and the
+    counts :func:`check_split` reads."""
+    as_of = snapshots["as_of"].reset_index(drop=True)
+    lead = snapshots["lead_id"].reset_index(drop=True)
     entry_values = entry.to_numpy()
     split = np.where(
-        entry_values >= test_start,
+        entry_values >= bounds.test_start,
         "test",
-        np.where(entry_values >= validation_start, "validation", "train"),
+        np.where(entry_values >= bounds.validation_start, "validation", "train"),
     )
-    _refuse_empty(split, as_of, rule, "before purge")
-    purged_by = {}
+    rows = {s: int((split == s).sum()) for s in rule.parts}
+    purged_by: dict[str, int] = {}
     if rule.purge_days:
         label_end = (as_of + pd.Timedelta(days=rule.purge_days)).to_numpy()
-        crosses = ((split == "train") & (label_end > validation_start)) | (
-            (split == "validation") & (label_end > test_start)
+        crosses = ((split == "train") & (label_end > bounds.validation_start)) | (
+            (split == "validation") & (label_end > bounds.test_start)
         )
         purged_by = {s: int((crosses & (split == s)).sum()) for s in ("train", "validation")}
+        split = np.where(crosses, PURGED, split)
+    kept = split != PURGED
+    in_two = int((pd.Series(split[kept]).groupby(lead[kept].to_numpy()).nunique() > 1).sum())
+    counts = SplitCounts(
+        rows,
+        purged_by,
+        in_two,
+        as_of.min() if len(as_of) else None,
+        as_of.max() if len(as_of) else None,
+    )
+    return pd.Series(split, index=snapshots.index, dtype="str"), counts
+
+
+def check_split(counts: SplitCounts, bounds: SplitBounds, rule: SplitRule) -> dict[str, Any]:
+    """The split's checks on its counts (a split left empty, before or after the purge, is one
+    sentence; a purge taking most of a split and leads in two splits are warnings), its log
+    line, and its report."""
+    _refuse_empty(counts.rows, counts, rule, "before purge")
+    purged_by = counts.purged
+    if rule.purge_days:
         for part, n in purged_by.items():
-            total = int((split == part).sum())
+            total = counts.rows[part]
             if n > total * MOST:
                 log.warning(
                     "the purge leaves %d of %d %s rows (label windows of %d days reach the next "
@@ -171,35 +251,35 @@ def split_snapshots(snapshots: pd.DataFrame, rule: SplitRule) -> Split:
                     "validation" if part == "validation" else "the splits",
                     rule.describe("validation"),
                 )  # fmt: skip
-        split = np.where(crosses, PURGED, split)
-        _refuse_empty(split, as_of, rule, "after purge")
-    labels = pd.Series(split, index=snapshots.index, dtype="str")
-    kept = split != PURGED
-    in_two = int((pd.Series(split[kept]).groupby(lead[kept].to_numpy()).nunique() > 1).sum())
-    if in_two:
+    kept = {s: counts.rows[s] - purged_by.get(s, 0) for s in rule.parts}
+    if rule.purge_days:
+        _refuse_empty(kept, counts, rule, "after purge")
+    if counts.in_two:
         log.warning(
             "split by snapshot: %d lead(s) have snapshots in two splits (a model is tested on "
             "leads it trained on); split.by: lead keeps each lead in one split",
-            in_two,
+            counts.in_two,
         )
     report = {
         "by": rule.by,
         "sizes": {part: rule.describe(part) for part in rule.parts[1:]},
         "purge_days": rule.purge_days,
-        "validation_start": f"{pd.Timestamp(validation_start):%Y-%m-%d %H:%M}",
-        "test_start": f"{pd.Timestamp(test_start):%Y-%m-%d %H:%M}" if rule.with_test else None,
+        "validation_start": f"{pd.Timestamp(bounds.validation_start):%Y-%m-%d %H:%M}",
+        "test_start": (
+            f"{pd.Timestamp(bounds.test_start):%Y-%m-%d %H:%M}" if rule.with_test else None
+        ),
         "purged_rows": purged_by,
-        "leads_in_more_than_one_split": in_two,
+        "leads_in_more_than_one_split": counts.in_two,
     }
     log.info(
         "split by %s: validation from %s, test from %s; rows %s%s",
         rule.by,
         report["validation_start"],
         report["test_start"],
-        {s: int((split == s).sum()) for s in rule.parts},
+        kept,
         f"; purged (label window reaches the next split): {purged_by}" if purged_by else "",
     )
-    return Split(labels, report)
+    return report
 
 
 def _start(ordered: np.ndarray, rule: SplitRule, part: str, later: Any) -> Any:
@@ -219,13 +299,13 @@ def _start(ordered: np.ndarray, rule: SplitRule, part: str, later: Any) -> Any:
     return ordered[max(before - take, 0)]
 
 
-def _refuse_empty(split: np.ndarray, as_of: pd.Series, rule: SplitRule, when: str) -> None:
+def _refuse_empty(rows: dict[str, int], counts: SplitCounts, rule: SplitRule, when: str) -> None:
     """One sentence with the figures and the settings to change, if a split is empty."""
-    empty = [s for s in rule.parts if not (split == s).any()]
+    empty = [s for s in rule.parts if not rows.get(s)]
     if not empty:
         return
-    span = f"{as_of.min():%Y-%m-%d}..{as_of.max():%Y-%m-%d}"
-    days = (as_of.max() - as_of.min()).days + 1
+    span = f"{counts.first:%Y-%m-%d}..{counts.last:%Y-%m-%d}"
+    days = (counts.last - counts.first).days + 1
     sizes = ", ".join(f"split.{rule.describe(part)}" for part in rule.parts[1:])
     if when == "after purge":
         raise PurgeError(

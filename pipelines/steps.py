@@ -37,12 +37,12 @@ from features.readers import (
 )
 from features.snapshots import snapshots_after_creation
 from features.urls import display_url
-from features.validation import ContractError, validate_crm, write_rejects
+from features.validation import ContractError, ValidationResult, validate_crm, write_rejects
 from models.frame import NOT_FEATURES
 from pipelines.params import behavioral_params, section, snapshot_offsets, synthetic_config
-from pipelines.splits import SplitRule, split_snapshots
+from pipelines.splits import PURGED, SplitRule, split_snapshots
 from pipelines.synthetic_crm import GENERATOR, generate_crm
-from pipelines.training_set import fingerprint, label_snapshots, manifest
+from pipelines.training_set import fingerprint, label_snapshots, manifest_from_counts, split_counts
 
 log = logging.getLogger(__name__)
 
@@ -300,11 +300,34 @@ def run_validate(
     )  # fmt: skip
     write_crm(result.tables, out, fmt="parquet")
     write_rejects(result, rejects)
-    report = {
+    report = validation_report(params, result, extracted_at, source, contract, mapping)
+    # What a synthetic export says about its making (its generator's config: e.g. the day of its
+    # market shift, which `leadscore backtest` marks) travels with the validated tables.
+    made_by = _read_meta(Path(source)) if "://" not in str(source) else {}
+    provenance = {k: made_by[k] for k in ("generator", "config") if k in made_by}
+    _write_json(out / META_FILE, {"extracted_at": extracted_at.isoformat(), **provenance})
+    _write_json(out / VALIDATION_REPORT, report)
+    log.info("validation:\n%s", result.summary())
+    return report
+
+
+def validation_report(
+    params: dict[str, Any],
+    result: ValidationResult,
+    extracted_at: pd.Timestamp,
+    source: str | Path,
+    contract: EffectiveContract,
+    mapping: str | Path | None = None,
+    input_fingerprint: str | None = None,
+) -> dict[str, Any]:
+    """``validation_report.json``: the export, its counts, what was kept, repaired or missing,
+    and a fingerprint of the clean tables (``input_fingerprint``: given when the tables were
+    never in one frame, as for a partitioned CRM)."""
+    return {
         "extracted_at": extracted_at.isoformat(),
         "source": display_url(source),
         "counts": result.counts.to_dict(orient="records"),
-        "input_fingerprint": fingerprint(result.tables),
+        "input_fingerprint": input_fingerprint or fingerprint(result.tables),
         "mapping": str(mapping or section(params, "crm").get("mapping") or "") or None,
         "time": (
             "pseudo-time (row order), not dates"
@@ -322,14 +345,6 @@ def run_validate(
         ),
         "columns_not_in_export": result.absent_columns.to_dict(orient="records"),
     }
-    # What a synthetic export says about its making (its generator's config: e.g. the day of its
-    # market shift, which `leadscore backtest` marks) travels with the validated tables.
-    made_by = _read_meta(Path(source)) if "://" not in str(source) else {}
-    provenance = {k: made_by[k] for k in ("generator", "config") if k in made_by}
-    _write_json(out / META_FILE, {"extracted_at": extracted_at.isoformat(), **provenance})
-    _write_json(out / VALIDATION_REPORT, report)
-    log.info("validation:\n%s", result.summary())
-    return report
 
 
 def validated_meta(folder: str | Path) -> dict[str, Any]:
@@ -418,8 +433,17 @@ def run_features(
     )
     out = Path(out)
     write_parquet(out, frame)
+    catalog = feature_catalog(builders, behavioral, contract)
+    _write_json(out.parent / "feature_catalog.json", {"features": catalog})
+    log.info("wrote %d features x %d snapshots to %s", frame.shape[1] - 2, len(frame), out)
+    return frame
+
+
+def feature_catalog(builders, behavioral, contract: EffectiveContract) -> list[dict[str, Any]]:
+    """``feature_catalog.json``'s features: each feature's label, builder, sources, what it
+    knows when, the declarations it rests on, and why it was left out (if it was)."""
     plan = feature_plan(builders, behavioral, contract)
-    catalog = [
+    return [
         {
             "name": s.name,
             "label": s.label,
@@ -434,9 +458,6 @@ def run_features(
         }
         for s in plan.specs
     ]
-    _write_json(out.parent / "feature_catalog.json", {"features": catalog})
-    log.info("wrote %d features x %d snapshots to %s", frame.shape[1] - 2, len(frame), out)
-    return frame
 
 
 def _gate_tables(validated: str | Path) -> dict[str, pd.DataFrame]:
@@ -461,8 +482,23 @@ def labelled_features(
     """Every labelled snapshot with its features, its ``label`` and the disqualifier's input
     (``unsubscribed`` as of the snapshot, when the CRM has it): what a split or a backtest cuts;
     and where that input came from (:func:`~features.gate_inputs.unsubscribed_as_of`)."""
-    features = pd.read_parquet(features_path)
-    labelled = pd.read_parquet(snapshots_path)
+    return join_labels(
+        pd.read_parquet(features_path),
+        pd.read_parquet(snapshots_path),
+        _gate_tables(validated),
+        f"{features_path} and {snapshots_path}",
+    )
+
+
+def join_labels(
+    features: pd.DataFrame,
+    labelled: pd.DataFrame,
+    gate_tables: dict[str, pd.DataFrame],
+    what: str = "the features and the labelled snapshots",
+) -> tuple[pd.DataFrame, str]:
+    """The labelled snapshots' features with their ``label`` (and ``won_amount``) and the
+    disqualifier's input (see :func:`labelled_features`); ``what`` names the inputs in the
+    error if they are not the same snapshots in the same order."""
     same_rows = len(features) == len(labelled) and (
         features[["lead_id", "as_of"]]
         .reset_index(drop=True)
@@ -470,17 +506,28 @@ def labelled_features(
     )
     if not same_rows:
         raise ValueError(
-            f"{features_path} and {snapshots_path} do not hold the same snapshots in the same order: "
-            "rebuild the features stage"
+            f"{what} do not hold the same snapshots in the same order: rebuild the features stage"
         )
     frame = features.reset_index(drop=True).assign(label=labelled["label"].to_numpy())
     if "won_amount" in labelled:  # the value model's label (labels written before it: none)
         frame["won_amount"] = labelled["won_amount"].to_numpy()
     # The disqualifier's input, by the rule the nightly job applies (not a feature).
-    unsubscribed, source = unsubscribed_as_of(_gate_tables(validated), frame[["lead_id", "as_of"]])
+    unsubscribed, source = unsubscribed_as_of(gate_tables, frame[["lead_id", "as_of"]])
     if unsubscribed is not None:
         frame["unsubscribed"] = unsubscribed.to_numpy()
     return frame, source
+
+
+def split_rule(params: dict[str, Any]) -> SplitRule:
+    """The out-of-time split params.yaml's ``split`` (and the label horizon, to purge) set."""
+    horizon = int(section(params, "label")["horizon_days"])
+    return SplitRule.from_params(section(params, "split"), horizon)
+
+
+def kept_rows(joined: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
+    """The labelled rows a split keeps (not purged), with their ``split``."""
+    purged = (labels == PURGED).to_numpy()
+    return joined[~purged].assign(split=labels[~purged].to_numpy()).reset_index(drop=True)
 
 
 def run_training_set(
@@ -496,33 +543,55 @@ def run_training_set(
         {"--out": out},
     )
     joined, gate_source = labelled_features(features_path, snapshots_path, validated)
-    split_settings = section(params, "split")
-    horizon = int(section(params, "label")["horizon_days"])
-    divided = split_snapshots(
-        joined[["lead_id", "as_of"]], SplitRule.from_params(split_settings, horizon)
-    )
-    split = divided.labels
-    purged = (split == "purged").to_numpy()
-    training = joined[~purged].assign(split=split[~purged].to_numpy()).reset_index(drop=True)
+    divided = split_snapshots(joined[["lead_id", "as_of"]], split_rule(params))
+    training = kept_rows(joined, divided.labels)
     out = Path(out)
     for name, part in training.groupby("split", sort=False):
         write_parquet(out / f"{name}.parquet", part.drop(columns="split"))
     report = json.loads((Path(validated) / VALIDATION_REPORT).read_text())
     label_summary = json.loads(Path(snapshots_path).with_suffix(".json").read_text())
-    feature_names = [c for c in joined.columns if c not in NOT_FEATURES]
+    result = training_manifest(
+        params,
+        split_counts(training),
+        label_summary["excluded"],
+        divided.report,
+        report,
+        gate_source,
+        [c for c in joined.columns if c not in NOT_FEATURES],
+        Path(features_path).parent / "feature_catalog.json",
+    )
+    _write_json(out / "manifest.json", result)
+    return result
+
+
+def training_manifest(
+    params: dict[str, Any],
+    counts: dict[str, dict[str, Any]],
+    excluded: dict[str, int],
+    split_report: dict[str, Any],
+    validation_report: dict[str, Any],
+    gate_source: str,
+    feature_names: list[str],
+    catalog_path: Path | None,
+) -> dict[str, Any]:
+    """A training set's manifest.json: its splits' counts
+    (:func:`~pipelines.training_set.split_counts`), what was left out, the split, the settings
+    and inputs it was built with, and the claims about the CRM it rests on."""
     settings = {
         "snapshots": section(params, "snapshots"),
         "label": section(params, "label"),
-        "split": split_settings,
+        "split": section(params, "split"),
         "features": {"builders": section(params, "features")["builders"]},
-        "extracted_at": report["extracted_at"],
+        "extracted_at": validation_report["extracted_at"],
     }
     excluded = {
-        **label_summary["excluded"],
-        "purged_label_window_crosses_next_split": int(purged.sum()),
+        **excluded,
+        "purged_label_window_crosses_next_split": sum(split_report["purged_rows"].values()),
     }
-    result = manifest(training, excluded, report["input_fingerprint"], feature_names, settings)
-    result["split"] = divided.report
+    result = manifest_from_counts(
+        counts, excluded, validation_report["input_fingerprint"], feature_names, settings
+    )
+    result["split"] = split_report
     result["gate_inputs"] = {"unsubscribed": gate_source}
     # Which leads the model is for, and how old: scoring reads both from the model, not params.
     result["population"] = {
@@ -531,14 +600,12 @@ def run_training_set(
     }
     # What the training set rests on: the time axis, and the features whose fields a mapping
     # declared known (rather than reading them from history): claims about the CRM to check.
-    result["time"] = report.get("time", "dates")
-    catalog_path = Path(features_path).parent / "feature_catalog.json"
-    if catalog_path.is_file():
+    result["time"] = validation_report.get("time", "dates")
+    if catalog_path is not None and catalog_path.is_file():
         catalog = json.loads(catalog_path.read_text())["features"]
         result["features_resting_on_a_declaration"] = {
             f["name"]: f["rests_on_declaration"]
             for f in catalog
             if f.get("rests_on_declaration") and f["name"] in feature_names
         }
-    _write_json(out / "manifest.json", result)
     return result

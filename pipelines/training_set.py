@@ -16,6 +16,7 @@ import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -146,28 +147,83 @@ def manifest(
     settings: Mapping[str, object],
 ) -> dict:
     """What a training set holds: rows, positive rate and date range per split, and its inputs."""
-    splits = {}
+    return manifest_from_counts(
+        split_counts(training), excluded, input_fingerprint, feature_names, settings
+    )
+
+
+def split_counts(training: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per split (``training["split"]``): rows, leads, positives, won leads, won rows and leads
+    with an amount, and the first and last ``as_of``; summable over parts whose leads are in
+    no other part (:func:`add_split_counts`), as the partitions of a partitioned CRM are."""
+    counts = {}
     for name in SPLITS:
         part = training[training["split"] == name]
-        splits[name] = {
+        counts[name] = {
             "rows": int(len(part)),
             "leads": int(part["lead_id"].nunique()),
             "positives": int(part["label"].sum()),
             # Rows of one lead are not independent: the wins behind the positives.
             "won_leads": int(part.loc[part["label"] == 1, "lead_id"].nunique()),
-            "positive_rate": round(float(part["label"].mean()), 5) if len(part) else None,
             # The value model's label: won snapshots with an amount, and the won leads behind them.
             **_amounts(part),
-            "as_of_from": f"{part['as_of'].min():%Y-%m-%d}" if len(part) else None,
-            "as_of_to": f"{part['as_of'].max():%Y-%m-%d}" if len(part) else None,
+            "first": part["as_of"].min() if len(part) else None,
+            "last": part["as_of"].max() if len(part) else None,
+            "leads_in_more_than_one_split": 0,
         }
-    by_split = training.groupby("lead_id")["split"].nunique()
+    in_two = int((training.groupby("lead_id")["split"].nunique() > 1).sum())
+    counts[SPLITS[0]]["leads_in_more_than_one_split"] = in_two
+    return counts
+
+
+def add_split_counts(
+    a: Mapping[str, Mapping[str, Any]], b: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Two parts' :func:`split_counts` as one (dates: the earliest first, the latest last)."""
+    total: dict[str, dict[str, Any]] = {}
+    for name in SPLITS:
+        x, y = a[name], b[name]
+        merged = {k: x[k] + y[k] for k in x if k not in ("first", "last")}
+        firsts = [t for t in (x["first"], y["first"]) if t is not None]
+        lasts = [t for t in (x["last"], y["last"]) if t is not None]
+        merged["first"] = min(firsts) if firsts else None
+        merged["last"] = max(lasts) if lasts else None
+        total[name] = merged
+    return total
+
+
+def manifest_from_counts(
+    counts: Mapping[str, Mapping[str, Any]],
+    excluded: Mapping[str, int],
+    input_fingerprint: str,
+    feature_names: list[str],
+    settings: Mapping[str, object],
+) -> dict:
+    """The manifest (:func:`manifest`) from a training set's :func:`split_counts`."""
+    splits = {}
+    for name in SPLITS:
+        c = counts[name]
+        splits[name] = {
+            "rows": c["rows"],
+            "leads": c["leads"],
+            "positives": c["positives"],
+            "won_leads": c["won_leads"],
+            "positive_rate": round(c["positives"] / c["rows"], 5) if c["rows"] else None,
+            "won_with_amount": c["won_with_amount"],
+            "won_leads_with_amount": c["won_leads_with_amount"],
+            "as_of_from": f"{c['first']:%Y-%m-%d}" if c["rows"] else None,
+            "as_of_to": f"{c['last']:%Y-%m-%d}" if c["rows"] else None,
+        }
+    rows = sum(c["rows"] for c in counts.values())
+    positives = sum(c["positives"] for c in counts.values())
     return {
-        "rows": int(len(training)),
-        "positive_rate": round(float(training["label"].mean()), 5),
+        "rows": rows,
+        "positive_rate": round(positives / rows, 5) if rows else float("nan"),
         "splits": splits,
         "excluded_snapshots": dict(excluded),
-        "leads_in_more_than_one_split": int((by_split > 1).sum()),
+        "leads_in_more_than_one_split": sum(
+            c["leads_in_more_than_one_split"] for c in counts.values()
+        ),
         "n_features": len(feature_names),
         "features": feature_names,
         "input_fingerprint": input_fingerprint,

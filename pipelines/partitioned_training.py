@@ -1,0 +1,332 @@
+"""The training set of a partitioned CRM (features/partitioned.py), partition by partition, on
+the pandas engine or a Dask cluster (pipelines/engines.py).
+
+Each partition runs what `validate`, `label`, `features` and `training-set` run on a whole CRM
+(the same functions, on the partition's leads and the shared accounts). What needs every lead
+is an explicit reduction here, made on small summaries the partitions hand back:
+
+- the checks validation makes on a whole table, on the merged counts (as for scoring);
+- the split's boundaries, from every unit's entry time (8 bytes per lead): the split of a
+  partitioned CRM is the whole CRM's, row for row (:func:`pipelines.splits.split_bounds`);
+- the split's checks and the manifest, from summed counts (leads live in one partition, so
+  distinct leads add up).
+
+The training set it writes is the whole CRM's, except that the train split is a folder of one
+Parquet file per partition (``train/part-00007.parquet``): validation and test, which the
+calibration, the cutoffs and the evaluation read whole, are gathered into one file each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.build import build_features
+from features.outputs import check_writable, owned_files, refuse_overlap, remove_file, write_file
+from features.snapshots import snapshots_after_creation
+from features.validation import ValidationResult, check_partitions, merge_results, write_rejects
+from pipelines.engines import EngineSettings, open_engine
+from pipelines.params import behavioral_params, section, snapshot_offsets
+from pipelines.partitioned_scoring import (
+    PartitionTask,
+    _quiet,
+    partition_task,
+    remove_staging,
+    staging_folder,
+    validated_partition,
+)
+from pipelines.splits import (
+    SPLITS,
+    SplitBounds,
+    SplitCounts,
+    SplitRule,
+    assign_splits,
+    check_split,
+    refuse_no_snapshots,
+    split_bounds,
+    unit_entries,
+)
+from pipelines.training_set import add_split_counts, fingerprint, label_snapshots, split_counts
+
+log = logging.getLogger(__name__)
+
+#: The train split of a partitioned training set: a folder of one file per partition.
+TRAIN_PARTS = "train"
+
+
+@dataclass
+class LabelledPart:
+    """One partition's labelled snapshots with their features (staged at ``path``), and what
+    the reductions read: its units' entry times, its counts and its validation."""
+
+    part: int
+    path: str
+    rows: int
+    units: np.ndarray
+    excluded: dict[str, int]
+    snapshots: int
+    gate_source: str
+    fingerprint: str
+    validation: ValidationResult
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SplitTask:
+    """What the second pass reads: the split rule and its boundaries, and the staging folder."""
+
+    rule: SplitRule
+    bounds: SplitBounds
+    staging: str
+
+
+@dataclass
+class SplitPart:
+    """One partition's rows per split (staged files) and the counts the checks and the
+    manifest sum."""
+
+    part: int
+    files: dict[str, str]
+    split: SplitCounts
+    manifest: dict[str, dict[str, Any]]
+
+
+def labelled_partition(part: int, task: PartitionTask, staging: str) -> LabelledPart:
+    """One partition validated, its snapshots labelled, their features built and joined to
+    the labels (:func:`pipelines.steps.join_labels`), staged in ``staging``: the whole CRM's
+    `validate`, `label`, `features` and the join of `training-set`, on the partition's leads."""
+    from pipelines.steps import join_labels, label_population, labels_known_on, split_rule
+
+    clock = time.perf_counter()
+    params = task.params
+    tables, validation = validated_partition(part, task)
+    snapshots = snapshots_after_creation(tables["leads"], snapshot_offsets(params))
+    labelled = label_snapshots(
+        snapshots,
+        tables["leads"],
+        tables["opportunities"],
+        horizon_days=int(section(params, "label")["horizon_days"]),
+        data_end=labels_known_on(params, task.extracted_at),
+        population=label_population(params),
+    )
+    with _quiet("features", logging.WARNING):
+        features = build_features(
+            tables,
+            labelled.frame[["lead_id", "as_of"]],
+            section(params, "features")["builders"],
+            task.contract.behavioral(behavioral_params(params)),
+            contract=task.contract,
+        )
+    leads = tables["leads"]
+    gate = {"leads": leads[[c for c in ("lead_id", "unsubscribed") if c in leads]]}
+    if "field_history" in tables:
+        gate["field_history"] = tables["field_history"]
+    joined, gate_source = join_labels(features, labelled.frame, gate)
+    _, units = unit_entries(joined[["lead_id", "as_of"]], split_rule(params))
+    path = Path(staging) / f"labelled-{part:05d}.parquet"
+    joined.to_parquet(path, index=False)
+    return LabelledPart(
+        part=part,
+        path=str(path),
+        rows=len(joined),
+        units=units,
+        excluded=dict(labelled.excluded),
+        snapshots=len(snapshots),
+        gate_source=gate_source,
+        fingerprint=fingerprint({k: v for k, v in tables.items() if k != "accounts"}),
+        validation=validation,
+        seconds=time.perf_counter() - clock,
+    )
+
+
+def split_partition(item: tuple[int, str], task: SplitTask) -> SplitPart:
+    """One partition's staged rows split by the boundaries of the whole CRM, staged per split."""
+    from pipelines.steps import kept_rows
+
+    part, path = item
+    joined = pd.read_parquet(path)
+    entry, _ = unit_entries(joined[["lead_id", "as_of"]], task.rule)
+    labels, counts = assign_splits(joined[["lead_id", "as_of"]], entry, task.bounds, task.rule)
+    training = kept_rows(joined, labels)
+    files = {}
+    for name, rows in training.groupby("split", sort=False):
+        files[str(name)] = str(Path(task.staging) / f"{name}-{part:05d}.parquet")
+        rows.drop(columns="split").to_parquet(files[str(name)], index=False)
+    Path(path).unlink()  # the split copies hold every kept row
+    return SplitPart(part, files, counts, split_counts(training))
+
+
+def _excluded_total(parts: list[LabelledPart]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for p in sorted(parts, key=lambda p: p.part):
+        for reason, n in p.excluded.items():
+            total[reason] = total.get(reason, 0) + int(n)
+    return total
+
+
+def run_training_set_partitioned(
+    params: dict[str, Any],
+    root: str | Path,
+    out: str | Path,
+    engine: EngineSettings,
+    progress=None,
+) -> dict[str, Any]:
+    """The training set of the partitioned CRM at ``root`` (see the module doc), written to
+    ``out`` with its manifest, validation report, feature catalog and quarantined rows
+    (``out/rejects``). Nothing is written to ``out`` until every check has passed."""
+    from pipelines.steps import (
+        VALIDATION_REPORT,
+        _write_json,
+        feature_catalog,
+        split_rule,
+        training_manifest,
+        validation_report,
+        validation_settings,
+    )
+
+    refuse_overlap({"--crm": root}, {"--out": out})
+    out = Path(out)
+    check_writable(out / "manifest.json", out / "validation.parquet", out / "test.parquet")
+    clock = time.perf_counter()
+    runner = open_engine(engine)
+    staging = staging_folder(engine.staging_dir, prefix="leadscore-training-")
+    try:
+        extracted_at = _extracted_at(params, root)
+        task, shared_result = partition_task(params, root, None, extracted_at)
+        n = task.partitions
+        rule = split_rule(params)
+        log.info("training set of %d partition(s) of %s on the %s", n, root, runner.describe())
+        task_ref = runner.share(task)
+        labelled: list[LabelledPart] = []
+        for done, (_, result) in enumerate(
+            runner.map_unordered(labelled_partition, list(range(n)), task_ref, str(staging)), 1
+        ):
+            labelled.append(result)
+            log.info(
+                "partition %d (%d/%d): %d labelled snapshot(s) with features in %.1f s",
+                result.part, done, n, result.rows, result.seconds,
+            )  # fmt: skip
+            if progress is not None:
+                progress("partitions (features)", done, n)
+        merged = merge_results([shared_result] + [p.validation for p in labelled])
+        contract = task.contract
+        check_partitions(merged, contract=contract, **validation_settings(params, contract))
+        refuse_no_snapshots(sum(p.rows for p in labelled))
+        bounds = split_bounds(np.concatenate([p.units for p in labelled]), rule)
+        split_task = runner.share(SplitTask(rule, bounds, str(staging)))
+        items = [(p.part, p.path) for p in labelled if p.rows]
+        split_parts: list[SplitPart] = []
+        for done, (_, result) in enumerate(
+            runner.map_unordered(split_partition, items, split_task), 1
+        ):
+            split_parts.append(result)
+            if progress is not None:
+                progress("partitions (split)", done, len(items))
+        split_parts.sort(key=lambda p: p.part)
+        counts = split_parts[0].split
+        manifest_counts = split_parts[0].manifest
+        for p in split_parts[1:]:
+            counts = counts + p.split
+            manifest_counts = add_split_counts(manifest_counts, p.manifest)
+        split_report = check_split(counts, bounds, rule)  # a split left empty stops here
+        _write_training_set(out, split_parts)
+        write_rejects(merged, out / "rejects")
+        fingerprints = "".join(p.fingerprint for p in sorted(labelled, key=lambda p: p.part))
+        report = validation_report(
+            params, merged, task.extracted_at, root, contract,
+            input_fingerprint=hashlib.sha256(fingerprints.encode()).hexdigest(),
+        )  # fmt: skip
+        _write_json(out / VALIDATION_REPORT, report)
+        features = section(params, "features")
+        catalog = feature_catalog(
+            features["builders"], contract.behavioral(behavioral_params(params)), contract
+        )
+        _write_json(out / "feature_catalog.json", {"features": catalog})
+        names = _feature_names(out)
+        gate_sources = {p.gate_source for p in labelled if p.rows}
+        result = training_manifest(
+            params,
+            manifest_counts,
+            _excluded_total(labelled),
+            split_report,
+            report,
+            sorted(gate_sources)[0] if gate_sources else "none",
+            names,
+            out / "feature_catalog.json",
+        )
+        result["partitions"] = n
+        _write_json(out / "manifest.json", result)
+    finally:
+        runner.close()
+        remove_staging(staging)
+    for line in merged.summary().splitlines():
+        log.info("validation: %s", line)
+    log.info(
+        "training set of %d partition(s) written to %s in %.1f s",
+        n, out, time.perf_counter() - clock,
+    )  # fmt: skip
+    return result
+
+
+def _extracted_at(params: dict[str, Any], root: str | Path) -> pd.Timestamp:
+    """When the partitioned CRM was exported (``crm.extracted_at``, else its crm_meta.json)."""
+    from features.partitioned import read_meta
+    from pipelines.steps import naive_utc
+
+    configured = section(params, "crm").get("extracted_at") or read_meta(root).get("extracted_at")
+    if not configured:
+        raise ValueError(
+            f"{root} does not say when it was exported: set crm.extracted_at in params.yaml"
+        )
+    return naive_utc(configured)
+
+
+def _feature_names(out: Path) -> list[str]:
+    """The feature columns of the training set just written (the validation file's)."""
+    import pyarrow.parquet as pq
+
+    from models.frame import NOT_FEATURES
+
+    names = pq.read_schema(out / "validation.parquet").names
+    return [c for c in names if c not in NOT_FEATURES]
+
+
+def _write_training_set(out: Path, parts: list[SplitPart]) -> None:
+    """The staged split files into ``out``: train as one file per partition (stale parts of an
+    earlier run removed, a whole training set's train.parquet too), validation and test
+    gathered into one file each, in partition order."""
+    folder = out / TRAIN_PARTS
+    written = set()
+    for p in parts:
+        staged = p.files.get("train")
+        if staged is None:
+            continue
+        name = f"part-{p.part:05d}.parquet"
+        write_file(folder / name, lambda tmp, src=staged: shutil.move(src, tmp))
+        written.add(name)
+    for stale in owned_files(folder) - written if folder.is_dir() else ():
+        remove_file(folder / stale)
+    remove_file(out / "train.parquet")
+    for name in SPLITS[1:]:
+        files = [p.files[name] for p in parts if name in p.files]
+        frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        write_file(out / f"{name}.parquet", lambda tmp, f=frame: f.to_parquet(tmp, index=False))
+
+
+def is_partitioned_training(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a partitioned training set (a ``train/`` folder of parts)."""
+    folder = Path(folder)
+    return not (folder / "train.parquet").exists() and (folder / TRAIN_PARTS).is_dir()
+
+
+def train_part_files(folder: str | Path) -> list[Path]:
+    """The files of a partitioned training set's train split, in partition order."""
+    return sorted((Path(folder) / TRAIN_PARTS).glob("part-*.parquet"))
