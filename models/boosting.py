@@ -75,3 +75,27 @@ def fixed_booster(
 def predict_scores(booster: lgb.Booster, x: pd.DataFrame) -> np.ndarray:
     """Uncalibrated probabilities from the booster's best iteration."""
     return booster.predict(x, num_iteration=booster.best_iteration or None)
+
+
+class InMemoryLearner:
+    """Fits the boosters of `leadscore train` on the training rows it holds and more rows."""
+
+    def __init__(self, x: pd.DataFrame, y: np.ndarray) -> None:
+        self.x, self.y = x, y
+
+    def fit(
+        self,
+        params: Mapping[str, Any],
+        trees: int,
+        monotone_increasing: list[str] | tuple[str, ...] = (),
+        extra_x: pd.DataFrame | None = None,
+        extra_y: np.ndarray | None = None,
+    ) -> lgb.Booster:
+        """A booster of ``trees`` trees on the training rows and ``extra_x`` (:func:`fixed_booster`)."""
+        if extra_x is None:
+            return fixed_booster(self.x, self.y, params, trees, monotone_increasing)
+        x, y = pd.concat([self.x, extra_x]), np.r_[self.y, extra_y]
+        return fixed_booster(x, y, params, trees, monotone_increasing)
+
+    def close(self) -> None:
+        """Nothing to release."""

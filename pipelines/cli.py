@@ -432,8 +432,34 @@ def training_set(
     out: Annotated[
         Path, typer.Option(help="Folder for train/validation/test Parquet and manifest.json.")
     ] = Path("data/training"),
+    crm: Annotated[
+        Path | None,
+        typer.Option(
+            help="A partitioned CRM (`leadscore partition`, `leadscore generate --partitions`): "
+            "validate, label, build the features and split it partition by partition, instead "
+            "of reading --features, --snapshots and --validated."
+        ),
+    ] = None,
+    engine: EngineOpt = None,
+    scheduler: SchedulerOpt = None,
+    mapping: MappingOpt = None,
 ) -> None:
-    """Join labels and features, split by as_of into train / validation / test, write a manifest."""
+    """Join labels and features, split by as_of into train / validation / test, write a manifest.
+
+    With --crm, a partitioned CRM is taken from its export to its training set partition by
+    partition (--engine pandas: one at a time in this process; dask: on a cluster). The split is
+    the whole CRM's, row for row; the train split is written as one file per partition
+    (`train/part-00007.parquet`), validation and test as one file each, with the validation
+    report, the quarantined rows (`rejects/`) and the feature catalog beside them.
+    """
+    if crm is not None:
+        from pipelines.engines import EngineSettings
+        from pipelines.partitioned_training import run_training_set_partitioned
+
+        loaded = _with_mapping(_load(params), mapping)
+        settings = EngineSettings.from_params(loaded, engine, scheduler)
+        _print_manifest(run_training_set_partitioned(loaded, crm, out, settings))
+        return
     from pipelines.steps import run_training_set
 
     result = run_training_set(_load(params), features_path, snapshots, validated, out)
@@ -520,6 +546,8 @@ def train(
             help="Do not track the training in MLflow (default: one run per model, in the experiment register.experiment of MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).",
         ),
     ] = False,
+    engine: EngineOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Train the propensity model: LightGBM with settings fitted to the data, then calibrated.
 
@@ -531,6 +559,12 @@ def train(
     validation report that registration is judged on. A logistic-regression baseline is
     trained on the same split for every report to compare.
 
+    A partitioned training set (`leadscore training-set --crm`): the boosters learn from every
+    train row on --engine (dask: `lightgbm.dask` on the cluster, the workers reading the
+    parts; pandas: the parts gathered here); the leakage scan, the search, the baseline and the
+    value model read a sample of whole leads (engine.train_sample_rows), and the category
+    grouping is fitted on every row's counts.
+
     Before fitting, the data-sufficiency check (params.yaml `sufficiency`: leads and won
     leads in the recent window, won leads per split) says what is missing, and stops training
     if `sufficiency.action` is `stop`.
@@ -540,11 +574,13 @@ def train(
     importance; evaluate and register add to the same run. Tracking is not registering: no
     version is made here.
     """
+    from pipelines.engines import EngineSettings
     from pipelines.modeling import run_train
 
+    loaded = _with_mapping(_load(params), mapping)
     meta = run_train(
-        _with_mapping(_load(params), mapping), training, out, validated,
-        track=not no_mlflow, params_path=params,
+        loaded, training, out, validated, track=not no_mlflow, params_path=params,
+        engine=EngineSettings.from_params(loaded, engine, scheduler),
     )  # fmt: skip
     v = meta["validation"]
     auc = v["intervals"]["roc_auc"]

@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 
 from features.outputs import refuse_overlap, save_figure, write_csv, write_file, write_json
 from models.baseline import logistic_baseline
-from models.boosting import fixed_booster, predict_scores
+from models.boosting import InMemoryLearner, predict_scores
 from models.calibration import ProbabilityCalibrator
 from models.categories import META_KEY, CategoryGrouper, stored_grouper
 from models.cutoffs import assign_stages, choose_cutoffs, cutoff_warnings, tier_table
@@ -68,6 +68,8 @@ LABELS = {
 def read_split(folder: Path, name: str) -> pd.DataFrame:
     """One split of a training set (``train``, ``validation``, ``test``)."""
     path = folder / f"{name}.parquet"
+    if not path.exists() and (folder / name).is_dir():  # a partitioned training set's train
+        return pd.read_parquet(folder / name)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run `leadscore training-set` first")
     return pd.read_parquet(path)
@@ -90,6 +92,7 @@ def run_train(
     track: bool = False,
     params_path: str | Path | None = None,
     booster_from: str | Path | None = None,
+    engine: Any = None,
 ) -> dict[str, Any]:
     """Train the booster, calibrate it, choose the cutoffs, fit the baseline (see ``leadscore
     train --help``): settings scaled and searched on one part of validation (by lead), early
@@ -106,20 +109,42 @@ def run_train(
     grouping of that `leadscore train` folder as they are, a new calibrator fitted on all of
     this training set's validation split (which the booster must never have seen), and the
     cutoffs, validation report, drift reference and score scale derived again from it.
+    ``engine``: where a partitioned training set's booster is fitted
+    (:class:`~pipelines.engines.EngineSettings`; None: params.yaml ``engine``): the boosters
+    learn from every train row there; what needs rows but not all of them (the leakage scan, the
+    search, the baseline, the value model) reads a sample of whole leads
+    (``engine.train_sample_rows``), and the category grouping is fitted on counts of every row.
     """
     refuse_overlap(
         {"--training": training, "--validated": validated, "--model": booster_from}, {"--out": out}
     )
     training, out = Path(training), Path(out)
     settings, calibration = section(params, "train"), section(params, "calibration")
-    train, valid = read_split(training, "train"), read_split(training, "validation")
+    parts = train_parts(training)  # a partitioned training set's train split, else None
+    valid = read_split(training, "validation")
+    if parts is None:
+        train = read_split(training, "train")
+        every_train_row = train[["lead_id", "as_of", "label"]]
+    else:
+        if booster_from is not None:
+            raise ValueError(
+                f"{training} is a partitioned training set: recalibrate on a whole one"
+            )
+        train = parts.sample(sample_rows(params))
+        every_train_row = parts.columns(["lead_id", "as_of", "label"])
     # Enough history? Before anything is fitted: a stop leaves nothing behind.
-    sufficiency = _sufficiency(params, training, train, valid)
+    sufficiency = _sufficiency(params, training, every_train_row, valid)
     names = feature_names(train)
     x_train = feature_matrix(train, names)
     frozen = None if booster_from is None else frozen_booster(booster_from, names, valid)
     # On the training rows only; a recalibrated booster keeps the grouping it was trained with.
-    grouper = frozen.grouper if frozen else category_grouper(params).fit(x_train)
+    if frozen:
+        grouper = frozen.grouper
+    elif parts is None:
+        grouper = category_grouper(params).fit(x_train)
+    else:  # every train row's counts, summed part by part
+        counts = parts.level_counts(categorical_names(x_train))
+        grouper = category_grouper(params).fit_counts(counts, names, parts.rows)
     _log_grouping(grouper)
     x_train, x_valid = grouper.transform(x_train), feature_matrix(valid, names, grouper)
     y_train, y_valid = _labels(train, "train"), _labels(valid, "validation")
@@ -171,35 +196,45 @@ def run_train(
     else:
         trees = booster.num_trees() if rules_only else max(int(booster.best_iteration), 1)
     refitted = bool(settings.get("refit", True)) and frozen is None and not rules_only
-    if refitted:
-        # The model in production learns from everything before the test split: the most recent
-        # leads carry the most of a drifting market. Its calibration data: each validation
-        # part scored by a booster fitted on train and the other part (cross-fitting), so every
-        # row is scored by a model that never saw its lead.
-        mono = list(settings.get("monotone_increasing", []))
+    mono = list(settings.get("monotone_increasing", []))
+    learner = (
+        InMemoryLearner(x_train, y_train)
+        if parts is None
+        else partitioned_learner(parts, names, grouper, params, engine)
+    )
+    try:
+        if parts is not None and not refitted and not rules_only:
+            # The search's booster learned from the sample: the model learns from every train row.
+            booster = learner.fit(search.best_params, trees, mono)
+            raw_hold = predict_scores(booster, x_hold)
+        if refitted:
+            # The model in production learns from everything before the test split: the most recent
+            # leads carry the most of a drifting market. Its calibration data: each validation
+            # part scored by a booster fitted on train and the other part (cross-fitting), so every
+            # row is scored by a model that never saw its lead.
 
-        def refit(x: pd.DataFrame, y: np.ndarray) -> lgb.Booster:
-            return fixed_booster(x, y, search.best_params, trees, mono)
+            def refit(x: pd.DataFrame, y: np.ndarray) -> lgb.Booster:
+                """On every train row and ``x``."""
+                return learner.fit(search.best_params, trees, mono, x, y)
 
-        raw_cal = np.empty(len(valid))
-        raw_cal[held] = predict_scores(
-            refit(pd.concat([x_train, x_stop]), np.r_[y_train, y_stop]), x_hold
-        )
-        raw_cal[~held] = predict_scores(
-            refit(pd.concat([x_train, x_hold]), np.r_[y_train, y_hold]), x_stop
-        )
-        cal, x_cal, y_cal = valid, x_valid, y_valid
-        x_learned, y_learned = pd.concat([x_train, x_valid]), np.r_[y_train, y_valid]
-        booster = refit(x_learned, y_learned)
-        learned = pd.concat([train["as_of"], valid["as_of"]])
-        log.info(
-            "refit on train and validation (%d rows, %d trees); calibration on cross-fitted "
-            "validation scores",
-            len(train) + len(valid), trees,
-        )  # fmt: skip
-    else:
-        raw_cal, cal, x_cal, y_cal, learned = raw_hold, hold, x_hold, y_hold, train["as_of"]
-        x_learned, y_learned = x_train, y_train
+            raw_cal = np.empty(len(valid))
+            raw_cal[held] = predict_scores(refit(x_stop, y_stop), x_hold)
+            raw_cal[~held] = predict_scores(refit(x_hold, y_hold), x_stop)
+            cal, x_cal, y_cal = valid, x_valid, y_valid
+            x_learned, y_learned = pd.concat([x_train, x_valid]), np.r_[y_train, y_valid]
+            booster = refit(x_valid, y_valid)
+            learned = pd.concat([every_train_row["as_of"], valid["as_of"]])
+            log.info(
+                "refit on train and validation (%d rows, %d trees); calibration on cross-fitted "
+                "validation scores",
+                len(every_train_row) + len(valid), trees,
+            )  # fmt: skip
+        else:
+            raw_cal, cal, x_cal, y_cal = raw_hold, hold, x_hold, y_hold
+            learned = every_train_row["as_of"]
+            x_learned, y_learned = x_train, y_train
+    finally:
+        learner.close()  # a cluster it started
     calibrator = ProbabilityCalibrator(
         # Points are no probability: a rules-only model is always mapped (two parameters fit
         # on few wins; isotonic would need many).
@@ -293,7 +328,7 @@ def run_train(
         },
         "training_rows": {
             "booster": len(learned),
-            "train": len(train),
+            "train": len(every_train_row),
             "early_stopping": int((~held).sum()),
             "calibration": len(cal),
         },
@@ -317,6 +352,13 @@ def run_train(
     }
     if value is not None:  # the value model (models/value.py): its booster is VALUE_BOOSTER
         meta["value"] = value.to_meta()
+    if parts is not None:  # what the booster and the rest learned from
+        meta["training_data"]["partitioned"] = {
+            "train_parts": len(parts.files),
+            "train_rows": parts.rows,
+            "sample_rows": len(train),
+            "engine": learner.engine.name,
+        }
     if rules_only:
         meta["rules"] = section(params, "rules")
         meta["training_data"]["booster_range"] = "none: points from params.yaml rules"
@@ -357,6 +399,28 @@ def run_train(
             experiment=section(params, "register")["experiment"],
         )  # fmt: skip
     return meta
+
+
+def train_parts(training: str | Path):
+    """The train split of a partitioned training set (:class:`~pipelines.partitioned_training.
+    TrainParts`), or None for a whole one."""
+    from pipelines.partitioned_training import TrainParts, is_partitioned_training
+
+    return TrainParts(training) if is_partitioned_training(training) else None
+
+
+def sample_rows(params: dict[str, Any]) -> int:
+    """``engine.train_sample_rows``: the rows of a partitioned train split read into memory."""
+    engine = params.get("engine")
+    return int((engine if isinstance(engine, dict) else {}).get("train_sample_rows", 2_000_000))
+
+
+def partitioned_learner(parts, names: list[str], grouper, params: dict[str, Any], engine):
+    """What fits a partitioned training set's boosters, on ``engine`` (None: params.yaml's)."""
+    from pipelines.engines import EngineSettings
+    from pipelines.partitioned_training import PartitionedLearner
+
+    return PartitionedLearner(parts, names, grouper, engine or EngineSettings.from_params(params))
 
 
 def _sufficiency(

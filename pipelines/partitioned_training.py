@@ -22,6 +22,7 @@ import hashlib
 import logging
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -330,3 +331,142 @@ def is_partitioned_training(folder: str | Path) -> bool:
 def train_part_files(folder: str | Path) -> list[Path]:
     """The files of a partitioned training set's train split, in partition order."""
     return sorted((Path(folder) / TRAIN_PARTS).glob("part-*.parquet"))
+
+
+class TrainParts:
+    """The train split of a partitioned training set, read one part at a time: a sample of
+    whole leads for what needs rows but not all of them (the leakage scan, the search, the
+    baseline, the value model), a few columns of every row, and the category counts."""
+
+    def __init__(self, folder: str | Path) -> None:
+        import pyarrow.parquet as pq
+
+        self.files = train_part_files(folder)
+        if not self.files:
+            raise FileNotFoundError(f"{Path(folder) / TRAIN_PARTS} holds no train parts")
+        self.rows = sum(pq.ParquetFile(f).metadata.num_rows for f in self.files)
+
+    def sample(self, max_rows: int) -> pd.DataFrame:
+        """About ``max_rows`` rows of whole leads (every part's leads whose id hashes below the
+        share; all rows when they are fewer), in part order."""
+        from features.partitioned import partition_of
+
+        share = min(1.0, max_rows / self.rows) if self.rows else 1.0
+        buckets = 10_000
+        frames = []
+        for f in self.files:
+            frame = pd.read_parquet(f)
+            if share < 1.0:
+                # A salt other than the partitioning's: within a partition, lead hashes are not
+                # uniform modulo the number of partitions.
+                ids = "sample:" + frame["lead_id"].astype(str)
+                frame = frame[partition_of(ids, buckets) < share * buckets]
+            frames.append(frame)
+        sample = pd.concat(frames, ignore_index=True)
+        log.info(
+            "train split: %d rows in %d part(s); %d rows (%.0f%% of its leads) read for the "
+            "leakage scan, the search, the baseline and the value model",
+            self.rows, len(self.files), len(sample), 100 * share,
+        )  # fmt: skip
+        return sample
+
+    def columns(self, names: list[str]) -> pd.DataFrame:
+        """Columns ``names`` of every train row."""
+        return pd.concat([pd.read_parquet(f, columns=names) for f in self.files], ignore_index=True)
+
+    def level_counts(self, categorical: list[str]) -> dict[str, pd.Series]:
+        """Rows per value of each categorical feature over every train row (what the category
+        grouping is fitted on), summed part by part."""
+        from models.categories import add_level_counts, level_counts
+        from models.frame import feature_matrix
+
+        total: dict[str, pd.Series] = {}
+        for f in self.files:
+            counts = level_counts(
+                feature_matrix(pd.read_parquet(f, columns=categorical), categorical)
+            )
+            total = add_level_counts(total, counts)
+        return total
+
+
+def _grouped_part(path: str, names: list[str], grouper) -> pd.DataFrame:
+    """On a worker: one train part's features as the booster reads them, with its label."""
+    from models.frame import feature_matrix
+
+    frame = pd.read_parquet(path, columns=[*names, "label"])
+    return feature_matrix(frame, names, grouper).assign(label=frame["label"].to_numpy("int64"))
+
+
+class PartitionedLearner:
+    """Fits the booster on every train row and some more (the refits of `leadscore train`):
+    LightGBM on the Dask cluster (``lightgbm.dask``, the parts read by the workers), or with
+    the pandas engine the parts gathered into this process."""
+
+    def __init__(self, parts: TrainParts, names: list[str], grouper, engine: EngineSettings):
+        self.parts, self.names, self.grouper, self.engine = parts, names, grouper, engine
+        self._runner = None
+
+    def fit(
+        self,
+        params: dict[str, Any],
+        trees: int,
+        monotone_increasing: list[str],
+        extra_x: pd.DataFrame | None = None,
+        extra_y: np.ndarray | None = None,
+    ):
+        """A booster of ``trees`` trees with ``params`` on the train rows and ``extra_x``."""
+        from models.boosting import fixed_booster
+
+        extra = None
+        if extra_x is not None and len(extra_x):
+            extra = extra_x.assign(label=np.asarray(extra_y, dtype="int64"))
+        if self.engine.name != "dask":
+            frames = [_grouped_part(str(f), self.names, self.grouper) for f in self.parts.files]
+            rows = pd.concat(frames + ([extra] if extra is not None else []), ignore_index=True)
+            return fixed_booster(
+                rows[self.names], rows["label"].to_numpy(), params, trees, monotone_increasing
+            )
+        return self._dask_fit(params, trees, monotone_increasing, extra)
+
+    def _dask_fit(self, params, trees, monotone_increasing, extra):
+        import dask.dataframe as dd
+        from dask import delayed
+        from lightgbm.dask import DaskLGBMClassifier
+
+        if self._runner is None:
+            self._runner = open_engine(self.engine)
+        client = self._runner.client
+        meta = _grouped_part(str(self.parts.files[0]), self.names, self.grouper).iloc[:0]
+        pieces = [
+            delayed(_grouped_part)(str(f), self.names, self.grouper) for f in self.parts.files
+        ]
+        if extra is not None:  # validation rows: sent once, as one more part
+            pieces.append(client.scatter(extra[[*self.names, "label"]]))
+        rows = dd.from_delayed(pieces, meta=meta, verify_meta=False)
+        settings = {"objective": "binary", "verbose": -1, **params}
+        if monotone_increasing:
+            settings["monotone_constraints"] = [int(c in monotone_increasing) for c in self.names]
+        # lightgbm.dask gives each worker's LightGBM the worker's threads (beside the others on
+        # one machine); a thread count of the search's would be ignored with a warning.
+        settings.pop("num_threads", None)
+        clock = time.perf_counter()
+        model = DaskLGBMClassifier(client=client, n_estimators=trees, **settings)
+        # The engine's client is not the process's default (a job may hold more than one);
+        # lightgbm.dask waits on its data with the current one.
+        with client.as_current(), warnings.catch_warnings():
+            # lightgbm.dask passes the estimator's own n_jobs on and then warns that it drops it
+            # (the workers' threads are used): nothing of ours to change.
+            warnings.filterwarnings("ignore", "Parameter n_jobs will be ignored", UserWarning)
+            model.fit(rows[self.names], rows["label"])
+        log.info(
+            "LightGBM on the %s: %d trees on %d+%d rows in %.1f s",
+            self._runner.describe(), trees, self.parts.rows, 0 if extra is None else len(extra),
+            time.perf_counter() - clock,
+        )  # fmt: skip
+        return model.booster_
+
+    def close(self) -> None:
+        """Release the cluster (if one was started)."""
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None

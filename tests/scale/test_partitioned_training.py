@@ -9,6 +9,7 @@ import json
 import pandas as pd
 import pytest
 
+from models.categories import META_KEY as CATEGORY_KEY
 from pipelines.engines import EngineSettings
 from pipelines.partition import run_partition
 from pipelines.partitioned_training import (
@@ -61,3 +62,36 @@ def test_the_training_set_is_the_whole_crms_row_for_row(partitioned_crm, engine,
         manifest.pop(key, None)
     assert manifest.pop("partitions") == PARTITIONS
     assert json.loads(json.dumps(manifest, default=str)) == expected
+
+
+@pytest.fixture(scope="module")
+def partitioned_sets(partitioned_crm, tmp_path_factory):
+    """The partitioned CRM's training set (pandas engine)."""
+    root, params, crm = partitioned_crm
+    out = tmp_path_factory.mktemp("partitioned-sets") / "sets"
+    run_training_set_partitioned(copy.deepcopy(params), crm, out, EngineSettings(name="pandas"))
+    return root, params, out
+
+
+@pytest.mark.parametrize("engine", ["pandas", "dask"])
+def test_a_model_trained_on_the_partitions_is_as_good(partitioned_sets, engine, tmp_path):
+    from pipelines.modeling import run_evaluate, run_train
+
+    root, params, sets = partitioned_sets
+    params = copy.deepcopy(params)
+    # A sample smaller than the train split: the scan and the search read part of it, the
+    # boosters all of it.
+    params["engine"] = {"name": engine, "workers": 2, "memory_limit": "2GiB"}
+    params["engine"]["train_sample_rows"] = 600
+    meta = run_train(params, sets, tmp_path / "model", engine=EngineSettings.from_params(params))
+    whole = json.loads((root / "model" / "model_meta.json").read_text())
+    data = meta["training_data"]["partitioned"]
+    assert data["engine"] == engine and data["train_parts"] == PARTITIONS
+    assert data["sample_rows"] < data["train_rows"] == whole["training_rows"]["train"]
+    assert meta["training_rows"] == whole["training_rows"]
+    assert meta[CATEGORY_KEY] == whole[CATEGORY_KEY]  # fitted on every row's counts
+    metrics = run_evaluate(params, sets, tmp_path / "model", tmp_path / "eval")
+    expected = json.loads((root / "eval" / "metrics.json").read_text())
+    auc = metrics["test"]["model"]["roc_auc"]
+    assert auc > expected["test"]["model"]["roc_auc"] - 0.03
+    assert auc > metrics["test"]["baseline"]["roc_auc"] - 0.03
