@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 
+import lightgbm as lgb
 import pandas as pd
 import pytest
 
@@ -83,6 +84,7 @@ def test_a_model_trained_on_the_partitions_is_as_good(partitioned_sets, engine, 
     # boosters all of it.
     params["engine"] = {"name": engine, "workers": 2, "memory_limit": "2GiB"}
     params["engine"]["train_sample_rows"] = 600
+    params["train"]["lightgbm"]["bagging_fraction"] = 1.0  # every row in the first tree's root
     meta = run_train(params, sets, tmp_path / "model", engine=EngineSettings.from_params(params))
     whole = json.loads((root / "model" / "model_meta.json").read_text())
     data = meta["training_data"]["partitioned"]
@@ -90,6 +92,10 @@ def test_a_model_trained_on_the_partitions_is_as_good(partitioned_sets, engine, 
     assert data["sample_rows"] < data["train_rows"] == whole["training_rows"]["train"]
     assert meta["training_rows"] == whole["training_rows"]
     assert meta[CATEGORY_KEY] == whole[CATEGORY_KEY]  # fitted on every row's counts
+    # The booster learned from every train and validation row (its first tree's root holds them).
+    booster = lgb.Booster(model_file=str(tmp_path / "model" / "booster.txt"))
+    root_rows = booster.dump_model()["tree_info"][0]["tree_structure"]["internal_count"]
+    assert root_rows == meta["training_rows"]["booster"] == whole["training_rows"]["booster"]
     metrics = run_evaluate(params, sets, tmp_path / "model", tmp_path / "eval")
     expected = json.loads((root / "eval" / "metrics.json").read_text())
     auc = metrics["test"]["model"]["roc_auc"]
