@@ -18,6 +18,7 @@ from pipelines.partitioned_training import (
     run_training_set_partitioned,
     train_part_files,
 )
+from pipelines.steps import run_training_set
 
 pytestmark = pytest.mark.slow
 
@@ -38,12 +39,33 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(KEY, ignore_index=True)
 
 
-@pytest.mark.parametrize("engine", ["pandas", "dask"])
-def test_the_training_set_is_the_whole_crms_row_for_row(partitioned_crm, engine, tmp_path):
+SPLITS = {
+    "the world's (days)": None,
+    "fractions of leads": {"by": "lead", "validation_fraction": 0.2, "test_fraction": 0.15},
+    "fractions of snapshots": {"by": "snapshot", "validation_fraction": 0.2, "test_fraction": 0.2},
+}
+
+
+@pytest.mark.parametrize(
+    "engine, split",
+    [
+        ("dask", "the world's (days)"),
+        ("pandas", "fractions of leads"),  # boundaries from every partition's leads
+        ("pandas", "fractions of snapshots"),
+    ],
+)
+def test_the_training_set_is_the_whole_crms_row_for_row(partitioned_crm, engine, split, tmp_path):
     root, params, crm = partitioned_crm
-    settings = EngineSettings(name=engine, workers=2, memory_limit="2GiB")
-    manifest = run_training_set_partitioned(copy.deepcopy(params), crm, tmp_path / "sets", settings)
+    params = copy.deepcopy(params)
     whole = root / "sets"
+    if SPLITS[split] is not None:  # the whole CRM's training set split this way
+        params["split"] = {"purge": params["split"].get("purge", True), **SPLITS[split]}
+        whole = tmp_path / "whole"
+        run_training_set(
+            params, root / "f" / "features.parquet", root / "labels.parquet", root / "v", whole
+        )
+    settings = EngineSettings(name=engine, workers=2, memory_limit="2GiB")
+    manifest = run_training_set_partitioned(params, crm, tmp_path / "sets", settings)
     assert is_partitioned_training(tmp_path / "sets") and not is_partitioned_training(whole)
     files = train_part_files(tmp_path / "sets")
     assert len(files) == PARTITIONS
@@ -51,10 +73,10 @@ def test_the_training_set_is_the_whole_crms_row_for_row(partitioned_crm, engine,
     pd.testing.assert_frame_equal(
         _sorted(train), _sorted(pd.read_parquet(whole / "train.parquet")), check_exact=True
     )
-    for split in ("validation", "test"):
+    for name in ("validation", "test"):
         pd.testing.assert_frame_equal(
-            _sorted(pd.read_parquet(tmp_path / "sets" / f"{split}.parquet")),
-            _sorted(pd.read_parquet(whole / f"{split}.parquet")),
+            _sorted(pd.read_parquet(tmp_path / "sets" / f"{name}.parquet")),
+            _sorted(pd.read_parquet(whole / f"{name}.parquet")),
             check_exact=True,
         )
     expected = json.loads((whole / "manifest.json").read_text())
