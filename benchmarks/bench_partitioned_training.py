@@ -103,6 +103,13 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--runs", default="whole,pandas,dask2")
     parser.add_argument("--memory-limit", default="3GiB", help="per Dask worker")
+    parser.add_argument(
+        "--trials",
+        type=int,
+        default=0,
+        help="train.search.trials: the search reads the same rows on every path (the sample is "
+        "the whole train split below engine.train_sample_rows), so it is left out by default",
+    )
     args = parser.parse_args()
 
     from bench_engines import _data
@@ -110,6 +117,7 @@ def main() -> int:
     from pipelines.params import load_params
 
     params = load_params(REPO / "params.yaml")
+    params["train"]["search"] = {**params["train"]["search"], "trials": args.trials}
     parts, whole = _data(params, args.leads, args.partitions)
     params["crm"]["extracted_at"] = json.loads((parts / "crm_meta.json").read_text())[
         "extracted_at"
