@@ -303,3 +303,18 @@ def test_a_table_an_earlier_version_created_gains_the_new_columns_and_keeps_its_
     assert table["expected_value"].isna().tolist() == [True, False]
     again.prepare()  # nothing left to add: a second run changes nothing
     again.close()
+
+
+def test_floats_and_instants_round_trip_exactly_in_both_databases(sink):
+    frame = scores(["L1", "L2", "L3"])
+    frame["probability"] = [0.1 + 0.2, 1 / 3, 5e-324]  # the shortest text that reads back
+    frame["expected_amount"] = [1e300, None, 12345.678901234567]
+    stamp = pd.Timestamp("2024-06-01 12:34:56.123456789")  # PostgreSQL keeps microseconds
+    frame["stage_since"] = pd.Series([stamp, pd.NaT, stamp], dtype="datetime64[ns]")
+    sink.write_batch(frame)
+    row = read(sink, "lead_scores")
+    assert row["probability"].tolist() == [0.1 + 0.2, 1 / 3, 5e-324]
+    assert row["expected_amount"].iloc[0] == 1e300 and pd.isna(row["expected_amount"].iloc[1])
+    assert row["expected_amount"].iloc[2] == 12345.678901234567
+    assert row["stage_since"].iloc[0] == pd.Timestamp("2024-06-01 12:34:56.123456")
+    assert pd.isna(row["stage_since"].iloc[1])
