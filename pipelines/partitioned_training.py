@@ -203,6 +203,8 @@ def run_training_set_partitioned(
         extracted_at = _extracted_at(params, root)
         task, shared_result = partition_task(params, root, None, extracted_at)
         n = task.partitions
+        # Every output checked before the first is written: a file not ours stops the run now.
+        check_writable(*(out / TRAIN_PARTS / f"part-{i:05d}.parquet" for i in range(n)))
         rule = split_rule(params)
         log.info("training set of %d partition(s) of %s on the %s", n, root, runner.describe())
         task_ref = runner.share(task)
