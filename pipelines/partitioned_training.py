@@ -198,8 +198,9 @@ def run_training_set_partitioned(
     check_writable(out / "manifest.json", out / "validation.parquet", out / "test.parquet")
     clock = time.perf_counter()
     runner = open_engine(engine)
-    staging = staging_folder(engine.staging_dir, prefix="leadscore-training-")
+    staging = None
     try:
+        staging = staging_folder(engine.staging_dir, prefix="leadscore-training-")
         extracted_at = _extracted_at(params, root)
         task, shared_result = partition_task(params, root, None, extracted_at)
         n = task.partitions
