@@ -123,3 +123,48 @@ def test_a_model_trained_on_the_partitions_is_as_good(partitioned_sets, engine, 
     auc = metrics["test"]["model"]["roc_auc"]
     assert auc > expected["test"]["model"]["roc_auc"] - 0.03
     assert auc > metrics["test"]["baseline"]["roc_auc"] - 0.03
+
+
+def test_the_commands_take_a_partitioned_crm_to_a_model(partitioned_crm, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    root, params, crm = partitioned_crm
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(params))
+    sets, model = tmp_path / "sets", tmp_path / "model"
+    for step in (
+        ["training-set", "--crm", str(crm), "--out", str(sets), "--engine", "pandas"],
+        [
+            "train",
+            "--training",
+            str(sets),
+            "--out",
+            str(model),
+            "--no-mlflow",
+            "--engine",
+            "pandas",
+        ],
+    ):
+        result = CliRunner().invoke(app, ["-q", step[0], "-p", str(p), *step[1:]])
+        assert result.exit_code == 0, result.output
+    meta = json.loads((model / "model_meta.json").read_text())
+    assert meta["training_data"]["partitioned"]["train_parts"] == PARTITIONS
+    # A folder that is not a partitioned CRM: one line, exit 1, nothing written.
+    result = CliRunner().invoke(
+        app,
+        [
+            "-q",
+            "training-set",
+            "-p",
+            str(p),
+            "--crm",
+            str(root / "crm"),
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
+    assert result.exit_code == 1 and "not the meta of a partitioned CRM" in result.output
+    assert not (tmp_path / "x").exists()
