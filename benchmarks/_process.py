@@ -93,3 +93,17 @@ def load_average(all_three: bool = False) -> str:
     except OSError:
         return "n/a"
     return " ".join(f"{x:.2f}" for x in (averages if all_three else averages[:1]))
+
+
+def in_spawned(target, *args):
+    """``target(*args, queue)`` in a fresh spawned process (not a daemon: a Dask LocalCluster
+    starts worker processes of its own); what it put on the queue."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    process = ctx.Process(target=target, args=(*args, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result

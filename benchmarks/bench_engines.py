@@ -24,13 +24,21 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import multiprocessing as mp
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _process import REPO, MiB, cores, load_average, peak_bytes, reset_peak, setup_path
+from _process import (
+    REPO,
+    MiB,
+    cores,
+    in_spawned,
+    load_average,
+    peak_bytes,
+    reset_peak,
+    setup_path,
+)
 
 setup_path()
 
@@ -70,16 +78,6 @@ def _measure(kind: str, params: dict, source: str, queue) -> None:
             "engine": summary.get("engine"),
         }
     )
-
-
-def _run(kind: str, params: dict, source: str) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    process = ctx.Process(target=_measure, args=(kind, params, source, queue))  # not a daemon:
-    process.start()  # a Dask LocalCluster starts worker processes of its own
-    result = queue.get()
-    process.join()
-    return result
 
 
 def _data(params: dict, leads: int, partitions: int, whole_too: bool = True) -> tuple[Path, Path]:
@@ -153,7 +151,7 @@ def main() -> int:
                 **p["engine"], "name": engine, "workers": workers or 1,
                 "memory_limit": args.memory_limit,
             }  # fmt: skip
-            result = _run(name, p, source)
+            result = in_spawned(_measure, name, p, source)
             print(json.dumps(result), flush=True)
             if name not in best or result["seconds"] < best[name]["seconds"]:
                 best[name] = result

@@ -21,36 +21,15 @@ Target (issue 18): ``ours`` within 1.5x of ``necessary``. Data: the CRM of
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import multiprocessing as mp
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _process import REPO, MiB, cores, load_average, peak_bytes, reset_peak, setup_path
+from _process import REPO, cores, in_spawned, load_average, setup_path
 
 setup_path()
-
-
-def _ours(params: dict, source: str, queue) -> None:
-    """The whole job in this (spawned) process."""
-    setup_path()
-    import logging
-
-    from pipelines.score_job import run_score
-
-    logging.basicConfig(level=logging.ERROR)
-    reset_peak()
-    with tempfile.TemporaryDirectory() as tmp:
-        params = copy.deepcopy(params)
-        params["score"]["to"] = str(Path(tmp) / "scores")
-        params["score"]["ledger"] = f"sqlite:///{Path(tmp) / 'ledger.db'}"
-        clock = time.perf_counter()
-        summary = run_score(params, source, create=True)
-        seconds = time.perf_counter() - clock
-    queue.put({"seconds": seconds, "peak_mib": peak_bytes() / MiB, "scored": summary["counts"]})
 
 
 def _necessary(params: dict, source: str, queue) -> None:
@@ -108,16 +87,6 @@ def _necessary(params: dict, source: str, queue) -> None:
     queue.put({"seconds": seconds, "leads": len(features)})
 
 
-def _run(target, params: dict, source: str) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    process = ctx.Process(target=target, args=(params, source, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--leads", type=int, default=1_000_000)
@@ -126,7 +95,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
 
-    from bench_engines import _data
+    from bench_engines import _data, _measure
 
     from pipelines.params import load_params
 
@@ -139,8 +108,8 @@ def main() -> int:
     print(f"{args.leads:,} leads; {cores()} cores; load {load_average(True)}", flush=True)
     best_ours, best_necessary = None, None
     for _ in range(args.repeat):
-        ours = _run(_ours, params, str(whole))
-        necessary = _run(_necessary, params, str(whole))
+        ours = in_spawned(_measure, "whole", params, str(whole))  # bench_engines' run
+        necessary = in_spawned(_necessary, params, str(whole))
         print(json.dumps({"ours": ours, "necessary": necessary}, default=str), flush=True)
         if best_ours is None or ours["seconds"] < best_ours["seconds"]:
             best_ours = ours

@@ -21,13 +21,21 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import multiprocessing as mp
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _process import REPO, MiB, cores, load_average, peak_bytes, reset_peak, setup_path
+from _process import (
+    REPO,
+    MiB,
+    cores,
+    in_spawned,
+    load_average,
+    peak_bytes,
+    reset_peak,
+    setup_path,
+)
 
 setup_path()
 
@@ -87,16 +95,6 @@ def _measure(kind: str, params: dict, source: str, queue) -> None:
     )
 
 
-def _run(kind: str, params: dict, source: str) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    process = ctx.Process(target=_measure, args=(kind, params, source, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--leads", type=int, default=200_000)
@@ -139,7 +137,7 @@ def main() -> int:
         p["engine"] = {
             **p["engine"], "name": engine, "workers": workers, "memory_limit": args.memory_limit,
         }  # fmt: skip
-        results[name] = _run(name, p, str(source))
+        results[name] = in_spawned(_measure, name, p, str(source))
         print(json.dumps(results[name]), flush=True)
     print(
         "\n| run | training set s | train s | total s | peak MiB (training set / train) | "
