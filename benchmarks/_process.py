@@ -107,3 +107,8 @@ def in_spawned(target, *args):
     result = queue.get()
     process.join()
     return result
+
+
+def children_peak_bytes() -> int:
+    """Peak RSS of the largest finished child of this process (a Dask worker), bytes."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024

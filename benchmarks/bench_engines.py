@@ -32,6 +32,7 @@ from pathlib import Path
 from _process import (
     REPO,
     MiB,
+    children_peak_bytes,
     cores,
     in_spawned,
     load_average,
@@ -43,13 +44,6 @@ from _process import (
 setup_path()
 
 OUT = REPO / "benchmarks" / "out"
-
-
-def _children_peak() -> int:
-    """Peak RSS of the largest finished child of this process (a Dask worker), bytes."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
 
 
 def _measure(kind: str, params: dict, source: str, queue) -> None:
@@ -73,7 +67,7 @@ def _measure(kind: str, params: dict, source: str, queue) -> None:
             "kind": kind,
             "seconds": seconds,
             "peak_mib": peak_bytes() / MiB,
-            "workers_peak_mib": _children_peak() / MiB,
+            "workers_peak_mib": children_peak_bytes() / MiB,
             "scored": summary["counts"]["scored"],
             "engine": summary.get("engine"),
         }

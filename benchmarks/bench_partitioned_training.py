@@ -29,6 +29,7 @@ from pathlib import Path
 from _process import (
     REPO,
     MiB,
+    children_peak_bytes,
     cores,
     in_spawned,
     load_average,
@@ -38,13 +39,6 @@ from _process import (
 )
 
 setup_path()
-
-
-def _children_peak() -> int:
-    """Peak RSS of the largest finished child of this process (a Dask worker), bytes."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
 
 
 def _measure(kind: str, params: dict, source: str, queue) -> None:
@@ -87,7 +81,7 @@ def _measure(kind: str, params: dict, source: str, queue) -> None:
             "kind": kind,
             "seconds": seconds,
             "peak_mib": peaks,
-            "workers_peak_mib": _children_peak() / MiB,
+            "workers_peak_mib": children_peak_bytes() / MiB,
             "train_rows": meta["training_rows"]["train"],
             "trees": meta["best_iteration"],
             "test_roc_auc": metrics["test"]["model"]["roc_auc"],
