@@ -408,6 +408,7 @@ class PartitionedLearner:
     def __init__(self, parts: TrainParts, names: list[str], grouper, engine: EngineSettings):
         self.parts, self.names, self.grouper, self.engine = parts, names, grouper, engine
         self._runner = None
+        self._gathered: pd.DataFrame | None = None  # the pandas engine's train rows, read once
 
     def fit(
         self,
@@ -424,8 +425,14 @@ class PartitionedLearner:
         if extra_x is not None and len(extra_x):
             extra = extra_x.assign(label=np.asarray(extra_y, dtype="int64"))
         if self.engine.name != "dask":
-            frames = [_grouped_part(str(f), self.names, self.grouper) for f in self.parts.files]
-            rows = pd.concat(frames + ([extra] if extra is not None else []), ignore_index=True)
+            if self._gathered is None:  # the refits all learn from them: read the parts once
+                self._gathered = pd.concat(
+                    [_grouped_part(str(f), self.names, self.grouper) for f in self.parts.files],
+                    ignore_index=True,
+                )
+            rows = self._gathered
+            if extra is not None:
+                rows = pd.concat([rows, extra[[*self.names, "label"]]], ignore_index=True)
             return fixed_booster(
                 rows[self.names], rows["label"].to_numpy(), params, trees, monotone_increasing
             )
@@ -469,7 +476,8 @@ class PartitionedLearner:
         return model.booster_
 
     def close(self) -> None:
-        """Release the cluster (if one was started)."""
+        """Release the cluster (if one was started) and the gathered train rows."""
+        self._gathered = None
         if self._runner is not None:
             self._runner.close()
             self._runner = None
