@@ -63,13 +63,13 @@ def test_byte_screens_agree_with_the_string_kernels(values, pieces, large, kind)
 def test_the_byte_sets_are_the_contract_patterns_and_ascii_only():
     for pattern in (ct.ID_CONTROL_CHARACTERS, ct.CONTROL_CHARACTERS):
         found = tb.ascii_byte_set(pattern)
-        assert list(np.flatnonzero(found)) == [
-            i for i in range(128) if re.search(pattern, chr(i))
-        ]
+        assert list(np.flatnonzero(found)) == [i for i in range(128) if re.search(pattern, chr(i))]
         # The screen reads bytes: a pattern matching a non-ASCII character would be missed.
         compiled = re.compile(pattern)
         assert not any(
-            compiled.search(chr(i)) for i in range(128, sys.maxunicode + 1) if i < 0xD800 or i > 0xDFFF
+            compiled.search(chr(i))
+            for i in range(128, sys.maxunicode + 1)
+            if i < 0xD800 or i > 0xDFFF
         )
 
 
