@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 
 from features import contract as ct
 from features.contract import Kind
+from features.mapping.normalise import normalise_values
 from features.outputs import OutputError, owned_files, remove_file, write_json, write_parquet
 from features.validation import ContractError, normalise_category
 
@@ -90,8 +91,6 @@ def _account_rows(history: pd.DataFrame, contract=None) -> np.ndarray:
     rule = contract.read_rules.get(("field_history", "entity")) if contract is not None else None
     raw = history["entity"]
     if rule is not None and rule.values:  # the mapping's value map first, as validation does
-        from features.mapping.contract import normalise_values
-
         lookup = {k: v for k, v in rule.values if v is not None}
         keys = normalise_values(raw.astype("str"))
         raw = keys.map(lookup).fillna(raw.astype("str"))

@@ -21,7 +21,7 @@ import errno
 import logging
 import os
 import stat
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -272,9 +272,11 @@ def _not_encoded(path: Path, table: str, encoding: str, err: UnicodeDecodeError)
     )
 
 
-def _read_csv(path: Path, table: str, encoding: str, separator: str = ",") -> pd.DataFrame:
-    """A CSV as text (empty -> missing); a duplicate header is refused, not renamed to ``x.1``.
-    A ``.csv.gz`` file is decompressed on the fly."""
+def _csv_frames(
+    path: Path, table: str, encoding: str, separator: str = ",", rows: int | None = None
+) -> Iterator[pd.DataFrame]:
+    """A CSV as text (empty -> missing), whole or ``rows`` rows at a time; a duplicate header is
+    refused, not renamed to ``x.1``. A ``.csv.gz`` file is decompressed on the fly."""
     text = {"dtype": str, "keep_default_na": False, "encoding": encoding, "sep": separator}
     try:
         # The header row as data: pandas would silently rename a second "x" to "x.1".
@@ -287,7 +289,12 @@ def _read_csv(path: Path, table: str, encoding: str, separator: str = ",") -> pd
                 table=table,
                 column=duplicated[0],
             )
-        frame = pd.read_csv(path, **text)
+        if rows is None:
+            frames: Iterable[pd.DataFrame] = [pd.read_csv(path, **text)]
+        else:  # a header alone gives one empty chunk
+            frames = pd.read_csv(path, chunksize=rows, **text)
+        for frame in frames:
+            yield frame.mask(frame == "")  # empty string -> missing, nothing else is interpreted
     except UnicodeDecodeError as err:
         raise _not_encoded(path, table, encoding, err) from None
     except pd.errors.EmptyDataError:
@@ -300,11 +307,16 @@ def _read_csv(path: Path, table: str, encoding: str, separator: str = ",") -> pd
         ) from None
     except OSError as err:
         raise _unreadable(path, table, err) from None
-    return frame.mask(frame == "")  # empty string -> missing, nothing else is interpreted
 
 
-def _read_parquet(path: Path, table: str) -> pd.DataFrame:
-    """A Parquet file with its stored types; ID columns read exactly (see :func:`ids_as_text`)."""
+def _read_csv(path: Path, table: str, encoding: str, separator: str = ",") -> pd.DataFrame:
+    """A CSV as text, whole (see :func:`_csv_frames`)."""
+    return next(_csv_frames(path, table, encoding, separator))
+
+
+def _parquet_frames(path: Path, table: str, rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """A Parquet file with its stored types, whole or ``rows`` rows at a time (by record
+    batches); ID columns read exactly (see :func:`ids_as_text`)."""
     try:
         names = pq.read_schema(path).names
         duplicated = pd.Index(names)[pd.Index(names).duplicated()].unique().tolist()
@@ -318,14 +330,34 @@ def _read_parquet(path: Path, table: str) -> pd.DataFrame:
         # Category columns as dictionaries: a few distinct spellings, not one string per row.
         columns = ct.TABLES[table].columns if table in ct.TABLES else ()
         dictionary = [c.name for c in columns if c.kind == Kind.CATEGORY and c.name in names]
-        arrow = pq.read_table(path, read_dictionary=dictionary or None)
-        frame = arrow.to_pandas()
+        if rows is None:
+            arrows: Iterable[pa.Table] = [pq.read_table(path, read_dictionary=dictionary or None)]
+        else:
+            arrows = _batches(pq.ParquetFile(path, read_dictionary=dictionary or None), rows)
+        for arrow in arrows:
+            yield _parquet_frame(arrow, table)
     except OSError as err:
         if isinstance(err, PermissionError) or err.errno is not None:
             raise _unreadable(path, table, err) from None
         raise _not_parquet(path, table, err) from None  # Arrow's IO errors on a corrupt file
     except pa.ArrowException as err:
         raise _not_parquet(path, table, err) from None
+
+
+def _batches(file: pq.ParquetFile, rows: int) -> Iterator[pa.Table]:
+    """``file`` as tables of at most ``rows`` rows (one empty table for a file without rows)."""
+    empty = True
+    for batch in file.iter_batches(batch_size=rows):
+        empty = False
+        yield pa.Table.from_batches([batch])
+    if empty:
+        yield file.schema_arrow.empty_table()
+
+
+def _parquet_frame(arrow: pa.Table, table: str) -> pd.DataFrame:
+    """``arrow`` in pandas; integer and decimal ID columns taken straight from Arrow."""
+    frame = arrow.to_pandas()
+    names = arrow.schema.names
     # pandas turns an integer column with a missing value into float64, which rounds ids
     # beyond 2**53: take integer and decimal ID columns straight from Arrow.
     exact = {
@@ -338,6 +370,11 @@ def _read_parquet(path: Path, table: str) -> pd.DataFrame:
         )
     }
     return frame.assign(**exact) if exact else frame
+
+
+def _read_parquet(path: Path, table: str) -> pd.DataFrame:
+    """A Parquet file, whole (see :func:`_parquet_frames`)."""
+    return next(_parquet_frames(path, table))
 
 
 def _not_parquet(path: Path, table: str, err: BaseException) -> ContractError:
@@ -388,14 +425,16 @@ def _steps(names: dict[str, str], extras: Collection[str]) -> Callable[[str, Pro
     return step
 
 
-def _read_folder(
+def _folder_frames(
     folder: Path,
     encoding: str,
     progress: Progress,
     names: dict[str, str],
     separator: str,
     extras: Collection[str] = (),
-) -> dict[str, pd.DataFrame]:
+    rows: int | None = None,
+) -> Iterator[tuple[str, pd.DataFrame]]:
+    """(table, frame) for each table of the folder, whole or ``rows`` rows at a time."""
     _check_encoding(encoding)
     try:
         mode = _stat(folder, NO_TABLE)
@@ -415,27 +454,45 @@ def _read_folder(
         ]
     except OSError as err:
         raise _unreadable(folder, NO_TABLE, err) from None
-    tables, absent = {}, []
-    step = _steps(names, extras)
+    # Every required table is looked for before any is read: a missing one stops at once.
+    paths, absent = {}, []
     for name, export in names.items():
-        path = _table_file(folder, export)
+        paths[name] = _table_file(folder, export)
+        if paths[name] is None and not _may_be_absent(name, extras):
+            raise _missing_table(name, folder, found, export)
+    step = _steps(names, extras)
+    for name, path in paths.items():
         if path is None:
-            if not _may_be_absent(name, extras):
-                raise _missing_table(name, folder, found, export)
             absent += [] if name in extras else [name]
             step(name, progress)
             continue
         _check_table_file(path, name)
-        frame = (
-            _read_parquet(path, name)
+        frames = (
+            _parquet_frames(path, name, rows)
             if path.suffix == ".parquet"
-            else _read_csv(path, name, encoding, separator)
+            else _csv_frames(path, name, encoding, separator, rows)
         )
-        tables[name] = _ids_to_text(frame, name)
-        log.info("read %s: %d rows, %d columns from %s", name, *tables[name].shape, path)
+        done = 0
+        for frame in frames:
+            frame = _ids_to_text(frame, name)
+            done += len(frame)
+            if rows is not None:
+                log.info("read %s: %d rows so far from %s", name, done, path)
+            yield name, frame
+        log.info("read %s: %d rows, %d columns from %s", name, done, frame.shape[1], path)
         step(name, progress)
     _absent(folder, absent)
-    return tables
+
+
+def _read_folder(
+    folder: Path,
+    encoding: str,
+    progress: Progress,
+    names: dict[str, str],
+    separator: str,
+    extras: Collection[str] = (),
+) -> dict[str, pd.DataFrame]:
+    return dict(_folder_frames(folder, encoding, progress, names, separator, extras))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -482,38 +539,57 @@ def _database_error(url: str, table: str, err: sa.exc.SQLAlchemyError) -> Contra
     )
 
 
-def _read_sql(
-    url: str, progress: Progress, names: dict[str, str], extras: Collection[str] = ()
-) -> dict[str, pd.DataFrame]:
+def _sql_frames(
+    url: str,
+    progress: Progress,
+    names: dict[str, str],
+    extras: Collection[str] = (),
+    rows: int | None = None,
+) -> Iterator[tuple[str, pd.DataFrame]]:
+    """(table, frame) for each table of the database, whole or ``rows`` rows at a time."""
     engine = _engine(url, must_exist=True)
     name = NO_TABLE
     try:
         with engine.connect() as conn:
             found = sa.inspect(conn).get_table_names()
-            tables, absent = {}, []
+            absent = []
+            for name, export in names.items():
+                if export not in found and not _may_be_absent(name, extras):
+                    raise _missing_table(name, url, found, export)
             step = _steps(names, extras)
             for name, export in names.items():
                 if export not in found:
-                    if not _may_be_absent(name, extras):
-                        raise _missing_table(name, url, found, export)
                     absent += [] if name in extras else [name]
                     step(name, progress)
                     continue
-                # pandas reads an integer column with NULLs as float64: the id rule undoes it.
-                tables[name] = _ids_to_text(pd.read_sql_table(export, conn), name)
+                # In chunks, a table without rows gives one empty frame.
+                frames = (
+                    [pd.read_sql_table(export, conn)]
+                    if rows is None
+                    else pd.read_sql_table(export, conn, chunksize=rows)
+                )
+                done = 0
+                for frame in frames:
+                    # pandas reads an integer column with NULLs as float64: the id rule undoes it.
+                    frame = _ids_to_text(frame, name)
+                    done += len(frame)
+                    yield name, frame
                 log.info(
                     "read %s: %d rows, %d columns from %s",
-                    name,
-                    *tables[name].shape,
-                    display_url(url),
-                )
+                    name, done, frame.shape[1], display_url(url),
+                )  # fmt: skip
                 step(name, progress)
     except sa.exc.SQLAlchemyError as err:
         raise _database_error(url, name, err) from None
     finally:
         engine.dispose()
     _absent(url, absent)
-    return tables
+
+
+def _read_sql(
+    url: str, progress: Progress, names: dict[str, str], extras: Collection[str] = ()
+) -> dict[str, pd.DataFrame]:
+    return dict(_sql_frames(url, progress, names, extras))
 
 
 def _no_progress(task: str, done: int, total: int) -> None:
@@ -544,15 +620,32 @@ def read_crm(
     ``from:``; default: the contract's names); ``separator``: the CSV separator. A CSV may be
     gzipped (``contacts.csv.gz``).
     """
+    return dict(iter_crm(source, encoding, progress, tables, separator))
+
+
+def iter_crm(
+    source: str | os.PathLike,
+    encoding: str = DEFAULT_ENCODING,
+    progress: Progress | None = None,
+    tables: Mapping[str, str] | None = None,
+    separator: str = ",",
+    chunk_rows: int | None = None,
+) -> Iterator[tuple[str, pd.DataFrame]]:
+    """:func:`read_crm`'s tables as ``(table, frame)`` pairs, table after table, each whole or
+    in frames of at most ``chunk_rows`` rows (a table without rows: one empty frame), so that
+    an export larger than memory can be copied a chunk at a time. The same checks and errors
+    as :func:`read_crm`; a table's chunks concatenated are what :func:`read_crm` reads."""
     progress = progress or _no_progress
+    if chunk_rows is not None and chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
     if tables is None:  # the contract's names; a field history beside them is read if there
         names = {name: name for name in (*ct.TABLES, *ct.EXTRA_TABLES)}
         extras = tuple(ct.EXTRA_TABLES)
     else:  # a mapping's names: every table it names must be there, but the optional ones
         names, extras = dict(tables), ()
     if _is_url(source):
-        return _read_sql(str(source), progress, names, extras)
-    return _read_folder(Path(source), encoding, progress, names, separator, extras)
+        return _sql_frames(str(source), progress, names, extras, chunk_rows)
+    return _folder_frames(Path(source), encoding, progress, names, separator, extras, chunk_rows)
 
 
 def read_flat(

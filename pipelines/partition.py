@@ -13,7 +13,7 @@ from features.outputs import refuse_overlap
 from features.partitioned import PartitionWriter
 from features.urls import display_url
 from pipelines.params import section
-from pipelines.steps import crm_contract, read_source, resolve_extracted_at
+from pipelines.steps import crm_contract, iter_source, resolve_extracted_at
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,14 @@ def partitions_for(params: dict[str, Any], n_leads: int, partitions: int | None)
     return max(math.ceil(n_leads / per), 1)
 
 
+def read_chunk_rows(params: dict[str, Any]) -> int:
+    """``partition.read_chunk_rows``: rows of an export table read (and written) at a time."""
+    rows = int((params.get("partition") or {}).get("read_chunk_rows", 1_000_000))
+    if rows < 1:
+        raise ValueError(f"partition.read_chunk_rows must be >= 1, got {rows}")
+    return rows
+
+
 def run_partition(
     params: dict[str, Any],
     source: str | Path,
@@ -40,14 +48,23 @@ def run_partition(
     """Read the export at ``source`` through the CRM's mapping (``crm.mapping``) and write it to
     ``out`` as a partitioned CRM; returns its meta (partitions, rows per table).
 
-    The export's values are kept as they are (validation reads each partition as it reads the
+    Out of core: each table is read and written ``partition.read_chunk_rows`` rows at a time,
+    so the export may be larger than memory (a flat export, one table the mapping splits in
+    several, is read whole). Without ``partitions``, a first pass counts the leads. The
+    export's values are kept as they are (validation reads each partition as it reads the
     export); its extraction time is carried over, so that the job scores as of it."""
     refuse_overlap({"source": source}, {"--out": out})
     contract = crm_contract(params)
-    tables = read_source(params, source, progress, contract)
-    n = partitions_for(params, len(tables["leads"]), partitions)
+    rows = read_chunk_rows(params)
+    n_leads = 0
+    if partitions is None:
+        leads = iter_source(params, source, None, contract, rows, only="leads")
+        n_leads = sum(len(frame) for _, frame in leads)
+        log.info("partition: %d leads in the export", n_leads)
+    n = partitions_for(params, n_leads, partitions)
     writer = PartitionWriter(Path(out), n, contract)
-    writer.write(tables)
+    for table, frame in iter_source(params, source, progress, contract, rows):
+        writer.write({table: frame})
     extracted_at = resolve_extracted_at(source, section(params, "crm").get("extracted_at"))
     mapping = section(params, "crm").get("mapping")
     return writer.close(

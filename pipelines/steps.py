@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from features.build import build_features, feature_plan
 from features.contract import EXTRA_TABLES, TABLES, Kind
 from features.gate_inputs import unsubscribed_as_of
-from features.mapping.apply import apply_flat, apply_mapping
+from features.mapping.apply import apply_flat, map_table
 from features.mapping.contract import (
     NATIVE,
     EffectiveContract,
@@ -30,6 +30,7 @@ from features.mapping.file import load_mapping
 from features.outputs import check_writable, refuse_overlap, write_file, write_json, write_parquet
 from features.readers import (
     check_crm_folder_writable,
+    iter_crm,
     read_crm,
     read_flat,
     table_ids_as_text,
@@ -244,26 +245,52 @@ def read_source(
 ) -> dict[str, pd.DataFrame]:
     """The raw CRM tables at ``source``, read with the export's encoding (``crm.encoding``) and
     renamed to the contract's tables and columns by the mapping, if there is one."""
+    return dict(iter_source(params, source, progress, contract))
+
+
+def iter_source(
+    params: dict[str, Any],
+    source: str | Path,
+    progress: Callable[[str, int, int], None] | None = None,
+    contract: EffectiveContract = NATIVE,
+    chunk_rows: int | None = None,
+    only: str | None = None,
+) -> Iterator[tuple[str, pd.DataFrame]]:
+    """:func:`read_source`'s tables as ``(table, frame)`` pairs, each whole or in chunks of at
+    most ``chunk_rows`` rows (:func:`features.readers.iter_crm`), for copying an export larger
+    than memory; ``only``: that contract table alone. A flat export (one table the mapping
+    splits into several) is read whole."""
     encoding = section(params, "crm").get("encoding") or "utf-8"
     if contract.mapping is None:
-        return read_crm(source, encoding=encoding, progress=progress)
+        names = None if only is None else {only: only}
+        yield from iter_crm(source, encoding, progress, names, chunk_rows=chunk_rows)
+        return
     options = contract.mapping.csv
     encoding = options.encoding or encoding
     if contract.flat:
+        if chunk_rows is not None:
+            log.info("a flat export is read whole: its mapping splits one table into several")
         name = contract.mapping.from_
         frame = read_flat(source, name, encoding=encoding, separator=options.separator)
-        mapped = apply_flat(frame, contract.mapping, name)
-    else:
-        raw = read_crm(
-            source,
-            encoding=encoding,
-            progress=progress,
-            tables=contract.export_tables,
-            separator=options.separator,
-        )
-        mapped = apply_mapping(raw, contract.mapping)
-    # Ids are text whatever the export stored; the mapping's names are known only now.
-    return {name: table_ids_as_text(frame, name) for name, frame in mapped.tables.items()}
+        for table, mapped in apply_flat(frame, contract.mapping, name).tables.items():
+            if only in (None, table):
+                yield table, table_ids_as_text(mapped, table)
+        return
+    names = contract.export_tables
+    chunks = iter_crm(
+        source,
+        encoding,
+        progress,
+        tables=names if only is None else {only: names[only]},
+        separator=options.separator,
+        chunk_rows=chunk_rows,
+    )
+    logged = set()
+    for table, frame in chunks:
+        mapped, _ = map_table(table, frame, contract.mapping, log_left_out=table not in logged)
+        logged.add(table)
+        # Ids are text whatever the export stored; the mapping's names are known only now.
+        yield table, table_ids_as_text(mapped, table)
 
 
 def run_validate(

@@ -114,22 +114,32 @@ def apply_mapping(raw: MappingType[str, pd.DataFrame], mapping: Mapping) -> Mapp
     """
     if not isinstance(mapping, RelationalMapping):
         raise MappingError("flat mappings are applied by features.mapping.flat")  # pragma: no cover
-    names = export_table_names(mapping)
     tables, left_out = {}, {}
     for table, frame in raw.items():
-        tmap = mapping.leads if table == "leads" else getattr(mapping, table, None)
-        out, dropped = _select(table, names.get(table, table), frame, tmap)
-        tables[table] = out
+        tables[table], dropped = map_table(table, frame, mapping)
         if dropped:
             left_out[table] = dropped
-            log.info(
-                "%s: %d export column(s) not in the mapping, left out: %s%s",
-                table,
-                len(dropped),
-                ", ".join(map(str, dropped[:20])),
-                ", ..." if len(dropped) > 20 else "",
-            )
     return MappedExport(tables, left_out)
+
+
+def map_table(
+    table: str, frame: pd.DataFrame, mapping: Mapping, log_left_out: bool = True
+) -> tuple[pd.DataFrame, list[str]]:
+    """One export table (or a chunk of its rows) renamed to contract table ``table`` by a
+    relational mapping: the frame and the export columns left out (logged unless told not)."""
+    if not isinstance(mapping, RelationalMapping):
+        raise MappingError("flat mappings are applied by features.mapping.flat")  # pragma: no cover
+    tmap = mapping.leads if table == "leads" else getattr(mapping, table, None)
+    out, dropped = _select(table, export_table_names(mapping).get(table, table), frame, tmap)
+    if dropped and log_left_out:
+        log.info(
+            "%s: %d export column(s) not in the mapping, left out: %s%s",
+            table,
+            len(dropped),
+            ", ".join(map(str, dropped[:20])),
+            ", ..." if len(dropped) > 20 else "",
+        )
+    return out, dropped
 
 
 def apply_flat(frame: pd.DataFrame, mapping: FlatMapping, name: str = "export") -> MappedExport:
