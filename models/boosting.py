@@ -66,10 +66,21 @@ def fixed_booster(
 ) -> lgb.Booster:
     """A binary LightGBM booster with a fixed number of trees (chosen before by early stopping):
     to refit on more rows, where no held-out set is left to stop on."""
+    params = fixed_params(params, list(x.columns), monotone_increasing)
+    return lgb.train(params, lgb.Dataset(x, label=y), num_boost_round=num_boost_round)
+
+
+def fixed_params(
+    params: Mapping[str, Any],
+    columns: list[str],
+    monotone_increasing: list[str] | tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """LightGBM's parameters for a refit of ``columns``, wherever it runs (here or on a Dask
+    cluster): binary, quiet, the searched ``params``, increasing in ``monotone_increasing``."""
     params = {"objective": "binary", "verbose": -1, **params}
     if monotone_increasing:
-        params["monotone_constraints"] = [int(c in monotone_increasing) for c in x.columns]
-    return lgb.train(params, lgb.Dataset(x, label=y), num_boost_round=num_boost_round)
+        params["monotone_constraints"] = [int(c in monotone_increasing) for c in columns]
+    return params
 
 
 def predict_scores(booster: lgb.Booster, x: pd.DataFrame) -> np.ndarray:

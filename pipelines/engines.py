@@ -42,6 +42,9 @@ class EngineSettings:
     threads_per_worker: int = 1
     memory_limit: str | None = "auto"
     staging_dir: str | None = None
+    #: Rows of a partitioned train split read into memory (whole leads) by what needs rows but
+    #: not all of them: the leakage scan, the search, the baseline, the value model.
+    train_sample_rows: int = 2_000_000
 
     @classmethod
     def from_params(
@@ -64,6 +67,9 @@ class EngineSettings:
             raise ValueError(
                 f"engine.workers and engine.threads_per_worker must be >= 1, got {workers}, {threads}"
             )
+        sample = int(raw.get("train_sample_rows", cls.train_sample_rows))
+        if sample < 1:
+            raise ValueError(f"engine.train_sample_rows must be >= 1, got {sample}")
         return cls(
             name=chosen,
             scheduler=scheduler or raw.get("scheduler"),
@@ -71,6 +77,7 @@ class EngineSettings:
             threads_per_worker=threads,
             memory_limit=raw.get("memory_limit", "auto"),
             staging_dir=raw.get("staging_dir"),
+            train_sample_rows=sample,
         )
 
 

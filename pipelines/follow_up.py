@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from features.behavioral import BehavioralParams
+from features.frames import keep_rows
 from features.mapping.contract import EffectiveContract
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def last_touch(
     kind = events["event_type"]
     # Only the company's types are read further: a CRM's events are mostly the leads' own.
     hit = kind.isin(list(types)).to_numpy() & (events["timestamp"] < as_of).to_numpy()
-    touched = events.loc[hit, ["lead_id", "timestamp"]]
+    touched = keep_rows(events[["lead_id", "timestamp"]], hit)  # Arrow's filter: 64M rows
     latest = touched.groupby(touched["lead_id"].astype(str), observed=True)["timestamp"].max()
     return latest.reindex(ids).astype("datetime64[us]")
 

@@ -43,6 +43,7 @@ from models.value import (
     load_value_model,
     won_rows,
 )
+from pipelines.engines import EngineSettings
 from pipelines.oracle import attach_oracle
 from pipelines.params import category_grouper, check_known, leakage_rules, section
 
@@ -92,7 +93,7 @@ def run_train(
     track: bool = False,
     params_path: str | Path | None = None,
     booster_from: str | Path | None = None,
-    engine: Any = None,
+    engine: EngineSettings | None = None,
 ) -> dict[str, Any]:
     """Train the booster, calibrate it, choose the cutoffs, fit the baseline (see ``leadscore
     train --help``): settings scaled and searched on one part of validation (by lead), early
@@ -130,7 +131,8 @@ def run_train(
             raise ValueError(
                 f"{training} is a partitioned training set: recalibrate on a whole one"
             )
-        train = parts.sample(sample_rows(params))
+        engine = engine or EngineSettings.from_params(params)
+        train = parts.sample(engine.train_sample_rows)
         every_train_row = parts.columns(["lead_id", "as_of", "label"])
     # Enough history? Before anything is fitted: a stop leaves nothing behind.
     sufficiency = _sufficiency(params, training, every_train_row, valid)
@@ -200,7 +202,7 @@ def run_train(
     learner = (
         InMemoryLearner(x_train, y_train)
         if parts is None
-        else partitioned_learner(parts, names, grouper, params, engine)
+        else partitioned_learner(parts, names, grouper, engine)
     )
     try:
         if parts is not None and not refitted and not rules_only:
@@ -409,18 +411,11 @@ def train_parts(training: str | Path):
     return TrainParts(training) if is_partitioned_training(training) else None
 
 
-def sample_rows(params: dict[str, Any]) -> int:
-    """``engine.train_sample_rows``: the rows of a partitioned train split read into memory."""
-    engine = params.get("engine")
-    return int((engine if isinstance(engine, dict) else {}).get("train_sample_rows", 2_000_000))
+def partitioned_learner(parts, names: list[str], grouper, engine: EngineSettings):
+    """What fits a partitioned training set's boosters, on ``engine``."""
+    from pipelines.partitioned_training import PartitionedLearner  # Dask is imported by it
 
-
-def partitioned_learner(parts, names: list[str], grouper, params: dict[str, Any], engine):
-    """What fits a partitioned training set's boosters, on ``engine`` (None: params.yaml's)."""
-    from pipelines.engines import EngineSettings
-    from pipelines.partitioned_training import PartitionedLearner
-
-    return PartitionedLearner(parts, names, grouper, engine or EngineSettings.from_params(params))
+    return PartitionedLearner(parts, names, grouper, engine)
 
 
 def _sufficiency(

@@ -34,6 +34,7 @@ from features.build import build_features
 from features.outputs import check_writable, owned_files, refuse_overlap, remove_file, write_file
 from features.snapshots import snapshots_after_creation
 from features.validation import ValidationResult, check_partitions, merge_results, write_rejects
+from models.boosting import fixed_booster, fixed_params
 from pipelines.engines import EngineSettings, open_engine
 from pipelines.params import behavioral_params, section, snapshot_offsets
 from pipelines.partitioned_scoring import (
@@ -419,8 +420,6 @@ class PartitionedLearner:
         extra_y: np.ndarray | None = None,
     ):
         """A booster of ``trees`` trees with ``params`` on the train rows and ``extra_x``."""
-        from models.boosting import fixed_booster
-
         extra = None
         if extra_x is not None and len(extra_x):
             extra = extra_x.assign(label=np.asarray(extra_y, dtype="int64"))
@@ -453,9 +452,7 @@ class PartitionedLearner:
         if extra is not None:  # validation rows: sent once, as one more part
             pieces.append(client.scatter(extra[[*self.names, "label"]]))
         rows = dd.from_delayed(pieces, meta=meta, verify_meta=False)
-        settings = {"objective": "binary", "verbose": -1, **params}
-        if monotone_increasing:
-            settings["monotone_constraints"] = [int(c in monotone_increasing) for c in self.names]
+        settings = fixed_params(params, self.names, monotone_increasing)
         # lightgbm.dask gives each worker's LightGBM the worker's threads (beside the others on
         # one machine); a thread count of the search's would be ignored with a warning.
         settings.pop("num_threads", None)

@@ -167,15 +167,25 @@ class SplitCounts:
         def add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
             return {k: a.get(k, 0) + b.get(k, 0) for k in {**a, **b}}
 
-        firsts = [t for t in (self.first, other.first) if t is not None]
-        lasts = [t for t in (self.last, other.last) if t is not None]
         return SplitCounts(
             add(self.rows, other.rows),
             add(self.purged, other.purged),
             self.in_two + other.in_two,
-            min(firsts) if firsts else None,
-            max(lasts) if lasts else None,
+            earliest(self.first, other.first),
+            latest(self.last, other.last),
         )
+
+
+def earliest(*times: pd.Timestamp | None) -> pd.Timestamp | None:
+    """The earliest of ``times`` that are known (None if none is): parts' dates summed."""
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
+
+
+def latest(*times: pd.Timestamp | None) -> pd.Timestamp | None:
+    """The latest of ``times`` that are known (None if none is)."""
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
 
 
 def unit_entries(snapshots: pd.DataFrame, rule: SplitRule) -> tuple[pd.Series, np.ndarray]:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.splits import SPLITS
+from pipelines.splits import SPLITS, earliest, latest
 
 #: Which snapshots are labelled: the leads lead scoring routes (no open opportunity) or all.
 POPULATIONS = ("lead_scoring", "all")
@@ -184,10 +184,8 @@ def add_split_counts(
     for name in SPLITS:
         x, y = a[name], b[name]
         merged = {k: x[k] + y[k] for k in x if k not in ("first", "last")}
-        firsts = [t for t in (x["first"], y["first"]) if t is not None]
-        lasts = [t for t in (x["last"], y["last"]) if t is not None]
-        merged["first"] = min(firsts) if firsts else None
-        merged["last"] = max(lasts) if lasts else None
+        merged["first"] = earliest(x["first"], y["first"])
+        merged["last"] = latest(x["last"], y["last"])
         total[name] = merged
     return total
 

@@ -14,6 +14,9 @@ def test_the_params_choose_unless_an_option_says_otherwise():
     assert EngineSettings.from_params(params, name="pandas").name == "pandas"
     assert EngineSettings.from_params({}).name == "pandas"
     assert EngineSettings.from_params({"engine": "dask"}).name == "dask"
+    assert EngineSettings.from_params({}).train_sample_rows == 2_000_000
+    sampled = {"engine": {"train_sample_rows": 5000}}
+    assert EngineSettings.from_params(sampled, name="dask").train_sample_rows == 5000
 
 
 def test_a_scheduler_address_means_the_dask_engine():
@@ -28,6 +31,7 @@ def test_a_scheduler_address_means_the_dask_engine():
     [
         ({"engine": {"name": "spark"}}, "engine must be one of pandas, dask"),
         ({"engine": {"workers": 0}}, "must be >= 1"),
+        ({"engine": {"train_sample_rows": 0}}, "train_sample_rows must be >= 1"),
     ],
 )
 def test_bad_settings_are_refused_in_one_line(params, message):
