@@ -155,7 +155,7 @@ class PartitionWriter:
                     self._write(name, i, chunk, lead_rows.iloc[rows])
 
     def _write(self, name: str, part: int | str, chunk: int, frame: pd.DataFrame) -> None:
-        arrow = pa.Table.from_pandas(frame, preserve_index=False)
+        arrow = _wide_dictionaries(pa.Table.from_pandas(frame, preserve_index=False))
         known = self._schemas.setdefault(name, arrow.schema)
         if arrow.schema != known:  # a later chunk typed otherwise (all-missing column, say)
             try:
@@ -186,6 +186,19 @@ class PartitionWriter:
             self.root,
         )
         return payload
+
+
+def _wide_dictionaries(table: pa.Table) -> pa.Table:
+    """Category columns with 32-bit codes: pandas gives int8 codes to a chunk with under 128
+    categories and int16 to a later one with more, which one dataset schema cannot hold."""
+    fields = [
+        pa.field(f.name, pa.dictionary(pa.int32(), f.type.value_type), f.nullable, f.metadata)
+        if pa.types.is_dictionary(f.type)
+        else f
+        for f in table.schema
+    ]
+    wide = pa.schema(fields, metadata=table.schema.metadata)
+    return table if wide.equals(table.schema, check_metadata=True) else table.cast(wide)
 
 
 class _ArrowFrame:

@@ -21,7 +21,8 @@ import errno
 import logging
 import os
 import stat
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -61,6 +62,8 @@ NO_TABLE = ""
 MAX_EXACT_FLOAT_INT = 2**53
 #: Bytes decoded at a time when looking for the first byte that is not in the CSV encoding.
 DECODE_BLOCK = 1 << 20
+#: A table read in chunks says how far it got at most this often (seconds).
+PROGRESS_SECONDS = 30.0
 
 #: ``progress(task, done, total)``: called as ("read", i, n_tables) after each table is read.
 Progress = Callable[[str, int, int], None]
@@ -290,11 +293,11 @@ def _csv_frames(
                 column=duplicated[0],
             )
         if rows is None:
-            frames: Iterable[pd.DataFrame] = [pd.read_csv(path, **text)]
+            yield _as_missing(pd.read_csv(path, **text))
         else:  # a header alone gives one empty chunk
-            frames = pd.read_csv(path, chunksize=rows, **text)
-        for frame in frames:
-            yield frame.mask(frame == "")  # empty string -> missing, nothing else is interpreted
+            with pd.read_csv(path, chunksize=rows, **text) as reader:
+                for frame in reader:
+                    yield _as_missing(frame)
     except UnicodeDecodeError as err:
         raise _not_encoded(path, table, encoding, err) from None
     except pd.errors.EmptyDataError:
@@ -307,6 +310,11 @@ def _csv_frames(
         ) from None
     except OSError as err:
         raise _unreadable(path, table, err) from None
+
+
+def _as_missing(frame: pd.DataFrame) -> pd.DataFrame:
+    """Empty strings as missing: nothing else of a CSV's text is interpreted."""
+    return frame.mask(frame == "")
 
 
 def _read_csv(path: Path, table: str, encoding: str, separator: str = ",") -> pd.DataFrame:
@@ -331,11 +339,11 @@ def _parquet_frames(path: Path, table: str, rows: int | None = None) -> Iterator
         columns = ct.TABLES[table].columns if table in ct.TABLES else ()
         dictionary = [c.name for c in columns if c.kind == Kind.CATEGORY and c.name in names]
         if rows is None:
-            arrows: Iterable[pa.Table] = [pq.read_table(path, read_dictionary=dictionary or None)]
+            yield _parquet_frame(pq.read_table(path, read_dictionary=dictionary or None), table)
         else:
-            arrows = _batches(pq.ParquetFile(path, read_dictionary=dictionary or None), rows)
-        for arrow in arrows:
-            yield _parquet_frame(arrow, table)
+            with pq.ParquetFile(path, read_dictionary=dictionary or None) as file:
+                for arrow in _batches(file, rows):
+                    yield _parquet_frame(arrow, table)
     except OSError as err:
         if isinstance(err, PermissionError) or err.errno is not None:
             raise _unreadable(path, table, err) from None
@@ -345,13 +353,22 @@ def _parquet_frames(path: Path, table: str, rows: int | None = None) -> Iterator
 
 
 def _batches(file: pq.ParquetFile, rows: int) -> Iterator[pa.Table]:
-    """``file`` as tables of at most ``rows`` rows (one empty table for a file without rows)."""
-    empty = True
+    """``file`` as tables of ``rows`` rows (the last one shorter; one empty table for a file
+    without rows). Arrow's batches end at each row group: small row groups are joined."""
+    pending: list[pa.RecordBatch] = []
+    held, empty = 0, True
     for batch in file.iter_batches(batch_size=rows):
-        empty = False
-        yield pa.Table.from_batches([batch])
-    if empty:
-        yield file.schema_arrow.empty_table()
+        pending.append(batch)
+        held += batch.num_rows
+        if held >= rows:
+            empty = False
+            joined = pa.Table.from_batches(pending)
+            for start in range(0, held - held % rows, rows):
+                yield joined.slice(start, rows)
+            pending = [b for b in joined.slice(held - held % rows).to_batches() if b.num_rows]
+            held %= rows
+    if held or empty:
+        yield pa.Table.from_batches(pending) if pending else file.schema_arrow.empty_table()
 
 
 def _parquet_frame(arrow: pa.Table, table: str) -> pd.DataFrame:
@@ -425,6 +442,15 @@ def _steps(names: dict[str, str], extras: Collection[str]) -> Callable[[str, Pro
     return step
 
 
+def _chunk_progress(table: str, done: int, where: object, said: float) -> float:
+    """Log a table's rows read so far, at most every :data:`PROGRESS_SECONDS` (a plain line
+    under cron); returns when it was last said."""
+    if time.monotonic() - said < PROGRESS_SECONDS:
+        return said
+    log.info("read %s: %d rows so far from %s", table, done, where)
+    return time.monotonic()
+
+
 def _folder_frames(
     folder: Path,
     encoding: str,
@@ -472,27 +498,15 @@ def _folder_frames(
             if path.suffix == ".parquet"
             else _csv_frames(path, name, encoding, separator, rows)
         )
-        done = 0
+        done, said = 0, time.monotonic()
         for frame in frames:
             frame = _ids_to_text(frame, name)
             done += len(frame)
-            if rows is not None:
-                log.info("read %s: %d rows so far from %s", name, done, path)
+            said = _chunk_progress(name, done, path, said)
             yield name, frame
         log.info("read %s: %d rows, %d columns from %s", name, done, frame.shape[1], path)
         step(name, progress)
     _absent(folder, absent)
-
-
-def _read_folder(
-    folder: Path,
-    encoding: str,
-    progress: Progress,
-    names: dict[str, str],
-    separator: str,
-    extras: Collection[str] = (),
-) -> dict[str, pd.DataFrame]:
-    return dict(_folder_frames(folder, encoding, progress, names, separator, extras))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -562,17 +576,23 @@ def _sql_frames(
                     absent += [] if name in extras else [name]
                     step(name, progress)
                     continue
-                # In chunks, a table without rows gives one empty frame.
+                # In chunks, a table without rows gives one empty frame. Streamed: without
+                # it, psycopg fetches the whole table into memory before the first chunk.
                 frames = (
                     [pd.read_sql_table(export, conn)]
                     if rows is None
-                    else pd.read_sql_table(export, conn, chunksize=rows)
+                    else pd.read_sql_table(
+                        export,
+                        conn.execution_options(stream_results=True, max_row_buffer=rows),
+                        chunksize=rows,
+                    )
                 )
-                done = 0
+                done, said = 0, time.monotonic()
                 for frame in frames:
                     # pandas reads an integer column with NULLs as float64: the id rule undoes it.
                     frame = _ids_to_text(frame, name)
                     done += len(frame)
+                    said = _chunk_progress(name, done, display_url(url), said)
                     yield name, frame
                 log.info(
                     "read %s: %d rows, %d columns from %s",
@@ -584,12 +604,6 @@ def _sql_frames(
     finally:
         engine.dispose()
     _absent(url, absent)
-
-
-def _read_sql(
-    url: str, progress: Progress, names: dict[str, str], extras: Collection[str] = ()
-) -> dict[str, pd.DataFrame]:
-    return dict(_sql_frames(url, progress, names, extras))
 
 
 def _no_progress(task: str, done: int, total: int) -> None:

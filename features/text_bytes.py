@@ -65,6 +65,8 @@ def may_hold_byte(arr: pa.Array | pa.ChunkedArray, byte_set: np.ndarray) -> bool
     if not len(wanted):
         return False
     for chunk in _chunks(arr):
+        if not len(chunk):  # its offsets buffer may be empty
+            continue
         ends, data = _buffers(chunk)
         values = data[ends[0] : ends[-1]]
         for start in range(0, len(values), SLICE):

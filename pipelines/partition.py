@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import math
 from collections.abc import Callable
@@ -10,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from features.outputs import refuse_overlap
-from features.partitioned import PartitionWriter
+from features.partitioned import PartitionWriter, check_dataset_writable, clear_dataset
 from features.urls import display_url
 from pipelines.params import section
-from pipelines.steps import crm_contract, iter_source, resolve_extracted_at
+from pipelines.steps import crm_contract, iter_source, read_source, resolve_extracted_at
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +58,30 @@ def run_partition(
     refuse_overlap({"source": source}, {"--out": out})
     contract = crm_contract(params)
     rows = read_chunk_rows(params)
-    n_leads = 0
-    if partitions is None:
-        leads = iter_source(params, source, None, contract, rows, only="leads")
-        n_leads = sum(len(frame) for _, frame in leads)
-        log.info("partition: %d leads in the export", n_leads)
-    n = partitions_for(params, n_leads, partitions)
-    writer = PartitionWriter(Path(out), n, contract)
-    for table, frame in iter_source(params, source, progress, contract, rows):
-        writer.write({table: frame})
     extracted_at = resolve_extracted_at(source, section(params, "crm").get("extracted_at"))
+    check_dataset_writable(Path(out))
+    if contract.flat:  # one table the mapping splits in several: read once, whole
+        tables = read_source(params, source, progress, contract)
+        chunks = (item for item in tables.items())
+        n_leads = len(tables["leads"])
+    else:
+        n_leads = 0
+        if partitions is None:
+            leads = iter_source(params, source, None, contract, rows, only="leads")
+            n_leads = sum(len(frame) for _, frame in leads)
+            log.info("partition: %d leads in the export", n_leads)
+        chunks = iter_source(params, source, progress, contract, rows)
+    # The source is checked (every table there, the first chunk read) before `out` is touched.
+    first = next(chunks, None)
+    with contextlib.closing(chunks):  # the reader's file or connection, whatever happens
+        writer = PartitionWriter(Path(out), partitions_for(params, n_leads, partitions), contract)
+        try:
+            for table, frame in itertools.chain([first] if first else [], chunks):
+                writer.write({table: frame})
+        except BaseException:
+            # No half-copied CRM left to be scored: what was written goes (it is ours).
+            clear_dataset(Path(out))
+            raise
     mapping = section(params, "crm").get("mapping")
     return writer.close(
         {

@@ -5,6 +5,7 @@ Paths come in as arguments (dvc.yaml names them once); settings come in as param
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -263,7 +264,10 @@ def iter_source(
     encoding = section(params, "crm").get("encoding") or "utf-8"
     if contract.mapping is None:
         names = None if only is None else {only: only}
-        yield from iter_crm(source, encoding, progress, names, chunk_rows=chunk_rows)
+        with contextlib.closing(
+            iter_crm(source, encoding, progress, names, chunk_rows=chunk_rows)
+        ) as chunks:
+            yield from chunks
         return
     options = contract.mapping.csv
     encoding = options.encoding or encoding
@@ -286,11 +290,13 @@ def iter_source(
         chunk_rows=chunk_rows,
     )
     logged = set()
-    for table, frame in chunks:
-        mapped, _ = map_table(table, frame, contract.mapping, log_left_out=table not in logged)
-        logged.add(table)
-        # Ids are text whatever the export stored; the mapping's names are known only now.
-        yield table, table_ids_as_text(mapped, table)
+    # Closed here, whatever stops the loop: the reader may hold a file or a connection.
+    with contextlib.closing(chunks):
+        for table, frame in chunks:
+            mapped, _ = map_table(table, frame, contract.mapping, log_left_out=table not in logged)
+            logged.add(table)
+            # Ids are text whatever the export stored; the mapping's names are known only now.
+            yield table, table_ids_as_text(mapped, table)
 
 
 def run_validate(

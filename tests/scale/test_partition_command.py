@@ -6,11 +6,14 @@ import copy
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from features.partitioned import SHARED, PartitionWriter, partition_of, read_partition
-from features.readers import read_crm, write_crm
+from features.readers import iter_crm, read_crm, write_crm
+from features.validation import ContractError
 from pipelines.cli import app
 from pipelines.foreign_export import run_export_foreign
 from pipelines.params import load_params
@@ -130,3 +133,82 @@ def test_a_table_without_rows_is_still_written_when_read_in_chunks(tmp_path, tin
     )
     opportunities = read_partition(tmp_path / "parts", 0).tables["opportunities"]
     assert opportunities.empty and "lead_id" in opportunities.columns
+
+
+def test_chunks_whose_categories_need_wider_codes_share_one_schema(tmp_path):
+    # pandas codes a chunk of under 128 categories in int8, one of more in int16.
+    few = pd.DataFrame({"lead_id": ["L1", "L2"], "status": pd.Categorical(["a", "b"])})
+    many = pd.DataFrame(
+        {
+            "lead_id": [f"L{i}" for i in range(3, 303)],
+            "status": pd.Categorical([f"s{i}" for i in range(300)]),
+        }
+    )
+    writer = PartitionWriter(tmp_path / "parts", 1)
+    writer.write({"leads": few})
+    writer.write({"leads": many})
+    writer.close({})
+    leads = read_partition(tmp_path / "parts", 0).tables["leads"]
+    assert leads["status"].astype(str).tolist() == ["a", "b", *[f"s{i}" for i in range(300)]]
+
+
+def test_a_parquet_export_of_small_row_groups_is_read_in_chunks_of_the_rows_asked(tmp_path):
+    (tmp_path / "crm").mkdir()
+    # A category column (read as a dictionary): Arrow's batches then end at each row group.
+    events = pd.DataFrame(
+        {
+            "lead_id": [f"L{i % 7}" for i in range(95)],
+            "event_type": ["page_view", "email_open"] * 47 + ["demo_request"],
+        }
+    )
+    pq.write_table(
+        pa.Table.from_pandas(events), tmp_path / "crm" / "events.parquet", row_group_size=10
+    )
+    leads = pd.DataFrame({"lead_id": [f"L{i}" for i in range(7)]})
+    pq.write_table(pa.Table.from_pandas(leads), tmp_path / "crm" / "leads.parquet")
+    names = {"leads": "leads", "events": "events"}
+    chunks = [
+        f for t, f in iter_crm(tmp_path / "crm", tables=names, chunk_rows=25) if t == "events"
+    ]
+    assert [len(f) for f in chunks] == [25, 25, 25, 20]  # not one chunk per row group of 10
+    # Each chunk is a category of its own spellings: the values are the whole read's.
+    as_text = {"event_type": "str"}
+    pd.testing.assert_frame_equal(
+        pd.concat(chunks, ignore_index=True).astype(as_text),
+        read_crm(tmp_path / "crm", tables=names)["events"].astype(as_text),
+    )
+
+
+def test_an_export_that_fails_half_way_leaves_no_half_copied_crm(tmp_path, tiny_tables):
+    write_crm(tiny_tables, tmp_path / "crm", fmt="csv")
+    events = tmp_path / "crm" / "events.csv"
+    events.write_bytes(events.read_bytes() + b"L1,page_view,2024-02-01 \xff\xfe\n")  # not UTF-8
+    params = load_params(REPO / "params.yaml")
+    with pytest.raises(ContractError, match="events.csv"):
+        _run_partition(params, tmp_path / "crm", tmp_path / "parts", chunk_rows=1, partitions=2)
+    assert not list((tmp_path / "parts").rglob("*.parquet"))  # leads were written, then removed
+    assert not (tmp_path / "parts" / "crm_meta.json").exists()
+
+
+def test_a_missing_source_is_refused_before_the_earlier_dataset_is_touched(tmp_path, tiny_tables):
+    write_crm(tiny_tables, tmp_path / "crm")
+    params = load_params(REPO / "params.yaml")
+    _run_partition(params, tmp_path / "crm", tmp_path / "parts", partitions=2)
+    before = sorted((p.name, p.stat().st_size) for p in (tmp_path / "parts").rglob("*"))
+    with pytest.raises(ContractError, match="does not exist"):
+        _run_partition(params, tmp_path / "gone", tmp_path / "parts", partitions=2)
+    assert sorted((p.name, p.stat().st_size) for p in (tmp_path / "parts").rglob("*")) == before
+
+
+@pytest.mark.slow
+def test_a_postgresql_export_is_read_in_chunks(trained_world, tmp_path, postgres_url):
+    root, params = trained_world
+    crm = read_crm(root / "crm")
+    write_crm(crm, postgres_url)
+    chunks = list(iter_crm(postgres_url, chunk_rows=997))
+    assert max(len(f) for t, f in chunks if t == "events") == 997
+    whole = read_crm(postgres_url)
+    assert whole.keys() == crm.keys()
+    for table, frame in whole.items():
+        read = pd.concat([f for t, f in chunks if t == table], ignore_index=True)
+        pd.testing.assert_frame_equal(read, frame, check_exact=True)
