@@ -274,6 +274,10 @@ def partition(
     all. Read through the CRM's mapping (--mapping or crm.mapping): the dataset holds the
     contract's tables and columns, with the export's values (validation reads them as it reads
     the export). `leadscore score OUT` then scores it partition by partition (--engine).
+
+    Out of core: each table is read and written partition.read_chunk_rows rows at a time, so
+    the export may be larger than memory (a flat export is read whole). Nothing is written
+    until the source is found readable; a copy that fails half-way is removed.
     """
     from pipelines.partition import run_partition
 

@@ -58,7 +58,6 @@ def run_partition(
     refuse_overlap({"source": source}, {"--out": out})
     contract = crm_contract(params)
     rows = read_chunk_rows(params)
-    extracted_at = resolve_extracted_at(source, section(params, "crm").get("extracted_at"))
     check_dataset_writable(Path(out))
     if contract.flat:  # one table the mapping splits in several: read once, whole
         tables = read_source(params, source, progress, contract)
@@ -73,6 +72,7 @@ def run_partition(
         chunks = iter_source(params, source, progress, contract, rows)
     # The source is checked (every table there, the first chunk read) before `out` is touched.
     first = next(chunks, None)
+    extracted_at = resolve_extracted_at(source, section(params, "crm").get("extracted_at"))
     with contextlib.closing(chunks):  # the reader's file or connection, whatever happens
         writer = PartitionWriter(Path(out), partitions_for(params, n_leads, partitions), contract)
         try:
