@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from features.partitioned import SHARED, PartitionWriter, partition_of, read_partition
@@ -200,14 +201,32 @@ def test_a_missing_source_is_refused_before_the_earlier_dataset_is_touched(tmp_p
     assert sorted((p.name, p.stat().st_size) for p in (tmp_path / "parts").rglob("*")) == before
 
 
+@pytest.fixture
+def own_database(postgres_url):
+    """A database of this test's own on the suite's PostgreSQL server, dropped after it: the
+    CRM tables written here must not meet other tests in the shared one."""
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql("DROP DATABASE IF EXISTS partition_chunks")
+        conn.exec_driver_sql("CREATE DATABASE partition_chunks")
+    yield (
+        sa.make_url(postgres_url)
+        .set(database="partition_chunks")
+        .render_as_string(hide_password=False)
+    )
+    with admin.connect() as conn:
+        conn.exec_driver_sql("DROP DATABASE IF EXISTS partition_chunks WITH (FORCE)")
+    admin.dispose()
+
+
 @pytest.mark.slow
-def test_a_postgresql_export_is_read_in_chunks(trained_world, tmp_path, postgres_url):
+def test_a_postgresql_export_is_read_in_chunks(trained_world, own_database):
     root, params = trained_world
     crm = read_crm(root / "crm")
-    write_crm(crm, postgres_url)
-    chunks = list(iter_crm(postgres_url, chunk_rows=997))
+    write_crm(crm, own_database)
+    chunks = list(iter_crm(own_database, chunk_rows=997))
     assert max(len(f) for t, f in chunks if t == "events") == 997
-    whole = read_crm(postgres_url)
+    whole = read_crm(own_database)
     assert whole.keys() == crm.keys()
     for table, frame in whole.items():
         read = pd.concat([f for t, f in chunks if t == table], ignore_index=True)
