@@ -323,7 +323,7 @@ def report_unseen_categories(
 def score_leads(
     features: pd.DataFrame,
     model: ScoringModel,
-    explainer: LeadExplainer,
+    explainer: LeadExplainer | None,
     top_k: int = 3,
     min_log_odds: float = 0.01,
     min_log_amount: float = 0.05,
@@ -332,8 +332,8 @@ def score_leads(
     gates, reasons for and against, and the reasons for the amount (:func:`amount_reasons`).
 
     ``explainer``: the model's (:func:`explainer_for`), kept across batches so that its phrases
-    are said once per job. ``top_k=0`` skips reasons. ``min_log_amount``: the smallest
-    contribution to the log amount that is a reason (0.05: about 5% of the amount).
+    are said once per job; None with ``top_k=0``, which skips reasons. ``min_log_amount``: the
+    smallest contribution to the log amount that is a reason (0.05: about 5% of the amount).
     """
     x = model.scorer.matrix(features)  # once: the probabilities and the contributions read it
     scored = model.scorer.score(features, x)

@@ -400,3 +400,23 @@ def test_warns_on_each_empty_stage():
         "the SQL stage is empty on validation (disqualified 2, SQL 0, MQL 8, nurture 0)",
         "the nurture stage is empty on validation (disqualified 2, SQL 0, MQL 8, nurture 0)",
     ]
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(-1e6, 1e6),  # probabilities and their gaps (no overflow of x100)
+            st.sampled_from([np.nan, np.inf, -np.inf]),
+            st.floats(0, 0.002),  # around the 0.1% switch to two significant digits
+            st.sampled_from([0.0, 0.001, 0.00099999, 1e-300, -0.0]),
+        ),
+        max_size=30,
+    )
+)
+def test_probabilities_and_gaps_in_words_are_said_as_one_at_a_time(values):
+    from models.cutoffs import _percent, _points, percent
+
+    p = np.asarray(values, dtype=float)
+    assert _percent(p).tolist() == [percent(v) for v in values]
+    said = ["less than 0.1 points" if 100 * v < 0.05 else f"{100 * v:.1f} points" for v in values]
+    assert _points(p).tolist() == said
