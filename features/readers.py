@@ -22,7 +22,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -442,13 +442,22 @@ def _steps(names: dict[str, str], extras: Collection[str]) -> Callable[[str, Pro
     return step
 
 
-def _chunk_progress(table: str, done: int, where: object, said: float) -> float:
-    """Log a table's rows read so far, at most every :data:`PROGRESS_SECONDS` (a plain line
-    under cron); returns when it was last said."""
-    if time.monotonic() - said < PROGRESS_SECONDS:
-        return said
-    log.info("read %s: %d rows so far from %s", table, done, where)
-    return time.monotonic()
+def _table_frames(
+    name: str, frames: Iterable[pd.DataFrame], where: object
+) -> Iterator[tuple[str, pd.DataFrame]]:
+    """``(name, frame)`` for each frame of one table read from ``where``, ids as text (pandas
+    reads an integer id column with NULLs as float64: the id rule undoes it). A table read in
+    chunks says how far it got at most every :data:`PROGRESS_SECONDS` (a plain line under
+    cron); the table's rows and columns are logged once it is read."""
+    done, said = 0, time.monotonic()
+    for frame in frames:
+        frame = _ids_to_text(frame, name)
+        done += len(frame)
+        if time.monotonic() - said >= PROGRESS_SECONDS:
+            log.info("read %s: %d rows so far from %s", name, done, where)
+            said = time.monotonic()
+        yield name, frame
+    log.info("read %s: %d rows, %d columns from %s", name, done, frame.shape[1], where)
 
 
 def _folder_frames(
@@ -498,13 +507,7 @@ def _folder_frames(
             if path.suffix == ".parquet"
             else _csv_frames(path, name, encoding, separator, rows)
         )
-        done, said = 0, time.monotonic()
-        for frame in frames:
-            frame = _ids_to_text(frame, name)
-            done += len(frame)
-            said = _chunk_progress(name, done, path, said)
-            yield name, frame
-        log.info("read %s: %d rows, %d columns from %s", name, done, frame.shape[1], path)
+        yield from _table_frames(name, frames, path)
         step(name, progress)
     _absent(folder, absent)
 
@@ -587,17 +590,7 @@ def _sql_frames(
                         chunksize=rows,
                     )
                 )
-                done, said = 0, time.monotonic()
-                for frame in frames:
-                    # pandas reads an integer column with NULLs as float64: the id rule undoes it.
-                    frame = _ids_to_text(frame, name)
-                    done += len(frame)
-                    said = _chunk_progress(name, done, display_url(url), said)
-                    yield name, frame
-                log.info(
-                    "read %s: %d rows, %d columns from %s",
-                    name, done, frame.shape[1], display_url(url),
-                )  # fmt: skip
+                yield from _table_frames(name, frames, display_url(url))
                 step(name, progress)
     except sa.exc.SQLAlchemyError as err:
         raise _database_error(url, name, err) from None

@@ -272,8 +272,6 @@ def iter_source(
     options = contract.mapping.csv
     encoding = options.encoding or encoding
     if contract.flat:
-        if chunk_rows is not None:
-            log.info("a flat export is read whole: its mapping splits one table into several")
         name = contract.mapping.from_
         frame = read_flat(source, name, encoding=encoding, separator=options.separator)
         for table, mapped in apply_flat(frame, contract.mapping, name).tables.items():
